@@ -1,0 +1,3 @@
+"""The project's own tests drive pytest as a user would, through pytester."""
+
+pytest_plugins = ["pytester"]

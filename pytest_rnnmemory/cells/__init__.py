@@ -1,0 +1,75 @@
+"""The cell registry and the cell protocol.
+
+A cell is a class called as ``Cell(input_size, hidden_size)`` that returns a
+``torch.nn.Module`` whose ``forward(x)`` maps a batch of sequences ``x`` of
+shape ``[batch, steps, input_size]`` to the hidden states at every step,
+``[batch, steps, hidden_size]``, starting from a state of its own choosing
+(zeros for the built-ins). The module's parameters are its trainable
+weights; its initialisation is the one it does in ``__init__``. The readout
+and the loss are the engine's, not the cell's.
+
+Built-in cells are named ``rnn``, ``lstm`` and ``gru``; a user's own cell is
+named by its import path, ``package.module:Class``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import CellError
+from ..imports import import_object
+from .builtin import GRU, LSTM, ElmanRNN
+
+#: Built-in cells by the name a suite or ``--cell`` uses.
+CELLS: dict[str, type[nn.Module]] = {"rnn": ElmanRNN, "lstm": LSTM, "gru": GRU}
+
+
+def cell_class(name: str) -> type[nn.Module]:
+    """The class for a built-in cell name or a ``package.module:Class`` path."""
+    if name in CELLS:
+        return CELLS[name]
+    if ":" not in name:
+        raise CellError(
+            f"unknown cell {name!r}; built-in cells: {', '.join(CELLS)}; "
+            "or name your own as 'package.module:Class'"
+        )
+    cls = import_object(name, what="cell", error=CellError)
+    if not callable(cls):
+        raise CellError(f"cell {name!r} is not a class")
+    return cls
+
+
+def build_cell(name: str, input_size: int, hidden_size: int) -> nn.Module:
+    """One cell ``name`` built for ``input_size`` and ``hidden_size``, its protocol checked."""
+    cls = cell_class(name)
+    try:
+        module = cls(input_size, hidden_size)
+    except Exception as exc:  # a user's constructor may raise anything
+        raise CellError(f"cell {name!r}: {name}({input_size}, {hidden_size}) raised {exc!r}") from exc
+    if not isinstance(module, nn.Module):
+        raise CellError(f"cell {name!r} must build a torch.nn.Module, got {type(module).__name__}")
+    if not any(True for _ in module.parameters()):
+        raise CellError(f"cell {name!r} has no parameters to train")
+    return module
+
+
+def check_cell(name: str, input_size: int, hidden_size: int) -> None:
+    """Build cell ``name`` and run it on a tiny batch; raise :class:`CellError` if it breaks the protocol."""
+    module = build_cell(name, input_size, hidden_size)
+    x = torch.zeros(2, 3, input_size)
+    try:
+        with torch.no_grad():
+            out = module(x)
+    except Exception as exc:
+        raise CellError(f"cell {name!r}: forward on a [2, 3, {input_size}] batch raised {exc!r}") from exc
+    expected = (2, 3, hidden_size)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise CellError(
+            f"cell {name!r}: forward must return hidden states [batch, steps, hidden] = "
+            f"{list(expected)}, got {got}"
+        )
+
+
+__all__ = ["CELLS", "GRU", "LSTM", "CellError", "ElmanRNN", "build_cell", "cell_class", "check_cell"]

@@ -1,0 +1,115 @@
+"""The built-in cells: torch's Elman RNN, LSTM and GRU, one sequence at a time.
+
+Each follows the cell protocol (see :mod:`pytest_rnnmemory.cells`) and holds
+its weights exactly as the matching ``torch.nn`` module holds those of its
+first layer: same names, same gate order, same shapes, same initialisation
+(every weight and bias uniform in ``[-1/sqrt(H), 1/sqrt(H)]``). The engine
+trains them either through torch's fused kernels (block-diagonal weights, see
+:mod:`pytest_rnnmemory.cells.fused`) or through these modules under
+``torch.func.vmap``; both compute the equations written here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+
+class _Recurrent(nn.Module):
+    """Weights ``weight_ih [G*H, I]``, ``weight_hh [G*H, H]``, ``bias_ih``, ``bias_hh [G*H]``."""
+
+    #: Number of gate blocks stacked in the weights.
+    gates: ClassVar[int]
+    #: Name of torch's fused sequence op (``torch.rnn_tanh``, ``torch.lstm``, ``torch.gru``).
+    fused_op: ClassVar[str]
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        rows = self.gates * hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(rows, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(rows, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(rows))
+        self.bias_hh = nn.Parameter(torch.empty(rows))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """torch's initialisation: every weight and bias uniform in ``[-1/sqrt(H), 1/sqrt(H)]``."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    def _input_part(self, x: torch.Tensor) -> torch.Tensor:
+        # The input's contribution does not depend on the state: one product for all steps.
+        return x @ self.weight_ih.T + self.bias_ih
+
+
+class ElmanRNN(_Recurrent):
+    """``h_t = tanh(W_ih x_t + b_ih + W_hh h_(t-1) + b_hh)``, ``h_(-1) = 0``."""
+
+    gates = 1
+    fused_op = "rnn_tanh"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self._input_part(x)
+        h = x.new_zeros(x.shape[0], self.hidden_size)
+        states = []
+        for t in range(x.shape[1]):
+            h = torch.tanh(pre[:, t] + h @ self.weight_hh.T + self.bias_hh)
+            states.append(h)
+        return torch.stack(states, dim=1)
+
+
+class LSTM(_Recurrent):
+    """torch's LSTM, gates stacked in the order input, forget, cell, output::
+
+    i, f, g, o = W_ih x_t + b_ih + W_hh h_(t-1) + b_hh      (split in 4)
+    c_t = sigmoid(f) * c_(t-1) + sigmoid(i) * tanh(g)
+    h_t = sigmoid(o) * tanh(c_t)                             h_(-1) = c_(-1) = 0
+    """
+
+    gates = 4
+    fused_op = "lstm"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self._input_part(x)
+        h = x.new_zeros(x.shape[0], self.hidden_size)
+        c = h
+        states = []
+        for t in range(x.shape[1]):
+            i, f, g, o = (pre[:, t] + h @ self.weight_hh.T + self.bias_hh).chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            states.append(h)
+        return torch.stack(states, dim=1)
+
+
+class GRU(_Recurrent):
+    """torch's GRU, gates stacked in the order reset, update, new::
+
+    r = sigmoid(W_ir x_t + b_ir + W_hr h_(t-1) + b_hr)
+    z = sigmoid(W_iz x_t + b_iz + W_hz h_(t-1) + b_hz)
+    n = tanh(W_in x_t + b_in + r * (W_hn h_(t-1) + b_hn))
+    h_t = (1 - z) * n + z * h_(t-1)                          h_(-1) = 0
+    """
+
+    gates = 3
+    fused_op = "gru"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self._input_part(x)
+        h = x.new_zeros(x.shape[0], self.hidden_size)
+        states = []
+        for t in range(x.shape[1]):
+            xr, xz, xn = pre[:, t].chunk(3, dim=-1)
+            hr, hz, hn = (h @ self.weight_hh.T + self.bias_hh).chunk(3, dim=-1)
+            r = torch.sigmoid(xr + hr)
+            z = torch.sigmoid(xz + hz)
+            n = torch.tanh(xn + r * hn)
+            h = (1 - z) * n + z * h
+            states.append(h)
+        return torch.stack(states, dim=1)

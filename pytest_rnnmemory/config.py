@@ -1,0 +1,206 @@
+"""The suite schema: every section and key of a suite file, its default, its rule and its meaning.
+
+This module is the one place where the keys are defined. :mod:`.suite`
+reads files against it, the engine and the verdict read the resulting
+dataclasses, and the README's key table is checked against it by the tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Check = Callable[[Any], "str | None"]
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def key(default: Any = dataclasses.MISSING, *, doc: str, check: Check | None = None) -> Any:
+    """A schema key: its default (none for a required key), what it means, and its rule."""
+    return field(default=default, metadata={"doc": doc, "check": check})
+
+
+def integer(minimum: int) -> Check:
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            return f"must be an integer >= {minimum}"
+        return None
+
+    return check
+
+
+def number(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Check:
+    lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+    text = f"must be a number in {lo}{low:g}, {high:g}{hi}"
+
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return text
+        if value < low or value > high or (low_open and value == low) or (high_open and value == high):
+            return text
+        return None
+
+    return check
+
+
+def one_of(*allowed: str) -> Check:
+    def check(value: Any) -> str | None:
+        if value not in allowed:
+            return "must be one of " + ", ".join(repr(a) for a in allowed)
+        return None
+
+    return check
+
+
+def text(value: Any) -> str | None:
+    return None if isinstance(value, str) else "must be a string"
+
+
+def name(value: Any) -> str | None:
+    if not isinstance(value, str) or not _NAME.match(value):
+        return "must be a non-empty name of letters, digits, '_', '.' or '-'"
+    return None
+
+
+def names(value: Any) -> str | None:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        return "must be a non-empty list of names"
+    if len(set(value)) != len(value):
+        return "must not name anything twice"
+    return None
+
+
+def lengths(value: Any) -> str | None:
+    if not isinstance(value, list) or not value:
+        return "must be a non-empty list of integers >= 1"
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
+        return "must be a non-empty list of integers >= 1"
+    if len(set(value)) != len(value):
+        return "must not list a length twice"
+    return None
+
+
+@dataclass(frozen=True)
+class SuiteSection:
+    task: str = key(
+        doc="A task of TASKS.md (`latching`, `relay`, `xor_delay`, `addition`, `or`, `recall`) or `package.module:Class`.",
+        check=text,
+    )
+    cells: tuple[str, ...] = key(
+        doc="Cells to test: `rnn`, `lstm`, `gru` or `package.module:Class`.", check=names
+    )
+    lengths: tuple[int, ...] = key(
+        doc="The lengths to test (what a length means is the task's; see TASKS.md).", check=lengths
+    )
+    name: str = key(
+        "",
+        doc="The suite's name, used by `--rnn-suite` and for report files. Default: the file's stem.",
+        check=name,
+    )
+    description: str = key("", doc="One line for the report's title.", check=text)
+    seed: int = key(
+        0, doc="Root of every trial's seed (with suite, cell, length and trial index).", check=integer(0)
+    )
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    hidden: int = key(
+        1, doc="Hidden units per cell; 1 is the classic single-unit experiment.", check=integer(1)
+    )
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    samples: int = key(
+        2000, doc="Training sequences per trial, generated from the trial's own stream.", check=integer(1)
+    )
+    val_samples: int = key(
+        1000,
+        doc="Validation sequences per trial, generated fresh from a stream of their own.",
+        check=integer(1),
+    )
+    epochs: int = key(
+        10, doc="Passes over the training sequences, each in a new order per trial.", check=integer(1)
+    )
+    batch_size: int = key(16, doc="Sequences per optimizer step.", check=integer(1))
+    optimizer: str = key(
+        "adam",
+        doc="`adam`, `sgd` or `rmsprop` (torch's defaults otherwise).",
+        check=one_of("adam", "sgd", "rmsprop"),
+    )
+    lr: float = key(0.05, doc="Learning rate.", check=number(0.0, 1e3, low_open=True))
+    clip: float = key(
+        0.0,
+        doc="Clip each trial's gradient norm to this value; 0 turns clipping off.",
+        check=number(0.0, 1e9),
+    )
+    engine: str = key(
+        "auto",
+        doc="How trials are batched: `auto` (measured choice), `fused` (built-in cells through torch's fused kernels) or `vmap` (`torch.func`, any cell).",
+        check=one_of("auto", "fused", "vmap"),
+    )
+
+
+@dataclass(frozen=True)
+class SuccessSection:
+    metric: str = key(
+        "",
+        doc="`accuracy` (scored steps right) or `sequence_accuracy` (sequences with every scored step right). Default: the task's.",
+        check=one_of("", "accuracy", "sequence_accuracy"),
+    )
+    threshold: float = key(
+        0.95,
+        doc="A trial succeeds when its validation metric reaches this value.",
+        check=number(0.0, 1.0, low_open=True),
+    )
+
+
+@dataclass(frozen=True)
+class VerdictSection:
+    trials: int = key(30, doc="Independent trials per case.", check=integer(1))
+    p0: float = key(
+        0.5,
+        doc="`learns` means the success rate is significantly above p0; `fails`, significantly below.",
+        check=number(0.0, 1.0, low_open=True, high_open=True),
+    )
+    alpha: float = key(
+        0.05, doc="Significance level of each one-sided binomial test.", check=number(0.0, 0.5, low_open=True)
+    )
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """What the command line changes in every suite it runs (``None``: keep the suite's)."""
+
+    cells: tuple[str, ...] | None = None
+    lengths: tuple[int, ...] | None = None
+    trials: int | None = None
+    seed: int | None = None
+    profile: str | None = None
+
+
+#: The sections of a suite file, in the order the README documents them.
+SECTIONS: dict[str, type] = {
+    "suite": SuiteSection,
+    "model": ModelSection,
+    "train": TrainSection,
+    "success": SuccessSection,
+    "verdict": VerdictSection,
+}
+
+#: Sections whose keys are not fixed by this schema: ``[task]`` belongs to the task,
+#: ``[profiles.NAME]`` overrides any key above.
+FREE_SECTIONS = ("task", "profiles")
+
+
+def keys_of(section: type) -> dict[str, dataclasses.Field]:
+    """The schema keys of one section class, by name."""
+    return {f.name: f for f in dataclasses.fields(section)}
+
+
+def is_required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING

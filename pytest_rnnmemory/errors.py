@@ -1,0 +1,28 @@
+"""The errors that pytest-rnnmemory reports to its users."""
+
+from __future__ import annotations
+
+
+class RnnMemoryError(Exception):
+    """Base class: something a user can fix, described in words they can act on."""
+
+
+class SuiteError(RnnMemoryError):
+    """A suite file that cannot be used; carries one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class CellError(RnnMemoryError):
+    """A cell that cannot be found or does not follow the cell protocol."""
+
+
+class TaskError(RnnMemoryError):
+    """A task that cannot be found, or parameters or a length it does not accept."""
+
+    def __init__(self, message: str, where: str | None = None) -> None:
+        super().__init__(message)
+        #: The suite key the problem is in, when there is one (``task.noise = -1``).
+        self.where = where

@@ -1,0 +1,331 @@
+"""The pytest hooks: options, suite selection, collection, result gathering and the report.
+
+This module loads in every pytest run of an environment where the package is
+installed, so it imports torch and the engine only when a suite is collected.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from .settings import SETTINGS, Settings, resolve_device
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+RUN_LOG = pytest.StashKey["RunLog"]()
+
+
+def _names(value: str) -> tuple[str, ...]:
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not names:
+        raise pytest.UsageError(f"expected a comma-separated list of names, got {value!r}")
+    return names
+
+
+def _lengths(value: str) -> tuple[int, ...]:
+    try:
+        lengths = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise pytest.UsageError(
+            f"--rnn-length={value}: must be integers >= 1, comma-separated (e.g. 5,20,50)"
+        ) from None
+    if not lengths or min(lengths) < 1:
+        raise pytest.UsageError(f"--rnn-length={value}: must be integers >= 1, comma-separated")
+    return lengths
+
+
+def _count(option: str, minimum: int):
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = minimum - 1
+        if number < minimum:
+            raise pytest.UsageError(f"{option}={value}: must be an integer >= {minimum}")
+        return number
+
+    return parse
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rnnmemory", "memory tests for recurrent cells (pytest-rnnmemory)")
+    group.addoption(
+        "--rnn-suite",
+        metavar="NAME[,NAME]",
+        help="run these suites (by name, from rnn_suites_dir), even when no path is given",
+    )
+    group.addoption(
+        "--cell",
+        metavar="NAME[,NAME]",
+        help="cells to test instead of each suite's: rnn, lstm, gru or package.module:Class",
+    )
+    group.addoption("--rnn-length", metavar="L[,L]", help="lengths to test instead of each suite's")
+    group.addoption(
+        "--rnn-trials", metavar="N", help="trials per case instead of each suite's verdict.trials"
+    )
+    group.addoption(
+        "--rnn-profile", metavar="NAME", help="apply the suites' [profiles.NAME] overrides (e.g. quick)"
+    )
+    group.addoption("--rnn-device", metavar="DEVICE", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    group.addoption("--rnn-seed", metavar="N", help="root seed instead of each suite's suite.seed")
+    group.addoption("--rnn-report-dir", metavar="DIR", help="where reports are written (default: reports)")
+    group.addoption(
+        "--rnn-inconclusive",
+        choices=("fail", "skip"),
+        default=None,
+        help="what an inconclusive verdict does to its case: fail (default) or skip",
+    )
+    parser.addini("rnn_suites_dir", "folder of suite files, relative to the rootdir", default="suites")
+    parser.addini("rnn_suites", "suites to run when --rnn-suite is not given (comma-separated)", default="")
+    parser.addini("rnn_cells", "cells to test instead of each suite's (comma-separated)", default="")
+    parser.addini("rnn_profile", "profile applied to every suite", default="")
+    parser.addini("rnn_device", "auto, cpu, cuda or cuda:N", default="auto")
+    parser.addini("rnn_report_dir", "where reports are written, relative to the rootdir", default="reports")
+    parser.addini("rnn_inconclusive", "fail or skip", default="fail")
+
+
+def _check_device(value: str) -> str:
+    if not _DEVICE.match(value):
+        raise pytest.UsageError(f"--rnn-device={value}: must be auto, cpu, cuda or cuda:N")
+    return value
+
+
+def _suite_files(suites_dir: Path) -> dict[str, Path]:
+    from .suite import suite_name
+
+    files = sorted(suites_dir.glob("*.toml")) if suites_dir.is_dir() else []
+    return {suite_name(path): path for path in files}
+
+
+def _select(names: tuple[str, ...], suites_dir: Path) -> tuple[Path, ...]:
+    known = _suite_files(suites_dir)
+    chosen = []
+    for name in names:
+        if name in known:
+            chosen.append(known[name].resolve())
+        elif name.endswith(".toml") and Path(name).is_file():
+            chosen.append(Path(name).resolve())
+        else:
+            listed = ", ".join(known) or f"none: {suites_dir} has no *.toml files"
+            raise pytest.UsageError(f"--rnn-suite: unknown suite {name!r}; known suites: {listed}")
+    return tuple(chosen)
+
+
+def _option(config: pytest.Config, name: str, ini: str | None = None) -> str | None:
+    value = config.getoption(name)
+    if value is None and ini is not None:
+        value = config.getini(ini) or None
+    return value
+
+
+def _read_settings(config: pytest.Config) -> Settings:
+    root = config.rootpath
+    suites_dir = (root / config.getini("rnn_suites_dir")).resolve()
+    names = _option(config, "rnn_suite", "rnn_suites")
+    cells = _option(config, "cell", "rnn_cells")
+    report_dir = config.getoption("rnn_report_dir")
+    inconclusive = config.getoption("rnn_inconclusive") or config.getini("rnn_inconclusive")
+    if inconclusive not in ("fail", "skip"):
+        raise pytest.UsageError(f"rnn_inconclusive = {inconclusive}: must be fail or skip")
+    trials = config.getoption("rnn_trials")
+    seed = config.getoption("rnn_seed")
+    lengths = config.getoption("rnn_length")
+    if cells:
+        from .cells import CellError, cell_class
+
+        for cell in _names(cells):
+            try:
+                cell_class(cell)
+            except CellError as exc:
+                raise pytest.UsageError(f"--cell: {exc}") from None
+    return Settings(
+        suites_dir=suites_dir,
+        selected=_select(_names(names), suites_dir) if names else None,
+        cells=_names(cells) if cells else None,
+        lengths=_lengths(lengths) if lengths else None,
+        trials=_count("--rnn-trials", 1)(trials) if trials else None,
+        seed=_count("--rnn-seed", 0)(seed) if seed is not None else None,
+        profile=_option(config, "rnn_profile", "rnn_profile"),
+        device=_check_device(_option(config, "rnn_device", "rnn_device") or "auto"),
+        report_dir=(Path(report_dir).resolve() if report_dir else root / config.getini("rnn_report_dir")),
+        inconclusive=inconclusive,
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "rnnmemory: a memory-task case of pytest-rnnmemory")
+    settings = _read_settings(config)
+    config.stash[SETTINGS] = settings
+    log = config.stash[RUN_LOG] = RunLog(config)
+    config.pluginmanager.register(log, "rnnmemory-runlog")
+    if settings.profile and settings.selected:
+        _check_profile(settings)
+    if settings.selected:
+        # Fail early on a device that is not here, before any suite is collected.
+        config.stash[SETTINGS] = settings = settings.with_device(resolve_device(settings.device))
+        if not hasattr(config, "workerinput"):
+            _add_suite_args(config, settings.selected)
+
+
+def _check_profile(settings: Settings) -> None:
+    from .errors import SuiteError
+    from .suite import read_toml
+
+    defined: set[str] = set()
+    for path in settings.selected or ():
+        try:
+            profiles = read_toml(path).get("profiles", {})
+        except SuiteError:
+            continue
+        if isinstance(profiles, dict):
+            defined.update(profiles)
+    if settings.profile not in defined:
+        raise pytest.UsageError(
+            f"--rnn-profile: unknown profile {settings.profile!r}; "
+            f"the selected suites define: {', '.join(sorted(defined)) or 'none'}"
+        )
+
+
+def _add_suite_args(config: pytest.Config, paths: tuple[Path, ...]) -> None:
+    """Let ``--rnn-suite`` run suites with no path given, and beside any paths that are."""
+    wanted = [str(p) for p in paths]
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args[:] = wanted
+        return
+    given = [Path(a.split("::")[0]).resolve() for a in config.args]
+    for path in paths:
+        if not any(path == g or g in path.parents for g in given):
+            config.args.append(str(path))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    settings = config.stash.get(SETTINGS, None)
+    if settings is None or (not settings.active and not _suites_in_args(config, settings)):
+        return None
+    parts = [f"device={resolve_device(settings.device)}"]
+    for label, value in (
+        ("cells", settings.cells and ",".join(settings.cells)),
+        ("lengths", settings.lengths and ",".join(map(str, settings.lengths))),
+        ("trials", settings.trials),
+        ("seed", settings.seed),
+        ("profile", settings.profile),
+    ):
+        if value is not None and value != "":
+            parts.append(f"{label}={value}")
+    parts.append(f"reports={settings.report_dir}")
+    return ["rnnmemory: " + ", ".join(parts)]
+
+
+def _suites_in_args(config: pytest.Config, settings: Settings) -> bool:
+    return any(
+        settings.suites_dir == Path(a.split("::")[0]).resolve()
+        or settings.suites_dir in Path(a.split("::")[0]).resolve().parents
+        for a in config.args
+    )
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    if file_path.suffix != ".toml":
+        return None
+    settings: Settings = parent.config.stash[SETTINGS]
+    resolved = file_path.resolve()
+    if settings.selected is not None:
+        if resolved not in settings.selected:
+            return None
+    elif settings.suites_dir not in resolved.parents:
+        return None
+    from .items import SuiteFile
+
+    return SuiteFile.from_parent(parent, path=file_path)
+
+
+def _display_path(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return path.name
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    record = getattr(item, "record", None)
+    if call.when == "call" and record is not None:
+        # Travels to the xdist controller with the report (plain built-in types only).
+        report.rnnmemory = record
+    return report
+
+
+class RunLog:
+    """This run's suites: the cases selected, the records that came back, the reports written.
+
+    Registered as a plugin of its own because ``pytest_runtest_logreport``
+    receives no config; it lives in ``config.stash`` too.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.runs: dict = {}
+        self.written: list[Path] = []
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Note every selected case, so the report shows those that never finish as missing."""
+        from .items import CaseItem
+
+        for item in session.items:
+            if not isinstance(item, CaseItem):
+                continue
+            from .results import SuiteRun
+
+            suite = item.case.suite
+            run = self.runs.get(suite.name)
+            if run is None:
+                run = self.runs[suite.name] = SuiteRun(
+                    name=suite.name,
+                    description=suite.meta.description,
+                    path=_display_path(suite.path, self.config.rootpath),
+                    task=suite.meta.task,
+                    profile=suite.profile,
+                    config=suite.resolved,
+                    expected=[],
+                )
+            run.expected.append((item.case.cell, item.case.length))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = getattr(report, "rnnmemory", None)
+        if record is None or report.when != "call":
+            return
+        run = self.runs.get(record["suite"])
+        if run is not None:
+            run.records[(record["cell"], record["length"])] = record
+            run.wall_s += record["wall_s"]
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput") or not self.runs:
+            return  # only the controller writes reports
+        from .report import write_reports
+        from .results import environment
+
+        settings: Settings = self.config.stash[SETTINGS]
+        env = environment(resolve_device(settings.device))
+        for run in self.runs.values():
+            self.written += write_reports(run, settings.report_dir, env)
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.runs or hasattr(self.config, "workerinput"):
+            return
+        from .report import terminal_table
+
+        terminalreporter.section("rnnmemory capability")
+        for run in self.runs.values():
+            metric = run.config["success"]["metric"]
+            terminalreporter.write_line(f"{run.name} ({run.task}, {metric})")
+            terminalreporter.write_line(terminal_table(run))
+            if run.missing:
+                missing = ", ".join(f"{c}-L{n}" for c, n in run.missing)
+                terminalreporter.write_line(f"missing: {missing}")
+            terminalreporter.write_line("")
+        for path in self.written:
+            terminalreporter.write_line(f"report written: {_display_path(path, self.config.rootpath)}")

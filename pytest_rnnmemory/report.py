@@ -1,0 +1,259 @@
+"""The capability report: a suite's verdicts as markdown, JSON, a plot and a terminal table."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from .results import Record, SuiteRun
+
+#: Version of the JSON report's layout; bumped when a key changes meaning or goes away.
+SCHEMA_VERSION = 1
+
+MARKS = {"learns": "✓", "fails": "✗", "inconclusive": "?"}
+MISSING = "—"
+
+
+def cell_text(record: Record | None, *, interval: bool = True) -> str:
+    """One table cell: verdict mark, k/n and (optionally) the 95% interval."""
+    if record is None:
+        return f"{MISSING} missing"
+    text = f"{MARKS[record['verdict']]} {record['k']}/{record['n']}"
+    if interval:
+        text += f" [{record['ci_low']:.2f}, {record['ci_high']:.2f}]"
+    return text
+
+
+def capability_rows(run: SuiteRun, *, interval: bool = True) -> list[list[str]]:
+    """Rows of lengths, columns of cells; a selected case that did not run shows as missing."""
+    rows = []
+    for length in run.lengths:
+        row = [str(length)]
+        for cell in run.cells:
+            if (cell, length) not in run.expected:
+                row.append("")
+            else:
+                row.append(cell_text(run.records.get((cell, length)), interval=interval))
+        rows.append(row)
+    return rows
+
+
+def terminal_table(run: SuiteRun) -> str:
+    """The compact table for pytest's terminal summary."""
+    table = tabulate(capability_rows(run, interval=False), headers=["length", *run.cells])
+    frontiers = ", ".join(f"{c} {_frontier_text(run.frontier(c))}" for c in run.cells)
+    return f"{table}\nfrontier (largest length learned): {frontiers}"
+
+
+def _frontier_text(value: int | None) -> str:
+    return "none" if value is None else str(value)
+
+
+def markdown(run: SuiteRun, environment: dict[str, str], plot_name: str | None) -> str:
+    """The markdown report of one suite."""
+    verdict = run.config["verdict"]
+    success = run.config["success"]
+    first = next(iter(run.records.values()), None)
+    chance = (
+        ", ".join(
+            f"{r['chance']:.3g} at L={n}" for (c, n), r in sorted(run.records.items()) if c == run.cells[0]
+        )
+        if first and first["metric"] == "sequence_accuracy"
+        else (f"{first['chance']:.3g}" if first else "n/a")
+    )
+    lines = [
+        f"# {run.name}: capability report",
+        "",
+        run.description or f"Task `{run.task}`.",
+        "",
+        f"A case is one (cell, length). Each trains **{verdict['trials']} independent trials**; a trial "
+        f"succeeds when its validation {success['metric']} reaches **{success['threshold']}** "
+        f"(chance: {chance}). The verdict is `learns` when the success rate is significantly above "
+        f"p0 = {verdict['p0']} (one-sided exact binomial test, alpha = {verdict['alpha']}), `fails` when "
+        "significantly below, and `inconclusive` otherwise.",
+        "",
+        "## Capability",
+        "",
+        "✓ learns, ✗ fails, ? inconclusive, — missing; k/n successes and the exact 95% interval of the rate.",
+        "",
+        tabulate(capability_rows(run), headers=["length", *run.cells], tablefmt="github"),
+        "",
+        "## Frontier",
+        "",
+        "The largest length each cell learns in this run.",
+        "",
+        tabulate(
+            [[c, _frontier_text(run.frontier(c))] for c in run.cells],
+            headers=["cell", "frontier"],
+            tablefmt="github",
+        ),
+        "",
+    ]
+    if plot_name:
+        lines += [f"![success rate against length]({plot_name})", ""]
+    lines += ["## Cases", "", _case_table(run), ""]
+    if run.missing:
+        lines += [
+            "## Missing",
+            "",
+            "Selected but without a result (interrupted, errored or deselected while running):",
+            "",
+            *[f"- {c}-L{n}" for c, n in run.missing],
+            "",
+        ]
+    lines += [
+        "## Configuration",
+        "",
+        f"- suite file: `{run.path}`" + (f", profile `{run.profile}`" if run.profile else ""),
+        f"- seed: {run.config['suite']['seed']}",
+        f"- wall time of the cases: {run.wall_s:.1f} s",
+        *[f"- {k}: {v}" for k, v in environment.items()],
+        "",
+        "```toml",
+        _toml(run.config),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _case_table(run: SuiteRun) -> str:
+    rows = []
+    for cell, length in run.expected:
+        r = run.records.get((cell, length))
+        if r is None:
+            rows.append([cell, length, MISSING, "", "", "", "", "", "", "", ""])
+            continue
+        rows.append(
+            [
+                cell,
+                length,
+                r["verdict"],
+                f"{r['k']}/{r['n']}",
+                f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]",
+                f"{r['p_greater']:.3g}",
+                f"{r['p_less']:.3g}",
+                f"{r['metric_median']:.3f}",
+                f"{r['metric_mean']:.3f} / {r['metric_max']:.3f}",
+                r["diverged"],
+                f"{r['wall_s']:.1f}",
+            ]
+        )
+    headers = [
+        "cell",
+        "length",
+        "verdict",
+        "k/n",
+        "95% CI",
+        "p (>p0)",
+        "p (<p0)",
+        "median metric",
+        "mean / max metric",
+        "diverged",
+        "time (s)",
+    ]
+    return tabulate(rows, headers=headers, tablefmt="github")
+
+
+def _toml(config: dict[str, Any]) -> str:
+    out = []
+    for section, values in config.items():
+        out.append(f"[{section}]")
+        for k, v in values.items():
+            out.append(f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}")
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
+def to_json(run: SuiteRun, environment: dict[str, str]) -> dict[str, Any]:
+    """The JSON report of one suite: everything, every trial's final metric included."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "suite": run.name,
+        "description": run.description,
+        "path": run.path,
+        "task": run.task,
+        "profile": run.profile,
+        "config": run.config,
+        "environment": environment,
+        "wall_s": round(run.wall_s, 3),
+        "frontier": {c: run.frontier(c) for c in run.cells},
+        "cases": [run.records[c] for c in run.expected if c in run.records],
+        "missing": [{"cell": c, "length": n} for c, n in run.missing],
+    }
+
+
+def plot(run: SuiteRun, path: Path) -> bool:
+    """Success rate against length per cell, with 95% intervals; ``False`` without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        from matplotlib import pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for cell in run.cells:
+        points = sorted((n, r) for (c, n), r in run.records.items() if c == cell)
+        if not points:
+            continue
+        xs = [n for n, _ in points]
+        rates = [r["rate"] for _, r in points]
+        low = [r["rate"] - r["ci_low"] for _, r in points]
+        high = [r["ci_high"] - r["rate"] for _, r in points]
+        ax.errorbar(xs, rates, yerr=[low, high], marker="o", capsize=3, label=cell)
+    p0 = run.config["verdict"]["p0"]
+    ax.axhline(p0, color="grey", linestyle="--", linewidth=1, label=f"p0 = {p0}")
+    lengths = run.lengths
+    if lengths and max(lengths) / max(min(lengths), 1) >= 10:
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(lengths)
+    ax.set_xlabel("length")
+    ax.set_ylabel("success rate (k/n)")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_title(f"{run.name}: success rate against length (95% intervals)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_reports(run: SuiteRun, report_dir: Path, environment: dict[str, str]) -> list[Path]:
+    """Write ``<suite>.md``, ``<suite>.json`` and, with matplotlib, ``<suite>.png``; return the paths."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    png = report_dir / f"{run.name}.png"
+    has_plot = bool(run.records) and plot(run, png)
+    if has_plot:
+        written.append(png)
+    md = report_dir / f"{run.name}.md"
+    text = markdown(run, environment, png.name if has_plot else None)
+    if not has_plot:
+        text += "\nInstall the `plot` extra (`pip install pytest-rnnmemory[plot]`) for the plot.\n"
+    _write_atomic(md, text)
+    written.append(md)
+    js = report_dir / f"{run.name}.json"
+    _write_atomic(js, json.dumps(to_json(run, environment), indent=1, allow_nan=False) + "\n")
+    written.append(js)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    return written
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    # A run killed while writing must not leave half a report over the last good one.
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

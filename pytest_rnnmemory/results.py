@@ -1,0 +1,110 @@
+"""The record of one case's result: plain data that travels between processes and into reports."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .stats import Decision, decide
+
+if TYPE_CHECKING:
+    from .engine import CaseOutcome
+    from .suite import Case
+
+#: A case's result as plain JSON-ready data (see ``case_record`` for its keys).
+Record = dict[str, Any]
+
+
+def case_record(case: Case, outcome: CaseOutcome, decision: Decision) -> Record:
+    """Everything the report and the gate need to know about one finished case."""
+    suite = case.suite
+    successes = outcome.successes(suite.success.threshold)
+    metrics = outcome.metrics
+    return {
+        "suite": suite.name,
+        "cell": case.cell,
+        "length": case.length,
+        "config_hash": case.config_hash(),
+        **decision.to_dict(),
+        "rate": decision.rate,
+        "metric": suite.success.metric,
+        "threshold": suite.success.threshold,
+        "chance": suite.task.chance(case.length),
+        "metric_median": statistics.median(metrics),
+        "metric_mean": statistics.fmean(metrics),
+        "metric_max": max(metrics),
+        "diverged": sum(outcome.diverged),
+        "scheme": outcome.scheme,
+        "device": outcome.device,
+        "wall_s": round(outcome.wall_s, 3),
+        "trials": [
+            {
+                "index": i,
+                "seed": seed,
+                "metric": metrics[i],
+                "success": successes[i],
+                "diverged": outcome.diverged[i],
+                "train_loss": outcome.train_loss[i],
+                "val_metric": outcome.val_metric[i],
+            }
+            for i, seed in enumerate(case.trial_seeds())
+        ],
+    }
+
+
+def record_decision(record: Record) -> Decision:
+    """The verdict stored in a record, recomputed from its counts."""
+    return decide(record["k"], record["n"], record["p0"], record["alpha"])
+
+
+def environment(device: str) -> dict[str, str]:
+    """Versions and device, for the report's header."""
+    import numpy
+    import scipy
+    import torch
+
+    return {
+        "pytest_rnnmemory": __version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "device": device,
+    }
+
+
+@dataclass
+class SuiteRun:
+    """One suite's results in one pytest run: what was asked for and what came back."""
+
+    name: str
+    description: str
+    path: str
+    task: str
+    profile: str | None
+    config: dict[str, Any]
+    #: The (cell, length) cases selected for this run, in order.
+    expected: list[tuple[str, int]]
+    records: dict[tuple[str, int], Record] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    @property
+    def cells(self) -> list[str]:
+        return list(dict.fromkeys(c for c, _ in self.expected))
+
+    @property
+    def lengths(self) -> list[int]:
+        return sorted({n for _, n in self.expected})
+
+    @property
+    def missing(self) -> list[tuple[str, int]]:
+        return [c for c in self.expected if c not in self.records]
+
+    def frontier(self, cell: str) -> int | None:
+        """The largest length that ``cell`` learns in this run (``None``: it learns none)."""
+        learned = [n for (c, n), r in self.records.items() if c == cell and r["verdict"] == "learns"]
+        return max(learned) if learned else None

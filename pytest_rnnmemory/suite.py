@@ -1,0 +1,316 @@
+"""Reading a suite file, checking it against the schema, and turning it into cases."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from . import seeds
+from .cells import CELLS, CellError, cell_class, check_cell
+from .config import (
+    FREE_SECTIONS,
+    SECTIONS,
+    ModelSection,
+    Overrides,
+    SuccessSection,
+    SuiteSection,
+    TrainSection,
+    VerdictSection,
+    is_required,
+    keys_of,
+)
+from .engine import CaseSpec
+from .errors import SuiteError, TaskError
+from .tasks import Task, task_class
+
+
+@dataclass(frozen=True)
+class Case:
+    """One (suite, cell, length): one pytest item."""
+
+    suite: Suite
+    cell: str
+    length: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.cell}-L{self.length}"
+
+    def trial_seeds(self) -> tuple[int, ...]:
+        s = self.suite
+        return tuple(
+            seeds.trial_seed(s.meta.seed, s.name, self.cell, self.length, i) for i in range(s.verdict.trials)
+        )
+
+    def spec(self) -> CaseSpec:
+        """What the engine needs to train this case's trials."""
+        s = self.suite
+        return CaseSpec(
+            task=s.task,
+            cell=self.cell,
+            length=self.length,
+            hidden=s.model.hidden,
+            train=s.train,
+            metric=s.success.metric,
+            threshold=s.success.threshold,
+            trial_seeds=self.trial_seeds(),
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """Everything that determines this case's result, as plain data."""
+        s = self.suite
+        return {
+            "suite": s.name,
+            "task": s.meta.task,
+            "task_params": dict(s.task.values),
+            "cell": self.cell,
+            "length": self.length,
+            "seed": s.meta.seed,
+            "model": dataclasses.asdict(s.model),
+            "train": dataclasses.asdict(s.train),
+            "success": dataclasses.asdict(s.success),
+            "verdict": dataclasses.asdict(s.verdict),
+        }
+
+    def config_hash(self) -> str:
+        """A short hash of :meth:`settings`: equal hashes mean comparable results."""
+        blob = json.dumps(self.settings(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A checked suite file with its profile and the command line's overrides applied."""
+
+    path: Path
+    meta: SuiteSection
+    task: Task
+    model: ModelSection
+    train: TrainSection
+    success: SuccessSection
+    verdict: VerdictSection
+    profiles: tuple[str, ...] = ()
+    profile: str | None = None
+    #: The resolved configuration, as the file would state it with no defaults left out.
+    resolved: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    def cases(self) -> list[Case]:
+        """Every (cell, length) of the suite, cell by cell, lengths in the file's order."""
+        return [Case(self, cell, length) for cell in self.meta.cells for length in self.meta.lengths]
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML document at ``path``; a syntax error keeps its line and column."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError([f"{path}: invalid TOML: {exc}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError([f"{path}: cannot read the suite file: {exc}"]) from None
+
+
+def suite_name(path: Path) -> str:
+    """The name a suite file goes by: its ``suite.name``, else its stem (unreadable files: the stem)."""
+    try:
+        data = read_toml(path)
+    except SuiteError:
+        return path.stem
+    named = data.get("suite", {}).get("name") if isinstance(data.get("suite"), dict) else None
+    return named if isinstance(named, str) and named else path.stem
+
+
+def load_suite(path: str | Path, overrides: Overrides | None = None) -> Suite:
+    """Read, check and resolve the suite at ``path``.
+
+    Raises :class:`SuiteError` with one line per problem, each naming the
+    file, the key, the value and what is allowed.
+    """
+    path = Path(path)
+    overrides = overrides or Overrides()
+    data = read_toml(path)
+    problems = _Problems(path)
+
+    allowed_sections = [*SECTIONS, *FREE_SECTIONS]
+    for section, value in data.items():
+        if section not in allowed_sections:
+            problems.add(f"[{section}]", "unknown section" + _allowed(section, allowed_sections))
+        elif not isinstance(value, dict):
+            problems.add(section, f"must be a table ([{section}]), got {_show(value)}")
+    profiles = data.get("profiles", {}) if isinstance(data.get("profiles"), dict) else {}
+    for pname, override in profiles.items():
+        _check_profile(f"profiles.{pname}", override, problems)
+
+    merged = {
+        k: dict(v)
+        for k, v in data.items()
+        if k in allowed_sections and k != "profiles" and isinstance(v, dict)
+    }
+    if overrides.profile is not None:
+        if overrides.profile not in profiles:
+            defined = ", ".join(profiles) or "none"
+            problems.add("profiles", f"profile {overrides.profile!r} is not defined; defined: {defined}")
+        elif isinstance(profiles[overrides.profile], dict):
+            for section, values in profiles[overrides.profile].items():
+                if isinstance(values, dict):
+                    merged.setdefault(section, {}).update(values)
+    cli = {
+        ("suite", "cells"): list(overrides.cells) if overrides.cells else None,
+        ("suite", "lengths"): list(overrides.lengths) if overrides.lengths else None,
+        ("verdict", "trials"): overrides.trials,
+        ("suite", "seed"): overrides.seed,
+    }
+    for (section, k), value in cli.items():
+        if value is not None:
+            merged.setdefault(section, {})[k] = value
+
+    sections = {
+        section: _build_section(section, cls, merged.get(section, {}), problems)
+        for section, cls in SECTIONS.items()
+    }
+    meta: SuiteSection | None = sections["suite"]
+    model: ModelSection | None = sections["model"]
+    # Check the task, lengths and cells on their own, so one run lists every problem.
+    raw = merged.get("suite", {})
+    task = _check_task(raw.get("task"), merged.get("task", {}), problems)
+    raw_lengths = raw.get("lengths") if isinstance(raw.get("lengths"), list) else []
+    if task is not None:
+        for i, length in enumerate(raw_lengths):
+            if isinstance(length, int) and not isinstance(length, bool) and length >= 1:
+                try:
+                    task.check_length(length)
+                except TaskError as exc:
+                    problems.add(f"suite.lengths[{i}] = {length}", str(exc))
+    raw_cells = raw.get("cells") if isinstance(raw.get("cells"), list) else []
+    for i, cell in enumerate(raw_cells):
+        if not isinstance(cell, str):
+            continue
+        try:
+            if cell in CELLS or task is None or model is None:
+                cell_class(cell)
+            else:
+                check_cell(cell, task.input_size, model.hidden)
+        except CellError as exc:
+            problems.add(f"suite.cells[{i}] = {_show(cell)}", str(exc))
+    problems.raise_any()
+
+    if not meta.name:
+        meta = dataclasses.replace(meta, name=path.stem)
+    success: SuccessSection = sections["success"]
+    if not success.metric:
+        success = dataclasses.replace(success, metric=task.metric)
+
+    resolved = {
+        "suite": dataclasses.asdict(meta),
+        "task": dict(task.values),
+        "model": dataclasses.asdict(model),
+        "train": dataclasses.asdict(sections["train"]),
+        "success": dataclasses.asdict(success),
+        "verdict": dataclasses.asdict(sections["verdict"]),
+    }
+    return Suite(
+        path=path,
+        meta=meta,
+        task=task,
+        model=model,
+        train=sections["train"],
+        success=success,
+        verdict=sections["verdict"],
+        profiles=tuple(profiles),
+        profile=overrides.profile,
+        resolved=resolved,
+    )
+
+
+class _Problems:
+    """The problems found in one suite file, each as ``FILE: KEY = VALUE: what is allowed``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: list[str] = []
+
+    def add(self, where: str, message: str) -> None:
+        self.lines.append(f"{self.path}: {where}: {message}")
+
+    def raise_any(self) -> None:
+        if self.lines:
+            raise SuiteError(self.lines)
+
+
+def _check_task(name: Any, params: dict[str, Any], problems: _Problems) -> Task | None:
+    """The suite's task with its ``[task]`` parameters, or ``None`` (and a problem) if it has none."""
+    if not isinstance(name, str):
+        return None  # the schema check reports a missing or non-string task
+    try:
+        task_cls = task_class(name)
+    except TaskError as exc:
+        problems.add(f"suite.task = {_show(name)}", str(exc))
+        return None
+    try:
+        return task_cls(**params)
+    except TaskError as exc:
+        problems.add(exc.where or "[task]", str(exc))
+        return None
+
+
+def _allowed(given: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(given, allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{hint}; allowed: {', '.join(allowed)}"
+
+
+def _check_profile(where: str, override: Any, problems: _Problems) -> None:
+    if not isinstance(override, dict):
+        problems.add(where, "must be a table of overrides, e.g. [profiles.quick] verdict.trials = 10")
+        return
+    for section, values in override.items():
+        if section == "task":
+            continue  # the task checks its own parameters once the profile is applied
+        if section not in SECTIONS:
+            problems.add(f"{where}.{section}", "unknown section" + _allowed(section, list(SECTIONS)))
+        elif not isinstance(values, dict):
+            problems.add(f"{where}.{section}", f"must be a table of keys, got {values!r}")
+        else:
+            _check_keys(f"{where}.{section}", SECTIONS[section], values, problems)
+
+
+def _check_keys(prefix: str, cls: type, values: dict[str, Any], problems: _Problems) -> None:
+    fields = keys_of(cls)
+    for k, value in values.items():
+        if k not in fields:
+            problems.add(f"{prefix}.{k}", "unknown key" + _allowed(k, list(fields)))
+            continue
+        check = fields[k].metadata["check"]
+        message = check(value) if check else None
+        if message:
+            problems.add(f"{prefix}.{k} = {_show(value)}", message)
+
+
+def _build_section(section: str, cls: type, values: dict[str, Any], problems: _Problems) -> Any:
+    """The section's dataclass, or ``None`` when a key of it is wrong (the problems say which)."""
+    before = len(problems.lines)
+    _check_keys(section, cls, values, problems)
+    kwargs = {}
+    for k, f in keys_of(cls).items():
+        if k in values:
+            kwargs[k] = tuple(values[k]) if isinstance(values[k], list) else values[k]
+        elif is_required(f):
+            problems.add(f"{section}.{k}", "is required: " + f.metadata["doc"])
+    return cls(**kwargs) if len(problems.lines) == before else None
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (str, list, bool)) else repr(value)

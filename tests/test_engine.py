@@ -1,0 +1,175 @@
+"""The batched engine: trials are independent, exact, and follow torch's cells."""
+
+import math
+
+import pytest
+import torch
+
+from pytest_rnnmemory import engine
+from pytest_rnnmemory.config import TrainSection
+from pytest_rnnmemory.engine import CaseSpec, choose_scheme, initial_modules, train_case, trial_data
+from pytest_rnnmemory.seeds import trial_seed
+from pytest_rnnmemory.tasks import IGNORE, make_task
+
+TORCH_CELLS = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+
+
+def spec_for(cell="lstm", length=6, trials=3, task="latching", hidden=2, **train):
+    recipe = dict(samples=48, val_samples=32, epochs=2, batch_size=16, lr=0.05) | train
+    seeds = tuple(trial_seed(0, "engine-test", cell, length, i) for i in range(trials))
+    return CaseSpec(make_task(task), cell, length, hidden, TrainSection(**recipe), "accuracy", 0.95, seeds)
+
+
+def alone(spec, i):
+    return CaseSpec(
+        spec.task,
+        spec.cell,
+        spec.length,
+        spec.hidden,
+        spec.train,
+        spec.metric,
+        spec.threshold,
+        (spec.trial_seeds[i],),
+    )
+
+
+@pytest.mark.parametrize("scheme", ["fused", "vmap"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_trial_in_batch_equals_trial_alone(cell, scheme):
+    spec = spec_for(cell)
+    batch = train_case(spec, scheme=scheme)
+    for i in (0, 2):
+        single = train_case(alone(spec, i), scheme=scheme)
+        for name, value in single.params.items():
+            torch.testing.assert_close(batch.params[name][i], value[0], rtol=1e-4, atol=1e-5)
+        assert batch.metrics[i] == pytest.approx(single.metrics[0], abs=1e-6)
+        assert batch.train_loss[i] == pytest.approx(single.train_loss[0], rel=1e-4)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_fused_and_vmap_train_the_same_weights(cell):
+    spec = spec_for(cell, task="xor_delay", length=3)
+    fused = train_case(spec, scheme="fused")
+    vmapped = train_case(spec, scheme="vmap")
+    for name, value in fused.params.items():
+        torch.testing.assert_close(vmapped.params[name], value, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_one_trial_follows_torch_nn_and_adam(cell):
+    """Trial 1, trained in a batch of three, ends where torch.nn's module and Adam take it."""
+    spec = spec_for(cell, samples=40, batch_size=16, epochs=2)
+    outcome = train_case(spec, scheme="fused")
+
+    index = 1
+    seed = spec.trial_seeds[index]
+    cell_module, readout = initial_modules(spec)[index]
+    rnn = TORCH_CELLS[cell](1, spec.hidden, batch_first=True)
+    linear = torch.nn.Linear(spec.hidden, 2)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(rnn, f"{name}_l0").copy_(getattr(cell_module, name))
+        linear.weight.copy_(readout.weight)
+        linear.bias.copy_(readout.bias)
+    x, y = trial_data(spec, "train", spec.train.samples)
+    x, y = x[index], y[index, :, -1]
+    from pytest_rnnmemory import seeds
+
+    order = seeds.stream(seed, "order")
+    optimizer = torch.optim.Adam([*rnn.parameters(), *linear.parameters()], lr=spec.train.lr)
+    for _ in range(spec.train.epochs):
+        perm = torch.randperm(spec.train.samples, generator=order)
+        for start in range(0, spec.train.samples, spec.train.batch_size):
+            idx = perm[start : start + spec.train.batch_size]
+            optimizer.zero_grad()
+            out, _ = rnn(x[idx])
+            torch.nn.functional.cross_entropy(linear(out[:, -1]), y[idx]).backward()
+            optimizer.step()
+    torch.testing.assert_close(
+        outcome.params["weight_hh"][index], rnn.weight_hh_l0.detach(), rtol=1e-4, atol=1e-5
+    )
+    torch.testing.assert_close(
+        outcome.params["readout.weight"][index], linear.weight.detach(), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_trials_are_independent_models():
+    spec = spec_for("rnn", trials=4)
+    modules = initial_modules(spec)
+    first = [m[0].weight_hh.detach().clone() for m in modules]
+    assert all(not torch.equal(first[0], w) for w in first[1:])
+    x, _ = trial_data(spec, "train", 8)
+    xv, _ = trial_data(spec, "val", 8)
+    assert not torch.equal(x[0], x[1])
+    assert not torch.equal(x[0], xv[0])
+
+
+def test_the_same_spec_gives_the_same_result():
+    spec = spec_for("gru")
+    a, b = train_case(spec), train_case(spec)
+    assert a.metrics == b.metrics
+    assert a.train_loss == b.train_loss
+
+
+@pytest.mark.parametrize("scheme", ["fused", "vmap"])
+def test_a_diverging_trial_is_marked_and_the_others_train_on(monkeypatch, scheme):
+    """Trial 2's readout weights are infinite, as an overflowing update would leave them.
+
+    It must be marked diverged and frozen, while the other trials, which share
+    its tensors (and, in the fused scheme, its kernels), train exactly as they
+    do without it.
+    """
+    spec = spec_for("rnn", trials=4, task="xor_delay", length=2)
+    healthy = train_case(spec, scheme=scheme)
+    original = engine.initial_modules
+
+    def poisoned(spec_):
+        modules = original(spec_)
+        with torch.no_grad():
+            modules[2][1].weight.fill_(math.inf)
+        return modules
+
+    monkeypatch.setattr(engine, "initial_modules", poisoned)
+    outcome = train_case(spec, scheme=scheme)
+    assert outcome.diverged == [False, False, True, False]
+    assert outcome.metrics[2] == 0.0
+    assert outcome.train_loss[2] == [None, None]
+    for i in (0, 1, 3):
+        assert outcome.metrics[i] == pytest.approx(healthy.metrics[i], abs=1e-6)
+        assert outcome.train_loss[i] == pytest.approx(healthy.train_loss[i], rel=1e-5)
+    for value in outcome.params.values():
+        assert torch.isfinite(value).all()
+
+
+def test_clipping_is_per_trial():
+    """Trial 0 alone and in a batch end the same with clipping on: no norm is shared."""
+    spec = spec_for("lstm", clip=0.01)
+    batch = train_case(spec)
+    single = train_case(alone(spec, 0))
+    torch.testing.assert_close(
+        batch.params["weight_ih"][0], single.params["weight_ih"][0], rtol=1e-4, atol=1e-5
+    )
+
+
+def test_sequence_accuracy_needs_every_scored_step():
+    spec = spec_for("gru", task="addition", length=3)
+    spec = CaseSpec(spec.task, "gru", 3, 2, spec.train, "sequence_accuracy", 0.95, spec.trial_seeds)
+    seq = train_case(spec)
+    acc = train_case(CaseSpec(spec.task, "gru", 3, 2, spec.train, "accuracy", 0.95, spec.trial_seeds))
+    assert all(s <= a + 1e-6 for s, a in zip(seq.metrics, acc.metrics, strict=True))
+
+
+def test_auto_scheme_prefers_fused_for_narrow_builtin_cells():
+    assert choose_scheme("lstm", hidden=1, trials=30) == "fused"
+    assert choose_scheme("lstm", hidden=64, trials=30) == "vmap"
+    with pytest.raises(ValueError, match="built-in cells only"):
+        choose_scheme("tests.cells_for_tests:ZeroRecurrence", hidden=1, trials=3, requested="fused")
+
+
+def test_user_cell_trains_through_vmap():
+    spec = spec_for("tests.cells_for_tests:ZeroRecurrence", hidden=2)
+    outcome = train_case(spec)
+    assert outcome.scheme == "vmap"
+    # A cell with no memory cannot latch: it never beats chance at the last step.
+    assert max(outcome.metrics) < 0.75
+    assert IGNORE == -100

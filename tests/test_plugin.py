@@ -1,0 +1,264 @@
+"""The plugin as a user runs it: pytest in a fresh folder with suite files in ``suites/``."""
+
+import json
+import re
+import textwrap
+
+import pytest
+
+TINY_TRAIN = """
+[model]
+hidden = 3
+
+[train]
+samples = 256
+val_samples = 64
+epochs = 3
+batch_size = 16
+lr = 0.05
+"""
+
+
+def suite_text(task="or", cells=("rnn",), lengths=(2,), trials=6, extra=""):
+    cells_toml = ", ".join(f'"{c}"' for c in cells)
+    return (
+        textwrap.dedent(
+            f"""
+        [suite]
+        task = "{task}"
+        cells = [{cells_toml}]
+        lengths = {list(lengths)}
+        seed = 1
+        """
+        )
+        + TINY_TRAIN
+        + f"\n[verdict]\ntrials = {trials}\n"
+        + extra
+    )
+
+
+@pytest.fixture(scope="session")
+def torch_loaded():
+    """Import what torch loads lazily once, before any in-process run.
+
+    pytester restores ``sys.modules`` after each in-process run; a torch module
+    first imported inside a run would be imported again by the next one, and
+    torch refuses to register its operators twice.
+    """
+    from pytest_rnnmemory.config import TrainSection
+    from pytest_rnnmemory.engine import CaseSpec, train_case
+    from pytest_rnnmemory.tasks import make_task
+
+    train = TrainSection(samples=4, val_samples=4, epochs=1, batch_size=4)
+    for cell in ("rnn", "tests.cells_for_tests:ZeroRecurrence"):
+        train_case(CaseSpec(make_task("or"), cell, 2, 1, train, "accuracy", 0.9, (1, 2)))
+    import matplotlib.pyplot  # noqa: F401  (the report's plot)
+
+
+@pytest.fixture
+def project(pytester, torch_loaded):
+    pytester.makeini("[pytest]\n")
+    pytester.mkdir("suites")
+    # The user cells of tests/cells_for_tests.py, importable from the run's folder.
+    pytester.syspathinsert()
+    pytester.makepyfile(
+        usercells="""
+        import torch
+        from torch import nn
+
+        class ZeroRecurrence(nn.Module):
+            def __init__(self, input_size, hidden_size):
+                super().__init__()
+                self.inp = nn.Linear(input_size, hidden_size)
+
+            def forward(self, x):
+                return torch.tanh(self.inp(x))
+        """
+    )
+    return pytester
+
+
+def write_suite(project, name, text):
+    path = project.path / "suites" / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def read_report(project, name):
+    return json.loads((project.path / "reports" / f"{name}.json").read_text())
+
+
+@pytest.mark.slow
+def test_a_cell_that_learns_passes_and_the_report_is_written(project):
+    write_suite(project, "ortask", suite_text("or", trials=6))
+    result = project.runpytest("--rnn-suite=ortask")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*rnnmemory capability*", "*✓ 6/6*", "*frontier*rnn 2*"])
+    report = read_report(project, "ortask")
+    assert report["schema_version"] == 1
+    (case,) = report["cases"]
+    assert (case["cell"], case["length"], case["k"], case["n"], case["verdict"]) == ("rnn", 2, 6, 6, "learns")
+    assert len(case["trials"]) == 6
+    assert len({t["seed"] for t in case["trials"]}) == 6
+    assert all(len(t["val_metric"]) == 3 for t in case["trials"])
+    markdown = (project.path / "reports" / "ortask.md").read_text()
+    assert re.search(r"\|\s+2 \| ✓ 6/6 \[0\.54, 1\.00\]", markdown)
+    assert "## Frontier" in markdown and "torch:" in markdown
+
+
+@pytest.mark.slow
+def test_a_cell_that_cannot_remember_fails_with_the_numbers(project):
+    write_suite(project, "latch", suite_text("latching", cells=("usercells:ZeroRecurrence",), lengths=(4,)))
+    result = project.runpytest("--rnn-suite=latch")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*usercells:ZeroRecurrence fails latch at length 4: 0/6 trials reached accuracy >= 0.95*",
+            "*95% interval [[]0.00, 0.46[]]*",
+            "*p(rate > 0.5) = 1, p(rate < 0.5) = 0.0156*",
+            "*chance 0.5, threshold 0.95*",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
+@pytest.mark.slow
+def test_inconclusive_fails_by_default_and_skips_on_request(project):
+    write_suite(project, "ortask", suite_text("or", trials=1))
+    result = project.runpytest("--rnn-suite=ortask")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*inconclusive*1/1*", "*would settle it*"])
+    result = project.runpytest("--rnn-suite=ortask", "--rnn-inconclusive=skip")
+    result.assert_outcomes(skipped=1)
+
+
+def test_one_item_per_case_with_ids_usable_with_k(project):
+    write_suite(project, "latch", suite_text("latching", cells=("rnn", "lstm", "gru"), lengths=(5, 20)))
+    result = project.runpytest("suites/", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(
+        [
+            "suites/latch.toml::rnn-L5",
+            "suites/latch.toml::rnn-L20",
+            "suites/latch.toml::lstm-L5",
+            "suites/latch.toml::gru-L20",
+            "6 tests collected*",
+        ]
+    )
+    result = project.runpytest("suites/", "--collect-only", "-q", "-k", "lstm and L20")
+    result.stdout.fnmatch_lines(["suites/latch.toml::lstm-L20", "1/6 tests collected*"])
+
+
+def test_rnn_suite_selects_by_name_without_a_path(project):
+    write_suite(project, "first", suite_text("or"))
+    write_suite(project, "second", suite_text("or", extra=""))
+    project.makepyfile(test_other="def test_other(): pass")
+    result = project.runpytest("--rnn-suite=second", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["suites/second.toml::rnn-L2", "1 test collected*"])
+    # Given paths still run, beside the selected suite.
+    result = project.runpytest("test_other.py", "--rnn-suite=second", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*2 tests collected*"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rnn-suite=nope"], "*unknown suite 'nope'; known suites: first*"),
+        (["--rnn-suite=first", "--cell=lsmt"], "*unknown cell 'lsmt'; built-in cells: rnn, lstm, gru*"),
+        (
+            ["--rnn-suite=first", "--rnn-profile=fast"],
+            "*unknown profile 'fast'; the selected suites define: quick*",
+        ),
+        (["--rnn-suite=first", "--rnn-device=tpu"], "*--rnn-device=tpu: must be auto, cpu, cuda or cuda:N*"),
+        (["--rnn-suite=first", "--rnn-trials=0"], "*--rnn-trials=0: must be an integer >= 1*"),
+        (["--rnn-suite=first", "--rnn-length=5,x"], "*--rnn-length=5,x: must be integers >= 1*"),
+    ],
+)
+def test_bad_options_are_usage_errors_that_list_what_is_allowed(project, args, message):
+    write_suite(project, "first", suite_text("or", extra="\n[profiles.quick]\nverdict.trials = 2\n"))
+    result = project.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_a_length_out_of_the_tasks_range_is_reported_for_the_suite(project):
+    write_suite(project, "relay", suite_text("relay"))
+    result = project.runpytest("--rnn-suite=relay", "--rnn-length=1")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*suites/relay.toml: suite.lengths[[]0[]] = 1: task 'relay' needs an integer length >= 2*"]
+    )
+
+
+@pytest.mark.slow
+def test_a_broken_suite_is_one_failure_and_the_others_still_run(project):
+    write_suite(project, "good", suite_text("or", trials=6))
+    write_suite(
+        project,
+        "broken",
+        '[suite]\ntask = "latchng"\ncells = ["rnn"]\nlengths = [5, -1]\n'
+        "[train]\nbatchsize = 4\nbatch_size = 0\n",
+    )
+    result = project.runpytest("suites/")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "Traceback" not in out
+    result.stdout.fnmatch_lines(
+        [
+            "*suites/broken.toml: suite.lengths = [[]5, -1[]]: must be a non-empty list of integers >= 1",
+            "*suites/broken.toml: train.batchsize: unknown key (did you mean 'batch_size'?)*",
+            "*suites/broken.toml: train.batch_size = 0: must be an integer >= 1",
+            "*suites/broken.toml: suite.task = \"latchng\": unknown task 'latchng'*",
+        ]
+    )
+
+
+def test_a_toml_syntax_error_names_line_and_column(project):
+    write_suite(project, "syntax", '[suite]\ntask = "latching\n')
+    result = project.runpytest("suites/")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*suites/syntax.toml: invalid TOML: *(at line 2, column *)"])
+
+
+@pytest.mark.slow
+def test_cases_not_run_are_reported_as_missing(project):
+    write_suite(project, "latch", suite_text("latching", cells=("usercells:ZeroRecurrence",), lengths=(2, 3)))
+    result = project.runpytest("--rnn-suite=latch", "-x")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*missing: usercells:ZeroRecurrence-L3*"])
+    report = read_report(project, "latch")
+    assert report["missing"] == [{"cell": "usercells:ZeroRecurrence", "length": 3}]
+    assert "— missing" in (project.path / "reports" / "latch.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_case_gives_the_same_result_alone_and_in_a_full_run(project):
+    write_suite(project, "ortask", suite_text("or", lengths=(2, 3), trials=3))
+    project.runpytest("--rnn-suite=ortask", "--rnn-report-dir=full")
+    project.runpytest("--rnn-suite=ortask", "-k", "L3", "--rnn-report-dir=alone")
+    full = json.loads((project.path / "full" / "ortask.json").read_text())
+    alone = json.loads((project.path / "alone" / "ortask.json").read_text())
+    (case_alone,) = alone["cases"]
+    (case_full,) = [c for c in full["cases"] if c["length"] == 3]
+    assert [t["metric"] for t in case_alone["trials"]] == [t["metric"] for t in case_full["trials"]]
+    assert case_alone["config_hash"] == case_full["config_hash"]
+
+
+@pytest.mark.slow
+def test_command_line_overrides_reach_the_report(project):
+    write_suite(project, "ortask", suite_text("or", lengths=(2, 3)))
+    result = project.runpytest("--rnn-suite=ortask", "--rnn-trials=2", "--rnn-length=4", "--rnn-seed=7")
+    result.stdout.fnmatch_lines(["rnnmemory: device=cpu*lengths=4, trials=2, seed=7*"])
+    report = read_report(project, "ortask")
+    assert report["config"]["verdict"]["trials"] == 2
+    assert report["config"]["suite"]["seed"] == 7
+    assert [(c["length"], c["n"]) for c in report["cases"]] == [(4, 2)]
+
+
+def test_the_plugin_stays_out_of_ordinary_test_runs(project):
+    """Installed, the plugin loads in every run: it must not import torch or write reports there."""
+    project.makepyfile(test_plain="import sys\n\ndef test_plain():\n    assert 'torch' not in sys.modules\n")
+    result = project.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    assert "rnnmemory:" not in out and "rnnmemory capability" not in out
+    assert not (project.path / "reports").exists()
