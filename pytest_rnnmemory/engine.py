@@ -35,7 +35,7 @@ from .cells import build_cell, cell_class
 from .config import TrainSection
 from .tasks import IGNORE, Task
 
-SCHEMES = ("fused", "vmap")
+SCHEMES = ("fused", "stepwise", "vmap")
 
 #: Above this many hidden units over all trials the block-diagonal weights cost more
 #: than they save and ``auto`` picks ``vmap``.
@@ -46,6 +46,9 @@ FUSED_MAX_WIDTH = 256
 #: workers, a second job) spinning OpenMP threads made a case 50 times slower.
 #: Parallelism comes from running cases side by side (``pytest -n``).
 CPU_THREADS = 1
+
+#: Prefix of the readout's weights among a case's parameters.
+READOUT = "readout."
 
 #: Validation sequences evaluated per chunk, to bound memory on long sequences.
 EVAL_CHUNK = 1024
@@ -155,6 +158,26 @@ class _Fused:
         return fused_forward(params, batch, self.op, self.gates)
 
 
+class _Stepwise:
+    """Built-in cells with per-trial weights and a hand-written backward; inputs ``[n, S, T, I]``."""
+
+    name = "stepwise"
+
+    def __init__(self, cell: nn.Module) -> None:
+        self.op = cell.fused_op
+
+    def arrange(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def rows(self, arranged: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        return arranged[:, start:stop]
+
+    def hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
+        from .cells.stepwise import stepwise_forward
+
+        return stepwise_forward(params, batch, self.op)
+
+
 class _Vmap:
     """Any protocol cell under ``torch.func.vmap``; inputs laid out as ``[n, S, T, I]``."""
 
@@ -186,9 +209,31 @@ def _optimizer(train: TrainSection, params: list[torch.Tensor], device: torch.de
     return kinds[train.optimizer](params, **kwargs)
 
 
-def _per_trial(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``v [n]`` shaped to broadcast over ``like [n, ...]``."""
-    return v.view(-1, *([1] * (like.dim() - 1)))
+class _FlatParams:
+    """Every trial's weights in one ``[n, P]`` leaf tensor, seen as named ``[n, ...]`` views.
+
+    One tensor means one optimizer kernel, one gradient to zero, one norm per
+    trial for clipping and one finiteness check per step, whatever the cell.
+    """
+
+    def __init__(self, named: dict[str, torch.Tensor], device: torch.device) -> None:
+        self.n = next(iter(named.values())).shape[0]
+        self.layout: dict[str, tuple[int, int, torch.Size]] = {}
+        offset = 0
+        for name, value in named.items():
+            size = value[0].numel()
+            self.layout[name] = (offset, offset + size, value.shape[1:])
+            offset += size
+        flat = torch.cat([v.detach().reshape(self.n, -1) for v in named.values()], dim=1)
+        self.flat = flat.to(device).requires_grad_()
+
+    def views(self) -> dict[str, torch.Tensor]:
+        """Named views of the flat tensor; gradients through them land in ``flat.grad``."""
+        return {name: self.flat[:, a:b].view(self.n, *shape) for name, (a, b, shape) in self.layout.items()}
+
+    def detached(self) -> dict[str, torch.Tensor]:
+        flat = self.flat.detach().cpu()
+        return {name: flat[:, a:b].reshape(self.n, *shape) for name, (a, b, shape) in self.layout.items()}
 
 
 class _Trainer:
@@ -200,13 +245,18 @@ class _Trainer:
         cells = [m[0] for m in modules]
         cell_params, cell_buffers = torch.func.stack_module_state(cells)
         read_params, _ = torch.func.stack_module_state([m[1] for m in modules])
-        self.scheme = _Fused(cells[0]) if scheme == "fused" else _Vmap(cells[0], _to(cell_buffers, device))
-        self.cell_params = {k: v.detach().to(device).requires_grad_() for k, v in cell_params.items()}
-        self.read_params = {k: v.detach().to(device).requires_grad_() for k, v in read_params.items()}
-        self.all_params = [*self.cell_params.values(), *self.read_params.values()]
+        if scheme == "fused":
+            self.scheme = _Fused(cells[0])
+        elif scheme == "stepwise":
+            self.scheme = _Stepwise(cells[0])
+        else:
+            self.scheme = _Vmap(cells[0], _to(cell_buffers, device))
+        self.params = _FlatParams(
+            {**cell_params, **{f"{READOUT}{k}": v for k, v in read_params.items()}}, device
+        )
         self.n = len(spec.trial_seeds)
         self.trial_index = torch.arange(self.n, device=device).unsqueeze(1)
-        self.optimizer = _optimizer(spec.train, self.all_params, device)
+        self.optimizer = _optimizer(spec.train, [self.params.flat], device)
         self.diverged = torch.zeros(self.n, dtype=torch.bool, device=device)
         self._freeze_diverged()
 
@@ -218,27 +268,30 @@ class _Trainer:
         self.first = int(scored.min()) if len(scored) else steps - 1
         self.x, self.y = x.to(device), y[..., self.first :].to(device)
         self.xv, self.yv = xv.to(device), yv[..., self.first :].to(device)
+        # Scored steps per sequence, so that a minibatch's count is one slice-sum.
+        self.scored = (self.y != IGNORE).sum(-1)
         self.order = [seeds.stream(seed, "order") for seed in spec.trial_seeds]
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+    def forward(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
         """Class scores ``[n, b, T', C]`` at the steps from the first scored one on."""
-        h = hidden[:, :, self.first :]
-        w, b = self.read_params["weight"], self.read_params["bias"]
-        return torch.einsum("nbth,nch->nbtc", h, w) + b[:, None, None, :]
+        cell = {k: v for k, v in params.items() if not k.startswith(READOUT)}
+        hidden = self.scheme.hidden(cell, batch)[:, :, self.first :]
+        n, b, steps, width = hidden.shape
+        weight, bias = params[f"{READOUT}weight"], params[f"{READOUT}bias"]
+        scores = torch.baddbmm(bias.unsqueeze(1), hidden.reshape(n, b * steps, width), weight.transpose(1, 2))
+        return scores.view(n, b, steps, -1)
 
-    def trial_losses(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def trial_losses(self, logits: torch.Tensor, y: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Each trial's mean cross-entropy over its scored steps, ``[n]``."""
-        classes = logits.shape[-1]
         # nan_to_num keeps a diverged trial's softmax finite, so its masked-out loss
         # sends exact zeros (never NaN * 0) back through the shared fused kernels.
         ce = F.cross_entropy(
-            torch.nan_to_num(logits).reshape(-1, classes),
+            torch.nan_to_num(logits).view(-1, logits.shape[-1]),
             y.reshape(-1),
             ignore_index=IGNORE,
             reduction="none",
-        ).view(self.n, -1)
-        counts = (y != IGNORE).view(self.n, -1).sum(1).clamp_min(1)
-        return ce.sum(1) / counts
+        )
+        return ce.view(self.n, -1).sum(1) / counts.clamp_min(1)
 
     def epoch(self) -> torch.Tensor:
         """One pass over each trial's training data in a fresh order; returns mean losses ``[n]``."""
@@ -247,49 +300,46 @@ class _Trainer:
         # Shuffle once per epoch so that every minibatch is a contiguous slice.
         xs = self.scheme.arrange(self.x[self.trial_index, order])
         ys = self.y[self.trial_index, order]
+        scored = self.scored[self.trial_index, order]
         total = torch.zeros(self.n, device=self.device)
         batches = 0
-        params = {**self.cell_params}
         for start in range(0, train.samples, train.batch_size):
             stop = min(start + train.batch_size, train.samples)
-            hidden = self.scheme.hidden(params, self.scheme.rows(xs, start, stop))
-            losses = self.trial_losses(self.logits(hidden), ys[:, start:stop])
+            logits = self.forward(self.params.views(), self.scheme.rows(xs, start, stop))
+            losses = self.trial_losses(logits, ys[:, start:stop], scored[:, start:stop].sum(1))
             self.diverged |= ~torch.isfinite(losses)
-            live = torch.where(self.diverged, torch.zeros_like(losses), losses)
             self.optimizer.zero_grad(set_to_none=False)
-            live.sum().backward()
+            losses.masked_fill(self.diverged, 0.0).sum().backward()
             if train.clip > 0:
                 self._clip(train.clip)
             self.optimizer.step()
             self._freeze_diverged()
-            total += torch.where(self.diverged, math.nan, losses.detach())
+            total += losses.detach()
             batches += 1
-        return total / batches
+        return (total / batches).masked_fill(self.diverged, math.nan)
 
+    @torch.no_grad()
     def _clip(self, max_norm: float) -> None:
         """Clip each trial's gradient norm separately, as ``clip_grad_norm_`` would alone."""
-        grads = [p.grad for p in self.all_params]
-        squares = sum(g.reshape(self.n, -1).pow(2).sum(1) for g in grads)
-        factor = (max_norm / (squares.sqrt() + 1e-6)).clamp(max=1.0)
-        for g in grads:
-            g.mul_(_per_trial(factor, g))
+        grad = self.params.flat.grad
+        factor = (max_norm / (grad.norm(dim=1) + 1e-6)).clamp(max=1.0)
+        grad.mul_(factor.unsqueeze(1))
 
     @torch.no_grad()
     def _freeze_diverged(self) -> None:
-        for p in self.all_params:
-            self.diverged |= ~torch.isfinite(p.reshape(self.n, -1)).all(1)
-        for p in self.all_params:
-            p.masked_fill_(_per_trial(self.diverged, p), 0.0)
+        flat = self.params.flat
+        self.diverged |= ~torch.isfinite(flat).all(1)
+        flat.masked_fill_(self.diverged.unsqueeze(1), 0.0)
 
     @torch.no_grad()
     def evaluate(self, metric: str) -> torch.Tensor:
         """Each trial's validation metric ``[n]``."""
         right = torch.zeros(self.n, device=self.device)
         count = torch.zeros(self.n, device=self.device)
+        params = self.params.views()
         for start in range(0, self.xv.shape[1], EVAL_CHUNK):
             stop = start + EVAL_CHUNK
-            batch = self.scheme.arrange(self.xv[:, start:stop])
-            logits = self.logits(self.scheme.hidden(self.cell_params, batch))
+            logits = self.forward(params, self.scheme.arrange(self.xv[:, start:stop]))
             y = self.yv[:, start:stop]
             scored = y != IGNORE
             correct = (logits.argmax(-1) == y) & scored
@@ -300,11 +350,10 @@ class _Trainer:
                 right += correct.sum((1, 2))
                 count += scored.sum((1, 2))
         result = right / count.clamp_min(1)
-        return torch.where(self.diverged, torch.zeros_like(result), result)
+        return result.masked_fill(self.diverged, 0.0)
 
     def final_params(self) -> dict[str, torch.Tensor]:
-        named = {**self.cell_params, **{f"readout.{k}": v for k, v in self.read_params.items()}}
-        return {k: v.detach().cpu() for k, v in named.items()}
+        return self.params.detached()
 
 
 def _to(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

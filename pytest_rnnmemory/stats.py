@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from scipy.stats import binomtest
+import numpy as np
+from scipy.stats import binom, binomtest
 
 LEARNS, FAILS, INCONCLUSIVE = "learns", "fails", "inconclusive"
 VERDICTS = (LEARNS, FAILS, INCONCLUSIVE)
@@ -74,25 +75,16 @@ def trials_to_settle(k: int, n: int, p0: float = 0.5, alpha: float = 0.05) -> in
 
     The smallest ``m >= n`` at which ``round(m * k / n)`` successes give a
     ``learns`` or ``fails`` verdict; ``None`` when the observed rate is too
-    close to ``p0`` for any count up to :data:`MAX_SUGGESTED_TRIALS`.
+    close to ``p0`` for any count up to :data:`MAX_SUGGESTED_TRIALS`. Every
+    ``m`` is checked: rounding makes settling non-monotone in ``m``.
     """
     rate = k / n
-    if rate == p0:
+    if rate == p0 or n > MAX_SUGGESTED_TRIALS:
         return None
-    low, high = n, MAX_SUGGESTED_TRIALS
-    if _settles(high, rate, p0, alpha) is False:
-        return None
-    # Settling is monotone in m up to rounding; bisect, then step back over rounding dips.
-    while low < high:
-        mid = (low + high) // 2
-        if _settles(mid, rate, p0, alpha):
-            high = mid
-        else:
-            low = mid + 1
-    while low > n and _settles(low - 1, rate, p0, alpha):
-        low -= 1
-    return low
-
-
-def _settles(m: int, rate: float, p0: float, alpha: float) -> bool:
-    return decide(round(m * rate), m, p0, alpha).verdict != INCONCLUSIVE
+    m = np.arange(n, MAX_SUGGESTED_TRIALS + 1)
+    successes = np.round(m * rate)  # half to even, as Python's round
+    # The same tails as binomtest's one-sided p-values: P(X >= k) and P(X <= k).
+    p_greater = binom.sf(successes - 1, m, p0)
+    p_less = binom.cdf(successes, m, p0)
+    settles = np.flatnonzero((p_greater <= alpha) | (p_less <= alpha))
+    return int(m[settles[0]]) if settles.size else None

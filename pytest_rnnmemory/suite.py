@@ -151,8 +151,12 @@ def load_suite(path: str | Path, overrides: Overrides | None = None) -> Suite:
         elif not isinstance(value, dict):
             problems.add(section, f"must be a table ([{section}]), got {_show(value)}")
     profiles = data.get("profiles", {}) if isinstance(data.get("profiles"), dict) else {}
+    rejected: set[str] = set()
     for pname, override in profiles.items():
+        before = len(problems.lines)
         _check_profile(f"profiles.{pname}", override, problems)
+        if len(problems.lines) > before:
+            rejected.add(pname)
 
     merged = {
         k: dict(v)
@@ -163,7 +167,8 @@ def load_suite(path: str | Path, overrides: Overrides | None = None) -> Suite:
         if overrides.profile not in profiles:
             defined = ", ".join(profiles) or "none"
             problems.add("profiles", f"profile {overrides.profile!r} is not defined; defined: {defined}")
-        elif isinstance(profiles[overrides.profile], dict):
+        elif overrides.profile not in rejected and isinstance(profiles[overrides.profile], dict):
+            # A broken profile is reported once, as profiles.NAME...; it is not applied.
             for section, values in profiles[overrides.profile].items():
                 if isinstance(values, dict):
                     merged.setdefault(section, {}).update(values)
@@ -259,8 +264,12 @@ def _check_task(name: Any, params: dict[str, Any], problems: _Problems) -> Task 
     except TaskError as exc:
         problems.add(f"suite.task = {_show(name)}", str(exc))
         return None
+    known = {k: v for k, v in params.items() if k in task_cls.params}
+    for unknown in sorted(params.keys() - known.keys()):
+        allowed = ", ".join(sorted(task_cls.params)) or "none"
+        problems.add(f"task.{unknown}", f"unknown parameter of task {task_cls.name!r}; allowed: {allowed}")
     try:
-        return task_cls(**params)
+        return task_cls(**known)
     except TaskError as exc:
         problems.add(exc.where or "[task]", str(exc))
         return None

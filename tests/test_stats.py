@@ -1,0 +1,256 @@
+"""The binomial verdict, checked against tail probabilities computed by hand with math.comb."""
+
+import math
+from fractions import Fraction
+
+import pytest
+
+from pytest_rnnmemory.stats import (
+    FAILS,
+    INCONCLUSIVE,
+    LEARNS,
+    MAX_SUGGESTED_TRIALS,
+    VERDICTS,
+    decide,
+    trials_to_settle,
+)
+
+
+def pmf(i, n, p):
+    if n <= 1000:
+        return math.comb(n, i) * p**i * (1 - p) ** (n - i)
+    # Large n (trials_to_settle goes up to 10,000): the same product in logs, to avoid overflow.
+    log = math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+    return math.exp(log + i * math.log(p) + (n - i) * math.log1p(-p))
+
+
+def upper_tail(k, n, p):
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    return sum(pmf(i, n, p) for i in range(k, n + 1))
+
+
+def lower_tail(k, n, p):
+    """P(X <= k) for X ~ Binomial(n, p)."""
+    return sum(pmf(i, n, p) for i in range(k + 1))
+
+
+def verdict_by_hand(k, n, p0, alpha):
+    if upper_tail(k, n, p0) <= alpha:
+        return LEARNS
+    if lower_tail(k, n, p0) <= alpha:
+        return FAILS
+    return INCONCLUSIVE
+
+
+# --- decide: p-values and verdicts ---------------------------------------------------------------
+
+
+def test_hand_computed_tails_match_known_values():
+    """Anchor the helpers themselves: exact fractions for fair coins."""
+    assert Fraction(sum(math.comb(30, i) for i in range(20, 31)), 2**30) == Fraction(53009102, 2**30)
+    assert upper_tail(20, 30, 0.5) == pytest.approx(0.04936857335, rel=1e-9)
+    assert upper_tail(9, 10, 0.5) == pytest.approx(11 / 1024, rel=1e-12)
+    assert upper_tail(8, 10, 0.5) == pytest.approx(56 / 1024, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "verdict"),
+    [
+        (20, 30, LEARNS),  # P(X >= 20) = 0.0494
+        (19, 30, INCONCLUSIVE),  # P(X >= 19) = 0.1002
+        (10, 30, FAILS),  # P(X <= 10) = 0.0494 by symmetry
+        (11, 30, INCONCLUSIVE),
+        (15, 30, INCONCLUSIVE),
+        (30, 30, LEARNS),
+        (0, 30, FAILS),
+        (9, 10, LEARNS),  # 11/1024
+        (8, 10, INCONCLUSIVE),  # 56/1024 = 0.0547
+        (1, 10, FAILS),  # P(X <= 1) = 11/1024
+        (2, 10, INCONCLUSIVE),
+        (1, 1, INCONCLUSIVE),  # P = 0.5
+        (5, 5, LEARNS),  # 1/32 = 0.031
+        (4, 4, INCONCLUSIVE),  # 1/16 = 0.0625
+    ],
+)
+def test_fair_coin_verdicts(k, n, verdict):
+    d = decide(k, n, p0=0.5, alpha=0.05)
+    assert d.verdict == verdict
+    assert d.verdict == verdict_by_hand(k, n, 0.5, 0.05)
+
+
+@pytest.mark.parametrize("n", [1, 2, 10, 30, 57])
+def test_p_values_against_hand_computed_tails(n):
+    for p0 in (0.5, 0.2, 0.75):
+        for k in range(n + 1):
+            d = decide(k, n, p0=p0)
+            assert d.p_greater == pytest.approx(upper_tail(k, n, p0), rel=1e-9, abs=1e-15)
+            assert d.p_less == pytest.approx(lower_tail(k, n, p0), rel=1e-9, abs=1e-15)
+            assert d.verdict == verdict_by_hand(k, n, p0, 0.05)
+
+
+@pytest.mark.parametrize(
+    ("k", "verdict", "tail"),
+    [
+        # n = 20, p0 = 0.2: P(X >= 8) = 0.0321, P(X >= 7) = 0.0867,
+        # P(X <= 0) = 0.8^20 = 0.0115, P(X <= 1) = 0.0692.
+        (8, LEARNS, 0.03214266308),
+        (7, INCONCLUSIVE, 0.08669251356),
+        (0, FAILS, 0.01152921504),
+        (1, INCONCLUSIVE, 0.06917529027),
+    ],
+)
+def test_non_half_p0(k, verdict, tail):
+    d = decide(k, 20, p0=0.2)
+    assert d.verdict == verdict
+    p = d.p_greater if k >= 4 else d.p_less
+    assert p == pytest.approx(tail, rel=1e-9)
+
+
+def test_alpha_moves_the_boundary():
+    # P(X >= 19 | 30, 0.5) = 0.1002: learns at alpha 0.11, not at 0.10.
+    assert decide(19, 30, alpha=0.11).verdict == LEARNS
+    assert decide(19, 30, alpha=0.10).verdict == INCONCLUSIVE
+    # P(X >= 20) = 0.0494: not at alpha 0.049.
+    assert decide(20, 30, alpha=0.049).verdict == INCONCLUSIVE
+
+
+def test_decision_fields():
+    d = decide(20, 30, p0=0.5, alpha=0.05)
+    assert (d.k, d.n, d.p0, d.alpha) == (20, 30, 0.5, 0.05)
+    assert d.rate == pytest.approx(2 / 3)
+    assert d.verdict in VERDICTS
+    as_dict = d.to_dict()
+    assert as_dict["verdict"] == LEARNS
+    assert as_dict["k"] == 20
+    assert set(as_dict) >= {"p_greater", "p_less", "ci_low", "ci_high"}
+
+
+# --- Clopper-Pearson interval --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 5, 10, 30, 100])
+def test_interval_at_zero_successes(n):
+    d = decide(0, n)
+    assert d.ci_low == 0.0
+    assert d.ci_high == pytest.approx(1 - 0.025 ** (1 / n), rel=1e-9)
+    # The bound is where P(X <= 0) = (1 - p)^n reaches 0.025.
+    assert (1 - d.ci_high) ** n == pytest.approx(0.025, rel=1e-6)
+
+
+@pytest.mark.parametrize("n", [1, 5, 10, 30, 100])
+def test_interval_at_all_successes(n):
+    d = decide(n, n)
+    assert d.ci_high == 1.0
+    assert d.ci_low == pytest.approx(0.025 ** (1 / n), rel=1e-9)
+
+
+@pytest.mark.parametrize(("k", "n"), [(1, 10), (7, 30), (15, 30), (20, 30), (83, 100)])
+def test_interval_mid_values_are_clopper_pearson(k, n):
+    scipy_stats = pytest.importorskip("scipy.stats")
+    d = decide(k, n)
+    assert d.ci_low == pytest.approx(scipy_stats.beta.ppf(0.025, k, n - k + 1), rel=1e-7)
+    assert d.ci_high == pytest.approx(scipy_stats.beta.ppf(0.975, k + 1, n - k), rel=1e-7)
+    # Definition: at the bounds the one-sided tails are 2.5%.
+    assert upper_tail(k, n, d.ci_low) == pytest.approx(0.025, rel=1e-6)
+    assert lower_tail(k, n, d.ci_high) == pytest.approx(0.025, rel=1e-6)
+    assert d.ci_low < k / n < d.ci_high
+
+
+def test_interval_does_not_depend_on_p0_or_alpha():
+    a = decide(12, 30, p0=0.5, alpha=0.05)
+    b = decide(12, 30, p0=0.2, alpha=0.01)
+    assert (a.ci_low, a.ci_high) == (b.ci_low, b.ci_high)
+
+
+# --- Invalid input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("k", "n"), [(-1, 10), (11, 10), (0, 0), (1, 0), (0, -1)])
+def test_invalid_counts_raise(k, n):
+    with pytest.raises(ValueError, match="0 <= k <= n"):
+        decide(k, n)
+
+
+# --- trials_to_settle ----------------------------------------------------------------------------
+
+
+def settles_by_hand(m, k, n, p0, alpha=0.05):
+    return verdict_by_hand(round(m * k / n), m, p0, alpha) != INCONCLUSIVE
+
+
+ALL_CASES = [
+    (17, 30, 0.5),
+    (19, 30, 0.5),
+    (12, 30, 0.5),
+    (7, 10, 0.5),
+    (3, 10, 0.5),
+    (8, 10, 0.5),
+    (2, 10, 0.5),
+    (5, 20, 0.2),
+    (1, 20, 0.2),
+    (9, 20, 0.2),
+    (9, 13, 0.5),
+    (24, 30, 0.5),
+    (0, 10, 0.5),
+    (10, 10, 0.5),
+]
+
+
+@pytest.mark.parametrize(("k", "n", "p0"), ALL_CASES)
+def test_trials_to_settle_settles_and_one_less_does_not(k, n, p0):
+    m = trials_to_settle(k, n, p0)
+    assert m is not None
+    assert m >= n
+    assert settles_by_hand(m, k, n, p0)
+    assert decide(round(m * k / n), m, p0).verdict != INCONCLUSIVE
+    assert m == n or not settles_by_hand(m - 1, k, n, p0)
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "p0"),
+    [(19, 30, 0.5), (8, 10, 0.5), (2, 10, 0.5), (1, 20, 0.2), (9, 20, 0.2), (0, 10, 0.5), (10, 10, 0.5)],
+)
+def test_trials_to_settle_is_the_smallest_settling_count(k, n, p0):
+    m = trials_to_settle(k, n, p0)
+    # Minimal: no count from n up to m - 1 settles (same rounding rule).
+    assert [mm for mm in range(n, m) if settles_by_hand(mm, k, n, p0)] == []
+    assert settles_by_hand(m, k, n, p0)
+
+
+@pytest.mark.parametrize(("k", "n"), [(24, 30), (25, 30), (6, 30)])
+def test_trials_to_settle_already_settled_returns_n(k, n):
+    assert decide(k, n).verdict != INCONCLUSIVE
+    assert trials_to_settle(k, n) == n
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "p0"),
+    [(17, 30, 0.5), (7, 10, 0.5), (12, 30, 0.5), (5, 20, 0.2), (9, 13, 0.5), (20, 30, 0.5), (10, 30, 0.5)],
+)
+def test_trials_to_settle_minimal_across_rounding_dips(k, n, p0):
+    """E.g. 7/10: 18 trials with round(12.6) = 13 successes give P(X >= 13) = 0.048, yet 23 is returned."""
+    m = trials_to_settle(k, n, p0)
+    first = next(mm for mm in range(n, MAX_SUGGESTED_TRIALS + 1) if settles_by_hand(mm, k, n, p0))
+    assert m == first
+
+
+@pytest.mark.parametrize(("k", "n", "p0"), [(15, 30, 0.5), (5, 10, 0.5), (2, 10, 0.2), (6, 20, 0.3)])
+def test_trials_to_settle_none_at_p0(k, n, p0):
+    assert k / n == p0
+    assert trials_to_settle(k, n, p0) is None
+
+
+def test_trials_to_settle_none_when_too_close_for_the_cap():
+    # A rate 0.001 above p0 needs about (1.645 / 0.001)^2 / 4 = 676,000 trials.
+    assert trials_to_settle(501, 1000) is None
+    assert not settles_by_hand(MAX_SUGGESTED_TRIALS, 501, 1000, 0.5)
+
+
+def test_trials_to_settle_grows_as_the_rate_nears_p0():
+    far = trials_to_settle(24, 30)
+    near = trials_to_settle(18, 30)
+    nearer = trials_to_settle(17, 30)
+    assert far is not None
+    assert near is not None
+    assert nearer is not None
+    assert far < near < nearer

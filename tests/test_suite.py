@@ -1,0 +1,510 @@
+"""Reading suite files: defaults, profiles, overrides, cases, and one line per problem."""
+
+import dataclasses
+import re
+import textwrap
+
+import pytest
+
+from pytest_rnnmemory.config import SECTIONS, Overrides, keys_of
+from pytest_rnnmemory.errors import SuiteError
+from pytest_rnnmemory.suite import load_suite
+
+MINIMAL = """
+[suite]
+task = "latching"
+cells = ["rnn"]
+lengths = [5]
+"""
+
+
+def write(tmp_path, text, name="suite.toml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def problems_of(path, overrides=None):
+    with pytest.raises(SuiteError) as info:
+        load_suite(path, overrides)
+    return info.value.problems
+
+
+def single_problem(tmp_path, text, overrides=None):
+    path = write(tmp_path, text)
+    problems = problems_of(path, overrides)
+    assert len(problems) == 1, problems
+    line = problems[0]
+    assert line.startswith(f"{path}: "), line
+    return line
+
+
+# --- Defaults --------------------------------------------------------------------------------------
+
+
+def test_minimal_suite_gets_every_default(tmp_path):
+    path = write(tmp_path, MINIMAL, name="my_latching.toml")
+    suite = load_suite(path, Overrides())
+    assert suite.path == path
+    assert suite.name == "my_latching"
+    assert suite.meta.task == "latching"
+    assert suite.meta.cells == ("rnn",)
+    assert suite.meta.lengths == (5,)
+    assert suite.meta.description == ""
+    assert suite.meta.seed == 0
+    assert suite.task.values == {"noise": 0.1}
+    assert suite.model.hidden == 1
+    t = suite.train
+    assert (t.samples, t.val_samples, t.epochs, t.batch_size) == (2000, 1000, 10, 16)
+    assert (t.optimizer, t.lr, t.clip, t.engine) == ("adam", 0.05, 0.0, "auto")
+    assert suite.success.metric == "accuracy"
+    assert suite.success.threshold == 0.95
+    assert (suite.verdict.trials, suite.verdict.p0, suite.verdict.alpha) == (30, 0.5, 0.05)
+    assert suite.profile is None
+    assert suite.profiles == ()
+
+
+def test_overrides_argument_is_optional(tmp_path):
+    path = write(tmp_path, MINIMAL)
+    assert load_suite(path).verdict.trials == load_suite(path, Overrides()).verdict.trials
+
+
+def test_resolved_configuration_has_no_gaps(tmp_path):
+    suite = load_suite(write(tmp_path, MINIMAL))
+    assert set(suite.resolved) == {*SECTIONS, "task"}
+    for section, cls in SECTIONS.items():
+        assert set(suite.resolved[section]) == set(keys_of(cls)), section
+    assert suite.resolved["suite"]["name"] == "suite"
+    assert suite.resolved["success"]["metric"] == "accuracy"
+
+
+def test_explicit_name_wins_over_stem(tmp_path):
+    path = write(tmp_path, MINIMAL.replace("[suite]", '[suite]\nname = "other"'))
+    assert load_suite(path).name == "other"
+
+
+@pytest.mark.parametrize(
+    ("task", "metric"),
+    [("addition", "sequence_accuracy"), ("latching", "accuracy"), ("or", "accuracy")],
+)
+def test_metric_defaults_to_the_tasks(tmp_path, task, metric):
+    path = write(tmp_path, MINIMAL.replace('"latching"', f'"{task}"'))
+    assert load_suite(path).success.metric == metric
+
+
+def test_explicit_metric_wins(tmp_path):
+    path = write(tmp_path, MINIMAL.replace('"latching"', '"addition"') + '[success]\nmetric = "accuracy"\n')
+    assert load_suite(path).success.metric == "accuracy"
+
+
+def test_task_parameters_reach_the_task(tmp_path):
+    path = write(tmp_path, MINIMAL + "[task]\nnoise = 0.4\n")
+    assert load_suite(path).task.values == {"noise": 0.4}
+
+
+# --- Profiles and command-line overrides ---------------------------------------------------------
+
+PROFILED = """
+[suite]
+task = "latching"
+cells = ["rnn", "lstm"]
+lengths = [5, 20]
+seed = 3
+
+[train]
+samples = 800
+
+[profiles.quick]
+verdict.trials = 10
+train.samples = 500
+suite.cells = ["gru"]
+suite.lengths = [7]
+suite.seed = 4
+
+[profiles.long]
+train.epochs = 50
+"""
+
+
+def test_profile_overrides_keys(tmp_path):
+    suite = load_suite(write(tmp_path, PROFILED), Overrides(profile="quick"))
+    assert suite.profile == "quick"
+    assert suite.profiles == ("quick", "long")
+    assert suite.verdict.trials == 10
+    assert suite.train.samples == 500
+    assert suite.meta.cells == ("gru",)
+    assert suite.meta.lengths == (7,)
+    assert suite.meta.seed == 4
+    # Keys the profile does not name keep the file's values or the defaults.
+    assert suite.train.epochs == 10
+    assert suite.verdict.alpha == 0.05
+
+
+def test_profile_not_selected_changes_nothing(tmp_path):
+    suite = load_suite(write(tmp_path, PROFILED))
+    assert suite.verdict.trials == 30
+    assert suite.train.samples == 800
+    assert suite.meta.cells == ("rnn", "lstm")
+
+
+def test_other_profile(tmp_path):
+    suite = load_suite(write(tmp_path, PROFILED), Overrides(profile="long"))
+    assert suite.train.epochs == 50
+    assert suite.train.samples == 800
+
+
+def test_command_line_wins_over_profile(tmp_path):
+    overrides = Overrides(profile="quick", cells=("lstm",), lengths=(9, 3), trials=4, seed=11)
+    suite = load_suite(write(tmp_path, PROFILED), overrides)
+    assert suite.meta.cells == ("lstm",)
+    assert suite.meta.lengths == (9, 3)
+    assert suite.verdict.trials == 4
+    assert suite.meta.seed == 11
+    assert suite.train.samples == 500  # still the profile's
+
+
+def test_command_line_overrides_without_profile(tmp_path):
+    suite = load_suite(write(tmp_path, PROFILED), Overrides(trials=7))
+    assert suite.verdict.trials == 7
+    assert suite.meta.cells == ("rnn", "lstm")
+
+
+def test_undefined_profile_lists_the_defined_ones(tmp_path):
+    line = single_problem(tmp_path, PROFILED, Overrides(profile="quik"))
+    assert "'quik'" in line
+    assert "quick, long" in line
+
+
+def test_undefined_profile_without_any_profiles(tmp_path):
+    line = single_problem(tmp_path, MINIMAL, Overrides(profile="quick"))
+    assert "'quick'" in line
+    assert "none" in line
+
+
+def test_command_line_lengths_are_checked_against_the_task(tmp_path):
+    text = MINIMAL.replace('"latching"', '"relay"')
+    line = single_problem(tmp_path, text, Overrides(lengths=(1,)))
+    assert "suite.lengths[0] = 1" in line
+    assert ">= 2" in line
+
+
+# --- Cases -----------------------------------------------------------------------------------------
+
+
+def test_cases_order_and_ids(tmp_path):
+    text = MINIMAL.replace('["rnn"]', '["lstm", "rnn", "gru"]').replace("[5]", "[20, 5]")
+    suite = load_suite(write(tmp_path, text))
+    ids = [case.id for case in suite.cases()]
+    assert ids == ["lstm-L20", "lstm-L5", "rnn-L20", "rnn-L5", "gru-L20", "gru-L5"]
+    assert [(c.cell, c.length) for c in suite.cases()][1] == ("lstm", 5)
+
+
+def test_config_hash_stable_for_equal_settings(tmp_path):
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    text = MINIMAL.replace("[suite]", '[suite]\nname = "same"')
+    first = load_suite(write(a, text)).cases()[0].config_hash()
+    again = load_suite(write(a, text)).cases()[0].config_hash()
+    elsewhere = load_suite(write(b, text)).cases()[0].config_hash()
+    assert first == again == elsewhere
+    assert re.fullmatch(r"[0-9a-f]+", first)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "[train]\nlr = 0.01\n",
+        "[train]\nepochs = 11\n",
+        '[train]\noptimizer = "sgd"\n',
+        "[model]\nhidden = 2\n",
+        "[verdict]\ntrials = 31\n",
+        "[verdict]\np0 = 0.6\n",
+        "[success]\nthreshold = 0.9\n",
+        "[task]\nnoise = 0.2\n",
+    ],
+)
+def test_config_hash_changes_with_a_setting(tmp_path, extra):
+    base = load_suite(write(tmp_path, MINIMAL, "a.toml")).cases()[0]
+    changed = load_suite(write(tmp_path, MINIMAL + extra, "a.toml")).cases()[0]
+    assert base.config_hash() != changed.config_hash()
+
+
+def test_config_hash_changes_with_seed_and_case(tmp_path):
+    text = MINIMAL.replace('["rnn"]', '["rnn", "gru"]').replace("[5]", "[5, 6]")
+    path = write(tmp_path, text)
+    suite = load_suite(path)
+    hashes = {case.config_hash() for case in suite.cases()}
+    assert len(hashes) == 4
+    reseeded = load_suite(path, Overrides(seed=1)).cases()[0]
+    assert reseeded.config_hash() != suite.cases()[0].config_hash()
+
+
+def test_trial_seeds_differ_between_cases(tmp_path):
+    text = MINIMAL.replace('["rnn"]', '["rnn", "gru"]').replace("[5]", "[5, 6]")
+    suite = load_suite(write(tmp_path, text), Overrides(trials=12))
+    all_seeds = []
+    for case in suite.cases():
+        case_seeds = case.trial_seeds()
+        assert len(case_seeds) == 12
+        all_seeds.extend(case_seeds)
+    assert len(set(all_seeds)) == len(all_seeds) == 48
+
+
+def test_trial_seeds_follow_the_suite_seed(tmp_path):
+    path = write(tmp_path, MINIMAL)
+    a = load_suite(path).cases()[0].trial_seeds()
+    assert a == load_suite(path).cases()[0].trial_seeds()
+    assert set(a).isdisjoint(load_suite(path, Overrides(seed=1)).cases()[0].trial_seeds())
+
+
+def test_case_spec_carries_the_resolved_settings(tmp_path):
+    path = write(tmp_path, MINIMAL.replace('"latching"', '"addition"'), "add.toml")
+    case = load_suite(path, Overrides(trials=3)).cases()[0]
+    spec = case.spec()
+    assert spec.cell == "rnn"
+    assert spec.length == 5
+    assert spec.metric == "sequence_accuracy"
+    assert spec.trial_seeds == case.trial_seeds()
+    assert spec.task.name == "addition"
+
+
+# --- One line per problem --------------------------------------------------------------------------
+
+
+def test_out_of_range_exact_text(tmp_path):
+    path = write(tmp_path, MINIMAL + "[train]\nbatch_size = 0\n")
+    assert problems_of(path) == [f"{path}: train.batch_size = 0: must be an integer >= 1"]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        pytest.param(
+            MINIMAL + "[train]\nepoch = 5\n",
+            ["train.epoch", "unknown key", "did you mean 'epochs'?", "allowed:", "batch_size"],
+            id="unknown-key",
+        ),
+        pytest.param(
+            MINIMAL + "[trian]\nepochs = 5\n",
+            ["[trian]", "unknown section", "did you mean 'train'?", "allowed:", "verdict"],
+            id="unknown-section",
+        ),
+        pytest.param(
+            MINIMAL + '[train]\nepochs = "ten"\n',
+            ['train.epochs = "ten"', "must be an integer >= 1"],
+            id="wrong-type",
+        ),
+        pytest.param(
+            MINIMAL + "[model]\nhidden = 1.5\n",
+            ["model.hidden = 1.5", "must be an integer >= 1"],
+            id="float-for-int",
+        ),
+        pytest.param(
+            MINIMAL + "[verdict]\np0 = 1.0\n",
+            ["verdict.p0 = 1.0", "must be a number in (0, 1)"],
+            id="p0-out-of-range",
+        ),
+        pytest.param(
+            MINIMAL + '[train]\noptimizer = "adamw"\n',
+            ['train.optimizer = "adamw"', "'adam', 'sgd', 'rmsprop'"],
+            id="bad-choice",
+        ),
+        pytest.param(
+            MINIMAL.replace("[5]", "[5, -1]"),
+            ["suite.lengths = [5, -1]", "integers >= 1"],
+            id="negative-length",
+        ),
+        pytest.param(
+            MINIMAL.replace('"latching"', '"relay"').replace("[5]", "[1]"),
+            ["suite.lengths[0] = 1", "'relay'", ">= 2"],
+            id="below-task-minimum",
+        ),
+        pytest.param(
+            MINIMAL.replace('"latching"', '"latchin"'),
+            ['suite.task = "latchin"', "unknown task", "latching, relay, xor_delay, addition, or, recall"],
+            id="unknown-task",
+        ),
+        pytest.param(
+            MINIMAL.replace('["rnn"]', '["rnn", "lsmt"]'),
+            ['suite.cells[1] = "lsmt"', "unknown cell", "rnn, lstm, gru"],
+            id="unknown-cell",
+        ),
+        pytest.param(
+            MINIMAL.replace('["rnn"]', '["no_such_module_xyz:Cell"]'),
+            ['suite.cells[0] = "no_such_module_xyz:Cell"', "cannot import"],
+            id="unimportable-cell",
+        ),
+        pytest.param(
+            MINIMAL + "[task]\nnosie = 0.1\n",
+            ["task.nosie", "unknown parameter", "allowed: noise"],
+            id="unknown-task-parameter",
+        ),
+        pytest.param(
+            MINIMAL + "[task]\nnoise = -1\n",
+            ["task.noise = -1", ">= 0"],
+            id="bad-task-parameter",
+        ),
+        pytest.param(
+            MINIMAL + "[profiles.quick]\nverdict.trails = 10\n",
+            ["profiles.quick.verdict.trails", "unknown key", "did you mean 'trials'?", "allowed:"],
+            id="bad-profile-key",
+        ),
+        pytest.param(
+            MINIMAL + "[profiles.quick]\nverdict.trials = 0\n",
+            ["profiles.quick.verdict.trials = 0", "must be an integer >= 1"],
+            id="bad-profile-value",
+        ),
+        pytest.param(
+            MINIMAL + "[profiles.quick]\ntrian.epochs = 1\n",
+            ["profiles.quick.trian", "unknown section", "did you mean 'train'?"],
+            id="bad-profile-section",
+        ),
+        pytest.param(
+            MINIMAL + "model = 3\n",
+            ["suite.model", "unknown key", "allowed: task, cells, lengths"],
+            id="key-in-wrong-section",
+        ),
+        pytest.param(
+            MINIMAL.replace("[suite]", "model = 3\n[suite]"),
+            ["model", "must be a table", "3"],
+            id="section-not-a-table",
+        ),
+        pytest.param(
+            MINIMAL.replace('task = "latching"\n', ""),
+            ["suite.task", "is required"],
+            id="missing-task",
+        ),
+        pytest.param(
+            MINIMAL.replace('cells = ["rnn"]\n', ""),
+            ["suite.cells", "is required"],
+            id="missing-cells",
+        ),
+        pytest.param(
+            MINIMAL.replace("lengths = [5]\n", ""),
+            ["suite.lengths", "is required"],
+            id="missing-lengths",
+        ),
+        pytest.param(
+            MINIMAL.replace("[5]", "[5, 5]"),
+            ["suite.lengths = [5, 5]", "twice"],
+            id="duplicate-length",
+        ),
+        pytest.param(
+            MINIMAL.replace('["rnn"]', "[]"),
+            ["suite.cells = []", "non-empty list"],
+            id="empty-cells",
+        ),
+    ],
+)
+def test_one_line_per_problem(tmp_path, text, fragments):
+    line = single_problem(tmp_path, text)
+    for fragment in fragments:
+        assert fragment in line, (fragment, line)
+
+
+def test_toml_syntax_error_keeps_line_and_column(tmp_path):
+    path = write(tmp_path, '[suite]\ntask = "latching"\ncells = ["rnn"\nlengths = [5]\n')
+    problems = problems_of(path)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{path}: ")
+    assert "invalid TOML" in problems[0]
+    match = re.search(r"\(at line (\d+), column (\d+)\)", problems[0])
+    assert match, problems[0]
+    assert int(match.group(1)) in (3, 4)  # the unterminated list, or where it is noticed
+
+
+def test_toml_error_line_number_is_the_files(tmp_path):
+    path = write(tmp_path, MINIMAL + "\n\n[train]\nepochs = = 3\n")
+    (line,) = problems_of(path)
+    lineno = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "= =" in text)
+    assert f"(at line {lineno}, column " in line
+
+
+def test_missing_suite_section_reports_every_required_key(tmp_path):
+    path = write(tmp_path, "[model]\nhidden = 2\n")
+    problems = problems_of(path)
+    assert len(problems) == 3
+    for key in ("suite.task", "suite.cells", "suite.lengths"):
+        assert sum(key in line for line in problems) == 1, key
+
+
+def test_unreadable_file(tmp_path):
+    path = tmp_path / "missing.toml"
+    (line,) = problems_of(path)
+    assert line.startswith(f"{path}: ")
+
+
+def test_several_problems_in_one_error(tmp_path):
+    text = """
+    [suite]
+    task = "relay"
+    cells = ["rnn", "lsmt"]
+    lengths = [1, 4]
+
+    [train]
+    batch_size = 0
+    epoch = 3
+
+    [trian]
+    lr = 1
+
+    [verdict]
+    alpha = 0.7
+
+    [profiles.quick]
+    verdict.trails = 2
+    """
+    path = write(tmp_path, text)
+    problems = problems_of(path)
+    expected = [
+        "suite.cells[1]",
+        "suite.lengths[0] = 1",
+        "train.batch_size = 0",
+        "train.epoch",
+        "[trian]",
+        "verdict.alpha = 0.7",
+        "profiles.quick.verdict.trails",
+    ]
+    assert len(problems) == len(expected), problems
+    for fragment in expected:
+        assert sum(fragment in line for line in problems) == 1, (fragment, problems)
+    assert all(line.startswith(f"{path}: ") for line in problems)
+    with pytest.raises(SuiteError) as info:
+        load_suite(path)
+    assert str(info.value) == "\n".join(problems)
+
+
+def test_every_unknown_task_parameter_is_reported(tmp_path):
+    path = write(tmp_path, MINIMAL + "[task]\nnosie = 0.1\nfoo = 2\n")
+    problems = problems_of(path)
+    assert sum("task.nosie" in line for line in problems) == 1
+    assert sum("task.foo" in line for line in problems) == 1
+
+
+def test_selected_profile_problem_reported_once(tmp_path):
+    path = write(tmp_path, MINIMAL + "[profiles.quick]\nverdict.trials = 0\n")
+    assert len(problems_of(path, Overrides(profile="quick"))) == 1
+
+
+# --- Schema documentation -----------------------------------------------------------------------
+
+
+def test_every_key_is_documented():
+    for section, cls in SECTIONS.items():
+        fields = dataclasses.fields(cls)
+        assert fields, section
+        for f in fields:
+            doc = f.metadata.get("doc")
+            assert isinstance(doc, str), (section, f.name)
+            assert doc.strip(), (section, f.name)
+
+
+def test_every_key_with_a_default_passes_its_own_check():
+    for section, cls in SECTIONS.items():
+        for name, f in keys_of(cls).items():
+            check = f.metadata.get("check")
+            if f.default is dataclasses.MISSING or check is None or f.default == "":
+                continue
+            assert check(f.default) is None, (section, name, f.default)
