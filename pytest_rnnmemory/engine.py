@@ -105,14 +105,29 @@ class Readout(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
 
-def choose_scheme(cell: str, hidden: int, trials: int, requested: str = "auto") -> str:
-    """The scheme that trains ``trials`` trials of ``cell`` fastest (or the one requested)."""
-    fusable = hasattr(cell_class(cell), "fused_op")
-    if requested == "fused" and not fusable:
-        raise ValueError(f"train.engine = 'fused' works for the built-in cells only, not {cell!r}")
+def choose_scheme(
+    cell: str, hidden: int, trials: int, requested: str = "auto", device: str = "cpu"
+) -> str:
+    """The scheme that trains ``trials`` trials of ``cell`` fastest (or the one requested).
+
+    Measured on a 2-core CPU (latching, L = 50, 30 trials, batch 16): the
+    stepwise scheme is 3-4x faster than torch's fused kernels for ``rnn`` and
+    about 1.3x for ``gru``, whose fused CPU kernels run step by step under
+    autograd; for ``lstm`` the fused kernel is oneDNN's and wins (1.8x at
+    hidden 1, 1.2x at hidden 8) while trials x hidden stays small. On CUDA the
+    fused kernels are cuDNN's, one launch for a whole sequence.
+    """
+    builtin = hasattr(cell_class(cell), "fused_op")
+    if requested in ("fused", "stepwise") and not builtin:
+        raise ValueError(f"train.engine = {requested!r} works for the built-in cells only, not {cell!r}")
     if requested != "auto":
         return requested
-    return "fused" if fusable and trials * hidden <= FUSED_MAX_WIDTH else "vmap"
+    if not builtin:
+        return "vmap"
+    narrow = trials * hidden <= FUSED_MAX_WIDTH
+    if torch.device(device).type == "cuda":
+        return "fused" if narrow else "stepwise"
+    return "fused" if cell == "lstm" and narrow else "stepwise"
 
 
 def initial_modules(spec: CaseSpec) -> list[tuple[nn.Module, Readout]]:
@@ -387,7 +402,9 @@ def _train(
     spec: CaseSpec, device: torch.device, progress: Progress | None, scheme: str | None
 ) -> CaseOutcome:
     started = time.perf_counter()
-    chosen = choose_scheme(spec.cell, spec.hidden, len(spec.trial_seeds), scheme or spec.train.engine)
+    chosen = choose_scheme(
+        spec.cell, spec.hidden, len(spec.trial_seeds), scheme or spec.train.engine, str(device)
+    )
     trainer = _Trainer(spec, device, chosen)
     losses, metrics = [], []
     for epoch in range(spec.train.epochs):

@@ -151,10 +151,13 @@ def load_suite(path: str | Path, overrides: Overrides | None = None) -> Suite:
         elif not isinstance(value, dict):
             problems.add(section, f"must be a table ([{section}]), got {_show(value)}")
     profiles = data.get("profiles", {}) if isinstance(data.get("profiles"), dict) else {}
+    raw_task = data.get("suite", {}).get("task") if isinstance(data.get("suite"), dict) else None
     rejected: set[str] = set()
     for pname, override in profiles.items():
         before = len(problems.lines)
         _check_profile(f"profiles.{pname}", override, problems)
+        if isinstance(override, dict) and "task" in override:
+            _check_profile_task(f"profiles.{pname}.task", raw_task, override["task"], problems)
         if len(problems.lines) > before:
             rejected.add(pname)
 
@@ -273,6 +276,23 @@ def _check_task(name: Any, params: dict[str, Any], problems: _Problems) -> Task 
     except TaskError as exc:
         problems.add(exc.where or "[task]", str(exc))
         return None
+
+
+def _check_profile_task(where: str, task: Any, params: Any, problems: _Problems) -> None:
+    """A profile's ``task`` table: a table of parameters the suite's task has."""
+    if not isinstance(params, dict):
+        problems.add(where, f"must be a table of the task's parameters, got {_show(params)}")
+        return
+    try:
+        task_cls = task_class(task) if isinstance(task, str) else None
+    except TaskError:
+        return  # reported once, as suite.task
+    if task_cls is None:
+        return
+    for key in sorted(params):
+        if key not in task_cls.params:
+            allowed = ", ".join(sorted(task_cls.params)) or "none"
+            problems.add(f"{where}.{key}", f"unknown parameter of task {task_cls.name!r}; allowed: {allowed}")
 
 
 def _allowed(given: str, allowed: list[str]) -> str:

@@ -161,9 +161,13 @@ def test_sequence_accuracy_needs_every_scored_step():
     assert all(s <= a + 1e-6 for s, a in zip(seq.metrics, acc.metrics, strict=True))
 
 
-def test_auto_scheme_prefers_fused_for_narrow_builtin_cells():
+def test_auto_scheme_follows_the_measurements():
     assert choose_scheme("lstm", hidden=1, trials=30) == "fused"
-    assert choose_scheme("lstm", hidden=64, trials=30) == "vmap"
+    assert choose_scheme("lstm", hidden=64, trials=30) == "stepwise"
+    assert choose_scheme("rnn", hidden=1, trials=30) == "stepwise"
+    assert choose_scheme("gru", hidden=1, trials=30) == "stepwise"
+    assert choose_scheme("gru", hidden=1, trials=30, device="cuda") == "fused"
+    assert choose_scheme("tests.cells_for_tests:ZeroRecurrence", hidden=1, trials=3) == "vmap"
     with pytest.raises(ValueError, match="built-in cells only"):
         choose_scheme("tests.cells_for_tests:ZeroRecurrence", hidden=1, trials=3, requested="fused")
 

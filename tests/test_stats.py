@@ -228,7 +228,8 @@ def test_trials_to_settle_already_settled_returns_n(k, n):
     [(17, 30, 0.5), (7, 10, 0.5), (12, 30, 0.5), (5, 20, 0.2), (9, 13, 0.5), (20, 30, 0.5), (10, 30, 0.5)],
 )
 def test_trials_to_settle_minimal_across_rounding_dips(k, n, p0):
-    """E.g. 7/10: 18 trials with round(12.6) = 13 successes give P(X >= 13) = 0.048, yet 23 is returned."""
+    """Settling is not monotone in m under rounding: 7/10 settles at 18 trials (round(12.6) = 13,
+    P(X >= 13) = 0.048) but not at 19 to 22; a bisection answers 23."""
     m = trials_to_settle(k, n, p0)
     first = next(mm for mm in range(n, MAX_SUGGESTED_TRIALS + 1) if settles_by_hand(mm, k, n, p0))
     assert m == first

@@ -508,3 +508,18 @@ def test_every_key_with_a_default_passes_its_own_check():
             if f.default is dataclasses.MISSING or check is None or f.default == "":
                 continue
             assert check(f.default) is None, (section, name, f.default)
+
+
+@pytest.mark.parametrize("selected", [None, "quick"])
+def test_a_profiles_unknown_task_parameter_is_reported_once(tmp_path, selected):
+    path = write(tmp_path, MINIMAL + "[profiles.quick]\ntask.nosie = 1\n")
+    problems = problems_of(path, Overrides(profile=selected))
+    assert problems == [
+        f"{path}: profiles.quick.task.nosie: unknown parameter of task 'latching'; allowed: noise"
+    ]
+
+
+def test_a_profiles_task_entry_must_be_a_table(tmp_path):
+    path = write(tmp_path, MINIMAL + "[profiles.quick]\ntask = 5\n")
+    (problem,) = problems_of(path, Overrides(profile="quick"))
+    assert problem.endswith("profiles.quick.task: must be a table of the task's parameters, got 5")
