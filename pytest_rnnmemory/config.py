@@ -168,7 +168,14 @@ class VerdictSection:
         check=number(0.0, 1.0, low_open=True, high_open=True),
     )
     alpha: float = key(
-        0.05, doc="Significance level of each one-sided binomial test.", check=number(0.0, 0.5, low_open=True)
+        0.05,
+        doc="Significance level of each one-sided binomial test, and of the baseline gate.",
+        check=number(0.0, 0.5, low_open=True),
+    )
+    regression_test: str = key(
+        "boschloo",
+        doc="The gate's one-sided exact test of a drop against the baseline: `boschloo` (more power) or `fisher`.",
+        check=one_of("boschloo", "fisher"),
     )
 
 
@@ -193,8 +200,8 @@ SECTIONS: dict[str, type] = {
 }
 
 #: Sections whose keys are not fixed by this schema: ``[task]`` belongs to the task,
-#: ``[profiles.NAME]`` overrides any key above.
-FREE_SECTIONS = ("task", "profiles")
+#: ``[expect]`` holds claims per cell (see :mod:`.gate`), ``[profiles.NAME]`` overrides any key above.
+FREE_SECTIONS = ("task", "expect", "profiles")
 
 
 def keys_of(section: type) -> dict[str, dataclasses.Field]:

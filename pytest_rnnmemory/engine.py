@@ -105,9 +105,7 @@ class Readout(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
 
-def choose_scheme(
-    cell: str, hidden: int, trials: int, requested: str = "auto", device: str = "cpu"
-) -> str:
+def choose_scheme(cell: str, hidden: int, trials: int, requested: str = "auto", device: str = "cpu") -> str:
     """The scheme that trains ``trials`` trials of ``cell`` fastest (or the one requested).
 
     Measured on a 2-core CPU (latching, L = 50, 30 trials, batch 16): the

@@ -22,13 +22,26 @@ class SuiteFile(pytest.File):
 
         settings: Settings = self.config.stash[SETTINGS]
         try:
-            suite = load_suite(self.path, settings.overrides())
+            suite = load_suite(self.path, settings.overrides(), label=self.nodeid.split("::")[0])
         except SuiteError as exc:
             # One failing item instead of a collection error, so other suites still run.
             yield BrokenSuite.from_parent(self, name="suite", problems=exc.problems)
             return
+        group = pytest.mark.xdist_group(suite.name) if settings.baseline else None
         for case in suite.cases():
-            yield CaseItem.from_parent(self, name=case.id, case=case)
+            item = CaseItem.from_parent(self, name=case.id, case=case)
+            claim = suite.claims.get(case.cell)
+            if claim is not None and claim.expects(case.length) == "fails":
+                reason = f"the suite claims {case.cell} {claim.describe()}"
+                item.add_marker(pytest.mark.xfail(reason=reason, strict=suite.strict))
+            if group is not None and self.config.pluginmanager.hasplugin("xdist"):
+                item.add_marker(group)
+            yield item
+        if settings.baseline is not None:
+            gate = GateItem.from_parent(self, name="gate", suite=suite)
+            if group is not None and self.config.pluginmanager.hasplugin("xdist"):
+                gate.add_marker(group)
+            yield gate
 
 
 class BrokenSuite(pytest.Item):
@@ -74,9 +87,15 @@ class CaseItem(pytest.Item):
         for name in ("verdict", "k", "n", "p_greater", "p_less", "ci_low", "ci_high"):
             self.user_properties.append((f"rnnmemory_{name}", self.record[name]))
         if decision.verdict == LEARNS:
-            return
+            return  # passes; where the suite claims failure, the xfail marker turns it into XPASS
         message = failure_message(self.record)
-        if decision.verdict == INCONCLUSIVE and settings.inconclusive == "skip":
+        claim = suite.claims.get(self.case.cell)
+        expected = claim.expects(self.case.length) if claim else None
+        if expected == "learns":
+            raise CaseFailure(f"{message}\n  the suite claims {self.case.cell} {claim.describe()}")
+        if expected is None and settings.baseline is not None:
+            return  # with a baseline the gate judges this case, against its stored counts
+        if expected is None and decision.verdict == INCONCLUSIVE and settings.inconclusive == "skip":
             pytest.skip(message)
         raise CaseFailure(message)
 
@@ -87,6 +106,53 @@ class CaseItem(pytest.Item):
 
     def reportinfo(self):
         return self.path, None, f"{self.case.suite.name}: {self.case.cell} at length {self.case.length}"
+
+
+class GateItem(pytest.Item):
+    """The baseline gate of one suite: runs after its cases, fails if any regressed.
+
+    Holm's correction needs the p-values of every compared case, so the
+    decision is this item's, not the cases'.
+    """
+
+    def __init__(self, *, suite, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.suite = suite
+        self.add_marker(pytest.mark.rnnmemory)
+
+    def runtest(self) -> None:
+        from .gate import IMPROVED, UNCHANGED, load_baseline
+        from .plugin import RUN_LOG
+
+        settings: Settings = self.config.stash[SETTINGS]
+        run = self.config.stash[RUN_LOG].runs.get(self.suite.name)
+        if run is None:
+            raise CaseFailure(f"{self.suite.name}: no case of this suite ran, so there is nothing to compare")
+        absent = [f"{c}-L{n}" for c, n in run.missing]
+        run.judge(load_baseline(settings.baseline), holm=settings.holm)
+        for c in run.comparisons:
+            self.user_properties.append((f"rnnmemory_gate_{c.cell}-L{c.length}", c.status))
+        problems = [c for c in run.comparisons if c.status not in (UNCHANGED, IMPROVED)]
+        if not problems and not absent:
+            return  # a frontier that moved without a significant drop is called out, not failed
+        lines = [f"{self.suite.name}: the capability gate failed against {settings.baseline}"]
+        lines += [f"  {line}" for line in run.gate_lines()]
+        if absent:
+            lines.append(
+                f"  no result here for {', '.join(absent)}: they failed to run, were deselected, or ran on "
+                "another pytest-xdist worker (use --dist loadgroup so a suite stays on one worker)"
+            )
+        if any(c.status != "regressed" for c in problems):
+            lines.append("  refresh the baseline on purpose, from a run you trust, with --rnn-save-baseline")
+        raise CaseFailure("\n".join(lines))
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, (CaseFailure, RnnMemoryError)):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self):
+        return self.path, None, f"{self.suite.name}: gate against the baseline"
 
 
 def failure_message(record: dict[str, Any]) -> str:

@@ -77,6 +77,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="what an inconclusive verdict does to its case: fail (default) or skip",
     )
+    group.addoption(
+        "--rnn-baseline",
+        metavar="PATH",
+        help="gate: fail a suite whose success rates dropped significantly since this stored run",
+    )
+    group.addoption(
+        "--rnn-save-baseline",
+        metavar="PATH",
+        help="store this run's counts as a baseline (cases not run keep their stored entries)",
+    )
+    group.addoption(
+        "--rnn-no-holm",
+        action="store_true",
+        default=False,
+        help="gate: test each case at alpha, without Holm's correction across a suite's cases",
+    )
+    parser.addini("rnn_baseline", "baseline file the gate compares with, relative to the rootdir", default="")
     parser.addini("rnn_suites_dir", "folder of suite files, relative to the rootdir", default="suites")
     parser.addini("rnn_suites", "suites to run when --rnn-suite is not given (comma-separated)", default="")
     parser.addini("rnn_cells", "cells to test instead of each suite's (comma-separated)", default="")
@@ -151,7 +168,29 @@ def _read_settings(config: pytest.Config) -> Settings:
         device=_check_device(_option(config, "rnn_device", "rnn_device") or "auto"),
         report_dir=(Path(report_dir).resolve() if report_dir else root / config.getini("rnn_report_dir")),
         inconclusive=inconclusive,
+        baseline=_baseline_path(config),
+        save_baseline=_path_option(config, "rnn_save_baseline"),
+        holm=not config.getoption("rnn_no_holm"),
     )
+
+
+def _path_option(config: pytest.Config, name: str) -> Path | None:
+    value = config.getoption(name)
+    return Path(value).resolve() if value else None
+
+
+def _baseline_path(config: pytest.Config) -> Path | None:
+    path = _path_option(config, "rnn_baseline")
+    if path is None and config.getini("rnn_baseline"):
+        path = config.rootpath / config.getini("rnn_baseline")
+    if path is not None:
+        from .gate import BaselineError, load_baseline
+
+        try:
+            load_baseline(path)
+        except BaselineError as exc:
+            raise pytest.UsageError(f"--rnn-baseline: {exc}") from None
+    return path
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -269,6 +308,7 @@ class RunLog:
         self.config = config
         self.runs: dict = {}
         self.written: list[Path] = []
+        self.baseline_saved: tuple[Path, int] | None = None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Note every selected case, so the report shows those that never finish as missing."""
@@ -310,8 +350,20 @@ class RunLog:
 
         settings: Settings = self.config.stash[SETTINGS]
         env = environment(resolve_device(settings.device))
+        if settings.baseline is not None:
+            from .gate import load_baseline
+
+            baseline = load_baseline(settings.baseline)
+            for run in self.runs.values():
+                run.judge(baseline, holm=settings.holm)
         for run in self.runs.values():
             self.written += write_reports(run, settings.report_dir, env)
+        if settings.save_baseline is not None:
+            from .gate import save_baseline
+
+            records = [r for run in self.runs.values() for r in run.records.values()]
+            count = save_baseline(settings.save_baseline, records, env)
+            self.baseline_saved = (settings.save_baseline, count)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.runs or hasattr(self.config, "workerinput"):
@@ -323,9 +375,16 @@ class RunLog:
             metric = run.config["success"]["metric"]
             terminalreporter.write_line(f"{run.name} ({run.task}, {metric})")
             terminalreporter.write_line(terminal_table(run))
+            for line in run.gate_lines():
+                terminalreporter.write_line(line)
             if run.missing:
                 missing = ", ".join(f"{c}-L{n}" for c, n in run.missing)
                 terminalreporter.write_line(f"missing: {missing}")
             terminalreporter.write_line("")
         for path in self.written:
             terminalreporter.write_line(f"report written: {_display_path(path, self.config.rootpath)}")
+        if self.baseline_saved is not None:
+            path, count = self.baseline_saved
+            terminalreporter.write_line(
+                f"baseline written: {_display_path(path, self.config.rootpath)} ({count} cases from this run)"
+            )

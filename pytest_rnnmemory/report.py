@@ -65,9 +65,15 @@ def markdown(run: SuiteRun, environment: dict[str, str], plot_name: str | None) 
         if first and first["metric"] == "sequence_accuracy"
         else (f"{first['chance']:.3g}" if first else "n/a")
     )
-    lines = [
-        f"# {run.name}: capability report",
-        "",
+    lines = [f"# {run.name}: capability report", ""]
+    for cell, before, now in run.frontier_drops():
+        now_text = "no length" if now is None else f"up to length {now}"
+        lines += [
+            f"> **Frontier moved down: {cell}** learned up to length {before} in the baseline, "
+            f"now {now_text}.",
+            "",
+        ]
+    lines += [
         run.description or f"Task `{run.task}`.",
         "",
         f"A case is one (cell, length). Each trains **{verdict['trials']} independent trials**; a trial "
@@ -96,6 +102,8 @@ def markdown(run: SuiteRun, environment: dict[str, str], plot_name: str | None) 
     if plot_name:
         lines += [f"![success rate against length]({plot_name})", ""]
     lines += ["## Cases", "", _case_table(run), ""]
+    if run.baseline is not None:
+        lines += _baseline_section(run)
     if run.missing:
         lines += [
             "## Missing",
@@ -119,6 +127,44 @@ def markdown(run: SuiteRun, environment: dict[str, str], plot_name: str | None) 
         "",
     ]
     return "\n".join(lines)
+
+
+def _baseline_section(run: SuiteRun) -> list[str]:
+    baseline = run.baseline
+    rows = [
+        [
+            c.cell,
+            c.length,
+            c.status,
+            f"{c.k}/{c.n}",
+            "" if c.k_base is None else f"{c.k_base}/{c.n_base}",
+            "" if c.p_drop is None else f"{c.p_drop:.3g}",
+            "" if c.p_adjusted is None else f"{c.p_adjusted:.3g}",
+            "" if c.p_rise is None else f"{c.p_rise:.3g}",
+        ]
+        for c in run.comparisons
+    ]
+    frontier = [
+        [cell, _frontier_text(baseline.frontier(run.name, cell)), _frontier_text(run.frontier(cell))]
+        for cell in run.cells
+    ]
+    return [
+        "## Against the baseline",
+        "",
+        f"Baseline `{baseline.path.name}` of {baseline.created}. A case regressed when its success rate "
+        f"is significantly lower (one-sided {run.config['verdict']['regression_test']} test, Holm-adjusted "
+        f"across this suite's cases, alpha = {run.config['verdict']['alpha']}); a significant rise is "
+        "reported, never failed; a case whose configuration changed is not comparable.",
+        "",
+        tabulate(
+            rows,
+            headers=["cell", "length", "status", "now", "baseline", "p (drop)", "Holm", "p (rise)"],
+            tablefmt="github",
+        ),
+        "",
+        tabulate(frontier, headers=["cell", "frontier then", "frontier now"], tablefmt="github"),
+        "",
+    ]
 
 
 def _case_table(run: SuiteRun) -> str:

@@ -91,6 +91,9 @@ class SuiteRun:
     expected: list[tuple[str, int]]
     records: dict[tuple[str, int], Record] = field(default_factory=dict)
     wall_s: float = 0.0
+    #: Filled by :meth:`judge` when the run has a baseline.
+    comparisons: list = field(default_factory=list)
+    baseline: Any = None
 
     @property
     def cells(self) -> list[str]:
@@ -103,6 +106,49 @@ class SuiteRun:
     @property
     def missing(self) -> list[tuple[str, int]]:
         return [c for c in self.expected if c not in self.records]
+
+    def judge(self, baseline: Any, *, holm: bool = True) -> None:
+        """Compare this run's records with ``baseline`` (a :class:`.gate.Baseline`)."""
+        from .gate import compare
+
+        verdict = self.config["verdict"]
+        records = [self.records[c] for c in self.expected if c in self.records]
+        self.baseline = baseline
+        self.comparisons = compare(
+            records, baseline, verdict["alpha"], test=verdict["regression_test"], use_holm=holm
+        )
+
+    def frontier_drops(self) -> list[tuple[str, int | None, int | None]]:
+        """Cells whose frontier moved down since the baseline: (cell, before, now)."""
+        if self.baseline is None:
+            return []
+        drops = []
+        for cell in self.cells:
+            before, now = self.baseline.frontier(self.name, cell), self.frontier(cell)
+            if before is not None and (now is None or now < before):
+                drops.append((cell, before, now))
+        return drops
+
+    def gate_lines(self) -> list[str]:
+        """What the gate found, one line each, worst first (empty without a baseline)."""
+        if self.baseline is None:
+            return []
+        from .gate import IMPROVED, UNCHANGED
+
+        lines = [
+            f"FRONTIER DOWN: {cell} learned up to {before} in the baseline, now "
+            f"{'no length' if now is None else f'up to {now}'}"
+            for cell, before, now in self.frontier_drops()
+        ]
+        for c in self.comparisons:
+            if c.status not in (UNCHANGED, IMPROVED):
+                lines.append(f"{c.status.upper()}: {c.describe(self.baseline)}")
+        lines += [f"improved: {c.describe(self.baseline)}" for c in self.comparisons if c.status == IMPROVED]
+        unchanged = sum(c.status == UNCHANGED for c in self.comparisons)
+        lines.append(
+            f"baseline {self.baseline.path.name} ({self.baseline.created}): {unchanged} case(s) unchanged"
+        )
+        return lines
 
     def frontier(self, cell: str) -> int | None:
         """The largest length that ``cell`` learns in this run (``None``: it learns none)."""

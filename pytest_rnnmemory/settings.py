@@ -27,6 +27,12 @@ class Settings:
     device: str
     report_dir: Path
     inconclusive: str
+    #: Compare with this stored run (``--rnn-baseline``); ``None``: no gate.
+    baseline: Path | None = None
+    #: Store this run's counts here (``--rnn-save-baseline``).
+    save_baseline: Path | None = None
+    #: Holm's correction across a suite's compared cases (``--rnn-no-holm`` turns it off).
+    holm: bool = True
 
     def overrides(self) -> Overrides:
         """The overrides every suite gets."""

@@ -31,6 +31,7 @@ from .config import (
 )
 from .engine import CaseSpec
 from .errors import SuiteError, TaskError
+from .gate import Claim
 from .tasks import Task, task_class
 
 
@@ -101,6 +102,9 @@ class Suite:
     verdict: VerdictSection
     profiles: tuple[str, ...] = ()
     profile: str | None = None
+    #: Claims per cell from ``[expect]``; ``strict``: a case that learns where failure is claimed fails.
+    claims: dict[str, Claim] = field(default_factory=dict, compare=False)
+    strict: bool = False
     #: The resolved configuration, as the file would state it with no defaults left out.
     resolved: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -113,14 +117,14 @@ class Suite:
         return [Case(self, cell, length) for cell in self.meta.cells for length in self.meta.lengths]
 
 
-def read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path, label: str | None = None) -> dict[str, Any]:
     """The TOML document at ``path``; a syntax error keeps its line and column."""
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise SuiteError([f"{path}: invalid TOML: {exc}"]) from None
+        raise SuiteError([f"{label or path}: invalid TOML: {exc}"]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SuiteError([f"{path}: cannot read the suite file: {exc}"]) from None
+        raise SuiteError([f"{label or path}: cannot read the suite file: {exc}"]) from None
 
 
 def suite_name(path: Path) -> str:
@@ -133,16 +137,16 @@ def suite_name(path: Path) -> str:
     return named if isinstance(named, str) and named else path.stem
 
 
-def load_suite(path: str | Path, overrides: Overrides | None = None) -> Suite:
+def load_suite(path: str | Path, overrides: Overrides | None = None, label: str | None = None) -> Suite:
     """Read, check and resolve the suite at ``path``.
 
     Raises :class:`SuiteError` with one line per problem, each naming the
-    file, the key, the value and what is allowed.
+    file (as ``label``, default the path), the key, the value and what is allowed.
     """
     path = Path(path)
     overrides = overrides or Overrides()
-    data = read_toml(path)
-    problems = _Problems(path)
+    data = read_toml(path, label)
+    problems = _Problems(label or path)
 
     allowed_sections = [*SECTIONS, *FREE_SECTIONS]
     for section, value in data.items():
@@ -164,7 +168,7 @@ def load_suite(path: str | Path, overrides: Overrides | None = None) -> Suite:
     merged = {
         k: dict(v)
         for k, v in data.items()
-        if k in allowed_sections and k != "profiles" and isinstance(v, dict)
+        if k in allowed_sections and k not in ("profiles", "expect") and isinstance(v, dict)
     }
     if overrides.profile is not None:
         if overrides.profile not in profiles:
@@ -175,6 +179,7 @@ def load_suite(path: str | Path, overrides: Overrides | None = None) -> Suite:
             for section, values in profiles[overrides.profile].items():
                 if isinstance(values, dict):
                     merged.setdefault(section, {}).update(values)
+    claims, strict = _check_expect(merged.get("suite", {}), data.get("expect", {}), problems)
     cli = {
         ("suite", "cells"): list(overrides.cells) if overrides.cells else None,
         ("suite", "lengths"): list(overrides.lengths) if overrides.lengths else None,
@@ -239,6 +244,8 @@ def load_suite(path: str | Path, overrides: Overrides | None = None) -> Suite:
         verdict=sections["verdict"],
         profiles=tuple(profiles),
         profile=overrides.profile,
+        claims=claims,
+        strict=strict,
         resolved=resolved,
     )
 
@@ -246,7 +253,7 @@ def load_suite(path: str | Path, overrides: Overrides | None = None) -> Suite:
 class _Problems:
     """The problems found in one suite file, each as ``FILE: KEY = VALUE: what is allowed``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
         self.path = path
         self.lines: list[str] = []
 
@@ -276,6 +283,59 @@ def _check_task(name: Any, params: dict[str, Any], problems: _Problems) -> Task 
     except TaskError as exc:
         problems.add(exc.where or "[task]", str(exc))
         return None
+
+
+def _check_expect(suite: dict[str, Any], expect: Any, problems: _Problems) -> tuple[dict[str, Claim], bool]:
+    """The ``[expect]`` claims; each must be tested by at least one case of the suite."""
+    if not isinstance(expect, dict):
+        return {}, False  # reported as a section that is not a table
+    strict = expect.get("strict", False)
+    if not isinstance(strict, bool):
+        problems.add(f"expect.strict = {_show(strict)}", "must be true or false")
+        strict = False
+    cells = suite.get("cells") if isinstance(suite.get("cells"), list) else []
+    lengths = (
+        [v for v in suite.get("lengths", []) if isinstance(v, int)]
+        if isinstance(suite.get("lengths"), list)
+        else []
+    )
+    claims = {}
+    for cell, claim in expect.items():
+        if cell == "strict":
+            continue
+        where = f"expect.{cell}"
+        if cell not in cells:
+            problems.add(
+                where,
+                f"no case tests this claim: {cell!r} is not in suite.cells ({', '.join(map(str, cells))})",
+            )
+            continue
+        if not isinstance(claim, dict) or not claim:
+            problems.add(where, "must be a table such as { learns_up_to = 20, fails_from = 100 }")
+            continue
+        values = {}
+        for k, v in claim.items():
+            if k not in ("learns_up_to", "fails_from"):
+                problems.add(f"{where}.{k}", "unknown key" + _allowed(k, ["learns_up_to", "fails_from"]))
+            elif isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                problems.add(f"{where}.{k} = {_show(v)}", "must be an integer >= 1")
+            else:
+                values[k] = v
+        up, down = values.get("learns_up_to"), values.get("fails_from")
+        if lengths and up is not None and up < min(lengths):
+            problems.add(
+                f"{where}.learns_up_to = {up}",
+                f"no case tests this claim: the smallest length is {min(lengths)}",
+            )
+        if lengths and down is not None and down > max(lengths):
+            problems.add(
+                f"{where}.fails_from = {down}",
+                f"no case tests this claim: the largest length is {max(lengths)}",
+            )
+        if up is not None and down is not None and up >= down:
+            problems.add(f"{where}", f"learns_up_to = {up} must be below fails_from = {down}")
+        claims[cell] = Claim(up, down)
+    return claims, strict
 
 
 def _check_profile_task(where: str, task: Any, params: Any, problems: _Problems) -> None:

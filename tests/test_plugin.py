@@ -262,3 +262,136 @@ def test_the_plugin_stays_out_of_ordinary_test_runs(project):
     out = result.stdout.str()
     assert "rnnmemory:" not in out and "rnnmemory capability" not in out
     assert not (project.path / "reports").exists()
+
+
+# -- the capability gate, as CI runs it ----------------------------------------------------------
+
+GATED_CELL = """
+import os
+
+import torch
+from torch import nn
+
+
+class Elman(nn.Module):
+    '''A tanh RNN; with FREEZE_RECURRENCE=1 its recurrent weights are fixed at zero.'''
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.inp = nn.Linear(input_size, hidden_size)
+        recurrent = torch.empty(hidden_size, hidden_size).uniform_(-0.5, 0.5)
+        if os.environ.get("FREEZE_RECURRENCE") == "1":
+            self.register_buffer("rec", torch.zeros(hidden_size, hidden_size))
+        else:
+            self.rec = nn.Parameter(recurrent)
+
+    def forward(self, x):
+        pre = self.inp(x)
+        h = x.new_zeros(x.shape[0], pre.shape[-1])
+        states = []
+        for t in range(x.shape[1]):
+            h = torch.tanh(pre[:, t] + h @ self.rec.T)
+            states.append(h)
+        return torch.stack(states, 1)
+"""
+
+GATED_SUITE = """
+[suite]
+task = "recall"
+cells = ["gatedcell:Elman"]
+lengths = [1]
+seed = 3
+
+[model]
+hidden = 4
+
+[train]
+samples = 256
+val_samples = 128
+epochs = 4
+lr = 0.05
+
+[verdict]
+trials = 8
+"""
+
+
+@pytest.mark.slow
+def test_the_gate_passes_an_unchanged_cell_and_fails_one_that_forgot(project, monkeypatch):
+    project.makepyfile(gatedcell=GATED_CELL)
+    write_suite(project, "recall1", GATED_SUITE)
+    result = project.runpytest("--rnn-suite=recall1", "--rnn-save-baseline=baseline.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*✓ 8/8*", "baseline written: baseline.json (1 cases from this run)"])
+
+    result = project.runpytest("--rnn-suite=recall1", "--rnn-baseline=baseline.json")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*1 case(s) unchanged*"])
+
+    monkeypatch.setenv("FREEZE_RECURRENCE", "1")
+    result = project.runpytest("--rnn-suite=recall1", "--rnn-baseline=baseline.json", "--junitxml=gate.xml")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*recall1: the capability gate failed against *baseline.json",
+            "*FRONTIER DOWN: gatedcell:Elman learned up to 1 in the baseline, now no length",
+            "*REGRESSED: gatedcell:Elman-L1: 0/8 now vs 8/8 in the baseline of * UTC; p(drop) = *",
+            "FAILED suites/recall1.toml::gate*",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+    markdown = (project.path / "reports" / "recall1.md").read_text()
+    assert "**Frontier moved down: gatedcell:Elman**" in markdown
+    junit = (project.path / "gate.xml").read_text()
+    assert 'name="rnnmemory_k" value="0"' in junit
+    assert 'name="rnnmemory_gate_gatedcell:Elman-L1" value="regressed"' in junit
+
+
+def test_a_missing_baseline_is_a_usage_error_that_says_how_to_make_one(project):
+    write_suite(project, "ortask", suite_text("or"))
+    result = project.runpytest("--rnn-suite=ortask", "--rnn-baseline=nowhere.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*baseline *nowhere.json does not exist; create it * --rnn-save-baseline=*"])
+
+
+@pytest.mark.slow
+def test_a_changed_configuration_is_not_comparable(project):
+    write_suite(project, "ortask", suite_text("or", trials=4))
+    project.runpytest("--rnn-suite=ortask", "--rnn-save-baseline=b.json")
+    result = project.runpytest("--rnn-suite=ortask", "--rnn-baseline=b.json", "--rnn-seed=9")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*CONFIGURATION CHANGED: rnn-L2:*not comparable*", "*refresh the baseline*"])
+
+
+@pytest.mark.slow
+def test_claims_pass_xfail_and_report_a_surprise(project):
+    extra = (
+        '\n[expect]\nstrict = true\n"usercells:ZeroRecurrence" = { fails_from = 2 }\n'
+        "rnn = { learns_up_to = 3 }\n"
+    )
+    write_suite(
+        project,
+        "claims",
+        suite_text(
+            "latching", cells=("rnn", "usercells:ZeroRecurrence"), lengths=(2, 3), trials=6, extra=extra
+        ),
+    )
+    result = project.runpytest("--rnn-suite=claims", "-rxX")
+    outcomes = result.parseoutcomes()
+    # The memoryless cell fails where the suite says it will: expected failures, not failures.
+    assert outcomes.get("xfailed") == 2
+    assert "the suite claims usercells:ZeroRecurrence fails from length 2" in result.stdout.str()
+
+
+def test_a_claim_no_case_tests_is_a_suite_error(project):
+    extra = "\n[expect]\nrnn = { learns_up_to = 1 }\ngru = { fails_from = 2 }\n"
+    write_suite(project, "claims", suite_text("or", lengths=(2, 3), extra=extra))
+    result = project.runpytest("--rnn-suite=claims")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "suites/claims.toml: expect.rnn.learns_up_to = 1: no case tests this claim: "
+            "the smallest length is 2",
+            "suites/claims.toml: expect.gru: no case tests this claim: 'gru' is not in suite.cells (rnn)",
+        ]
+    )

@@ -1,0 +1,208 @@
+"""The capability gate: its statistics, its calibration (by simulation), the baseline file."""
+
+import json
+from math import comb
+
+import numpy as np
+import pytest
+
+from pytest_rnnmemory.gate import (
+    CHANGED_CONFIG,
+    IMPROVED,
+    NOT_IN_BASELINE,
+    REGRESSED,
+    UNCHANGED,
+    BaselineError,
+    Claim,
+    compare,
+    drop_pvalue,
+    holm,
+    load_baseline,
+    save_baseline,
+)
+from pytest_rnnmemory.stats import LEARNS, decide
+
+# -- Holm and the exact tests --------------------------------------------------------------------
+
+
+def test_holm_by_hand():
+    # m = 4: sorted 0.01, 0.02, 0.03, 0.5 -> 4*0.01, max(3*0.02, .04), max(2*0.03, .06), max(0.5, .06)
+    assert holm([0.03, 0.5, 0.01, 0.02]) == pytest.approx([0.06, 0.5, 0.04, 0.06])
+    assert holm([0.9, 0.4]) == pytest.approx([0.9, 0.8])
+    assert holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])
+    assert holm([]) == []
+
+
+def fisher_less_by_hand(k_now, n_now, k_base, n_base):
+    """P(X <= k_now) for X hypergeometric: draws n_now from the n_now + n_base trials."""
+    total, successes = n_now + n_base, k_now + k_base
+    return sum(
+        comb(successes, x) * comb(total - successes, n_now - x) / comb(total, n_now)
+        for x in range(max(0, successes - n_base), k_now + 1)
+    )
+
+
+@pytest.mark.parametrize(("k_now", "k_base"), [(15, 27), (20, 25), (5, 9), (0, 3)])
+def test_fisher_drop_pvalue_matches_the_hypergeometric_tail(k_now, k_base):
+    n = 30 if k_base > 10 else 10
+    expected = fisher_less_by_hand(k_now, n, k_base, n)
+    assert drop_pvalue(k_now, n, k_base, n, "fisher") == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("test", ["boschloo", "fisher"])
+def test_drop_pvalue_looks_one_way(test):
+    assert drop_pvalue(15, 30, 27, 30, test) < 0.01  # a real drop
+    assert drop_pvalue(27, 30, 15, 30, test) == 1.0  # a rise is no evidence of a drop
+    assert drop_pvalue(20, 30, 20, 30, test) == 1.0
+    # Boschloo is at least as powerful as Fisher.
+    assert drop_pvalue(15, 30, 27, 30, "boschloo") <= drop_pvalue(15, 30, 27, 30, "fisher")
+
+
+def record(cell, length, k, n=30, config_hash="h", suite="s"):
+    return {
+        "suite": suite,
+        "cell": cell,
+        "length": length,
+        "k": k,
+        "n": n,
+        "config_hash": config_hash,
+        "verdict": decide(k, n).verdict,
+        "p0": 0.5,
+        "alpha": 0.05,
+    }
+
+
+def baseline_of(tmp_path, records):
+    path = tmp_path / "baseline.json"
+    save_baseline(path, records, {"torch": "x"})
+    return load_baseline(path)
+
+
+def test_compare_sorts_cases_into_statuses(tmp_path):
+    base = baseline_of(
+        tmp_path,
+        [
+            record("rnn", 5, 27),
+            record("rnn", 20, 20),
+            record("lstm", 5, 5),
+            record("gru", 5, 28, config_hash="old"),
+        ],
+    )
+    now = [
+        record("rnn", 5, 12),
+        record("rnn", 20, 19),
+        record("lstm", 5, 26),
+        record("gru", 5, 28),
+        record("gru", 50, 3),
+    ]
+    statuses = {(c.cell, c.length): c.status for c in compare(now, base, 0.05)}
+    assert statuses == {
+        ("rnn", 5): REGRESSED,
+        ("rnn", 20): UNCHANGED,
+        ("lstm", 5): IMPROVED,
+        ("gru", 5): CHANGED_CONFIG,
+        ("gru", 50): NOT_IN_BASELINE,
+    }
+
+
+def test_holm_can_be_turned_off(tmp_path):
+    # Four cases with the same borderline drop: significant alone, not after Holm.
+    base = baseline_of(tmp_path, [record("rnn", n, 24) for n in (1, 2, 3, 4)])
+    now = [record("rnn", n, 17) for n in (1, 2, 3, 4)]
+    p = drop_pvalue(17, 30, 24, 30)
+    assert 0.0125 < p <= 0.05
+    assert {c.status for c in compare(now, base, 0.05)} == {UNCHANGED}
+    assert {c.status for c in compare(now, base, 0.05, use_holm=False)} == {REGRESSED}
+
+
+def test_a_missing_baseline_says_how_to_make_one(tmp_path):
+    with pytest.raises(BaselineError, match=r"does not exist; create it .* --rnn-save-baseline="):
+        load_baseline(tmp_path / "nope.json")
+
+
+def test_a_file_that_is_not_a_baseline_is_refused(tmp_path):
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"schema_version": 1, "cases": []}))
+    with pytest.raises(BaselineError, match="is not a pytest-rnnmemory baseline"):
+        load_baseline(path)
+    path.write_text("{not json")
+    with pytest.raises(BaselineError, match="cannot be read"):
+        load_baseline(path)
+
+
+def test_saving_keeps_the_entries_of_cases_not_run(tmp_path):
+    path = tmp_path / "b.json"
+    save_baseline(path, [record("rnn", 5, 27), record("rnn", 20, 20)], {})
+    save_baseline(path, [record("rnn", 5, 25)], {})
+    entries = load_baseline(path).entries
+    assert entries[("s", "rnn", 5)]["k"] == 25
+    assert entries[("s", "rnn", 20)]["k"] == 20
+
+
+def test_claims_say_what_they_expect():
+    claim = Claim(learns_up_to=20, fails_from=100)
+    assert [claim.expects(n) for n in (5, 20, 50, 100, 200)] == ["learns", "learns", None, "fails", "fails"]
+    assert Claim(fails_from=10).expects(5) is None
+
+
+# -- calibration, by simulation (no training) ----------------------------------------------------
+
+RUNS = 4000
+RNG_SEED = 20261123
+
+
+def binomial_draws(n, p, size, rng):
+    return rng.binomial(n, p, size=size)
+
+
+def mc_tolerance(rate, runs):
+    """Four standard errors of a simulated rate: a correct bound fails this by chance ~1 in 30,000."""
+    return 4 * np.sqrt(rate * (1 - rate) / runs)
+
+
+@pytest.mark.parametrize("n", [10, 30, 50])
+@pytest.mark.parametrize("p0", [0.5, 0.2])
+def test_a_cell_at_p0_is_judged_learns_in_at_most_alpha_of_runs(n, p0):
+    rng = np.random.default_rng(RNG_SEED)
+    ks = binomial_draws(n, p0, RUNS, rng)
+    verdicts = {k: decide(int(k), n, p0, 0.05).verdict for k in np.unique(ks)}
+    rate = np.mean([verdicts[k] == LEARNS for k in ks])
+    assert rate <= 0.05 + mc_tolerance(0.05, RUNS)
+
+
+@pytest.mark.parametrize("test", ["boschloo", "fisher"])
+@pytest.mark.parametrize("p", [0.3, 0.6, 0.9])
+def test_an_unchanged_cell_is_flagged_in_at_most_alpha_of_runs(p, test):
+    """Per case: baseline and new run drawn from the same success rate."""
+    rng = np.random.default_rng(RNG_SEED)
+    n = 30
+    k_base, k_now = binomial_draws(n, p, RUNS, rng), binomial_draws(n, p, RUNS, rng)
+    flagged = np.mean(
+        [drop_pvalue(int(a), n, int(b), n, test) <= 0.05 for a, b in zip(k_now, k_base, strict=True)]
+    )
+    assert flagged <= 0.05 + mc_tolerance(0.05, RUNS)
+
+
+def test_an_unchanged_suite_fails_the_gate_in_at_most_alpha_of_runs_with_holm():
+    """Per suite of six cases at different rates: Holm keeps the family-wise rate at alpha."""
+    rng = np.random.default_rng(RNG_SEED)
+    n, rates, runs = 30, [0.95, 0.9, 0.7, 0.5, 0.2, 0.05], 2000
+    failures_holm = failures_raw = 0
+    for _ in range(runs):
+        k_base = [int(binomial_draws(n, p, 1, rng)[0]) for p in rates]
+        k_now = [int(binomial_draws(n, p, 1, rng)[0]) for p in rates]
+        pvalues = [drop_pvalue(a, n, b, n) for a, b in zip(k_now, k_base, strict=True)]
+        failures_holm += min(holm(pvalues)) <= 0.05
+        failures_raw += min(pvalues) <= 0.05
+    assert failures_holm / runs <= 0.05 + mc_tolerance(0.05, runs)
+    # Without a correction the suite would fail more often: the reason Holm is on by default.
+    assert failures_raw > failures_holm
+
+
+def test_a_real_drop_is_caught_in_most_runs():
+    """0.9 -> 0.5 with 30 trials each: the power of the one-sided Boschloo test at alpha 0.05."""
+    rng = np.random.default_rng(RNG_SEED)
+    n = 30
+    k_base, k_now = binomial_draws(n, 0.9, RUNS, rng), binomial_draws(n, 0.5, RUNS, rng)
+    power = np.mean([drop_pvalue(int(a), n, int(b), n) <= 0.05 for a, b in zip(k_now, k_base, strict=True)])
+    assert power >= 0.9
