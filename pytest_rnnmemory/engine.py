@@ -9,18 +9,16 @@ the trials' own mean losses, so each trial's gradient is exactly the
 gradient of its own loss, and the optimizers (Adam, SGD, RMSprop) work
 elementwise, so each trial's optimizer state is its own.
 
-Two schemes batch the cells (:data:`SCHEMES`): ``fused`` runs built-in cells as
-one wide cell with block-diagonal weights through torch's fused kernels, and
-``vmap`` runs any cell that follows the cell protocol through
-``torch.func.vmap``. A trial whose loss or weights turn NaN or infinite is
-marked diverged and frozen at zero weights; it never stops the others.
+How the cells of all trials run in one call is a scheme's business
+(:mod:`.schemes`: ``stepwise``, ``fused`` or ``vmap``). A trial whose loss or
+weights turn NaN or infinite is marked diverged and frozen at zero weights;
+it never stops the others.
 
 Everything here is plain PyTorch and callable without pytest.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -31,15 +29,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import seeds
-from .cells import build_cell, cell_class
+from .cells import build_cell
 from .config import TrainSection
+from .schemes import choose_scheme, make_scheme
 from .tasks import IGNORE, Task
-
-SCHEMES = ("fused", "stepwise", "vmap")
-
-#: Above this many hidden units over all trials the block-diagonal weights cost more
-#: than they save and ``auto`` picks ``vmap``.
-FUSED_MAX_WIDTH = 256
 
 #: Intra-op threads per case on the CPU. The trials' tensors are small, so more threads
 #: only add synchronisation, and with other processes on the cores (pytest-xdist
@@ -105,29 +98,6 @@ class Readout(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
 
-def choose_scheme(cell: str, hidden: int, trials: int, requested: str = "auto", device: str = "cpu") -> str:
-    """The scheme that trains ``trials`` trials of ``cell`` fastest (or the one requested).
-
-    Measured on a 2-core CPU (latching, L = 50, 30 trials, batch 16): the
-    stepwise scheme is 3-4x faster than torch's fused kernels for ``rnn`` and
-    about 1.3x for ``gru``, whose fused CPU kernels run step by step under
-    autograd; for ``lstm`` the fused kernel is oneDNN's and wins (1.8x at
-    hidden 1, 1.2x at hidden 8) while trials x hidden stays small. On CUDA the
-    fused kernels are cuDNN's, one launch for a whole sequence.
-    """
-    builtin = hasattr(cell_class(cell), "fused_op")
-    if requested in ("fused", "stepwise") and not builtin:
-        raise ValueError(f"train.engine = {requested!r} works for the built-in cells only, not {cell!r}")
-    if requested != "auto":
-        return requested
-    if not builtin:
-        return "vmap"
-    narrow = trials * hidden <= FUSED_MAX_WIDTH
-    if torch.device(device).type == "cuda":
-        return "fused" if narrow else "stepwise"
-    return "fused" if cell == "lstm" and narrow else "stepwise"
-
-
 def initial_modules(spec: CaseSpec) -> list[tuple[nn.Module, Readout]]:
     """Each trial's cell and readout, initialised from its own ``init`` stream (on the CPU)."""
     modules = []
@@ -148,69 +118,6 @@ def trial_data(spec: CaseSpec, stream: str, count: int) -> tuple[torch.Tensor, t
         xs.append(x)
         ys.append(y)
     return torch.stack(xs), torch.stack(ys)
-
-
-class _Fused:
-    """Built-in cells as one wide cell; inputs laid out as ``[S, T, n*I]``."""
-
-    name = "fused"
-
-    def __init__(self, cell: nn.Module) -> None:
-        self.op, self.gates = cell.fused_op, cell.gates
-
-    def arrange(self, x: torch.Tensor) -> torch.Tensor:
-        n, s, t, i = x.shape
-        return x.permute(1, 2, 0, 3).reshape(s, t, n * i)
-
-    def rows(self, arranged: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        return arranged[start:stop]
-
-    def hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
-        from .cells.fused import fused_forward
-
-        return fused_forward(params, batch, self.op, self.gates)
-
-
-class _Stepwise:
-    """Built-in cells with per-trial weights and a hand-written backward; inputs ``[n, S, T, I]``."""
-
-    name = "stepwise"
-
-    def __init__(self, cell: nn.Module) -> None:
-        self.op = cell.fused_op
-
-    def arrange(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def rows(self, arranged: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        return arranged[:, start:stop]
-
-    def hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
-        from .cells.stepwise import stepwise_forward
-
-        return stepwise_forward(params, batch, self.op)
-
-
-class _Vmap:
-    """Any protocol cell under ``torch.func.vmap``; inputs laid out as ``[n, S, T, I]``."""
-
-    name = "vmap"
-
-    def __init__(self, cell: nn.Module, buffers: dict[str, torch.Tensor]) -> None:
-        self.base = copy.deepcopy(cell).to("meta")
-        self.buffers = buffers
-
-    def arrange(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def rows(self, arranged: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        return arranged[:, start:stop]
-
-    def hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
-        def one(p, b, x):
-            return torch.func.functional_call(self.base, (p, b), (x,))
-
-        return torch.func.vmap(one)(params, self.buffers, batch)
 
 
 def _optimizer(train: TrainSection, params: list[torch.Tensor], device: torch.device):
@@ -258,12 +165,7 @@ class _Trainer:
         cells = [m[0] for m in modules]
         cell_params, cell_buffers = torch.func.stack_module_state(cells)
         read_params, _ = torch.func.stack_module_state([m[1] for m in modules])
-        if scheme == "fused":
-            self.scheme = _Fused(cells[0])
-        elif scheme == "stepwise":
-            self.scheme = _Stepwise(cells[0])
-        else:
-            self.scheme = _Vmap(cells[0], _to(cell_buffers, device))
+        self.scheme = make_scheme(scheme, cells[0], {k: v.to(device) for k, v in cell_buffers.items()})
         self.params = _FlatParams(
             {**cell_params, **{f"{READOUT}{k}": v for k, v in read_params.items()}}, device
         )
@@ -367,10 +269,6 @@ class _Trainer:
 
     def final_params(self) -> dict[str, torch.Tensor]:
         return self.params.detached()
-
-
-def _to(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device) for k, v in tensors.items()}
 
 
 def train_case(

@@ -14,6 +14,15 @@ class CaseFailure(Exception):
     """A case whose verdict is not ``learns``; the message is the whole explanation."""
 
 
+class _OwnFailures(pytest.Item):
+    """An item whose expected failures are explained by their message alone, without a traceback."""
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, (CaseFailure, RnnMemoryError)):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+
 class SuiteFile(pytest.File):
     """A suite file: one :class:`CaseItem` per (cell, length), or one :class:`BrokenSuite`."""
 
@@ -27,24 +36,26 @@ class SuiteFile(pytest.File):
             # One failing item instead of a collection error, so other suites still run.
             yield BrokenSuite.from_parent(self, name="suite", problems=exc.problems)
             return
-        group = pytest.mark.xdist_group(suite.name) if settings.baseline else None
+        # A gated suite stays on one pytest-xdist worker (--dist loadgroup): its gate needs every case.
+        xdist = self.config.pluginmanager.hasplugin("xdist")
+        group = pytest.mark.xdist_group(suite.name) if settings.baseline and xdist else None
         for case in suite.cases():
             item = CaseItem.from_parent(self, name=case.id, case=case)
             claim = suite.claims.get(case.cell)
             if claim is not None and claim.expects(case.length) == "fails":
                 reason = f"the suite claims {case.cell} {claim.describe()}"
                 item.add_marker(pytest.mark.xfail(reason=reason, strict=suite.strict))
-            if group is not None and self.config.pluginmanager.hasplugin("xdist"):
+            if group is not None:
                 item.add_marker(group)
             yield item
         if settings.baseline is not None:
             gate = GateItem.from_parent(self, name="gate", suite=suite)
-            if group is not None and self.config.pluginmanager.hasplugin("xdist"):
+            if group is not None:
                 gate.add_marker(group)
             yield gate
 
 
-class BrokenSuite(pytest.Item):
+class BrokenSuite(_OwnFailures):
     """Stands for a suite file that could not be used; fails with one line per problem."""
 
     def __init__(self, *, problems: list[str], **kwargs: Any) -> None:
@@ -54,14 +65,11 @@ class BrokenSuite(pytest.Item):
     def runtest(self) -> None:
         raise SuiteError(self.problems)
 
-    def repr_failure(self, excinfo, style=None):
-        return "\n".join(self.problems)
-
     def reportinfo(self):
         return self.path, None, f"{self.path.name}: invalid suite"
 
 
-class CaseItem(pytest.Item):
+class CaseItem(_OwnFailures):
     """One case: train its trials, decide, and pass only if the cell learns."""
 
     def __init__(self, *, case, **kwargs: Any) -> None:
@@ -71,19 +79,13 @@ class CaseItem(pytest.Item):
         self.add_marker(pytest.mark.rnnmemory)
 
     def runtest(self) -> None:
-        from .engine import train_case
-        from .progress import progress_for
-        from .results import case_record
-        from .stats import INCONCLUSIVE, LEARNS, decide
+        from .results import record_decision
+        from .stats import INCONCLUSIVE, LEARNS
 
         settings: Settings = self.config.stash[SETTINGS]
         suite = self.case.suite
-        outcome = train_case(
-            self.case.spec(), device=resolve_device(settings.device), progress=progress_for(self)
-        )
-        k = sum(outcome.successes(suite.success.threshold))
-        decision = decide(k, len(outcome.metrics), suite.verdict.p0, suite.verdict.alpha)
-        self.record = case_record(self.case, outcome, decision)
+        self.record = self._stored_result(settings) or self._train(settings)
+        decision = record_decision(self.record)
         for name in ("verdict", "k", "n", "p_greater", "p_less", "ci_low", "ci_high"):
             self.user_properties.append((f"rnnmemory_{name}", self.record[name]))
         if decision.verdict == LEARNS:
@@ -99,16 +101,51 @@ class CaseItem(pytest.Item):
             pytest.skip(message)
         raise CaseFailure(message)
 
-    def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, (CaseFailure, RnnMemoryError)):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo, style=style)
+    def _cache_key(self, settings: Settings) -> tuple[object, str] | tuple[None, None]:
+        from .cache import ResultCache, case_key
+
+        folder = settings.cache_dir
+        if folder is None:
+            if not hasattr(self.config, "cache"):
+                return None, None  # pytest's cache is switched off (-p no:cacheprovider)
+            folder = self.config.cache.mkdir("rnnmemory")
+        device_type = resolve_device(settings.device).split(":")[0]
+        return ResultCache(folder), case_key(self.case.settings(), device_type)
+
+    def _stored_result(self, settings: Settings) -> dict[str, Any] | None:
+        """The result of an earlier run of exactly this case, unless ``--rnn-rerun``."""
+        if settings.rerun:
+            return None
+        cache, key = self._cache_key(settings)
+        record = cache.get(key) if cache is not None else None
+        return None if record is None else {**record, "cached": True}
+
+    def _train(self, settings: Settings) -> dict[str, Any]:
+        """Train the case's trials, decide, and store the result at once."""
+        from .engine import train_case
+        from .progress import progress_for
+        from .results import case_record, suite_meta
+        from .stats import decide
+
+        suite = self.case.suite
+        outcome = train_case(
+            self.case.spec(), device=resolve_device(settings.device), progress=progress_for(self)
+        )
+        k = sum(outcome.successes(suite.success.threshold))
+        decision = decide(k, len(outcome.metrics), suite.verdict.p0, suite.verdict.alpha)
+        record = case_record(self.case, outcome, decision)
+        record["suite_meta"] = suite_meta(suite, self.config.rootpath)
+        record["cached"] = False
+        cache, key = self._cache_key(settings)
+        if cache is not None:
+            cache.put(key, record)
+        return record
 
     def reportinfo(self):
         return self.path, None, f"{self.case.suite.name}: {self.case.cell} at length {self.case.length}"
 
 
-class GateItem(pytest.Item):
+class GateItem(_OwnFailures):
     """The baseline gate of one suite: runs after its cases, fails if any regressed.
 
     Holm's correction needs the p-values of every compared case, so the
@@ -146,11 +183,6 @@ class GateItem(pytest.Item):
             lines.append("  refresh the baseline on purpose, from a run you trust, with --rnn-save-baseline")
         raise CaseFailure("\n".join(lines))
 
-    def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, (CaseFailure, RnnMemoryError)):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo, style=style)
-
     def reportinfo(self):
         return self.path, None, f"{self.suite.name}: gate against the baseline"
 
@@ -174,6 +206,8 @@ def failure_message(record: dict[str, Any]) -> str:
     ]
     if record["diverged"]:
         lines.append(f"  {record['diverged']} trial(s) diverged (NaN or infinite loss)")
+    if record.get("cached"):
+        lines.append("  (stored by an earlier run of this exact case; --rnn-rerun trains it again)")
     if record["verdict"] == "inconclusive":
         more = trials_to_settle(k, n, record["p0"], record["alpha"])
         if more is None:

@@ -93,6 +93,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="gate: test each case at alpha, without Holm's correction across a suite's cases",
     )
+    group.addoption(
+        "--rnn-rerun",
+        action="store_true",
+        default=False,
+        help="train every case again, even when a stored result of the same case exists",
+    )
+    group.addoption(
+        "--rnn-cache-dir",
+        metavar="DIR",
+        help="where finished cases are stored (default: pytest's cache folder, .pytest_cache)",
+    )
     parser.addini("rnn_baseline", "baseline file the gate compares with, relative to the rootdir", default="")
     parser.addini("rnn_suites_dir", "folder of suite files, relative to the rootdir", default="suites")
     parser.addini("rnn_suites", "suites to run when --rnn-suite is not given (comma-separated)", default="")
@@ -171,6 +182,8 @@ def _read_settings(config: pytest.Config) -> Settings:
         baseline=_baseline_path(config),
         save_baseline=_path_option(config, "rnn_save_baseline"),
         holm=not config.getoption("rnn_no_holm"),
+        cache_dir=_path_option(config, "rnn_cache_dir"),
+        rerun=config.getoption("rnn_rerun"),
     )
 
 
@@ -204,8 +217,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings.selected:
         # Fail early on a device that is not here, before any suite is collected.
         config.stash[SETTINGS] = settings = settings.with_device(resolve_device(settings.device))
-        if not hasattr(config, "workerinput"):
-            _add_suite_args(config, settings.selected)
+        # On pytest-xdist workers too: they get no paths from the controller when the
+        # user gave none, and would collect the testpaths instead.
+        _add_suite_args(config, settings.selected)
 
 
 def _check_profile(settings: Settings) -> None:
@@ -280,13 +294,6 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
     return SuiteFile.from_parent(parent, path=file_path)
 
 
-def _display_path(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root))
-    except ValueError:
-        return path.name
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
@@ -313,38 +320,35 @@ class RunLog:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Note every selected case, so the report shows those that never finish as missing."""
         from .items import CaseItem
+        from .results import suite_meta
 
         for item in session.items:
-            if not isinstance(item, CaseItem):
-                continue
-            from .results import SuiteRun
+            if isinstance(item, CaseItem):
+                run = self._run(suite_meta(item.case.suite, self.config.rootpath))
+                run.expected.append((item.case.cell, item.case.length))
 
-            suite = item.case.suite
-            run = self.runs.get(suite.name)
-            if run is None:
-                run = self.runs[suite.name] = SuiteRun(
-                    name=suite.name,
-                    description=suite.meta.description,
-                    path=_display_path(suite.path, self.config.rootpath),
-                    task=suite.meta.task,
-                    profile=suite.profile,
-                    config=suite.resolved,
-                    expected=[],
-                )
-            run.expected.append((item.case.cell, item.case.length))
+    def _run(self, meta: dict):
+        from .results import SuiteRun
+
+        if meta["name"] not in self.runs:
+            self.runs[meta["name"]] = SuiteRun(**meta, expected=[])
+        return self.runs[meta["name"]]
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = getattr(report, "rnnmemory", None)
         if record is None or report.when != "call":
             return
-        run = self.runs.get(record["suite"])
-        if run is not None:
-            run.records[(record["cell"], record["length"])] = record
-            run.wall_s += record["wall_s"]
+        # Under pytest-xdist the controller collects nothing: the suite comes with the record.
+        run = self._run(record["suite_meta"])
+        case = (record["cell"], record["length"])
+        if case not in run.expected:
+            run.expected.append(case)
+        run.records[case] = record
+        run.wall_s += record["wall_s"]
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if hasattr(self.config, "workerinput") or not self.runs:
-            return  # only the controller writes reports
+        if hasattr(self.config, "workerinput") or not self.runs or self.config.option.collectonly:
+            return  # only the controller writes reports, and only for a run that ran
         from .report import write_reports
         from .results import environment
 
@@ -366,9 +370,10 @@ class RunLog:
             self.baseline_saved = (settings.save_baseline, count)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if not self.runs or hasattr(self.config, "workerinput"):
+        if not self.runs or hasattr(self.config, "workerinput") or self.config.option.collectonly:
             return
         from .report import terminal_table
+        from .results import display_path
 
         terminalreporter.section("rnnmemory capability")
         for run in self.runs.values():
@@ -380,11 +385,16 @@ class RunLog:
             if run.missing:
                 missing = ", ".join(f"{c}-L{n}" for c, n in run.missing)
                 terminalreporter.write_line(f"missing: {missing}")
+            cached = [f"{c}-L{n}" for c, n in run.ordered_cases if run.records.get((c, n), {}).get("cached")]
+            if cached:
+                terminalreporter.write_line(
+                    f"from earlier runs (stored results; --rnn-rerun trains again): {', '.join(cached)}"
+                )
             terminalreporter.write_line("")
         for path in self.written:
-            terminalreporter.write_line(f"report written: {_display_path(path, self.config.rootpath)}")
+            terminalreporter.write_line(f"report written: {display_path(path, self.config.rootpath)}")
         if self.baseline_saved is not None:
             path, count = self.baseline_saved
             terminalreporter.write_line(
-                f"baseline written: {_display_path(path, self.config.rootpath)} ({count} cases from this run)"
+                f"baseline written: {display_path(path, self.config.rootpath)} ({count} cases from this run)"
             )

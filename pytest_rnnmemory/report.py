@@ -169,7 +169,7 @@ def _baseline_section(run: SuiteRun) -> list[str]:
 
 def _case_table(run: SuiteRun) -> str:
     rows = []
-    for cell, length in run.expected:
+    for cell, length in run.ordered_cases:
         r = run.records.get((cell, length))
         if r is None:
             rows.append([cell, length, MISSING, "", "", "", "", "", "", "", ""])
@@ -228,7 +228,11 @@ def to_json(run: SuiteRun, environment: dict[str, str]) -> dict[str, Any]:
         "environment": environment,
         "wall_s": round(run.wall_s, 3),
         "frontier": {c: run.frontier(c) for c in run.cells},
-        "cases": [run.records[c] for c in run.expected if c in run.records],
+        "cases": [
+            {k: v for k, v in run.records[c].items() if k != "suite_meta"}
+            for c in run.ordered_cases
+            if c in run.records
+        ],
         "missing": [{"cell": c, "length": n} for c, n in run.missing],
     }
 
@@ -261,7 +265,7 @@ def plot(run: SuiteRun, path: Path) -> bool:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xticks(lengths)
+    ax.set_xticks(_spread(lengths))
     ax.set_xlabel("length")
     ax.set_ylabel("success rate (k/n)")
     ax.set_ylim(-0.03, 1.03)
@@ -272,6 +276,33 @@ def plot(run: SuiteRun, path: Path) -> bool:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def _spread(lengths: list[int]) -> list[int]:
+    """Tick positions from ``lengths`` that stay readable: on a log axis, at least 1.4x apart."""
+    ticks: list[int] = []
+    for length in sorted(lengths):
+        if not ticks or length / ticks[-1] >= 1.4 or len(lengths) <= 8:
+            ticks.append(length)
+    return ticks
+
+
+def run_from_json(data: dict[str, Any]) -> SuiteRun:
+    """A :class:`SuiteRun` rebuilt from a JSON report, to render it again without training."""
+    records = {(c["cell"], c["length"]): c for c in data["cases"]}
+    missing = [(m["cell"], m["length"]) for m in data.get("missing", [])]
+    run = SuiteRun(
+        name=data["suite"],
+        description=data.get("description", ""),
+        path=data.get("path", ""),
+        task=data["task"],
+        profile=data.get("profile"),
+        config=data["config"],
+        expected=[*records, *missing],
+        records=records,
+        wall_s=data.get("wall_s", 0.0),
+    )
+    return run
 
 
 def write_reports(run: SuiteRun, report_dir: Path, environment: dict[str, str]) -> list[Path]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
@@ -77,6 +78,26 @@ def environment(device: str) -> dict[str, str]:
     }
 
 
+def suite_meta(suite, root: Path) -> dict:
+    """What a report needs to know of a suite, as plain data that can travel with a record."""
+    return {
+        "name": suite.name,
+        "description": suite.meta.description,
+        "path": display_path(suite.path, root),
+        "task": suite.meta.task,
+        "profile": suite.profile,
+        "config": suite.resolved,
+    }
+
+
+def display_path(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` where it lies inside, else its name."""
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return path.name
+
+
 @dataclass
 class SuiteRun:
     """One suite's results in one pytest run: what was asked for and what came back."""
@@ -97,7 +118,16 @@ class SuiteRun:
 
     @property
     def cells(self) -> list[str]:
-        return list(dict.fromkeys(c for c, _ in self.expected))
+        """The cells of this run in the suite's order (results may arrive in any order)."""
+        present = {c for c, _ in self.expected}
+        ordered = [c for c in self.config["suite"]["cells"] if c in present]
+        return ordered + sorted(present - set(ordered))
+
+    @property
+    def ordered_cases(self) -> list[tuple[str, int]]:
+        """The selected cases, cell by cell in the suite's order, lengths ascending."""
+        rank = {c: i for i, c in enumerate(self.cells)}
+        return sorted(self.expected, key=lambda case: (rank[case[0]], case[1]))
 
     @property
     def lengths(self) -> list[int]:
@@ -105,14 +135,14 @@ class SuiteRun:
 
     @property
     def missing(self) -> list[tuple[str, int]]:
-        return [c for c in self.expected if c not in self.records]
+        return [c for c in self.ordered_cases if c not in self.records]
 
     def judge(self, baseline: Any, *, holm: bool = True) -> None:
         """Compare this run's records with ``baseline`` (a :class:`.gate.Baseline`)."""
         from .gate import compare
 
         verdict = self.config["verdict"]
-        records = [self.records[c] for c in self.expected if c in self.records]
+        records = [self.records[c] for c in self.ordered_cases if c in self.records]
         self.baseline = baseline
         self.comparisons = compare(
             records, baseline, verdict["alpha"], test=verdict["regression_test"], use_holm=holm

@@ -33,6 +33,10 @@ class Settings:
     save_baseline: Path | None = None
     #: Holm's correction across a suite's compared cases (``--rnn-no-holm`` turns it off).
     holm: bool = True
+    #: Where finished cases are stored (``--rnn-cache-dir``); ``None``: pytest's cache folder.
+    cache_dir: Path | None = None
+    #: Train every case again, even with a stored result (``--rnn-rerun``).
+    rerun: bool = False
 
     def overrides(self) -> Overrides:
         """The overrides every suite gets."""

@@ -32,6 +32,7 @@ from .config import (
 from .engine import CaseSpec
 from .errors import SuiteError, TaskError
 from .gate import Claim
+from .schemes import is_builtin
 from .tasks import Task, task_class
 
 
@@ -222,6 +223,16 @@ def load_suite(path: str | Path, overrides: Overrides | None = None, label: str 
 
     if not meta.name:
         meta = dataclasses.replace(meta, name=path.stem)
+    train: TrainSection = sections["train"]
+    if train.engine in ("fused", "stepwise"):
+        for i, cell in enumerate(meta.cells):
+            if not is_builtin(cell):
+                problems.add(
+                    f"train.engine = {_show(train.engine)}",
+                    f"runs the built-in cells only, and suite.cells[{i}] = {_show(cell)} is not one; "
+                    "use 'auto' or 'vmap'",
+                )
+        problems.raise_any()
     success: SuccessSection = sections["success"]
     if not success.metric:
         success = dataclasses.replace(success, metric=task.metric)

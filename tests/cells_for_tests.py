@@ -24,3 +24,13 @@ class WrongShape(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inp(x)[:, -1]
+
+
+class TorchRNN(nn.RNN):
+    """Breaks the protocol's batching: torch.func.vmap has no rule for nn.RNN."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__(input_size, hidden_size, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)[0]

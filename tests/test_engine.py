@@ -7,7 +7,8 @@ import torch
 
 from pytest_rnnmemory import engine
 from pytest_rnnmemory.config import TrainSection
-from pytest_rnnmemory.engine import CaseSpec, choose_scheme, initial_modules, train_case, trial_data
+from pytest_rnnmemory.engine import CaseSpec, initial_modules, train_case, trial_data
+from pytest_rnnmemory.schemes import choose_scheme
 from pytest_rnnmemory.seeds import trial_seed
 from pytest_rnnmemory.tasks import IGNORE, make_task
 
@@ -179,3 +180,16 @@ def test_user_cell_trains_through_vmap():
     # A cell with no memory cannot latch: it never beats chance at the last step.
     assert max(outcome.metrics) < 0.75
     assert IGNORE == -100
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("scheme", ["fused", "stepwise", "vmap"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_cuda_trains_what_the_cpu_trains(cell, scheme):
+    """Data is drawn on the CPU from the trials' seeds, so both devices see the same sequences."""
+    spec = spec_for(cell)
+    cpu = train_case(spec, scheme=scheme)
+    cuda = train_case(spec, device="cuda", scheme=scheme)
+    assert cuda.device.startswith("cuda")
+    for name, value in cpu.params.items():
+        torch.testing.assert_close(cuda.params[name], value, rtol=1e-3, atol=1e-4)

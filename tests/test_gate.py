@@ -206,3 +206,14 @@ def test_a_real_drop_is_caught_in_most_runs():
     k_base, k_now = binomial_draws(n, 0.9, RUNS, rng), binomial_draws(n, 0.5, RUNS, rng)
     power = np.mean([drop_pvalue(int(a), n, int(b), n) <= 0.05 for a, b in zip(k_now, k_base, strict=True)])
     assert power >= 0.9
+
+
+def test_the_calibration_tables_exact_sums_match_hand_values():
+    from pytest_rnnmemory.calibration import flag_rate, verdict_rate
+
+    # P(X >= 20 | n=30, p=0.5): learns needs k >= 20.
+    by_hand = sum(comb(30, k) for k in range(20, 31)) / 2**30
+    assert verdict_rate(30, 0.5, LEARNS) == pytest.approx(by_hand, rel=1e-9)
+    # An unchanged cell is flagged in at most alpha of runs; a big drop in most.
+    assert flag_rate(30, 0.5, 0.5, test="fisher") <= 0.05
+    assert flag_rate(30, 0.9, 0.5, test="fisher") > 0.9

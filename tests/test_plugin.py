@@ -104,6 +104,11 @@ def test_a_cell_that_learns_passes_and_the_report_is_written(project):
     markdown = (project.path / "reports" / "ortask.md").read_text()
     assert re.search(r"\|\s+2 \| ✓ 6/6 \[0\.54, 1\.00\]", markdown)
     assert "## Frontier" in markdown and "torch:" in markdown
+    # The JSON alone renders the same markdown again, without training.
+    from pytest_rnnmemory.__main__ import main
+
+    assert main(["report", str(project.path / "reports" / "ortask.json"), "--out", "again"]) == 0
+    assert (project.path / "again" / "ortask.md").read_text() == markdown
 
 
 @pytest.mark.slow
@@ -234,7 +239,7 @@ def test_cases_not_run_are_reported_as_missing(project):
 def test_a_case_gives_the_same_result_alone_and_in_a_full_run(project):
     write_suite(project, "ortask", suite_text("or", lengths=(2, 3), trials=3))
     project.runpytest("--rnn-suite=ortask", "--rnn-report-dir=full")
-    project.runpytest("--rnn-suite=ortask", "-k", "L3", "--rnn-report-dir=alone")
+    project.runpytest("--rnn-suite=ortask", "-k", "L3", "--rnn-report-dir=alone", "--rnn-rerun")
     full = json.loads((project.path / "full" / "ortask.json").read_text())
     alone = json.loads((project.path / "alone" / "ortask.json").read_text())
     (case_alone,) = alone["cases"]
@@ -317,7 +322,7 @@ trials = 8
 
 
 @pytest.mark.slow
-def test_the_gate_passes_an_unchanged_cell_and_fails_one_that_forgot(project, monkeypatch):
+def test_the_gate_passes_an_unchanged_cell_and_fails_one_that_forgot(project):
     project.makepyfile(gatedcell=GATED_CELL)
     write_suite(project, "recall1", GATED_SUITE)
     result = project.runpytest("--rnn-suite=recall1", "--rnn-save-baseline=baseline.json")
@@ -328,7 +333,8 @@ def test_the_gate_passes_an_unchanged_cell_and_fails_one_that_forgot(project, mo
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*1 case(s) unchanged*"])
 
-    monkeypatch.setenv("FREEZE_RECURRENCE", "1")
+    # The change under test: the recurrent weights are now fixed at zero.
+    project.makepyfile(gatedcell=GATED_CELL.replace('os.environ.get("FREEZE_RECURRENCE") == "1"', "True"))
     result = project.runpytest("--rnn-suite=recall1", "--rnn-baseline=baseline.json", "--junitxml=gate.xml")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
@@ -395,3 +401,107 @@ def test_a_claim_no_case_tests_is_a_suite_error(project):
             "suites/claims.toml: expect.gru: no case tests this claim: 'gru' is not in suite.cells (rnn)",
         ]
     )
+
+
+@pytest.mark.slow
+def test_the_same_report_serially_and_with_xdist(project):
+    write_suite(project, "ortask", suite_text("or", cells=("rnn", "gru"), lengths=(2, 3), trials=5))
+    # --rnn-suite alone must not run the project's testpaths, on the workers either.
+    project.makeini("[pytest]\ntestpaths = other\n")
+    project.mkdir("other")
+    (project.path / "other" / "test_other.py").write_text("def test_other(): pass\n")
+    serial = project.runpytest_subprocess("--rnn-suite=ortask", "--rnn-report-dir=serial")
+    serial.assert_outcomes(passed=4)
+    parallel = project.runpytest_subprocess(
+        "--rnn-suite=ortask", "--rnn-report-dir=parallel", "-n", "2", "--rnn-rerun"
+    )
+    parallel.assert_outcomes(passed=4)
+    parallel.stdout.fnmatch_lines(["*rnnmemory capability*", "*frontier*rnn 3, gru 3*"])
+
+    def cases(folder):
+        report = json.loads((project.path / folder / "ortask.json").read_text())
+        return sorted(
+            (c["cell"], c["length"], c["k"], c["verdict"], tuple(t["metric"] for t in c["trials"]))
+            for c in report["cases"]
+        )
+
+    assert cases("serial") == cases("parallel")
+
+
+# -- stored results: nothing finished is lost ----------------------------------------------------
+
+INTERRUPTING_CELL = '''
+import os
+
+import torch
+from torch import nn
+
+
+class Elman(nn.Module):
+    """A tanh RNN; with STOP_AT=L it stops the run like Ctrl-C when it meets length L."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.inp = nn.Linear(input_size, hidden_size)
+        self.rec = nn.Parameter(torch.empty(hidden_size, hidden_size).uniform_(-0.5, 0.5))
+
+    def forward(self, x):
+        if os.environ.get("STOP_AT") == str(x.shape[1]):
+            raise KeyboardInterrupt
+        pre = self.inp(x)
+        h = x.new_zeros(x.shape[0], pre.shape[-1])
+        states = []
+        for t in range(x.shape[1]):
+            h = torch.tanh(pre[:, t] + h @ self.rec.T)
+            states.append(h)
+        return torch.stack(states, 1)
+'''
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_keeps_what_finished_and_trains_only_the_rest(project, monkeypatch):
+    project.makepyfile(stopcell=INTERRUPTING_CELL)
+    write_suite(project, "ortask", suite_text("or", cells=("stopcell:Elman",), lengths=(2, 4), trials=5))
+    monkeypatch.setenv("STOP_AT", "4")
+    # In a process of its own, as a real Ctrl-C ends one.
+    result = project.runpytest_subprocess("--rnn-suite=ortask")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    report = read_report(project, "ortask")
+    assert [c["length"] for c in report["cases"]] == [2]
+    assert report["missing"] == [{"cell": "stopcell:Elman", "length": 4}]
+
+    monkeypatch.delenv("STOP_AT")
+    result = project.runpytest("--rnn-suite=ortask")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        ["from earlier runs (stored results; --rnn-rerun trains again): stopcell:Elman-L2"]
+    )
+    report = read_report(project, "ortask")
+    assert [(c["length"], c["cached"]) for c in report["cases"]] == [(2, True), (4, False)]
+
+    result = project.runpytest("--rnn-suite=ortask", "--rnn-rerun")
+    result.assert_outcomes(passed=2)
+    assert "from earlier runs" not in result.stdout.str()
+
+
+@pytest.mark.slow
+def test_a_corrupt_stored_result_is_ignored_with_a_warning(project):
+    write_suite(project, "ortask", suite_text("or", trials=5))
+    project.runpytest("--rnn-suite=ortask", "--rnn-cache-dir=store")
+    (entry,) = (project.path / "store").glob("*.json")
+    entry.write_text("{half a file")
+    result = project.runpytest("--rnn-suite=ortask", "--rnn-cache-dir=store")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*CacheWarning: ignored the stored result *: * the case is trained again"])
+    assert "from earlier runs" not in result.stdout.str()
+
+
+@pytest.mark.slow
+def test_editing_a_cell_invalidates_its_stored_results(project):
+    project.makepyfile(usercells2=INTERRUPTING_CELL)
+    write_suite(project, "ortask", suite_text("or", cells=("usercells2:Elman",), trials=5))
+    project.runpytest("--rnn-suite=ortask")
+    project.makepyfile(usercells2=INTERRUPTING_CELL + "\n# an edit\n")
+    result = project.runpytest("--rnn-suite=ortask")
+    result.assert_outcomes(passed=1)
+    assert "from earlier runs" not in result.stdout.str()

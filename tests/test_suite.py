@@ -523,3 +523,34 @@ def test_a_profiles_task_entry_must_be_a_table(tmp_path):
     path = write(tmp_path, MINIMAL + "[profiles.quick]\ntask = 5\n")
     (problem,) = problems_of(path, Overrides(profile="quick"))
     assert problem.endswith("profiles.quick.task: must be a table of the task's parameters, got 5")
+
+
+def test_a_builtin_only_engine_with_a_user_cell_is_a_suite_error(tmp_path):
+    path = write(
+        tmp_path,
+        '[suite]\ntask = "latching"\ncells = ["rnn", "tests.cells_for_tests:ZeroRecurrence"]\n'
+        'lengths = [5]\n[train]\nengine = "fused"\n',
+    )
+    (problem,) = problems_of(path)
+    assert problem == (
+        f'{path}: train.engine = "fused": runs the built-in cells only, and suite.cells[1] = '
+        "\"tests.cells_for_tests:ZeroRecurrence\" is not one; use 'auto' or 'vmap'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        (
+            "tests.cells_for_tests:WrongShape",
+            "forward must return hidden states [batch, steps, hidden] = [2, 3, 1]",
+        ),
+        ("tests.cells_for_tests:TorchRNN", "cannot be batched this way (PyTorch issue 105982)"),
+        ("tests.cells_for_tests:Nope", "module 'tests.cells_for_tests' has no attribute 'Nope'"),
+    ],
+)
+def test_a_cell_that_breaks_the_protocol_is_named_with_what_went_wrong(tmp_path, cell, message):
+    path = write(tmp_path, f'[suite]\ntask = "latching"\ncells = ["{cell}"]\nlengths = [5]\n')
+    (problem,) = problems_of(path)
+    assert problem.startswith(f'{path}: suite.cells[0] = "{cell}": cell {cell!r}')
+    assert message in problem

@@ -70,6 +70,24 @@ def check_cell(name: str, input_size: int, hidden_size: int) -> None:
             f"cell {name!r}: forward must return hidden states [batch, steps, hidden] = "
             f"{list(expected)}, got {got}"
         )
+    # The engine runs a user's cell for every trial at once under torch.func.vmap.
+    params, buffers = torch.func.stack_module_state([module, build_cell(name, input_size, hidden_size)])
+    try:
+        with torch.no_grad():
+            torch.func.vmap(lambda p, b, x_: torch.func.functional_call(module, (p, b), (x_,)))(
+                params, buffers, torch.zeros(2, 2, 3, input_size)
+            )
+    except RuntimeError as exc:
+        hint = (
+            " torch.nn.RNN, LSTM and GRU modules cannot be batched this way (PyTorch issue 105982);"
+            " write the recurrence with tensor operations, as pytest_rnnmemory/cells/builtin.py does"
+            if "Batching rule not implemented" in str(exc)
+            else ""
+        )
+        raise CellError(
+            f"cell {name!r}: the engine trains all trials at once with torch.func.vmap, which "
+            f"failed: {str(exc).splitlines()[0]}.{hint}"
+        ) from exc
 
 
 __all__ = ["CELLS", "GRU", "LSTM", "CellError", "ElmanRNN", "build_cell", "cell_class", "check_cell"]

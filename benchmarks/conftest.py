@@ -1,0 +1,37 @@
+"""Print the engine's speed-up over the per-trial loop after the benchmark table."""
+
+from __future__ import annotations
+
+
+def pytest_terminal_summary(terminalreporter):
+    from tabulate import tabulate
+
+    from benchmarks.test_engine_speed import RESULTS, TRIALS
+
+    if not RESULTS:
+        return
+    terminalreporter.section("engine against the per-trial loop (same run, same machine)")
+    rows = [
+        [
+            case,
+            r["scheme"],
+            f"{r['loop_s']:.1f}",
+            f"{r['engine_s']:.2f}",
+            f"{r['ratio']:.1f}x",
+            f"{r['seq_steps_per_s'] / 1e6:.1f}M",
+            f"{r['loop_seq_steps_per_s'] / 1e6:.2f}M",
+            f"{r['peak_mib']:.0f}",
+        ]
+        for case, r in RESULTS.items()
+    ]
+    headers = [
+        "case",
+        "scheme",
+        f"loop s ({TRIALS} trials, scaled)",
+        "engine s",
+        "speed-up",
+        "engine seq-steps/s",
+        "loop seq-steps/s",
+        "engine peak RSS MiB",
+    ]
+    terminalreporter.write_line(tabulate(rows, headers=headers))

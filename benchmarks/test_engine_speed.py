@@ -1,0 +1,106 @@
+"""The batched engine against the per-trial loop users write today, on the same work.
+
+    pytest benchmarks/ --benchmark-only
+
+Work: latching, hidden size 1, 30 trials, 1 epoch of 8000 sequences, batch
+16, Adam; L = 50 and 200, rnn and lstm. The per-trial loop (the logic of the
+project's shared ``per_trial_baseline.py``: ``torch.nn.RNN``/``LSTM`` plus a
+``Linear`` readout, one trial after another) is timed on a few trials and
+scaled to 30. Both sides run in this process, one after the other, with the
+same thread settings, so the ratio printed at the end compares like with like
+on whatever machine runs it. Peak memory is measured in a fresh process per
+engine case.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from pytest_rnnmemory.config import TrainSection
+from pytest_rnnmemory.engine import CaseSpec, train_case
+from pytest_rnnmemory.tasks import make_task
+
+TRIALS = 30
+SAMPLES, VAL, BATCH, LR = 8000, 2000, 16, 0.001
+#: Trials of the per-trial loop actually timed; the time is scaled to TRIALS.
+LOOP_TRIALS = 2
+CASES = [("rnn", 50), ("lstm", 50), ("rnn", 200), ("lstm", 200)]
+
+RESULTS: dict[str, dict] = {}
+
+
+def per_trial_loop(cell: str, length: int, trials: int) -> float:
+    """Train ``trials`` trials one after another as a user's script does; returns seconds."""
+    task = make_task("latching")
+    modules = {"rnn": nn.RNN, "lstm": nn.LSTM}
+    started = time.perf_counter()
+    for seed in range(trials):
+        g = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        x, y = task.sample(length, SAMPLES, g)
+        xv, yv = task.sample(length, VAL, g)
+        y, yv = y[:, -1], yv[:, -1]
+        rnn, readout = modules[cell](1, 1, batch_first=True), nn.Linear(1, 2)
+        optimizer = torch.optim.Adam([*rnn.parameters(), *readout.parameters()], lr=LR)
+        order = torch.randperm(SAMPLES, generator=g)
+        for start in range(0, SAMPLES, BATCH):
+            idx = order[start : start + BATCH]
+            optimizer.zero_grad()
+            out, _ = rnn(x[idx])
+            nn.functional.cross_entropy(readout(out[:, -1]), y[idx]).backward()
+            optimizer.step()
+        with torch.no_grad():
+            (readout(rnn(xv)[0][:, -1]).argmax(1) == yv).float().mean().item()
+    return time.perf_counter() - started
+
+
+def engine_spec(cell: str, length: int) -> CaseSpec:
+    train = TrainSection(samples=SAMPLES, val_samples=VAL, epochs=1, batch_size=BATCH, lr=LR)
+    seeds = tuple(range(TRIALS))
+    return CaseSpec(make_task("latching"), cell, length, 1, train, "accuracy", 0.95, seeds)
+
+
+PEAK_SCRIPT = """
+import json, resource, sys
+from benchmarks.test_engine_speed import engine_spec
+from pytest_rnnmemory.engine import train_case
+outcome = train_case(engine_spec(sys.argv[1], int(sys.argv[2])))
+print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "scheme": outcome.scheme}))
+"""
+
+
+def peak_memory(cell: str, length: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT, cell, str(length)], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(("cell", "length"), CASES, ids=[f"{c}-L{n}" for c, n in CASES])
+def test_engine_against_the_per_trial_loop(benchmark, cell, length):
+    torch.set_num_threads(1)  # the engine's own setting, for both sides
+    loop_s = per_trial_loop(cell, length, LOOP_TRIALS) * TRIALS / LOOP_TRIALS
+    spec = engine_spec(cell, length)
+    outcome = benchmark.pedantic(train_case, args=(spec,), rounds=1, iterations=1)
+    engine_s = benchmark.stats.stats.mean
+    steps = TRIALS * SAMPLES * length
+    memory = peak_memory(cell, length)
+    RESULTS[f"{cell}-L{length}"] = row = {
+        "scheme": outcome.scheme,
+        "engine_s": engine_s,
+        "loop_s": loop_s,
+        "ratio": loop_s / engine_s,
+        "seq_steps_per_s": steps / engine_s,
+        "loop_seq_steps_per_s": steps / loop_s,
+        "peak_mib": memory["peak_mib"],
+    }
+    benchmark.extra_info.update(row)
+    assert len(outcome.metrics) == TRIALS

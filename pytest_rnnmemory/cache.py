@@ -1,0 +1,101 @@
+"""Finished cases, stored at once, so that an interrupted or repeated run loses no work.
+
+A case's entry is keyed by a hash of everything that determines its result:
+the case's full configuration and seed, the versions of this package and
+torch, the device type, and the source code that trains it (this package's
+own modules and the modules of a user's cell or task), so that editing a cell
+never returns a stale answer. An entry that cannot be read, or that was
+written for another key, is ignored with a warning and trained again.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+
+class CacheWarning(UserWarning):
+    """A stored result that could not be used."""
+
+
+@functools.cache
+def _package_source() -> str:
+    """A hash of this package's own source files (an edited engine must not reuse results)."""
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _module_source(import_path: str) -> str | None:
+    """A hash of the file that defines ``package.module:Class`` (``None`` for built-in names)."""
+    if ":" not in import_path:
+        return None
+    module = importlib.import_module(import_path.partition(":")[0])
+    source = getattr(module, "__file__", None)
+    if not source:
+        return None
+    return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+
+
+def case_key(settings: dict[str, Any], device_type: str) -> str:
+    """The key of one case's result: its settings, the versions, the device type and the code."""
+    import torch
+
+    material = {
+        "settings": settings,
+        "pytest_rnnmemory": __version__,
+        "torch": torch.__version__,
+        "device": device_type,
+        "code": _package_source(),
+        "cell_code": _module_source(settings["cell"]),
+        "task_code": _module_source(settings["task"]),
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+class ResultCache:
+    """One JSON file per finished case in ``directory``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{key[:32]}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The stored record for ``key``, or ``None`` (with a warning if an entry was unusable)."""
+        path = self._path(key)
+        if not path.exists():
+            return None
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+            if entry["key"] != key:
+                raise ValueError("it was stored for another case")
+            record = entry["record"]
+            if not isinstance(record, dict) or "k" not in record:
+                raise ValueError("it holds no result")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            warnings.warn(
+                CacheWarning(f"ignored the stored result {path}: {exc}; the case is trained again"),
+                stacklevel=2,
+            )
+            return None
+        return record
+
+    def put(self, key: str, record: dict[str, Any]) -> None:
+        """Store ``record`` at once; written to a temporary file first, so a kill leaves no half entry."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self._path(key)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": key, "record": record}), encoding="utf-8")
+        tmp.replace(path)
