@@ -313,6 +313,8 @@ def write_reports(run: SuiteRun, report_dir: Path, environment: dict[str, str]) 
     has_plot = bool(run.records) and plot(run, png)
     if has_plot:
         written.append(png)
+    elif png.exists():
+        png.unlink()  # an earlier run's plot would contradict this report
     md = report_dir / f"{run.name}.md"
     text = markdown(run, environment, png.name if has_plot else None)
     if not has_plot:
