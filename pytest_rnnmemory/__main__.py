@@ -1,4 +1,4 @@
-"""Command line: ``python -m pytest_rnnmemory calibrate`` and ``python -m pytest_rnnmemory report``."""
+"""Command line of pytest-rnnmemory: ``python -m pytest_rnnmemory {report,replay,calibrate} ...``."""
 
 from __future__ import annotations
 
@@ -19,21 +19,34 @@ def main(argv: list[str] | None = None) -> int:
     )
     render.add_argument("json", help="a reports/<suite>.json written by a run")
     render.add_argument("--out", help="folder for the files (default: the JSON's folder)")
+    replay = commands.add_parser(
+        "replay", help="train one trial of a reported case again, alone, and compare"
+    )
+    replay.add_argument("json", help="a reports/<suite>.json written by a run")
+    replay.add_argument("--cell", required=True)
+    replay.add_argument("--length", type=int, required=True)
+    replay.add_argument("--trial", type=int, required=True, help="the trial's index in the case (0-based)")
+    replay.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     args = parser.parse_args(argv)
+    if args.command == "replay":
+        from .errors import RnnMemoryError
+        from .replay import describe, replay_trial
+
+        data = _read_report(args.json, parser)
+        try:
+            result = replay_trial(data, args.cell, args.length, args.trial, args.device)
+        except RnnMemoryError as exc:
+            parser.error(str(exc))
+        print(f"{data['suite']}: {args.cell} at length {args.length}, trial {args.trial}")
+        print(describe(result))
+        return 0 if result.matches() else 1
     if args.command == "report":
-        import json
         from pathlib import Path
 
         from .report import run_from_json, write_reports
 
-        source = Path(args.json)
-        try:
-            data = json.loads(source.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            parser.error(f"{source}: cannot read the JSON report: {exc}")
-        if data.get("schema_version") != 1:
-            parser.error(f"{source}: not a version-1 JSON report of pytest-rnnmemory")
-        out = Path(args.out) if args.out else source.parent
+        data = _read_report(args.json, parser)
+        out = Path(args.out) if args.out else Path(args.json).parent
         for path in write_reports(run_from_json(data), out, data.get("environment", {})):
             print(f"written: {path}")
         return 0
@@ -46,6 +59,19 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--trials={args.trials}: must be integers, comma-separated")
         print(format_table(power_table(trials, args.test)))
     return 0
+
+
+def _read_report(path: str, parser: argparse.ArgumentParser) -> dict:
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        parser.error(f"{path}: cannot read the JSON report: {exc}")
+    if not isinstance(data, dict) or data.get("schema_version") != 1:
+        parser.error(f"{path}: not a version-1 JSON report of pytest-rnnmemory")
+    return data
 
 
 if __name__ == "__main__":

@@ -109,6 +109,11 @@ def test_a_cell_that_learns_passes_and_the_report_is_written(project):
 
     assert main(["report", str(project.path / "reports" / "ortask.json"), "--out", "again"]) == 0
     assert (project.path / "again" / "ortask.md").read_text() == markdown
+    # One trial trained again, alone, from its reported seed, ends where the report says.
+    json_path = str(project.path / "reports" / "ortask.json")
+    assert main(["replay", json_path, "--cell", "rnn", "--length", "2", "--trial", "4"]) == 0
+    with pytest.raises(SystemExit):
+        main(["replay", json_path, "--cell", "lstm", "--length", "2", "--trial", "0"])
 
 
 @pytest.mark.slow
