@@ -73,6 +73,19 @@ def names(value: Any) -> str | None:
     return None
 
 
+CONTROLS = ("memoryless", "shuffled")
+
+
+def controls(value: Any) -> str | None:
+    if (
+        not isinstance(value, (list, tuple))
+        or any(v not in CONTROLS for v in value)
+        or len(set(value)) != len(value)
+    ):
+        return "must be a list of distinct controls: " + ", ".join(repr(c) for c in CONTROLS)
+    return None
+
+
 def lengths(value: Any) -> str | None:
     if not isinstance(value, list) or not value:
         return "must be a non-empty list of integers >= 1"
@@ -103,6 +116,11 @@ class SuiteSection:
     description: str = key("", doc="One line for the report's title.", check=text)
     seed: int = key(
         0, doc="Root of every trial's seed (with suite, cell, length and trial index).", check=integer(0)
+    )
+    controls: tuple[str, ...] = key(
+        (),
+        doc="Controls run beside the cells at every length: `memoryless` (a cell that sees only the current input) and `shuffled` (the first cell trained on shuffled targets). A control that learns means the criterion is reachable without memory.",
+        check=controls,
     )
 
 

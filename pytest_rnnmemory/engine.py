@@ -59,6 +59,9 @@ class CaseSpec:
     metric: str
     threshold: float
     trial_seeds: tuple[int, ...]
+    #: Train on targets moved to other training sequences (the ``shuffled`` control); validation
+    #: keeps the true targets, so success measures what the criterion gives away without learning.
+    shuffle_labels: bool = False
 
 
 @dataclass
@@ -177,6 +180,13 @@ class _Trainer:
 
         steps = spec.task.steps(spec.length)
         x, y = trial_data(spec, "train", spec.train.samples)
+        if spec.shuffle_labels:
+            y = torch.stack(
+                [
+                    y_trial[torch.randperm(len(y_trial), generator=seeds.stream(seed, "shuffle"))]
+                    for y_trial, seed in zip(y, spec.trial_seeds, strict=True)
+                ]
+            )
         xv, yv = trial_data(spec, "val", spec.train.val_samples)
         scored = ((y != IGNORE).any(dim=(0, 1)) | (yv != IGNORE).any(dim=(0, 1))).nonzero()
         # Readout and loss need only the steps from the first scored one on.

@@ -88,6 +88,13 @@ class CaseItem(_OwnFailures):
         decision = record_decision(self.record)
         for name in ("verdict", "k", "n", "p_greater", "p_less", "ci_low", "ci_high"):
             self.user_properties.append((f"rnnmemory_{name}", self.record[name]))
+        if self.case.control:
+            if decision.verdict == LEARNS:
+                raise CaseFailure(
+                    f"{failure_message(self.record)}\n  {self.case.cell} is a control that remembers "
+                    "nothing: the success criterion is reachable without memory at this length"
+                )
+            return  # a control that does not learn is what a sound suite shows
         if decision.verdict == LEARNS:
             return  # passes; where the suite claims failure, the xfail marker turns it into XPASS
         message = failure_message(self.record)

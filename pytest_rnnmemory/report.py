@@ -45,8 +45,19 @@ def capability_rows(run: SuiteRun, *, interval: bool = True) -> list[list[str]]:
 def terminal_table(run: SuiteRun) -> str:
     """The compact table for pytest's terminal summary."""
     table = tabulate(capability_rows(run, interval=False), headers=["length", *run.cells])
-    frontiers = ", ".join(f"{c} {_frontier_text(run.frontier(c))}" for c in run.cells)
-    return f"{table}\nfrontier (largest length learned): {frontiers}"
+    cells = [c for c in run.cells if c not in run.controls]
+    frontiers = ", ".join(f"{c} {_frontier_text(run.frontier(c))}" for c in cells)
+    lines = [table, f"frontier (largest length learned): {frontiers}"]
+    lines += [_leak_text(control, lengths) for control, lengths in run.leaky_controls().items()]
+    return "\n".join(lines)
+
+
+def _leak_text(control: str, lengths: list[int]) -> str:
+    where = ", ".join(map(str, lengths))
+    return (
+        f"WARNING: the {control} control learns at length {where}: the success criterion is "
+        "reachable without memory there, so a cell's success says nothing about its memory"
+    )
 
 
 def _frontier_text(value: int | None) -> str:
@@ -66,6 +77,8 @@ def markdown(run: SuiteRun, environment: dict[str, str], plot_name: str | None) 
         else (f"{first['chance']:.3g}" if first else "n/a")
     )
     lines = [f"# {run.name}: capability report", ""]
+    for control, lengths in run.leaky_controls().items():
+        lines += [f'> <span style="color:red">**{_leak_text(control, lengths)}**</span>', ""]
     for cell, before, now in run.frontier_drops():
         now_text = "no length" if now is None else f"up to length {now}"
         lines += [
@@ -93,7 +106,7 @@ def markdown(run: SuiteRun, environment: dict[str, str], plot_name: str | None) 
         "The largest length each cell learns in this run.",
         "",
         tabulate(
-            [[c, _frontier_text(run.frontier(c))] for c in run.cells],
+            [[c, _frontier_text(run.frontier(c))] for c in run.cells if c not in run.controls],
             headers=["cell", "frontier"],
             tablefmt="github",
         ),
@@ -227,7 +240,8 @@ def to_json(run: SuiteRun, environment: dict[str, str]) -> dict[str, Any]:
         "config": run.config,
         "environment": environment,
         "wall_s": round(run.wall_s, 3),
-        "frontier": {c: run.frontier(c) for c in run.cells},
+        "frontier": {c: run.frontier(c) for c in run.cells if c not in run.controls},
+        "leaky_controls": run.leaky_controls(),
         "cases": [
             {k: v for k, v in run.records[c].items() if k != "suite_meta"}
             for c in run.ordered_cases
@@ -255,7 +269,11 @@ def plot(run: SuiteRun, path: Path) -> bool:
         rates = [r["rate"] for _, r in points]
         low = [r["rate"] - r["ci_low"] for _, r in points]
         high = [r["ci_high"] - r["rate"] for _, r in points]
-        ax.errorbar(xs, rates, yerr=[low, high], marker="o", capsize=3, label=cell)
+        if cell in run.controls:
+            style = {"linestyle": ":", "marker": "x", "label": f"{cell} (control)"}
+        else:
+            style = {"marker": "o", "label": cell}
+        ax.errorbar(xs, rates, yerr=[low, high], capsize=3, **style)
     p0 = run.config["verdict"]["p0"]
     ax.axhline(p0, color="grey", linestyle="--", linewidth=1, label=f"p0 = {p0}")
     lengths = run.lengths

@@ -27,6 +27,7 @@ def case_record(case: Case, outcome: CaseOutcome, decision: Decision) -> Record:
     return {
         "suite": suite.name,
         "cell": case.cell,
+        "control": case.control,
         "length": case.length,
         "config_hash": case.config_hash(),
         **decision.to_dict(),
@@ -120,7 +121,8 @@ class SuiteRun:
     def cells(self) -> list[str]:
         """The cells of this run in the suite's order (results may arrive in any order)."""
         present = {c for c, _ in self.expected}
-        ordered = [c for c in self.config["suite"]["cells"] if c in present]
+        suite = self.config["suite"]
+        ordered = [c for c in [*suite["cells"], *suite.get("controls", [])] if c in present]
         return ordered + sorted(present - set(ordered))
 
     @property
@@ -179,6 +181,19 @@ class SuiteRun:
             f"baseline {self.baseline.path.name} ({self.baseline.created}): {unchanged} case(s) unchanged"
         )
         return lines
+
+    @property
+    def controls(self) -> list[str]:
+        """The controls of this run (they have columns, not frontiers)."""
+        return [c for c in self.cells if c in self.config["suite"].get("controls", [])]
+
+    def leaky_controls(self) -> dict[str, list[int]]:
+        """Controls that learn, with the lengths: the criterion is reachable there without memory."""
+        leaky: dict[str, list[int]] = {}
+        for (cell, length), r in sorted(self.records.items()):
+            if cell in self.controls and r["verdict"] == "learns":
+                leaky.setdefault(cell, []).append(length)
+        return leaky
 
     def frontier(self, cell: str) -> int | None:
         """The largest length that ``cell`` learns in this run (``None``: it learns none)."""

@@ -7,7 +7,7 @@ import hashlib
 import torch
 
 #: The independent random streams of one trial.
-STREAMS = ("init", "train", "val", "order")
+STREAMS = ("init", "train", "val", "order", "shuffle")
 
 
 def derive_seed(*parts: object) -> int:

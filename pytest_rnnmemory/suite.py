@@ -41,12 +41,19 @@ class Case:
     """One (suite, cell, length): one pytest item."""
 
     suite: Suite
+    #: The cell's name; for a control, the control's name (``memoryless``, ``shuffled``).
     cell: str
     length: int
+    control: bool = False
 
     @property
     def id(self) -> str:
         return f"{self.cell}-L{self.length}"
+
+    @property
+    def trained_cell(self) -> str:
+        """The cell that trains: the ``shuffled`` control trains the suite's first cell."""
+        return self.suite.meta.cells[0] if self.cell == "shuffled" else self.cell
 
     def trial_seeds(self) -> tuple[int, ...]:
         s = self.suite
@@ -59,19 +66,22 @@ class Case:
         s = self.suite
         return CaseSpec(
             task=s.task,
-            cell=self.cell,
+            cell=self.trained_cell,
             length=self.length,
             hidden=s.model.hidden,
             train=s.train,
             metric=s.success.metric,
             threshold=s.success.threshold,
             trial_seeds=self.trial_seeds(),
+            shuffle_labels=self.cell == "shuffled",
         )
 
     def settings(self) -> dict[str, Any]:
         """Everything that determines this case's result, as plain data."""
         s = self.suite
+        control = {"control": True, "trained_cell": self.trained_cell} if self.control else {}
         return {
+            **control,
             "suite": s.name,
             "task": s.meta.task,
             "task_params": dict(s.task.values),
@@ -114,8 +124,13 @@ class Suite:
         return self.meta.name
 
     def cases(self) -> list[Case]:
-        """Every (cell, length) of the suite, cell by cell, lengths in the file's order."""
-        return [Case(self, cell, length) for cell in self.meta.cells for length in self.meta.lengths]
+        """Every (cell, length) of the suite, cell by cell, lengths in the file's order; controls last."""
+        cases = [Case(self, cell, length) for cell in self.meta.cells for length in self.meta.lengths]
+        return cases + [
+            Case(self, control, length, control=True)
+            for control in self.meta.controls
+            for length in self.meta.lengths
+        ]
 
 
 def read_toml(path: Path, label: str | None = None) -> dict[str, Any]:

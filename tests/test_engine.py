@@ -193,3 +193,20 @@ def test_cuda_trains_what_the_cpu_trains(cell, scheme):
     assert cuda.device.startswith("cuda")
     for name, value in cpu.params.items():
         torch.testing.assert_close(cuda.params[name], value, rtol=1e-3, atol=1e-4)
+
+
+def test_the_shuffled_control_trains_on_moved_targets_and_validates_on_true_ones():
+    spec = spec_for("rnn", trials=2, task="latching", length=4)
+    shuffled = CaseSpec(**{**spec.__dict__, "shuffle_labels": True})
+    plain = engine._Trainer(spec, torch.device("cpu"), "stepwise")
+    moved = engine._Trainer(shuffled, torch.device("cpu"), "stepwise")
+    assert torch.equal(plain.x, moved.x) and torch.equal(plain.yv, moved.yv)
+    assert not torch.equal(plain.y, moved.y)
+    # The same targets, moved between sequences: class counts per trial are unchanged.
+    assert torch.equal(plain.y.sort(dim=1).values, moved.y.sort(dim=1).values)
+
+
+def test_the_memoryless_control_cannot_latch():
+    outcome = train_case(spec_for("memoryless", task="latching", length=4))
+    assert outcome.scheme == "vmap"
+    assert max(outcome.metrics) < 0.75

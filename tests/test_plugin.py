@@ -510,3 +510,43 @@ def test_editing_a_cell_invalidates_its_stored_results(project):
     result = project.runpytest("--rnn-suite=ortask")
     result.assert_outcomes(passed=1)
     assert "from earlier runs" not in result.stdout.str()
+
+
+# -- controls ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_controls_run_beside_the_cells_and_a_leaky_task_is_flagged(project):
+    text = suite_text("or", trials=6).replace("seed = 1", 'seed = 1\ncontrols = ["memoryless", "shuffled"]')
+    write_suite(project, "leaky", text)
+    result = project.runpytest("--rnn-suite=leaky")
+    # OR needs no memory: the memoryless control learns it, and the suite says so.
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*memoryless is a control that remembers nothing: the success criterion is reachable*",
+            "  length  rnn    memoryless    shuffled",
+            "*WARNING: the memoryless control learns at length 2: the success criterion is reachable*",
+        ]
+    )
+    report = read_report(project, "leaky")
+    assert report["leaky_controls"] == {"memoryless": [2]}
+    assert report["frontier"] == {"rnn": 2}
+    shuffled = next(c for c in report["cases"] if c["cell"] == "shuffled")
+    # Trained on shuffled targets, the first cell can only learn the majority class (rate 0.75).
+    assert shuffled["control"] is True and shuffled["k"] == 0
+    assert (
+        '<span style="color:red">**WARNING: the memoryless control learns'
+        in (project.path / "reports" / "leaky.md").read_text()
+    )
+
+
+@pytest.mark.slow
+def test_controls_that_do_not_learn_pass_quietly(project):
+    text = suite_text("latching", lengths=(3,), trials=6).replace(
+        "seed = 1", 'seed = 1\ncontrols = ["memoryless", "shuffled"]'
+    )
+    write_suite(project, "sound", text)
+    result = project.runpytest("--rnn-suite=sound", "--cell=usercells:ZeroRecurrence")
+    result.assert_outcomes(failed=1, passed=2)
+    assert "WARNING" not in result.stdout.str()

@@ -8,8 +8,9 @@ shape ``[batch, steps, input_size]`` to the hidden states at every step,
 weights; its initialisation is the one it does in ``__init__``. The readout
 and the loss are the engine's, not the cell's.
 
-Built-in cells are named ``rnn``, ``lstm`` and ``gru``; a user's own cell is
-named by its import path, ``package.module:Class``.
+Built-in cells are named ``rnn``, ``lstm`` and ``gru``, and ``memoryless`` for
+the control that ignores its past; a user's own cell is named by its import
+path, ``package.module:Class``.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from torch import nn
 
 from ..errors import CellError
 from ..imports import import_object
-from .builtin import GRU, LSTM, ElmanRNN
+from .builtin import GRU, LSTM, ElmanRNN, Memoryless
 
 #: Built-in cells by the name a suite or ``--cell`` uses.
-CELLS: dict[str, type[nn.Module]] = {"rnn": ElmanRNN, "lstm": LSTM, "gru": GRU}
+CELLS: dict[str, type[nn.Module]] = {"rnn": ElmanRNN, "lstm": LSTM, "gru": GRU, "memoryless": Memoryless}
 
 
 def cell_class(name: str) -> type[nn.Module]:

@@ -113,3 +113,22 @@ class GRU(_Recurrent):
             h = (1 - z) * n + z * h
             states.append(h)
         return torch.stack(states, dim=1)
+
+
+class Memoryless(nn.Module):
+    """A control that remembers nothing: ``h_t = tanh(W x_t + b)``, from the current input alone.
+
+    Whatever it learns needs no memory; a suite whose criterion it meets
+    measures something other than memory.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(hidden_size, input_size))
+        self.bias = nn.Parameter(torch.empty(hidden_size))
+        bound = 1.0 / math.sqrt(hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x @ self.weight.T + self.bias)

@@ -1,0 +1,23 @@
+"""The README is the suite files' reference: it must document every key the schema has."""
+
+from pathlib import Path
+
+import pytest
+
+from pytest_rnnmemory.config import SECTIONS, keys_of
+
+README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+KEYS = [(section, name, f) for section, cls in SECTIONS.items() for name, f in keys_of(cls).items()]
+
+
+@pytest.mark.parametrize(("section", "name", "field"), KEYS, ids=[f"{s}.{n}" for s, n, _ in KEYS])
+def test_every_suite_key_is_documented_with_its_meaning(section, name, field):
+    row = next((line for line in README.splitlines() if line.startswith(f"| `{section}.{name}` |")), None)
+    assert row is not None, f"README documents no `{section}.{name}`"
+    assert field.metadata["doc"] in row
+
+
+def test_the_readme_opens_with_the_two_commands():
+    opening = README.split("```bash", 1)[1].split("```", 1)[0]
+    assert "pytest --rnn-suite=latching --cell=lstm" in opening
+    assert "python -m pytest" in opening
