@@ -190,6 +190,11 @@ class VerdictSection:
         doc="Significance level of each one-sided binomial test, and of the baseline gate.",
         check=number(0.0, 0.5, low_open=True),
     )
+    stage: int = key(
+        0,
+        doc="Curtailment: train this many trials at a time and stop as soon as no outcome of the remaining trials can change the verdict (the verdict is the one all trials would give); 0 trains all at once.",
+        check=integer(0),
+    )
     regression_test: str = key(
         "boschloo",
         doc="The gate's one-sided exact test of a drop against the baseline: `boschloo` (more power) or `fisher`.",

@@ -84,6 +84,8 @@ class CaseItem(_OwnFailures):
 
         settings: Settings = self.config.stash[SETTINGS]
         suite = self.case.suite
+        if settings.frontier and not self.case.control:
+            self._skip_if_implied()
         self.record = self._stored_result(settings) or self._train(settings)
         decision = record_decision(self.record)
         for name in ("verdict", "k", "n", "p_greater", "p_less", "ci_low", "ci_high"):
@@ -108,6 +110,27 @@ class CaseItem(_OwnFailures):
             pytest.skip(message)
         raise CaseFailure(message)
 
+    def _skip_if_implied(self) -> None:
+        """Under ``--rnn-frontier``: skip a length whose verdict this cell's other results imply."""
+        from .plugin import RUN_LOG
+        from .results import implied_verdict, suite_meta
+
+        run = self.config.stash[RUN_LOG].runs.get(self.case.suite.name)
+        records = [] if run is None else [r for (c, _), r in run.records.items() if c == self.case.cell]
+        implied = implied_verdict(records, self.case.length)
+        if implied is None:
+            return
+        verdict, reason = implied
+        self.implied = {
+            "suite": self.case.suite.name,
+            "cell": self.case.cell,
+            "length": self.case.length,
+            "verdict": verdict,
+            "reason": reason,
+            "suite_meta": suite_meta(self.case.suite, self.config.rootpath),
+        }
+        pytest.skip(f"--rnn-frontier: {verdict} implied, not trained: {reason}")
+
     def _cache_key(self, settings: Settings) -> tuple[object, str] | tuple[None, None]:
         from .cache import ResultCache, case_key
 
@@ -129,18 +152,25 @@ class CaseItem(_OwnFailures):
 
     def _train(self, settings: Settings) -> dict[str, Any]:
         """Train the case's trials, decide, and store the result at once."""
-        from .engine import train_case
         from .progress import progress_for
         from .results import case_record, suite_meta
+        from .sequential import train_in_stages
         from .stats import decide
 
         suite = self.case.suite
-        outcome = train_case(
-            self.case.spec(), device=resolve_device(settings.device), progress=progress_for(self)
+        verdict = suite.verdict
+        outcome = train_in_stages(
+            self.case.spec(),
+            verdict.stage,
+            verdict.p0,
+            verdict.alpha,
+            device=resolve_device(settings.device),
+            progress=progress_for(self),
         )
         k = sum(outcome.successes(suite.success.threshold))
-        decision = decide(k, len(outcome.metrics), suite.verdict.p0, suite.verdict.alpha)
+        decision = decide(k, len(outcome.metrics), verdict.p0, verdict.alpha)
         record = case_record(self.case, outcome, decision)
+        record["trials_planned"] = verdict.trials
         record["suite_meta"] = suite_meta(suite, self.config.rootpath)
         record["cached"] = False
         cache, key = self._cache_key(settings)

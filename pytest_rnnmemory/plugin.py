@@ -94,6 +94,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="gate: test each case at alpha, without Holm's correction across a suite's cases",
     )
     group.addoption(
+        "--rnn-frontier",
+        action="store_true",
+        default=False,
+        help="find each cell's frontier by bisection over its lengths, skipping lengths whose verdict "
+        "the others imply (assumes success falls with length)",
+    )
+    group.addoption(
         "--rnn-rerun",
         action="store_true",
         default=False,
@@ -184,6 +191,7 @@ def _read_settings(config: pytest.Config) -> Settings:
         holm=not config.getoption("rnn_no_holm"),
         cache_dir=_path_option(config, "rnn_cache_dir"),
         rerun=config.getoption("rnn_rerun"),
+        frontier=config.getoption("rnn_frontier"),
     )
 
 
@@ -301,7 +309,31 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if call.when == "call" and record is not None:
         # Travels to the xdist controller with the report (plain built-in types only).
         report.rnnmemory = record
+    implied = getattr(item, "implied", None)
+    if call.when == "call" and implied is not None:
+        report.rnnmemory_implied = implied
     return report
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    settings = config.stash.get(SETTINGS, None)
+    if settings is None or not settings.frontier:
+        return
+    from .items import CaseItem
+    from .results import bisection_order
+
+    # Each cell's lengths in bisection order, in the places its cases held.
+    groups: dict[tuple[str, str], list[CaseItem]] = {}
+    for item in items:
+        if isinstance(item, CaseItem) and not item.case.control:
+            groups.setdefault((item.case.suite.name, item.case.cell), []).append(item)
+    for group in groups.values():
+        by_length = {item.case.length: item for item in group}
+        ordered = [by_length[length] for length in bisection_order(sorted(by_length))]
+        slots = iter(ordered)
+        for index, item in enumerate(items):
+            if item in group:
+                items[index] = next(slots)
 
 
 class RunLog:
@@ -335,6 +367,13 @@ class RunLog:
         return self.runs[meta["name"]]
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        implied = getattr(report, "rnnmemory_implied", None)
+        if implied is not None:
+            run = self._run(implied["suite_meta"])
+            case = (implied["cell"], implied["length"])
+            if case not in run.expected:
+                run.expected.append(case)
+            run.implied[case] = implied
         record = getattr(report, "rnnmemory", None)
         if record is None or report.when != "call":
             return

@@ -22,6 +22,8 @@ def cell_text(record: Record | None, *, interval: bool = True) -> str:
     """One table cell: verdict mark, k/n and (optionally) the 95% interval."""
     if record is None:
         return f"{MISSING} missing"
+    if "reason" in record:  # a verdict that --rnn-frontier implied instead of training
+        return f"({MARKS[record['verdict']]}) implied"
     text = f"{MARKS[record['verdict']]} {record['k']}/{record['n']}"
     if interval:
         text += f" [{record['ci_low']:.2f}, {record['ci_high']:.2f}]"
@@ -37,7 +39,8 @@ def capability_rows(run: SuiteRun, *, interval: bool = True) -> list[list[str]]:
             if (cell, length) not in run.expected:
                 row.append("")
             else:
-                row.append(cell_text(run.records.get((cell, length)), interval=interval))
+                record = run.records.get((cell, length)) or run.implied.get((cell, length))
+                row.append(cell_text(record, interval=interval))
         rows.append(row)
     return rows
 
@@ -117,6 +120,18 @@ def markdown(run: SuiteRun, environment: dict[str, str], plot_name: str | None) 
     lines += ["## Cases", "", _case_table(run), ""]
     if run.baseline is not None:
         lines += _baseline_section(run)
+    if run.implied:
+        lines += [
+            "## Not trained: implied by the frontier search",
+            "",
+            "`--rnn-frontier` assumes that success falls with length and skipped these lengths:",
+            "",
+            *[
+                f"- {c}-L{n}: {r['verdict']}, because {r['reason']}"
+                for (c, n), r in sorted(run.implied.items())
+            ],
+            "",
+        ]
     if run.missing:
         lines += [
             "## Missing",
@@ -191,7 +206,12 @@ def _case_table(run: SuiteRun) -> str:
             [
                 cell,
                 length,
-                r["verdict"],
+                r["verdict"]
+                + (
+                    f" (settled after {r['n']} of {r['trials_planned']} trials)"
+                    if r.get("trials_planned", r["n"]) > r["n"]
+                    else ""
+                ),
                 f"{r['k']}/{r['n']}",
                 f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]",
                 f"{r['p_greater']:.3g}",
@@ -248,6 +268,9 @@ def to_json(run: SuiteRun, environment: dict[str, str]) -> dict[str, Any]:
             if c in run.records
         ],
         "missing": [{"cell": c, "length": n} for c, n in run.missing],
+        "implied": [
+            {k: v for k, v in r.items() if k != "suite_meta"} for _, r in sorted(run.implied.items())
+        ],
     }
 
 
@@ -319,7 +342,9 @@ def run_from_json(data: dict[str, Any]) -> SuiteRun:
         expected=[*records, *missing],
         records=records,
         wall_s=data.get("wall_s", 0.0),
+        implied={(r["cell"], r["length"]): r for r in data.get("implied", [])},
     )
+    run.expected += list(run.implied)
     return run
 
 

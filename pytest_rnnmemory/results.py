@@ -52,7 +52,7 @@ def case_record(case: Case, outcome: CaseOutcome, decision: Decision) -> Record:
                 "train_loss": outcome.train_loss[i],
                 "val_metric": outcome.val_metric[i],
             }
-            for i, seed in enumerate(case.trial_seeds())
+            for i, seed in enumerate(case.trial_seeds()[: len(metrics)])
         ],
     }
 
@@ -99,6 +99,35 @@ def display_path(path: Path, root: Path) -> str:
         return path.name
 
 
+def bisection_order(lengths: list[int]) -> list[int]:
+    """Sorted ``lengths`` in the order a bisection visits them: the middle first, then each half's."""
+    order: list[int] = []
+    spans = [(0, len(lengths) - 1)]
+    while spans:
+        low, high = spans.pop(0)
+        if low > high:
+            continue
+        middle = (low + high) // 2
+        order.append(lengths[middle])
+        spans += [(middle + 1, high), (low, middle - 1)]
+    return order
+
+
+def implied_verdict(records: list[Record], length: int) -> tuple[str, str] | None:
+    """The verdict that results at other lengths imply at ``length`` when success falls with length.
+
+    A cell that learns a longer length learns this one; one that fails a shorter
+    length fails this one. Returns (verdict, reason) or ``None``.
+    """
+    learned = [r["length"] for r in records if r["verdict"] == "learns" and r["length"] > length]
+    if learned:
+        return "learns", f"it learns length {min(learned)}, which is longer"
+    failed = [r["length"] for r in records if r["verdict"] == "fails" and r["length"] < length]
+    if failed:
+        return "fails", f"it fails length {max(failed)}, which is shorter"
+    return None
+
+
 @dataclass
 class SuiteRun:
     """One suite's results in one pytest run: what was asked for and what came back."""
@@ -113,6 +142,8 @@ class SuiteRun:
     expected: list[tuple[str, int]]
     records: dict[tuple[str, int], Record] = field(default_factory=dict)
     wall_s: float = 0.0
+    #: Cases that ``--rnn-frontier`` did not train, with the verdict the others imply.
+    implied: dict[tuple[str, int], Record] = field(default_factory=dict)
     #: Filled by :meth:`judge` when the run has a baseline.
     comparisons: list = field(default_factory=list)
     baseline: Any = None
@@ -137,7 +168,7 @@ class SuiteRun:
 
     @property
     def missing(self) -> list[tuple[str, int]]:
-        return [c for c in self.ordered_cases if c not in self.records]
+        return [c for c in self.ordered_cases if c not in self.records and c not in self.implied]
 
     def judge(self, baseline: Any, *, holm: bool = True) -> None:
         """Compare this run's records with ``baseline`` (a :class:`.gate.Baseline`)."""
@@ -197,5 +228,6 @@ class SuiteRun:
 
     def frontier(self, cell: str) -> int | None:
         """The largest length that ``cell`` learns in this run (``None``: it learns none)."""
-        learned = [n for (c, n), r in self.records.items() if c == cell and r["verdict"] == "learns"]
+        verdicts = [*self.records.items(), *self.implied.items()]
+        learned = [n for (c, n), r in verdicts if c == cell and r["verdict"] == "learns"]
         return max(learned) if learned else None

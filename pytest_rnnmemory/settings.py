@@ -37,6 +37,8 @@ class Settings:
     cache_dir: Path | None = None
     #: Train every case again, even with a stored result (``--rnn-rerun``).
     rerun: bool = False
+    #: Find each cell's frontier by bisection, skipping implied lengths (``--rnn-frontier``).
+    frontier: bool = False
 
     def overrides(self) -> Overrides:
         """The overrides every suite gets."""

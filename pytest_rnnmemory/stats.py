@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy.stats import binom, binomtest
@@ -88,3 +89,47 @@ def trials_to_settle(k: int, n: int, p0: float = 0.5, alpha: float = 0.05) -> in
     p_less = binom.cdf(successes, m, p0)
     settles = np.flatnonzero((p_greater <= alpha) | (p_less <= alpha))
     return int(m[settles[0]]) if settles.size else None
+
+
+def settled(k: int, m: int, n: int, p0: float = 0.5, alpha: float = 0.05) -> str | None:
+    """The verdict of ``n`` trials if ``k`` successes in the first ``m`` already fix it, else ``None``.
+
+    The verdict is monotone in the final count, which lies in ``[k, k + n - m]``:
+    when both ends give the same verdict, every outcome of the remaining trials does.
+    A settled verdict is also the verdict of ``decide(k, m)``: fewer trials with the
+    same count can only be more extreme.
+    """
+    low, high = verdict_of(k, n, p0, alpha), verdict_of(k + n - m, n, p0, alpha)
+    return low if low == high else None
+
+
+@lru_cache(maxsize=65536)
+def verdict_of(k: int, n: int, p0: float = 0.5, alpha: float = 0.05) -> str:
+    """:func:`decide`'s verdict alone, from the same binomial tails, without the interval."""
+    if binom.sf(k - 1, n, p0) <= alpha:
+        return LEARNS
+    if binom.cdf(k, n, p0) <= alpha:
+        return FAILS
+    return INCONCLUSIVE
+
+
+def expected_trials(n: int, stage: int, rate: float, p0: float = 0.5, alpha: float = 0.05) -> float:
+    """Mean number of trials that curtailment in stages of ``stage`` uses at a true success ``rate``."""
+    # Distribution of the successes so far among the runs that have not stopped.
+    alive = {0: 1.0}
+    used = 0.0
+    m = 0
+    while m < n:
+        step = min(stage, n - m)
+        grown: dict[int, float] = {}
+        for k, p in alive.items():
+            for extra in range(step + 1):
+                grown[k + extra] = grown.get(k + extra, 0.0) + p * binom.pmf(extra, step, rate)
+        m += step
+        alive = {}
+        for k, p in grown.items():
+            if m < n and settled(k, m, n, p0, alpha) is None:
+                alive[k] = p
+            else:
+                used += p * m
+    return float(used)

@@ -88,14 +88,18 @@ class Case:
             "cell": self.cell,
             "length": self.length,
             "seed": s.meta.seed,
-            "model": dataclasses.asdict(s.model),
-            "train": dataclasses.asdict(s.train),
-            "success": dataclasses.asdict(s.success),
-            "verdict": dataclasses.asdict(s.verdict),
+            "model": _changed(s.model),
+            "train": _changed(s.train),
+            "success": _changed(s.success),
+            "verdict": _changed(s.verdict),
         }
 
     def config_hash(self) -> str:
-        """A short hash of :meth:`settings`: equal hashes mean comparable results."""
+        """A short hash of :meth:`settings`: equal hashes mean comparable results.
+
+        Keys at their default are left out of the settings, so a key added to the
+        schema later, with a default that keeps the old behaviour, changes no hash.
+        """
         blob = json.dumps(self.settings(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -131,6 +135,15 @@ class Suite:
             for control in self.meta.controls
             for length in self.meta.lengths
         ]
+
+
+def _changed(section: Any) -> dict[str, Any]:
+    """The keys of a section dataclass whose values differ from the schema's defaults."""
+    return {
+        f.name: getattr(section, f.name)
+        for f in dataclasses.fields(section)
+        if f.default is dataclasses.MISSING or getattr(section, f.name) != f.default
+    }
 
 
 def read_toml(path: Path, label: str | None = None) -> dict[str, Any]:

@@ -550,3 +550,33 @@ def test_controls_that_do_not_learn_pass_quietly(project):
     result = project.runpytest("--rnn-suite=sound", "--cell=usercells:ZeroRecurrence")
     result.assert_outcomes(failed=1, passed=2)
     assert "WARNING" not in result.stdout.str()
+
+
+@pytest.mark.slow
+def test_curtailment_stops_when_the_verdict_is_settled(project):
+    write_suite(project, "ortask", suite_text("or", trials=30, extra="stage = 10\n"))
+    result = project.runpytest("--rnn-suite=ortask")
+    result.assert_outcomes(passed=1)
+    (case,) = read_report(project, "ortask")["cases"]
+    # 20 successes in the first 20 trials learn whatever the last 10 would do.
+    assert (case["k"], case["n"], case["trials_planned"], case["verdict"]) == (20, 20, 30, "learns")
+    assert len(case["trials"]) == 20
+    assert "learns (settled after 20 of 30 trials)" in (project.path / "reports" / "ortask.md").read_text()
+
+
+@pytest.mark.slow
+def test_frontier_search_skips_lengths_the_others_imply(project):
+    cell = "usercells:ZeroRecurrence"
+    write_suite(project, "latch", suite_text("latching", cells=(cell,), lengths=(2, 3, 4), trials=6))
+    result = project.runpytest("--rnn-suite=latch", "--rnn-frontier", "-rs")
+    # Bisection trains length 3 first; it fails, so length 4 is taken to fail too.
+    result.assert_outcomes(failed=2, skipped=1)
+    result.stdout.fnmatch_lines(
+        ["*--rnn-frontier: fails implied, not trained: it fails length 3, which is shorter*"]
+    )
+    report = read_report(project, "latch")
+    assert sorted(c["length"] for c in report["cases"]) == [2, 3]
+    assert report["missing"] == []
+    assert [(r["length"], r["verdict"]) for r in report["implied"]] == [(4, "fails")]
+    markdown = (project.path / "reports" / "latch.md").read_text()
+    assert f"- {cell}-L4: fails, because it fails length 3, which is shorter" in markdown

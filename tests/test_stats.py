@@ -255,3 +255,52 @@ def test_trials_to_settle_grows_as_the_rate_nears_p0():
     assert near is not None
     assert nearer is not None
     assert far < near < nearer
+
+
+# -- curtailment ----------------------------------------------------------------------------------
+
+
+def test_settled_only_when_no_remaining_outcome_changes_the_verdict():
+    from pytest_rnnmemory.stats import settled
+
+    assert settled(20, 20, 30) == "learns"  # 20 of 30 already: learns whatever follows
+    assert settled(19, 20, 30) is None  # 19 + 0 more is inconclusive, 19 + 10 learns
+    assert settled(0, 20, 30) == "fails"  # at most 10 of 30
+    assert settled(1, 20, 30) is None
+    assert settled(15, 30, 30) == "inconclusive"  # all trials run: whatever the verdict is
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.5, 0.95])
+def test_curtailment_keeps_every_verdict_and_saves_trials_as_computed(rate):
+    """Simulated trial sequences: the curtailed verdict is the full one, and the mean use matches."""
+    import numpy as np
+
+    from pytest_rnnmemory.stats import expected_trials, settled, verdict_of
+
+    rng = np.random.default_rng(7)
+    n, stage, runs = 30, 5, 2000
+    used = []
+    for _ in range(runs):
+        outcomes = rng.random(n) < rate
+        full = verdict_of(int(outcomes.sum()), n)
+        m = stage
+        while settled(int(outcomes[:m].sum()), m, n) is None:
+            m += stage
+        k = int(outcomes[:m].sum())
+        assert settled(k, m, n) == full
+        assert verdict_of(k, m) == full  # the record's own counts give the same verdict
+        used.append(m)
+    expected = expected_trials(n, stage, rate)
+    assert np.mean(used) == pytest.approx(expected, abs=4 * np.std(used) / np.sqrt(runs) + 1e-9)
+    if rate != 0.5:
+        assert expected < 25  # about a quarter of the trials saved at clear-cut rates
+
+
+@pytest.mark.parametrize("n", [10, 30])
+def test_the_fast_verdict_agrees_with_decide(n):
+    from pytest_rnnmemory.stats import verdict_of
+
+    for p0 in (0.2, 0.5):
+        assert [verdict_of(k, n, p0) for k in range(n + 1)] == [
+            decide(k, n, p0).verdict for k in range(n + 1)
+        ]
