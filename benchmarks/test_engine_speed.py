@@ -18,6 +18,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -79,7 +80,11 @@ print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 def peak_memory(cell: str, length: int) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", PEAK_SCRIPT, cell, str(length)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", PEAK_SCRIPT, cell, str(length)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,  # where `benchmarks` is importable
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
