@@ -78,9 +78,6 @@ class Baseline:
         ]
         return max(learned) if learned else None
 
-    def has_suite(self, suite: str) -> bool:
-        return any(s == suite for s, _, _ in self.entries)
-
 
 def load_baseline(path: str | Path) -> Baseline:
     """Read a baseline written by :func:`save_baseline`; :class:`BaselineError` says what is wrong."""

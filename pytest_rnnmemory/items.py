@@ -86,7 +86,8 @@ class CaseItem(_OwnFailures):
         suite = self.case.suite
         if settings.frontier and not self.case.control:
             self._skip_if_implied()
-        self.record = self._stored_result(settings) or self._train(settings)
+        cache, key = self._cache_key(settings)
+        self.record = self._stored_result(settings, cache, key) or self._train(settings, cache, key)
         decision = record_decision(self.record)
         for name in ("verdict", "k", "n", "p_greater", "p_less", "ci_low", "ci_high"):
             self.user_properties.append((f"rnnmemory_{name}", self.record[name]))
@@ -132,6 +133,7 @@ class CaseItem(_OwnFailures):
         pytest.skip(f"--rnn-frontier: {verdict} implied, not trained: {reason}")
 
     def _cache_key(self, settings: Settings) -> tuple[object, str] | tuple[None, None]:
+        """Where this case's result is stored, and its key (``None, None``: no store)."""
         from .cache import ResultCache, case_key
 
         folder = settings.cache_dir
@@ -142,15 +144,14 @@ class CaseItem(_OwnFailures):
         device_type = resolve_device(settings.device).split(":")[0]
         return ResultCache(folder), case_key(self.case.settings(), device_type)
 
-    def _stored_result(self, settings: Settings) -> dict[str, Any] | None:
+    def _stored_result(self, settings: Settings, cache, key: str | None) -> dict[str, Any] | None:
         """The result of an earlier run of exactly this case, unless ``--rnn-rerun``."""
-        if settings.rerun:
+        if settings.rerun or cache is None:
             return None
-        cache, key = self._cache_key(settings)
-        record = cache.get(key) if cache is not None else None
+        record = cache.get(key)
         return None if record is None else {**record, "cached": True}
 
-    def _train(self, settings: Settings) -> dict[str, Any]:
+    def _train(self, settings: Settings, cache, key: str | None) -> dict[str, Any]:
         """Train the case's trials, decide, and store the result at once."""
         from .progress import progress_for
         from .results import case_record, suite_meta
@@ -173,7 +174,6 @@ class CaseItem(_OwnFailures):
         record["trials_planned"] = verdict.trials
         record["suite_meta"] = suite_meta(suite, self.config.rootpath)
         record["cached"] = False
-        cache, key = self._cache_key(settings)
         if cache is not None:
             cache.put(key, record)
         return record

@@ -71,14 +71,7 @@ def markdown(run: SuiteRun, environment: dict[str, str], plot_name: str | None) 
     """The markdown report of one suite."""
     verdict = run.config["verdict"]
     success = run.config["success"]
-    first = next(iter(run.records.values()), None)
-    chance = (
-        ", ".join(
-            f"{r['chance']:.3g} at L={n}" for (c, n), r in sorted(run.records.items()) if c == run.cells[0]
-        )
-        if first and first["metric"] == "sequence_accuracy"
-        else (f"{first['chance']:.3g}" if first else "n/a")
-    )
+    chance = _chance_text(run)
     lines = [f"# {run.name}: capability report", ""]
     for control, lengths in run.leaky_controls().items():
         lines += [f'> <span style="color:red">**{_leak_text(control, lengths)}**</span>', ""]
@@ -193,6 +186,16 @@ def _baseline_section(run: SuiteRun) -> list[str]:
         tabulate(frontier, headers=["cell", "frontier then", "frontier now"], tablefmt="github"),
         "",
     ]
+
+
+def _chance_text(run: SuiteRun) -> str:
+    """The task's chance level: one value, or one per length where it depends on length."""
+    by_length = {n: r["chance"] for (_, n), r in sorted(run.records.items())}
+    if not by_length:
+        return "n/a"
+    if len(set(by_length.values())) == 1:
+        return f"{next(iter(by_length.values())):.3g}"
+    return ", ".join(f"{value:.3g} at L={n}" for n, value in by_length.items())
 
 
 def _case_table(run: SuiteRun) -> str:

@@ -276,7 +276,7 @@ def test_the_plugin_stays_out_of_ordinary_test_runs(project):
 
 # -- the capability gate, as CI runs it ----------------------------------------------------------
 
-GATED_CELL = """
+ELMAN_CELL = """
 import os
 
 import torch
@@ -284,7 +284,8 @@ from torch import nn
 
 
 class Elman(nn.Module):
-    '''A tanh RNN; with FREEZE_RECURRENCE=1 its recurrent weights are fixed at zero.'''
+    '''A tanh RNN. FREEZE_RECURRENCE=1 fixes its recurrent weights at zero;
+    STOP_AT=L stops the run like Ctrl-C when it meets length L.'''
 
     def __init__(self, input_size, hidden_size):
         super().__init__()
@@ -296,6 +297,8 @@ class Elman(nn.Module):
             self.rec = nn.Parameter(recurrent)
 
     def forward(self, x):
+        if os.environ.get("STOP_AT") == str(x.shape[1]):
+            raise KeyboardInterrupt
         pre = self.inp(x)
         h = x.new_zeros(x.shape[0], pre.shape[-1])
         states = []
@@ -328,7 +331,7 @@ trials = 8
 
 @pytest.mark.slow
 def test_the_gate_passes_an_unchanged_cell_and_fails_one_that_forgot(project):
-    project.makepyfile(gatedcell=GATED_CELL)
+    project.makepyfile(gatedcell=ELMAN_CELL)
     write_suite(project, "recall1", GATED_SUITE)
     result = project.runpytest("--rnn-suite=recall1", "--rnn-save-baseline=baseline.json")
     result.assert_outcomes(passed=1)
@@ -339,7 +342,7 @@ def test_the_gate_passes_an_unchanged_cell_and_fails_one_that_forgot(project):
     result.stdout.fnmatch_lines(["*1 case(s) unchanged*"])
 
     # The change under test: the recurrent weights are now fixed at zero.
-    project.makepyfile(gatedcell=GATED_CELL.replace('os.environ.get("FREEZE_RECURRENCE") == "1"', "True"))
+    project.makepyfile(gatedcell=ELMAN_CELL.replace('os.environ.get("FREEZE_RECURRENCE") == "1"', "True"))
     result = project.runpytest("--rnn-suite=recall1", "--rnn-baseline=baseline.json", "--junitxml=gate.xml")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
@@ -435,37 +438,10 @@ def test_the_same_report_serially_and_with_xdist(project):
 
 # -- stored results: nothing finished is lost ----------------------------------------------------
 
-INTERRUPTING_CELL = '''
-import os
-
-import torch
-from torch import nn
-
-
-class Elman(nn.Module):
-    """A tanh RNN; with STOP_AT=L it stops the run like Ctrl-C when it meets length L."""
-
-    def __init__(self, input_size, hidden_size):
-        super().__init__()
-        self.inp = nn.Linear(input_size, hidden_size)
-        self.rec = nn.Parameter(torch.empty(hidden_size, hidden_size).uniform_(-0.5, 0.5))
-
-    def forward(self, x):
-        if os.environ.get("STOP_AT") == str(x.shape[1]):
-            raise KeyboardInterrupt
-        pre = self.inp(x)
-        h = x.new_zeros(x.shape[0], pre.shape[-1])
-        states = []
-        for t in range(x.shape[1]):
-            h = torch.tanh(pre[:, t] + h @ self.rec.T)
-            states.append(h)
-        return torch.stack(states, 1)
-'''
-
 
 @pytest.mark.slow
 def test_an_interrupted_run_keeps_what_finished_and_trains_only_the_rest(project, monkeypatch):
-    project.makepyfile(stopcell=INTERRUPTING_CELL)
+    project.makepyfile(stopcell=ELMAN_CELL)
     write_suite(project, "ortask", suite_text("or", cells=("stopcell:Elman",), lengths=(2, 4), trials=5))
     monkeypatch.setenv("STOP_AT", "4")
     # In a process of its own, as a real Ctrl-C ends one.
@@ -503,10 +479,10 @@ def test_a_corrupt_stored_result_is_ignored_with_a_warning(project):
 
 @pytest.mark.slow
 def test_editing_a_cell_invalidates_its_stored_results(project):
-    project.makepyfile(usercells2=INTERRUPTING_CELL)
+    project.makepyfile(usercells2=ELMAN_CELL)
     write_suite(project, "ortask", suite_text("or", cells=("usercells2:Elman",), trials=5))
     project.runpytest("--rnn-suite=ortask")
-    project.makepyfile(usercells2=INTERRUPTING_CELL + "\n# an edit\n")
+    project.makepyfile(usercells2=ELMAN_CELL + "\n# an edit\n")
     result = project.runpytest("--rnn-suite=ortask")
     result.assert_outcomes(passed=1)
     assert "from earlier runs" not in result.stdout.str()
