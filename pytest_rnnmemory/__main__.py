@@ -1,4 +1,4 @@
-"""Command line of pytest-rnnmemory: ``python -m pytest_rnnmemory {report,replay,calibrate} ...``."""
+"""Command line of pytest-rnnmemory: ``python -m pytest_rnnmemory {report,compare,replay,calibrate} ...``."""
 
 from __future__ import annotations
 
@@ -15,10 +15,17 @@ def main(argv: list[str] | None = None) -> int:
     calibrate.add_argument("--trials", default="10,20,30,50", help="trial counts (comma-separated)")
     calibrate.add_argument("--test", choices=("boschloo", "fisher"), default="boschloo")
     render = commands.add_parser(
-        "report", help="render the markdown report and plot again from a JSON report"
+        "report", help="render the markdown report and figures again from a JSON report"
     )
     render.add_argument("json", help="a reports/<suite>.json written by a run")
     render.add_argument("--out", help="folder for the files (default: the JSON's folder)")
+    compare = commands.add_parser(
+        "compare", help="two JSON reports side by side: configuration, frontiers, counts"
+    )
+    compare.add_argument("first", help="a JSON report (A)")
+    compare.add_argument("second", help="a JSON report (B)")
+    compare.add_argument("--test", choices=("boschloo", "fisher"), default="boschloo")
+    compare.add_argument("--out", help="write the markdown here instead of printing it")
     replay = commands.add_parser(
         "replay", help="train one trial of a reported case again, alone, and compare"
     )
@@ -40,6 +47,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{data['suite']}: {args.cell} at length {args.length}, trial {args.trial}")
         print(describe(result))
         return 0 if result.matches() else 1
+    if args.command == "compare":
+        from pathlib import Path
+
+        from .compare import compare_reports
+
+        first, second = _read_report(args.first, parser), _read_report(args.second, parser)
+        text = compare_reports(first, second, (args.first, args.second), args.test)
+        if args.out:
+            Path(args.out).write_text(text, encoding="utf-8")
+            print(f"written: {args.out}")
+        else:
+            print(text)
+        return 0
     if args.command == "report":
         from pathlib import Path
 

@@ -96,10 +96,22 @@ def lengths(value: Any) -> str | None:
     return None
 
 
+def eval_lengths(value: Any) -> str | None:
+    if not isinstance(value, (list, tuple)) or any(
+        isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 for v in value
+    ):
+        return (
+            "must be a list of numbers > 0 (multiples of the trained length, or lengths; see suite.eval_unit)"
+        )
+    if len(set(value)) != len(value):
+        return "must not list a length twice"
+    return None
+
+
 @dataclass(frozen=True)
 class SuiteSection:
     task: str = key(
-        doc="A task of TASKS.md (`latching`, `relay`, `xor_delay`, `addition`, `or`, `recall`) or `package.module:Class`.",
+        doc="A task of TASKS.md (`latching`, `relay`, `xor_delay`, `addition`, `or`, `recall`), `parity`, `adding`, or `package.module:Class`.",
         check=text,
     )
     cells: tuple[str, ...] = key(
@@ -121,6 +133,16 @@ class SuiteSection:
         (),
         doc="Controls run beside the cells at every length: `memoryless` (a cell that sees only the current input) and `shuffled` (the first cell trained on shuffled targets). A control that learns means the criterion is reachable without memory.",
         check=controls,
+    )
+    eval_lengths: tuple[float, ...] = key(
+        (),
+        doc="Length generalisation: evaluate every trained trial at these lengths too, on fresh data (multiples of the trained length, or lengths, see `eval_unit`). For tasks whose rule is the same at every length: `addition`, `xor_delay`, `recall`, `or`, `parity`, `adding`.",
+        check=eval_lengths,
+    )
+    eval_unit: str = key(
+        "multiple",
+        doc="`multiple`: `eval_lengths` are multiples of the trained length (rounded to the nearest integer); `absolute`: they are lengths.",
+        check=one_of("multiple", "absolute"),
     )
 
 

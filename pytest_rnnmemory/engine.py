@@ -32,7 +32,7 @@ from . import seeds
 from .cells import build_cell
 from .config import TrainSection
 from .schemes import choose_scheme, make_scheme
-from .tasks import IGNORE, Task
+from .tasks import IGNORE, Task, scored_steps
 
 #: Intra-op threads per case on the CPU. The trials' tensors are small, so more threads
 #: only add synchronisation, and with other processes on the cores (pytest-xdist
@@ -45,6 +45,12 @@ READOUT = "readout."
 
 #: Validation sequences evaluated per chunk, to bound memory on long sequences.
 EVAL_CHUNK = 1024
+
+#: Hidden-state values (trials x sequences x steps x units) evaluated at once at most.
+EVAL_BUDGET = 1 << 25
+
+#: Training sequences per trial that the gradient diagnostic measures.
+GRADIENT_SEQUENCES = 256
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,8 @@ class CaseSpec:
     #: Train on targets moved to other training sequences (the ``shuffled`` control); validation
     #: keeps the true targets, so success measures what the criterion gives away without learning.
     shuffle_labels: bool = False
+    #: Lengths at which the trained trials are evaluated too, on fresh data (length generalisation).
+    eval_lengths: tuple[int, ...] = ()
 
 
 @dataclass
@@ -79,6 +87,11 @@ class CaseOutcome:
     wall_s: float
     #: Final weights, stacked over trials (kept on the CPU).
     params: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+    #: Per evaluation length, each trial's final metric there (``spec.eval_lengths``).
+    eval_metrics: dict[int, list[float]] = field(default_factory=dict)
+    #: Per trial, the median over its first training sequences of the norm of the loss's
+    #: gradient with respect to the first step's input, at the initial weights.
+    input_gradient: list[float] = field(default_factory=list)
 
     def successes(self, threshold: float) -> list[bool]:
         """Which trials reached ``threshold`` without diverging."""
@@ -108,16 +121,25 @@ def initial_modules(spec: CaseSpec) -> list[tuple[nn.Module, Readout]]:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seeds.derive_seed(seed, "init"))
             cell = build_cell(spec.cell, spec.task.input_size, spec.hidden)
-            readout = Readout(spec.hidden, spec.task.num_classes)
+            readout = Readout(spec.hidden, spec.task.outputs)
         modules.append((cell, readout))
     return modules
 
 
-def trial_data(spec: CaseSpec, stream: str, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each trial's sequences from its own stream, stacked: ``x [n, S, T, I]``, ``y [n, S, T]``."""
+def trial_data(
+    spec: CaseSpec, stream: str, count: int, eval_length: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each trial's sequences from its own stream, stacked: ``x [n, S, T, I]``, ``y [n, S, T]``.
+
+    With ``eval_length``, the sequences that test the trials at that length.
+    """
     xs, ys = [], []
     for seed in spec.trial_seeds:
-        x, y = spec.task.sample(spec.length, count, seeds.stream(seed, stream))
+        generator = seeds.stream(seed, stream)
+        if eval_length is None:
+            x, y = spec.task.sample(spec.length, count, generator)
+        else:
+            x, y = spec.task.sample_longer(spec.length, eval_length, count, generator)
         xs.append(x)
         ys.append(y)
     return torch.stack(xs), torch.stack(ys)
@@ -188,35 +210,67 @@ class _Trainer:
                 ]
             )
         xv, yv = trial_data(spec, "val", spec.train.val_samples)
-        scored = ((y != IGNORE).any(dim=(0, 1)) | (yv != IGNORE).any(dim=(0, 1))).nonzero()
-        # Readout and loss need only the steps from the first scored one on.
-        self.first = int(scored.min()) if len(scored) else steps - 1
+        self.first = _first_scored(y, yv, steps)
         self.x, self.y = x.to(device), y[..., self.first :].to(device)
         self.xv, self.yv = xv.to(device), yv[..., self.first :].to(device)
         # Scored steps per sequence, so that a minibatch's count is one slice-sum.
-        self.scored = (self.y != IGNORE).sum(-1)
+        self.scored = scored_steps(self.y).sum(-1)
         self.order = [seeds.stream(seed, "order") for seed in spec.trial_seeds]
 
-    def forward(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
-        """Class scores ``[n, b, T', C]`` at the steps from the first scored one on."""
+    def forward(
+        self, params: dict[str, torch.Tensor], batch: torch.Tensor, first: int | None = None
+    ) -> torch.Tensor:
+        """Outputs ``[n, b, T', C]`` at the steps from the first scored one (``first``) on."""
         cell = {k: v for k, v in params.items() if not k.startswith(READOUT)}
-        hidden = self.scheme.hidden(cell, batch)[:, :, self.first :]
+        hidden = self.scheme.hidden(cell, batch)[:, :, self.first if first is None else first :]
         n, b, steps, width = hidden.shape
         weight, bias = params[f"{READOUT}weight"], params[f"{READOUT}bias"]
         scores = torch.baddbmm(bias.unsqueeze(1), hidden.reshape(n, b * steps, width), weight.transpose(1, 2))
         return scores.view(n, b, steps, -1)
 
-    def trial_losses(self, logits: torch.Tensor, y: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-        """Each trial's mean cross-entropy over its scored steps, ``[n]``."""
-        # nan_to_num keeps a diverged trial's softmax finite, so its masked-out loss
+    def step_losses(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each scored step's loss, zero where a step is not scored: ``[n, b, T']``.
+
+        Cross-entropy for a classification task, squared error for a regression task.
+        """
+        # nan_to_num keeps a diverged trial's outputs finite, so its masked-out loss
         # sends exact zeros (never NaN * 0) back through the shared fused kernels.
+        logits = torch.nan_to_num(logits)
+        if self.spec.task.regression:
+            scored = scored_steps(y)
+            error = (logits[..., 0] - torch.nan_to_num(y)) * scored
+            return error * error
         ce = F.cross_entropy(
-            torch.nan_to_num(logits).view(-1, logits.shape[-1]),
-            y.reshape(-1),
-            ignore_index=IGNORE,
-            reduction="none",
+            logits.view(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE, reduction="none"
         )
-        return ce.view(self.n, -1).sum(1) / counts.clamp_min(1)
+        return ce.view(y.shape)
+
+    def trial_losses(self, logits: torch.Tensor, y: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """Each trial's mean loss over its scored steps, ``[n]``."""
+        return self.step_losses(logits, y).view(self.n, -1).sum(1) / counts.clamp_min(1)
+
+    def right(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Which scored steps the outputs get right (``False`` where a step is not scored)."""
+        scored = scored_steps(y)
+        if self.spec.task.regression:
+            return ((outputs[..., 0] - torch.nan_to_num(y)).abs() < self.spec.task.tolerance) & scored
+        return (outputs.argmax(-1) == y) & scored
+
+    def input_gradient(self) -> torch.Tensor:
+        """Per trial, the median norm of d(sequence loss)/d(input at step 0) at the current weights.
+
+        Measured on the first :data:`GRADIENT_SEQUENCES` training sequences, each
+        sequence's loss being its mean over its scored steps. A norm that falls
+        by orders of magnitude with length is the vanishing gradient.
+        """
+        count = min(GRADIENT_SEQUENCES, self.x.shape[1])
+        x = self.x[:, :count].clone().requires_grad_()
+        y = self.y[:, :count]
+        params = {k: v.detach() for k, v in self.params.views().items()}
+        logits = self.forward(params, self.scheme.arrange(x))
+        per_sequence = self.step_losses(logits, y).sum(-1) / scored_steps(y).sum(-1).clamp_min(1)
+        (grad,) = torch.autograd.grad(per_sequence.sum(), x)
+        return grad[:, :, 0, :].norm(dim=-1).median(dim=1).values.detach()
 
     def epoch(self) -> torch.Tensor:
         """One pass over each trial's training data in a fresh order; returns mean losses ``[n]``."""
@@ -257,17 +311,22 @@ class _Trainer:
         flat.masked_fill_(self.diverged.unsqueeze(1), 0.0)
 
     @torch.no_grad()
-    def evaluate(self, metric: str) -> torch.Tensor:
-        """Each trial's validation metric ``[n]``."""
+    def evaluate(
+        self, metric: str, data: tuple[torch.Tensor, torch.Tensor, int] | None = None
+    ) -> torch.Tensor:
+        """Each trial's metric ``[n]`` on the validation data, or on ``data`` = (x, y, first)."""
+        xv, yv, first = (self.xv, self.yv, self.first) if data is None else data
         right = torch.zeros(self.n, device=self.device)
         count = torch.zeros(self.n, device=self.device)
         params = self.params.views()
-        for start in range(0, self.xv.shape[1], EVAL_CHUNK):
-            stop = start + EVAL_CHUNK
-            logits = self.forward(params, self.scheme.arrange(self.xv[:, start:stop]))
-            y = self.yv[:, start:stop]
-            scored = y != IGNORE
-            correct = (logits.argmax(-1) == y) & scored
+        width = max(self.spec.hidden, self.spec.task.outputs)
+        chunk = max(1, min(EVAL_CHUNK, EVAL_BUDGET // (self.n * xv.shape[2] * width)))
+        for start in range(0, xv.shape[1], chunk):
+            stop = start + chunk
+            logits = self.forward(params, self.scheme.arrange(xv[:, start:stop]), first)
+            y = yv[:, start:stop]
+            scored = scored_steps(y)
+            correct = self.right(logits, y)
             if metric == "sequence_accuracy":
                 right += (correct.sum(-1) == scored.sum(-1)).sum(1)
                 count += y.shape[1]
@@ -277,8 +336,22 @@ class _Trainer:
         result = right / count.clamp_min(1)
         return result.masked_fill(self.diverged, 0.0)
 
+    def evaluate_at(self, metric: str, length: int) -> torch.Tensor:
+        """Each trial's metric ``[n]`` on fresh sequences that test it at ``length``."""
+        x, y = trial_data(
+            self.spec, f"{seeds.EVAL_PREFIX}{length}", self.spec.train.val_samples, eval_length=length
+        )
+        first = _first_scored(y, y, x.shape[2])
+        return self.evaluate(metric, (x.to(self.device), y[..., first:].to(self.device), first))
+
     def final_params(self) -> dict[str, torch.Tensor]:
         return self.params.detached()
+
+
+def _first_scored(y: torch.Tensor, yv: torch.Tensor, steps: int) -> int:
+    """The first step scored in either target tensor: readout and loss need only the steps from it on."""
+    scored = (scored_steps(y).any(dim=(0, 1)) | scored_steps(yv).any(dim=(0, 1))).nonzero()
+    return int(scored.min()) if len(scored) else steps - 1
 
 
 def train_case(
@@ -312,6 +385,7 @@ def _train(
         spec.cell, spec.hidden, len(spec.trial_seeds), scheme or spec.train.engine, str(device)
     )
     trainer = _Trainer(spec, device, chosen)
+    gradient = trainer.input_gradient().cpu()
     losses, metrics = [], []
     for epoch in range(spec.train.epochs):
         losses.append(trainer.epoch())
@@ -320,6 +394,9 @@ def _train(
             progress(epoch + 1, spec.train.epochs, time.perf_counter() - started)
     loss_rows = torch.stack(losses, 1).cpu()
     metric_rows = torch.stack(metrics, 1).cpu()
+    eval_metrics = {
+        length: trainer.evaluate_at(spec.metric, length).cpu().tolist() for length in spec.eval_lengths
+    }
     diverged = trainer.diverged.cpu()
     return CaseOutcome(
         metrics=metric_rows[:, -1].tolist(),
@@ -330,6 +407,8 @@ def _train(
         device=str(device),
         wall_s=time.perf_counter() - started,
         params=trainer.final_params(),
+        eval_metrics=eval_metrics,
+        input_gradient=gradient.tolist(),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -9,6 +10,8 @@ from typing import Any
 
 from tabulate import tabulate
 
+from . import figures
+from .diagnosis import shape_of
 from .results import Record, SuiteRun
 
 #: Version of the JSON report's layout; bumped when a key changes meaning or goes away.
@@ -67,8 +70,25 @@ def _frontier_text(value: int | None) -> str:
     return "none" if value is None else str(value)
 
 
-def markdown(run: SuiteRun, environment: dict[str, str], plot_name: str | None) -> str:
-    """The markdown report of one suite."""
+#: The figures of a report: file suffix, drawing function, caption.
+FIGURES = {
+    "capability": ("", figures.capability, "success rate against length, and every trial's final metric"),
+    "curves": ("-curves", figures.curves, "training curves per case"),
+    "gradients": ("-gradients", figures.gradients, "gradient reaching the first input, against length"),
+}
+
+
+def record_shape(record: Record):
+    """Where a case's trials ended (:func:`.diagnosis.shape_of`), from its record alone."""
+    trials = record["trials"]
+    return shape_of(
+        [t["metric"] for t in trials], [t["diverged"] for t in trials], record["threshold"], record["chance"]
+    )
+
+
+def markdown(run: SuiteRun, environment: dict[str, str], plots: dict[str, str] | None = None) -> str:
+    """The markdown report of one suite; ``plots`` maps figure names (see :data:`FIGURES`) to files."""
+    plots = plots or {}
     verdict = run.config["verdict"]
     success = run.config["success"]
     chance = _chance_text(run)
@@ -108,9 +128,11 @@ def markdown(run: SuiteRun, environment: dict[str, str], plot_name: str | None) 
         ),
         "",
     ]
-    if plot_name:
-        lines += [f"![success rate against length]({plot_name})", ""]
+    if "capability" in plots:
+        lines += [f"![{FIGURES['capability'][2]}]({plots['capability']})", ""]
     lines += ["## Cases", "", _case_table(run), ""]
+    lines += _why_section(run, plots)
+    lines += _generalisation_section(run)
     if run.baseline is not None:
         lines += _baseline_section(run)
     if run.implied:
@@ -148,6 +170,103 @@ def markdown(run: SuiteRun, environment: dict[str, str], plot_name: str | None) 
         "",
     ]
     return "\n".join(lines)
+
+
+def _why_section(run: SuiteRun, plots: dict[str, str]) -> list[str]:
+    """Where failed trials ended, the training curves, and the gradient at the first step."""
+    lines = [
+        "## Why a case fails",
+        "",
+        "Failed trials by their final metric: *at chance* (within 0.05 of the chance level), "
+        "*near threshold* (within 0.05 below it), *between*, or *diverged*. **stuck at chance**: the "
+        "cell never found the signal; **bimodal**: some initialisations find it and others never do; "
+        "**near the threshold**: more training or a lower threshold would pass them; **spread**: trials "
+        "were still learning when training stopped.",
+        "",
+    ]
+    rows = []
+    for cell, length in run.ordered_cases:
+        record = run.records.get((cell, length))
+        if record is None or record["k"] == record["n"]:
+            continue
+        shape = record_shape(record)
+        rows.append([cell, length, f"{record['k']}/{record['n']}", shape.shape, shape.describe()])
+    if rows:
+        lines += [
+            tabulate(rows, headers=["cell", "length", "k/n", "pattern", "failed trials"], tablefmt="github"),
+            "",
+        ]
+    else:
+        lines += ["Every trial of every case learned.", ""]
+    if "curves" in plots:
+        lines += [
+            "Training curves (validation metric and training loss per epoch; median, interquartile "
+            "band and range over trials, and the trials with the lowest, median and highest final metric):",
+            "",
+            f"![{FIGURES['curves'][2]}]({plots['curves']})",
+            "",
+        ]
+    gradient_rows = _gradient_rows(run)
+    if gradient_rows:
+        lines += [
+            "Gradient at the first step: the norm of the loss's gradient with respect to the first "
+            "input, at the initial weights (median over trials). Where it falls by orders of magnitude "
+            "with length, the first input's signal vanishes before training starts (see the README).",
+            "",
+            tabulate(gradient_rows, headers=["length", *run.cells], tablefmt="github", disable_numparse=True),
+            "",
+        ]
+        if "gradients" in plots:
+            lines += [f"![{FIGURES['gradients'][2]}]({plots['gradients']})", ""]
+    return lines
+
+
+def _gradient_rows(run: SuiteRun) -> list[list[str]]:
+    if not any(r.get("input_gradient") is not None for r in run.records.values()):
+        return []  # a report from before the diagnostic was recorded
+    rows = []
+    for length in run.lengths:
+        row = [str(length)]
+        for cell in run.cells:
+            value = run.records.get((cell, length), {}).get("input_gradient")
+            row.append("" if value is None else f"{value:.2e}")
+        rows.append(row)
+    return rows
+
+
+def _generalisation_section(run: SuiteRun) -> list[str]:
+    """Success of the trained trials at the evaluation lengths, per case."""
+    rows = []
+    for cell, length in run.ordered_cases:
+        record = run.records.get((cell, length))
+        for entry in (record or {}).get("generalisation", []):
+            rows.append(
+                [
+                    cell,
+                    length,
+                    f"{MARKS[record['verdict']]} {record['k']}/{record['n']}",
+                    entry["length"],
+                    f"{MARKS[entry['verdict']]} {entry['k']}/{entry['n']}",
+                    f"[{entry['ci_low']:.2f}, {entry['ci_high']:.2f}]",
+                    f"{entry['metric_median']:.3f}",
+                ]
+            )
+    if not rows:
+        return []
+    return [
+        "## Length generalisation",
+        "",
+        "Each case's trained trials, evaluated on fresh sequences at other lengths without further "
+        "training; a trial succeeds there as at its own length (same metric and threshold).",
+        "",
+        tabulate(
+            rows,
+            headers=["cell", "trained at", "there", "evaluated at", "k/n", "95% CI", "median metric"],
+            tablefmt="github",
+            disable_numparse=True,
+        ),
+        "",
+    ]
 
 
 def _baseline_section(run: SuiteRun) -> list[str]:
@@ -266,7 +385,10 @@ def to_json(run: SuiteRun, environment: dict[str, str]) -> dict[str, Any]:
         "frontier": {c: run.frontier(c) for c in run.cells if c not in run.controls},
         "leaky_controls": run.leaky_controls(),
         "cases": [
-            {k: v for k, v in run.records[c].items() if k != "suite_meta"}
+            {
+                **{k: v for k, v in run.records[c].items() if k != "suite_meta"},
+                "failures": dataclasses.asdict(record_shape(run.records[c])),
+            }
             for c in run.ordered_cases
             if c in run.records
         ],
@@ -275,60 +397,6 @@ def to_json(run: SuiteRun, environment: dict[str, str]) -> dict[str, Any]:
             {k: v for k, v in r.items() if k != "suite_meta"} for _, r in sorted(run.implied.items())
         ],
     }
-
-
-def plot(run: SuiteRun, path: Path) -> bool:
-    """Success rate against length per cell, with 95% intervals; ``False`` without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        from matplotlib import pyplot as plt
-    except ImportError:
-        return False
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for cell in run.cells:
-        points = sorted((n, r) for (c, n), r in run.records.items() if c == cell)
-        if not points:
-            continue
-        xs = [n for n, _ in points]
-        rates = [r["rate"] for _, r in points]
-        low = [r["rate"] - r["ci_low"] for _, r in points]
-        high = [r["ci_high"] - r["rate"] for _, r in points]
-        if cell in run.controls:
-            style = {"linestyle": ":", "marker": "x", "label": f"{cell} (control)"}
-        else:
-            style = {"marker": "o", "label": cell}
-        ax.errorbar(xs, rates, yerr=[low, high], capsize=3, **style)
-    p0 = run.config["verdict"]["p0"]
-    ax.axhline(p0, color="grey", linestyle="--", linewidth=1, label=f"p0 = {p0}")
-    lengths = run.lengths
-    if lengths and max(lengths) / max(min(lengths), 1) >= 10:
-        from matplotlib.ticker import NullFormatter, ScalarFormatter
-
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xticks(_spread(lengths))
-    ax.set_xlabel("length")
-    ax.set_ylabel("success rate (k/n)")
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_title(f"{run.name}: success rate against length (95% intervals)")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
-def _spread(lengths: list[int]) -> list[int]:
-    """Tick positions from ``lengths`` that stay readable: on a log axis, at least 1.4x apart."""
-    ticks: list[int] = []
-    for length in sorted(lengths):
-        if not ticks or length / ticks[-1] >= 1.4 or len(lengths) <= 8:
-            ticks.append(length)
-    return ticks
 
 
 def run_from_json(data: dict[str, Any]) -> SuiteRun:
@@ -352,19 +420,21 @@ def run_from_json(data: dict[str, Any]) -> SuiteRun:
 
 
 def write_reports(run: SuiteRun, report_dir: Path, environment: dict[str, str]) -> list[Path]:
-    """Write ``<suite>.md``, ``<suite>.json`` and, with matplotlib, ``<suite>.png``; return the paths."""
+    """Write ``<suite>.md``, ``<suite>.json`` and, with matplotlib, the figures; return the paths."""
     report_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    png = report_dir / f"{run.name}.png"
-    has_plot = bool(run.records) and plot(run, png)
-    if has_plot:
-        written.append(png)
-    elif png.exists():
-        png.unlink()  # an earlier run's plot would contradict this report
+    plots: dict[str, str] = {}
+    for name, (suffix, draw, _) in FIGURES.items():
+        png = report_dir / f"{run.name}{suffix}.png"
+        if run.records and draw(run, png):
+            plots[name] = png.name
+            written.append(png)
+        elif png.exists():
+            png.unlink()  # an earlier run's figure would contradict this report
     md = report_dir / f"{run.name}.md"
-    text = markdown(run, environment, png.name if has_plot else None)
-    if not has_plot:
-        text += "\nInstall the `plot` extra (`pip install pytest-rnnmemory[plot]`) for the plot.\n"
+    text = markdown(run, environment, plots)
+    if run.records and not plots:
+        text += "\nInstall the `plot` extra (`pip install pytest-rnnmemory[plot]`) for the figures.\n"
     _write_atomic(md, text)
     written.append(md)
     js = report_dir / f"{run.name}.json"

@@ -42,6 +42,11 @@ def case_record(case: Case, outcome: CaseOutcome, decision: Decision) -> Record:
         "scheme": outcome.scheme,
         "device": outcome.device,
         "wall_s": round(outcome.wall_s, 3),
+        "input_gradient": statistics.median(outcome.input_gradient) if outcome.input_gradient else None,
+        "generalisation": [
+            _generalisation(length, values, outcome.diverged, decision, suite.success.threshold)
+            for length, values in sorted(outcome.eval_metrics.items())
+        ],
         "trials": [
             {
                 "index": i,
@@ -51,9 +56,26 @@ def case_record(case: Case, outcome: CaseOutcome, decision: Decision) -> Record:
                 "diverged": outcome.diverged[i],
                 "train_loss": outcome.train_loss[i],
                 "val_metric": outcome.val_metric[i],
+                "input_gradient": outcome.input_gradient[i] if outcome.input_gradient else None,
+                "eval_metrics": [values[i] for _, values in sorted(outcome.eval_metrics.items())],
             }
             for i, seed in enumerate(case.trial_seeds()[: len(metrics)])
         ],
+    }
+
+
+def _generalisation(
+    length: int, metrics: list[float], diverged: list[bool], trained: Decision, threshold: float
+) -> Record:
+    """The trained trials' success at another length, judged as the case is at its own."""
+    k = sum((m >= threshold) and not d for m, d in zip(metrics, diverged, strict=True))
+    decision = decide(k, len(metrics), trained.p0, trained.alpha)
+    return {
+        "length": length,
+        **decision.to_dict(),
+        "rate": decision.rate,
+        "metric_median": statistics.median(metrics),
+        "metric_mean": statistics.fmean(metrics),
     }
 
 

@@ -6,8 +6,9 @@ import hashlib
 
 import torch
 
-#: The independent random streams of one trial.
+#: The independent random streams of one trial; ``eval-<length>`` streams test it at other lengths.
 STREAMS = ("init", "train", "val", "order", "shuffle")
+EVAL_PREFIX = "eval-"
 
 
 def derive_seed(*parts: object) -> int:
@@ -23,6 +24,6 @@ def trial_seed(seed: int, suite: str, cell: str, length: int, trial: int) -> int
 
 def stream(trial_seed_: int, name: str) -> torch.Generator:
     """A CPU generator for one of a trial's streams (see ``STREAMS``)."""
-    if name not in STREAMS:
-        raise ValueError(f"unknown stream {name!r}; known: {', '.join(STREAMS)}")
+    if name not in STREAMS and not (name.startswith(EVAL_PREFIX) and name[len(EVAL_PREFIX) :].isdigit()):
+        raise ValueError(f"unknown stream {name!r}; known: {', '.join(STREAMS)}, {EVAL_PREFIX}<length>")
     return torch.Generator().manual_seed(derive_seed(trial_seed_, name))

@@ -54,4 +54,6 @@ def _joined(parts: list[CaseOutcome]) -> CaseOutcome:
         device=first.device,
         wall_s=sum(p.wall_s for p in parts),
         params={k: torch.cat([p.params[k] for p in parts]) for k in first.params},
+        eval_metrics={n: [m for p in parts for m in p.eval_metrics[n]] for n in first.eval_metrics},
+        input_gradient=[g for p in parts for g in p.input_gradient],
     )

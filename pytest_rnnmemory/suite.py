@@ -33,7 +33,7 @@ from .engine import CaseSpec
 from .errors import SuiteError, TaskError
 from .gate import Claim
 from .schemes import is_builtin
-from .tasks import Task, task_class
+from .tasks import TASKS, Task, task_class
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,11 @@ class Case:
         """The cell that trains: the ``shuffled`` control trains the suite's first cell."""
         return self.suite.meta.cells[0] if self.cell == "shuffled" else self.cell
 
+    @property
+    def eval_lengths(self) -> tuple[int, ...]:
+        """The lengths this case's trials are evaluated at besides their own, ascending."""
+        return resolve_eval_lengths(self.suite.meta, self.length)
+
     def trial_seeds(self) -> tuple[int, ...]:
         s = self.suite
         return tuple(
@@ -74,14 +79,17 @@ class Case:
             threshold=s.success.threshold,
             trial_seeds=self.trial_seeds(),
             shuffle_labels=self.cell == "shuffled",
+            eval_lengths=self.eval_lengths,
         )
 
     def settings(self) -> dict[str, Any]:
         """Everything that determines this case's result, as plain data."""
         s = self.suite
         control = {"control": True, "trained_cell": self.trained_cell} if self.control else {}
+        evaluated = {"eval_lengths": list(self.eval_lengths)} if self.eval_lengths else {}
         return {
             **control,
+            **evaluated,
             "suite": s.name,
             "task": s.meta.task,
             "task_params": dict(s.task.values),
@@ -135,6 +143,15 @@ class Suite:
             for control in self.meta.controls
             for length in self.meta.lengths
         ]
+
+
+def resolve_eval_lengths(meta: SuiteSection, length: int) -> tuple[int, ...]:
+    """The evaluation lengths of a case trained at ``length``: distinct, ascending, not ``length``."""
+    if meta.eval_unit == "multiple":
+        resolved = {max(1, round(v * length)) for v in meta.eval_lengths}
+    else:
+        resolved = {int(v) for v in meta.eval_lengths}
+    return tuple(sorted(resolved - {length}))
 
 
 def _changed(section: Any) -> dict[str, Any]:
@@ -248,6 +265,8 @@ def load_suite(path: str | Path, overrides: Overrides | None = None, label: str 
         except CellError as exc:
             problems.add(f"suite.cells[{i}] = {_show(cell)}", str(exc))
     problems.raise_any()
+    _check_eval_lengths(meta, task, problems)
+    problems.raise_any()
 
     if not meta.name:
         meta = dataclasses.replace(meta, name=path.stem)
@@ -322,6 +341,31 @@ def _check_task(name: Any, params: dict[str, Any], problems: _Problems) -> Task 
     except TaskError as exc:
         problems.add(exc.where or "[task]", str(exc))
         return None
+
+
+def _check_eval_lengths(meta: SuiteSection, task: Task, problems: _Problems) -> None:
+    """``eval_lengths``: a task that generalises, whole lengths where absolute, lengths it allows."""
+    if not meta.eval_lengths:
+        return
+    where = f"suite.eval_lengths = {_show(list(meta.eval_lengths))}"
+    if not task.generalises:
+        able = ", ".join(sorted(name for name, cls in TASKS.items() if cls.generalises))
+        problems.add(
+            where,
+            f"task {task.name!r} cannot be evaluated at other lengths: {task.no_generalisation} "
+            f"(tasks that can: {able})",
+        )
+        return
+    if meta.eval_unit == "absolute" and any(v != int(v) for v in meta.eval_lengths):
+        problems.add(where, "must be whole lengths with suite.eval_unit = 'absolute'")
+        return
+    for length in meta.lengths:
+        for eval_length in resolve_eval_lengths(meta, length):
+            try:
+                task.check_length(eval_length)
+            except TaskError as exc:
+                problems.add(where, f"gives length {eval_length} for the trained length {length}: {exc}")
+                return
 
 
 def _check_expect(suite: dict[str, Any], expect: Any, problems: _Problems) -> tuple[dict[str, Claim], bool]:

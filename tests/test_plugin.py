@@ -556,3 +556,34 @@ def test_frontier_search_skips_lengths_the_others_imply(project):
     assert [(r["length"], r["verdict"]) for r in report["implied"]] == [(4, "fails")]
     markdown = (project.path / "reports" / "latch.md").read_text()
     assert f"- {cell}-L4: fails, because it fails length 3, which is shorter" in markdown
+
+
+@pytest.mark.slow
+def test_a_regression_task_with_length_generalisation_reports_both(project):
+    extra = "\n[success]\nthreshold = 0.5\n"
+    text = suite_text("adding", cells=("gru",), lengths=(10,), trials=4, extra=extra)
+    text = text.replace("seed = 1\n", "seed = 1\neval_lengths = [1.5]\n")
+    write_suite(project, "add", text)
+    result = project.runpytest("--rnn-suite=add", "-p", "no:cacheprovider")
+    assert "Traceback" not in result.stdout.str()
+    (case,) = read_report(project, "add")["cases"]
+    assert case["chance"] == pytest.approx(0.15424)
+    assert [g["length"] for g in case["generalisation"]] == [15]
+    assert all(len(t["eval_metrics"]) == 1 for t in case["trials"])
+    assert case["input_gradient"] > 0
+    assert case["failures"]["shape"]
+    markdown = (project.path / "reports" / "add.md").read_text()
+    assert "## Length generalisation" in markdown
+    assert "## Why a case fails" in markdown or case["k"] == case["n"]
+    for png in ("add.png", "add-curves.png", "add-gradients.png"):
+        assert (project.path / "reports" / png).exists()
+
+
+def test_eval_lengths_on_a_task_without_a_rule_at_every_length_is_a_suite_error(project):
+    path = write_suite(project, "latch", suite_text("latching") + "\n")
+    path.write_text(path.read_text().replace("seed = 1\n", "seed = 1\neval_lengths = [2]\n"))
+    result = project.runpytest("--rnn-suite=latch")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*latch.toml: suite.eval_lengths = [[]2[]]: task 'latching' cannot be evaluated at other lengths*"]
+    )

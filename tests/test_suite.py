@@ -554,3 +554,62 @@ def test_a_cell_that_breaks_the_protocol_is_named_with_what_went_wrong(tmp_path,
     (problem,) = problems_of(path)
     assert problem.startswith(f'{path}: suite.cells[0] = "{cell}": cell {cell!r}')
     assert message in problem
+
+
+# --- Length generalisation -------------------------------------------------------------------------
+
+RECALL = """
+[suite]
+task = "recall"
+cells = ["rnn"]
+lengths = [2, 5]
+"""
+
+
+def test_eval_lengths_as_multiples_are_rounded_and_never_the_trained_length(tmp_path):
+    suite = load_suite(write(tmp_path, RECALL + "eval_lengths = [1, 1.5, 2, 4]\n"))
+    by_length = {case.length: case.eval_lengths for case in suite.cases()}
+    assert by_length == {2: (3, 4, 8), 5: (8, 10, 20)}  # 1.5 x 5 = 7.5 rounds to 8
+    assert suite.cases()[0].spec().eval_lengths == (3, 4, 8)
+
+
+def test_eval_lengths_as_absolute_lengths(tmp_path):
+    suite = load_suite(write(tmp_path, RECALL + 'eval_lengths = [10, 5]\neval_unit = "absolute"\n'))
+    assert [case.eval_lengths for case in suite.cases()] == [(5, 10), (10,)]
+
+
+def test_eval_lengths_enter_the_settings_only_when_set(tmp_path):
+    plain = load_suite(write(tmp_path, RECALL)).cases()[0]
+    evaluated = load_suite(write(tmp_path, RECALL + "eval_lengths = [2]\n", name="e.toml")).cases()[0]
+    assert "eval_lengths" not in plain.settings()
+    assert evaluated.settings()["eval_lengths"] == [4]
+
+
+def test_a_task_that_cannot_generalise_says_why_and_which_can(tmp_path):
+    line = single_problem(tmp_path, MINIMAL + "eval_lengths = [2]\n")
+    assert "suite.eval_lengths = [2]: task 'latching' cannot be evaluated at other lengths" in line
+    assert "train at that length instead" in line
+    assert "(tasks that can: adding, addition, or, parity, recall, xor_delay)" in line
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ("eval_lengths = [0]", "must be a list of numbers > 0"),
+        ('eval_lengths = ["2x"]', "must be a list of numbers > 0"),
+        ("eval_lengths = [2, 2]", "must not list a length twice"),
+        ('eval_lengths = [2.5]\neval_unit = "absolute"', "must be whole lengths"),
+        ('eval_unit = "relative"', "must be one of 'multiple', 'absolute'"),
+    ],
+)
+def test_bad_eval_lengths_are_named_with_what_is_allowed(tmp_path, extra, fragment):
+    line = single_problem(tmp_path, RECALL + extra + "\n")
+    assert "suite.eval_" in line
+    assert fragment in line
+
+
+def test_an_eval_length_below_the_tasks_minimum_names_the_trained_length(tmp_path):
+    text = '[suite]\ntask = "adding"\ncells = ["lstm"]\nlengths = [10, 40]\neval_lengths = [0.5]\n'
+    line = single_problem(tmp_path, text)
+    assert "gives length 5 for the trained length 10" in line
+    assert ">= 10" in line

@@ -1,4 +1,7 @@
-"""The six memory tasks against their definitions in TASKS.md, and the trial seeds."""
+"""The six memory tasks against their definitions in TASKS.md, and the trial seeds.
+
+The classic problems (parity, adding) and length generalisation: test_classic_tasks.py.
+"""
 
 import math
 import sys
@@ -109,8 +112,8 @@ def perturb(name, x, keep, generator):
 # --- Registry --------------------------------------------------------------------------------------
 
 
-def test_registry_holds_the_six_tasks():
-    assert sorted(TASKS) == sorted(NAMES)
+def test_registry_holds_the_six_tasks_and_the_classic_problems():
+    assert sorted(TASKS) == sorted([*NAMES, "parity", "adding"])
     for name, cls in TASKS.items():
         assert issubclass(cls, Task)
         assert cls.name == name

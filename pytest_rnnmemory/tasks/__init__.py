@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from ..errors import TaskError
 from ..imports import import_object
+from .adding import Adding
 from .addition import Addition
-from .base import IGNORE, Task
+from .base import IGNORE, Task, scored_steps
 from .bitwise_or import BitwiseOr
 from .latching import Latching
+from .parity import Parity
 from .recall import Recall
 from .relay import Relay
 from .xor_delay import XorDelay
 
-#: Built-in tasks, by the name a suite uses (TASKS.md).
+#: Built-in tasks, by the name a suite uses (TASKS.md, and the README for parity and adding).
 TASKS: dict[str, type[Task]] = {
-    cls.name: cls for cls in (Latching, Relay, XorDelay, Addition, BitwiseOr, Recall)
+    cls.name: cls for cls in (Latching, Relay, XorDelay, Addition, BitwiseOr, Recall, Parity, Adding)
 }
 
 
@@ -38,4 +40,4 @@ def make_task(name: str, params: dict[str, float] | None = None) -> Task:
     return task_class(name)(**(params or {}))
 
 
-__all__ = ["IGNORE", "TASKS", "Task", "make_task", "task_class"]
+__all__ = ["IGNORE", "TASKS", "Task", "make_task", "scored_steps", "task_class"]

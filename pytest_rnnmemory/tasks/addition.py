@@ -19,6 +19,7 @@ class Addition(Task):
     name = "addition"
     input_size = 2
     metric = "sequence_accuracy"
+    generalises = True
     length_means = "the number of bits"
 
     def steps(self, length: int) -> int:

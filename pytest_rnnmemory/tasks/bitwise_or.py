@@ -16,6 +16,7 @@ class BitwiseOr(Task):
 
     name = "or"
     input_size = 2
+    generalises = True
     length_means = "the sequence length"
 
     def steps(self, length: int) -> int:

@@ -1,0 +1,296 @@
+"""The report's figures (matplotlib, Agg backend): capability, training curves, gradients.
+
+Every figure is drawn from records alone, so that a JSON report renders the
+same figures again without training. Without matplotlib, no figure is drawn
+and the report says how to get them.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from pathlib import Path
+from typing import Any
+
+from .results import Record, SuiteRun
+
+#: Lengths shown in the training-curve grid at most (one column each).
+CURVE_COLUMNS = 6
+#: Single trials drawn in each curve panel besides the median and spread.
+SINGLE_TRIALS = 3
+
+
+def pyplot() -> Any | None:
+    """matplotlib's pyplot on the Agg backend, or ``None`` when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        from matplotlib import pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def capability(run: SuiteRun, path: Path) -> bool:
+    """Success rate against length per cell, and every trial's final metric; ``False`` without matplotlib.
+
+    Top: the success rate with its exact 95% interval and the p0 line. Bottom:
+    each trial's final metric (jittered), with the threshold and the task's
+    chance level, so that "stuck at chance" and "just below the threshold" look different.
+    """
+    plt = pyplot()
+    if plt is None:
+        return False
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(7.5, 7.2), sharex=True, gridspec_kw={"height_ratios": [1.1, 1]}
+    )
+    colours = _colours(run)
+    for cell in run.cells:
+        points = _points(run, cell)
+        if not points:
+            continue
+        xs = [n for n, _ in points]
+        rates = [r["rate"] for _, r in points]
+        low = [r["rate"] - r["ci_low"] for _, r in points]
+        high = [r["ci_high"] - r["rate"] for _, r in points]
+        style = _style(run, cell, colours)
+        top.errorbar(xs, rates, yerr=[low, high], capsize=3, **style)
+        jitter = random.Random(cell)  # the same dots on every render
+        for n, record in points:
+            values = [t["metric"] for t in record["trials"]]
+            spread = [n * (1 + 0.06 * (jitter.random() - 0.5)) for _ in values]
+            bottom.scatter(spread, values, s=9, alpha=0.45, color=style["color"], linewidths=0)
+        medians = [r["metric_median"] for _, r in points]
+        bottom.plot(xs, medians, color=style["color"], linestyle=style["linestyle"], linewidth=1)
+    p0 = run.config["verdict"]["p0"]
+    top.axhline(p0, color="grey", linestyle="--", linewidth=1, label=f"p0 = {p0}")
+    top.set_ylabel("success rate (k/n)")
+    top.set_ylim(-0.03, 1.03)
+    top.set_title(f"{run.name}: success rate against length (95% intervals)")
+    top.legend(fontsize="small")
+    threshold = run.config["success"]["threshold"]
+    bottom.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold}")
+    chance = _chance_by_length(run)
+    if chance:
+        xs = sorted(chance)
+        if len(set(chance.values())) == 1:
+            bottom.axhline(chance[xs[0]], color="red", linestyle=":", linewidth=1.2, label="chance")
+        else:
+            bottom.plot(
+                xs, [chance[n] for n in xs], color="red", linestyle=":", linewidth=1.2, label="chance"
+            )
+    bottom.set_ylabel(f"final {run.config['success']['metric']} per trial")
+    bottom.set_ylim(-0.03, 1.03)
+    bottom.set_title("every trial's final metric (dots), median (line)", fontsize="medium")
+    bottom.legend(fontsize="small", loc="lower left")
+    _length_axis(bottom, run.lengths)
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def curves(run: SuiteRun, path: Path) -> bool:
+    """Per case, validation metric and training loss per epoch over the trials; ``False`` if not drawn.
+
+    Two rows per cell (metric, then loss on a log scale), one column per
+    length (at most :data:`CURVE_COLUMNS`, chosen around each cell's frontier).
+    Each panel: the median over trials, the interquartile band, the full
+    range, and the trials with the lowest, median and highest final metric.
+    """
+    plt = pyplot()
+    if plt is None:
+        return False
+    lengths = curve_lengths(run)
+    cells = [c for c in run.cells if any((c, n) in run.records for n in lengths)]
+    if not cells or not lengths:
+        return False
+    rows, cols = 2 * len(cells), len(lengths)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols + 1.2, 1.75 * rows + 0.8), squeeze=False)
+    threshold = run.config["success"]["threshold"]
+    for i, cell in enumerate(cells):
+        for j, length in enumerate(lengths):
+            metric_ax, loss_ax = axes[2 * i][j], axes[2 * i + 1][j]
+            record = run.records.get((cell, length))
+            if record is None:
+                metric_ax.set_axis_off()
+                loss_ax.set_axis_off()
+                continue
+            trials = record["trials"]
+            _band(metric_ax, [t["val_metric"] for t in trials], trials)
+            metric_ax.axhline(threshold, color="black", linestyle="--", linewidth=0.8)
+            metric_ax.axhline(record["chance"], color="red", linestyle=":", linewidth=0.9)
+            metric_ax.set_ylim(-0.03, 1.03)
+            metric_ax.set_title(f"{cell}, L={length}: {record['k']}/{record['n']}", fontsize="small")
+            losses = [[v for v in t["train_loss"]] for t in trials]
+            _band(loss_ax, losses, trials, log=True)
+            if j == 0:
+                metric_ax.set_ylabel(f"{cell}\nval {record['metric']}", fontsize="small")
+                loss_ax.set_ylabel(f"{cell}\ntrain loss", fontsize="small")
+            if i == len(cells) - 1:
+                loss_ax.set_xlabel("epoch", fontsize="small")
+            for ax in (metric_ax, loss_ax):
+                ax.tick_params(labelsize="x-small")
+                ax.grid(True, alpha=0.3)
+    fig.suptitle(
+        f"{run.name}: training curves per case\nmedian, interquartile band, range and "
+        f"{SINGLE_TRIALS} single trials;\ndashed: threshold, dotted: chance",
+        fontsize="small" if cols < 3 else "medium",
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def gradients(run: SuiteRun, path: Path) -> bool:
+    """The input-gradient norm at the first step, at initialisation, against length per cell."""
+    plt = pyplot()
+    if plt is None:
+        return False
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    colours = _colours(run)
+    drawn = False
+    for cell in run.cells:
+        rows = []
+        for n, record in _points(run, cell):
+            values = sorted(t["input_gradient"] for t in record["trials"] if t.get("input_gradient"))
+            if values:
+                quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+                rows.append((n, quartiles[0], statistics.median(values), quartiles[-1]))
+        if not rows:
+            continue
+        style = _style(run, cell, colours)
+        xs = [n for n, *_ in rows]
+        mid = [m for _, _, m, _ in rows]
+        below = [m - q1 for _, q1, m, _ in rows]
+        above = [q3 - m for _, _, m, q3 in rows]
+        ax.errorbar(xs, mid, yerr=[below, above], capsize=3, **style)
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return False
+    ax.set_yscale("log")
+    _length_axis(ax, run.lengths)
+    ax.set_ylabel("‖∂ loss / ∂ x₀‖ at initialisation")
+    ax.set_title(f"{run.name}: gradient reaching the first input (median, interquartile range)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def curve_lengths(run: SuiteRun, limit: int = CURVE_COLUMNS) -> list[int]:
+    """The lengths whose curves are drawn: every length, or each cell's frontier and the next one first."""
+    lengths = run.lengths
+    if len(lengths) <= limit:
+        return lengths
+    chosen: list[int] = []
+    for cell in run.cells:
+        if cell in run.controls:
+            continue
+        frontier = run.frontier(cell)
+        if frontier is None:
+            chosen.append(lengths[0])
+            continue
+        chosen.append(frontier)
+        later = [n for n in lengths if n > frontier]
+        if later:
+            chosen.append(later[0])
+    for n in _even(lengths, limit):
+        if len(set(chosen)) >= limit:
+            break
+        chosen.append(n)
+    return sorted(set(chosen))[:limit]
+
+
+def _even(lengths: list[int], count: int) -> list[int]:
+    """``count`` lengths spread evenly over ``lengths``, ends included."""
+    if count >= len(lengths):
+        return list(lengths)
+    step = (len(lengths) - 1) / (count - 1)
+    return [lengths[round(i * step)] for i in range(count)]
+
+
+def _band(ax: Any, rows: list[list[float | None]], trials: list[Record], *, log: bool = False) -> None:
+    """Median, interquartile band and range over trials per epoch, plus a few single trials."""
+    epochs = max((len(r) for r in rows), default=0)
+    if epochs == 0:
+        return
+    xs, low, q1, mid, q3, high = [], [], [], [], [], []
+    for e in range(epochs):
+        values = sorted(r[e] for r in rows if e < len(r) and r[e] is not None and (not log or r[e] > 0))
+        if not values:
+            continue
+        quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+        xs.append(e + 1)
+        low.append(values[0])
+        q1.append(quartiles[0])
+        mid.append(statistics.median(values))
+        q3.append(quartiles[2])
+        high.append(values[-1])
+    ax.fill_between(xs, low, high, color="tab:blue", alpha=0.12, linewidth=0)
+    ax.fill_between(xs, q1, q3, color="tab:blue", alpha=0.3, linewidth=0)
+    ax.plot(xs, mid, color="tab:blue", linewidth=1.5)
+    ranked = sorted(range(len(trials)), key=lambda i: trials[i]["metric"])
+    picks = sorted({ranked[0], ranked[len(ranked) // 2], ranked[-1]})[:SINGLE_TRIALS]
+    for i in picks:
+        points = [(e + 1, v) for e, v in enumerate(rows[i]) if v is not None and (not log or v > 0)]
+        if points:
+            ax.plot(
+                [e for e, _ in points], [v for _, v in points], color="tab:orange", linewidth=0.7, alpha=0.8
+            )
+    if log and max(high) >= 10 * min(low):
+        # Within one decade a log axis has no labelled tick: stay linear there.
+        from matplotlib.ticker import NullFormatter
+
+        ax.set_yscale("log")
+        ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _points(run: SuiteRun, cell: str) -> list[tuple[int, Record]]:
+    return sorted((n, r) for (c, n), r in run.records.items() if c == cell)
+
+
+def _colours(run: SuiteRun) -> dict[str, str]:
+    palette = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
+    cells = [c for c in run.cells if c not in run.controls]
+    colours = {c: palette[i % len(palette)] for i, c in enumerate(cells)}
+    colours.update({c: "tab:grey" if i == 0 else "black" for i, c in enumerate(run.controls)})
+    return colours
+
+
+def _style(run: SuiteRun, cell: str, colours: dict[str, str]) -> dict[str, Any]:
+    if cell in run.controls:
+        return {"linestyle": ":", "marker": "x", "label": f"{cell} (control)", "color": colours[cell]}
+    return {"linestyle": "-", "marker": "o", "label": cell, "color": colours[cell]}
+
+
+def _chance_by_length(run: SuiteRun) -> dict[int, float]:
+    return {n: r["chance"] for (_, n), r in run.records.items()}
+
+
+def _length_axis(ax: Any, lengths: list[int]) -> None:
+    """Length on x: log-scaled when lengths span a factor of ten or more, ticks at readable lengths."""
+    if lengths and max(lengths) / max(min(lengths), 1) >= 10:
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(_spread(lengths))
+    ax.set_xlabel("length")
+
+
+def _spread(lengths: list[int]) -> list[int]:
+    """Tick positions from ``lengths`` that stay readable: on a log axis, at least 1.4x apart."""
+    ticks: list[int] = []
+    for length in sorted(lengths):
+        if not ticks or length / ticks[-1] >= 1.4 or len(lengths) <= 8:
+            ticks.append(length)
+    return ticks

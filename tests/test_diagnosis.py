@@ -1,0 +1,59 @@
+"""Where a case's failed trials ended: the pattern words of the report's "why" section."""
+
+import pytest
+
+from pytest_rnnmemory.diagnosis import (
+    ALL_LEARNED,
+    AT_CHANCE,
+    BIMODAL,
+    DIVERGED,
+    NEAR_THRESHOLD,
+    SPREAD,
+    shape_of,
+)
+
+
+def shape(metrics, threshold=0.95, chance=0.5, diverged=None):
+    return shape_of(metrics, diverged or [False] * len(metrics), threshold, chance)
+
+
+def test_every_trial_learned():
+    result = shape([0.99] * 10)
+    assert (result.learned, result.shape) == (10, ALL_LEARNED)
+    assert result.describe() == "none failed"
+
+
+def test_failed_trials_at_chance_and_none_learned_is_stuck_at_chance():
+    result = shape([0.5, 0.52, 0.47, 0.51, 0.5, 0.49, 0.53, 0.5, 0.5, 0.7])
+    assert (result.at_chance, result.between, result.shape) == (9, 1, AT_CHANCE)
+    assert result.describe() == "9 at chance, 1 between"
+
+
+def test_learned_or_at_chance_is_bimodal():
+    result = shape([1.0] * 4 + [0.5] * 6)
+    assert (result.learned, result.at_chance, result.shape) == (4, 6, BIMODAL)
+
+
+def test_one_success_among_trials_at_chance_is_still_stuck():
+    # 1 of 20 learned: below the 10% that makes a second mode.
+    assert shape([1.0] + [0.5] * 19).shape == AT_CHANCE
+
+
+def test_failed_trials_just_below_the_threshold():
+    result = shape([0.96, 0.93, 0.92, 0.94, 0.6])
+    assert (result.near_threshold, result.between, result.shape) == (3, 1, NEAR_THRESHOLD)
+
+
+def test_failed_trials_everywhere_between_are_spread():
+    assert shape([0.6, 0.7, 0.75, 0.8, 0.5]).shape == SPREAD
+
+
+def test_diverged_trials_count_apart():
+    result = shape([0.0, 0.0, 0.0, 0.99], diverged=[True, True, True, False])
+    assert (result.diverged, result.shape) == (3, DIVERGED)
+    assert result.describe() == "3 diverged"
+
+
+@pytest.mark.parametrize(("chance", "metric"), [(0.75, 0.76), (2.0**-9, 0.0)])
+def test_chance_is_the_tasks_own_level(chance, metric):
+    assert shape([metric] * 5, chance=chance).at_chance == 5

@@ -1,0 +1,207 @@
+"""The report as a reader sees it, from records alone: sections, figures, re-rendering, comparing."""
+
+import json
+
+import pytest
+
+from pytest_rnnmemory.__main__ import main
+from pytest_rnnmemory.compare import compare_reports, config_differences
+from pytest_rnnmemory.figures import curve_lengths
+from pytest_rnnmemory.report import markdown, run_from_json, to_json, write_reports
+from pytest_rnnmemory.stats import decide
+
+CONFIG = {
+    "suite": {
+        "task": "latching",
+        "seed": 0,
+        "cells": ["rnn", "lstm"],
+        "lengths": [5, 10, 20, 50, 100, 200, 400, 800],
+    },
+    "task": {"noise": 0.1},
+    "model": {"hidden": 1},
+    "train": {"samples": 100, "epochs": 3},
+    "success": {"metric": "accuracy", "threshold": 0.95},
+    "verdict": {"trials": 10, "p0": 0.5, "alpha": 0.05, "regression_test": "boschloo"},
+}
+
+
+def record(cell, length, metrics, gradient=1e-3, generalisation=()):
+    """A case's record as the plugin writes it, for ``metrics`` of its trials."""
+    k = sum(m >= 0.95 for m in metrics)
+    decision = decide(k, len(metrics))
+    return {
+        "suite": "demo",
+        "cell": cell,
+        "control": False,
+        "length": length,
+        "config_hash": f"hash-{cell}-{length}",
+        **decision.to_dict(),
+        "rate": decision.rate,
+        "metric": "accuracy",
+        "threshold": 0.95,
+        "chance": 0.5,
+        "metric_median": sorted(metrics)[len(metrics) // 2],
+        "metric_mean": sum(metrics) / len(metrics),
+        "metric_max": max(metrics),
+        "diverged": 0,
+        "scheme": "stepwise",
+        "device": "cpu",
+        "wall_s": 1.0,
+        "input_gradient": gradient,
+        "generalisation": list(generalisation),
+        "trials": [
+            {
+                "index": i,
+                "seed": 100 + i,
+                "metric": m,
+                "success": m >= 0.95,
+                "diverged": False,
+                "train_loss": [0.7, 0.5 if m > 0.9 else 0.69, 0.1 if m > 0.9 else 0.69],
+                "val_metric": [0.5, 0.8 if m > 0.9 else 0.5, m],
+                "input_gradient": gradient * (1 + i / 10),
+                "eval_metrics": [],
+            }
+            for i, m in enumerate(metrics)
+        ],
+    }
+
+
+def report_data(lengths=(5, 10, 20, 50, 100, 200, 400, 800)):
+    cases = []
+    for cell, frontier in (("rnn", 50), ("lstm", 10)):
+        for length in lengths:
+            metrics = [1.0] * 9 + [0.5] if length <= frontier else [0.5] * 8 + [0.93, 0.7]
+            cases.append(record(cell, length, metrics, gradient=10.0 ** (-length / 100)))
+    config = json.loads(json.dumps(CONFIG))
+    config["suite"]["lengths"] = list(lengths)
+    return {
+        "schema_version": 1,
+        "suite": "demo",
+        "description": "",
+        "path": "suites/demo.toml",
+        "task": "latching",
+        "profile": None,
+        "config": config,
+        "environment": {"torch": "x"},
+        "wall_s": 3.0,
+        "cases": cases,
+    }
+
+
+def test_the_why_section_names_each_failing_cases_pattern():
+    text = markdown(run_from_json(report_data()), {})
+    assert "## Why a case fails" in text
+    assert (
+        "| rnn    |      100 | 0/10  | stuck at chance | 8 at chance, 1 between, 1 near threshold |" in text
+    )
+    assert "| rnn    |        5 | 9/10  | bimodal" not in text.split("## Why")[0]  # only in its own section
+    assert "bimodal" in text
+
+
+def test_gradients_are_tabled_per_length_and_cell_in_scientific_notation():
+    text = markdown(run_from_json(report_data()), {})
+    assert "Gradient at the first step" in text
+    assert "| 800      | 1.00e-08 | 1.00e-08 |" in text
+
+
+def test_generalisation_is_reported_per_evaluation_length():
+    data = report_data(lengths=(5,))
+    entry = {"length": 10, **decide(3, 10).to_dict(), "rate": 0.3, "metric_median": 0.61, "metric_mean": 0.6}
+    data["cases"][0]["generalisation"] = [entry]
+    text = markdown(run_from_json(data), {})
+    assert "## Length generalisation" in text
+    assert (
+        "| rnn    | 5            | ✓ 9/10  | 10             | ? 3/10 | [0.07, 0.65] | 0.610           |"
+        in text
+    )
+    assert "## Length generalisation" not in markdown(run_from_json(report_data(lengths=(5,))), {})
+
+
+def test_curves_show_each_cells_frontier_and_the_next_length_when_lengths_are_many():
+    run = run_from_json(report_data())
+    chosen = curve_lengths(run, limit=6)
+    assert len(chosen) == 6
+    assert {50, 100, 10, 20} <= set(chosen)  # rnn: 50 and 100; lstm: 10 and 20
+    assert curve_lengths(run_from_json(report_data(lengths=(5, 10))), limit=6) == [5, 10]
+
+
+def test_reports_write_every_figure_link_them_and_render_again_identically(tmp_path):
+    pytest.importorskip("matplotlib")
+    data = report_data()
+    source = tmp_path / "first"
+    written = write_reports(run_from_json(data), source, data["environment"])
+    names = sorted(p.name for p in written)
+    assert names == ["demo-curves.png", "demo-gradients.png", "demo.json", "demo.md", "demo.png"]
+    text = (source / "demo.md").read_text()
+    for png in ("demo.png", "demo-curves.png", "demo-gradients.png"):
+        assert f"]({png})" in text
+        assert (source / png).stat().st_size > 10_000
+    assert main(["report", str(source / "demo.json"), "--out", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "demo.md").read_text() == text
+    again = json.loads((tmp_path / "again" / "demo.json").read_text())
+    assert again["cases"] == json.loads((source / "demo.json").read_text())["cases"]
+
+
+def test_without_matplotlib_the_report_says_how_to_get_the_figures(tmp_path, monkeypatch):
+    import pytest_rnnmemory.figures as figures
+
+    monkeypatch.setattr(figures, "pyplot", lambda: None)
+    data = report_data(lengths=(5,))
+    written = write_reports(run_from_json(data), tmp_path, {})
+    assert sorted(p.name for p in written) == ["demo.json", "demo.md"]
+    assert "pip install pytest-rnnmemory[plot]" in (tmp_path / "demo.md").read_text()
+
+
+def test_the_json_report_carries_each_cases_failure_pattern():
+    data = to_json(run_from_json(report_data(lengths=(100,))), {})
+    failures = data["cases"][0]["failures"]
+    assert failures == {
+        "learned": 0,
+        "at_chance": 8,
+        "near_threshold": 1,
+        "between": 1,
+        "diverged": 0,
+        "shape": "stuck at chance",
+    }
+
+
+def test_compare_puts_frontiers_counts_and_changed_keys_side_by_side():
+    before = report_data(lengths=(5, 100))
+    after = json.loads(json.dumps(before))
+    after["config"]["train"]["epochs"] = 5
+    after["cases"][1] = record("rnn", 100, [1.0] * 10)  # rnn now learns 100
+    after["cases"][1]["config_hash"] = before["cases"][1]["config_hash"]
+    before["frontier"], after["frontier"] = {"rnn": 5, "lstm": 5}, {"rnn": 100, "lstm": 5}
+    text = compare_reports(before, after, ("old.json", "new.json"))
+    assert "| train.epochs | 3          | 5          |" in text
+    assert "| rnn    | 5          | 100        |" in text
+    # 0/10 -> 10/10: one-sided Boschloo p-value of the rise.
+    line = next(row for row in text.splitlines() if row.startswith("| rnn    | 100 "))
+    assert "✗ 0/10" in line and "✓ 10/10" in line and "| up " in line
+    p_value = float(line.rstrip(" |").rsplit("|", 1)[1])
+    assert p_value < 1e-4
+    unchanged = next(row for row in text.splitlines() if row.startswith("| lstm   | 5 ") and "✓" in row)
+    assert "| same" in unchanged
+
+
+def test_compare_marks_cases_run_under_other_settings_and_cases_in_one_run_only():
+    before = report_data(lengths=(5, 100))
+    after = report_data(lengths=(5,))
+    after["cases"][0]["config_hash"] = "other"
+    text = compare_reports(before, after)
+    assert "(other settings)" in text
+    assert "only in one" in text
+    assert ("suite.lengths", [5, 100], [5]) in config_differences(before["config"], after["config"])
+
+
+def test_compare_command_prints_or_writes_the_comparison(tmp_path, capsys):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(report_data(lengths=(5,))))
+    b.write_text(json.dumps(report_data(lengths=(5,))))
+    assert main(["compare", str(a), str(b)]) == 0
+    assert "# demo (" in capsys.readouterr().out
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "c.md")]) == 0
+    assert "## Frontier" in (tmp_path / "c.md").read_text()
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(SystemExit):
+        main(["compare", str(a), str(tmp_path / "bad.json")])
