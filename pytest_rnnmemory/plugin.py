@@ -15,6 +15,8 @@ from .settings import SETTINGS, Settings, resolve_device
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 RUN_LOG = pytest.StashKey["RunLog"]()
+#: Set when this plugin switched live logging on, for its progress lines only.
+PROGRESS_ONLY = pytest.StashKey[bool]()
 
 
 def _names(value: str) -> tuple[str, ...]:
@@ -107,6 +109,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="train every case again, even when a stored result of the same case exists",
     )
     group.addoption(
+        "--rnn-progress",
+        choices=("auto", "on", "off"),
+        default=None,
+        help="live progress lines of long cases (epoch, trials, elapsed, estimate); auto: on for "
+        "--rnn-suite runs, off under -q or pytest-xdist (default: auto)",
+    )
+    group.addoption(
         "--rnn-cache-dir",
         metavar="DIR",
         help="where finished cases are stored (default: pytest's cache folder, .pytest_cache)",
@@ -119,6 +128,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("rnn_device", "auto, cpu, cuda or cuda:N", default="auto")
     parser.addini("rnn_report_dir", "where reports are written, relative to the rootdir", default="reports")
     parser.addini("rnn_inconclusive", "fail or skip", default="fail")
+    parser.addini("rnn_progress", "auto, on or off: live progress of long cases", default="auto")
 
 
 def _check_device(value: str) -> str:
@@ -222,12 +232,41 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(log, "rnnmemory-runlog")
     if settings.profile and settings.selected:
         _check_profile(settings)
+    _live_progress(config, settings)
     if settings.selected:
         # Fail early on a device that is not here, before any suite is collected.
         config.stash[SETTINGS] = settings = settings.with_device(resolve_device(settings.device))
         # On pytest-xdist workers too: they get no paths from the controller when the
         # user gave none, and would collect the testpaths instead.
         _add_suite_args(config, settings.selected)
+
+
+def _live_progress(config: pytest.Config, settings: Settings) -> None:
+    """Show the progress lines of :mod:`.progress` live, through pytest's own live logging.
+
+    pytest's live logging writes each line on a line of its own, in a section
+    of the test's output, and suspends output capturing around it, so progress
+    never garbles the progress dots or the verbose status. When the user turned
+    live logging on, it is left as it is; otherwise it is switched on at INFO
+    and filtered to this package's logger (see :meth:`RunLog.pytest_sessionstart`).
+    """
+    mode = config.getoption("rnn_progress") or config.getini("rnn_progress")
+    if mode not in ("auto", "on", "off"):
+        raise pytest.UsageError(f"rnn_progress = {mode}: must be auto, on or off")
+    if mode == "auto":
+        # Live logging lists every test by name, so auto is on for runs of suites named
+        # with --rnn-suite only, not for a project's ordinary tests. Under pytest-xdist
+        # the workers' log lines never reach the terminal live.
+        distributed = hasattr(config, "workerinput") or bool(getattr(config.option, "numprocesses", None))
+        quiet = config.get_verbosity() < 0
+        mode = "on" if settings.selected and not quiet and not distributed else "off"
+    user_set = config.getoption("log_cli_level", None) is not None or config.getini("log_cli")
+    if mode == "on" and not user_set:
+        # The logging plugin reads this in its own (trylast) pytest_configure, after this one.
+        config.option.log_cli_level = "INFO"
+        if config.getoption("log_cli_format", None) is None:
+            config.option.log_cli_format = "%(message)s"
+        config.stash[PROGRESS_ONLY] = True
 
 
 def _check_profile(settings: Settings) -> None:
@@ -348,6 +387,17 @@ class RunLog:
         self.runs: dict = {}
         self.written: list[Path] = []
         self.baseline_saved: tuple[Path, int] | None = None
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if not self.config.stash.get(PROGRESS_ONLY, False):
+            return
+        import logging
+
+        from .progress import LOG
+
+        handler = getattr(self.config.pluginmanager.get_plugin("logging-plugin"), "log_cli_handler", None)
+        if handler is not None:
+            handler.addFilter(logging.Filter(LOG.name))  # the user's own INFO logs stay off the terminal
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Note every selected case, so the report shows those that never finish as missing."""

@@ -53,6 +53,7 @@ def torch_loaded():
     for cell in ("rnn", "tests.cells_for_tests:ZeroRecurrence"):
         train_case(CaseSpec(make_task("or"), cell, 2, 1, train, "accuracy", 0.9, (1, 2)))
     import matplotlib.pyplot  # noqa: F401  (the report's plot)
+    import pytest_rnnmemory.progress  # noqa: F401  (one module object, for every_epoch_logged)
 
 
 @pytest.fixture
@@ -587,3 +588,44 @@ def test_eval_lengths_on_a_task_without_a_rule_at_every_length_is_a_suite_error(
     result.stdout.fnmatch_lines(
         ["*latch.toml: suite.eval_lengths = [[]2[]]: task 'latching' cannot be evaluated at other lengths*"]
     )
+
+
+@pytest.fixture
+def every_epoch_logged(monkeypatch):
+    """Progress lines from the first epoch on, however short the case."""
+    from pytest_rnnmemory import progress
+
+    monkeypatch.setattr(progress, "INTERVAL_S", 0.0)
+
+
+@pytest.mark.slow
+def test_progress_is_shown_live_on_lines_of_its_own(project, every_epoch_logged):
+    write_suite(project, "ortask", suite_text("or", trials=6))
+    result = project.runpytest("--rnn-suite=ortask")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*live log call*",
+            "ortask rnn-L2: epoch 1/3, 6 trials, * s elapsed, about * s left",
+            "ortask rnn-L2: epoch 3/3, 6 trials, * s elapsed, about 0 s left",
+            "PASSED*",
+        ]
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [["-q"], ["--rnn-progress=off"]])
+def test_progress_stays_quiet_under_q_or_when_switched_off(project, every_epoch_logged, args):
+    write_suite(project, "ortask", suite_text("or", trials=6))
+    result = project.runpytest("--rnn-suite=ortask", *args)
+    result.assert_outcomes(passed=1)
+    assert "epoch 1/3" not in result.stdout.str()
+    assert "live log" not in result.stdout.str()
+
+
+def test_a_bad_progress_setting_is_a_usage_error(project):
+    project.makeini("[pytest]\nrnn_progress = sometimes\n")
+    write_suite(project, "ortask", suite_text("or"))
+    result = project.runpytest("--rnn-suite=ortask")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*rnn_progress = sometimes: must be auto, on or off*"])
