@@ -53,6 +53,7 @@ def torch_loaded():
     for cell in ("rnn", "tests.cells_for_tests:ZeroRecurrence"):
         train_case(CaseSpec(make_task("or"), cell, 2, 1, train, "accuracy", 0.9, (1, 2)))
     import matplotlib.pyplot  # noqa: F401  (the report's plot)
+
     import pytest_rnnmemory.progress  # noqa: F401  (one module object, for every_epoch_logged)
 
 
