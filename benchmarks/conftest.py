@@ -6,7 +6,7 @@ from __future__ import annotations
 def pytest_terminal_summary(terminalreporter):
     from tabulate import tabulate
 
-    from benchmarks.test_engine_speed import RESULTS, TRIALS
+    from benchmarks.test_engine_speed import NATIVE, RESULTS, TRIALS
 
     if not RESULTS:
         return
@@ -21,6 +21,7 @@ def pytest_terminal_summary(terminalreporter):
             f"{r['seq_steps_per_s'] / 1e6:.1f}M",
             f"{r['loop_seq_steps_per_s'] / 1e6:.2f}M",
             f"{r['peak_mib']:.0f}",
+            "" if r["without"] is None else f"{r['without_ratio']:.1f}x ({r['without']})",
         ]
         for case, r in RESULTS.items()
     ]
@@ -33,5 +34,12 @@ def pytest_terminal_summary(terminalreporter):
         "engine seq-steps/s",
         "loop seq-steps/s",
         "engine peak RSS MiB",
+        "speed-up without native",
     ]
     terminalreporter.write_line(tabulate(rows, headers=headers))
+    if NATIVE.get("reason"):
+        terminalreporter.write_line(f"native kernel unavailable: {NATIVE['reason']}")
+    else:
+        terminalreporter.write_line(
+            f"native kernel built or loaded in {NATIVE['build_s']:.1f} s before timing (once per machine)"
+        )

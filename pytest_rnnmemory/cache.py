@@ -27,10 +27,10 @@ class CacheWarning(UserWarning):
 
 @functools.cache
 def _package_source() -> str:
-    """A hash of this package's own source files (an edited engine must not reuse results)."""
+    """A hash of this package's own source files, Python and C (an edited engine must not reuse results)."""
     root = Path(__file__).parent
     digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted([*root.rglob("*.py"), *root.rglob("*.c")]):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -180,8 +180,8 @@ class TrainSection:
     )
     engine: str = key(
         "auto",
-        doc="How trials are batched: `auto` (measured choice), `fused` (built-in cells through torch's fused kernels) or `vmap` (`torch.func`, any cell).",
-        check=one_of("auto", "fused", "vmap"),
+        doc="How trials are batched: `auto` (measured choice), `native` (built-in cells through a C kernel compiled on first use; CPU only), `fused` (built-in cells through torch's fused kernels), `stepwise` (built-in cells, per-trial weights) or `vmap` (`torch.func`, any cell).",
+        check=one_of("auto", "native", "fused", "stepwise", "vmap"),
     )
 
 

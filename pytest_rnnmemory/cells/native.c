@@ -1,0 +1,420 @@
+/* The built-in cells for many trials at once: all steps of a minibatch, forward and backward, in one call.
+ *
+ * Built and loaded by native.py. The trials' sequences are "lanes", lane = trial * b + sequence,
+ * L = n * b lanes, and every tensor but x is contiguous float32, time-major, lanes innermost:
+ *
+ *   x          [n][b][T][I]  the inputs, read through the strides given (no copy of a minibatch)
+ *   weight_ih  [n][G*H][I]   per trial, rows in torch's gate order (lstm i, f, g, o; gru r, z, n)
+ *   weight_hh  [n][G*H][H]
+ *   bias       [n][G*H]      bias_ih, plus bias_hh for rnn_tanh and lstm
+ *   bias_hh    [n][G*H]      gru only: b_hn sits inside r * (W_hn h + b_hn)
+ *   pre        [T][G*H][L]   the input part of every gate pre-activation, bias included
+ *   states     [T][H][L]     the hidden state after every step, h_(-1) = 0
+ *
+ * What the backward pass needs is kept by the forward pass when it is given somewhere to keep it:
+ *   lstm: gates [T][4H][L] (i, f, g, o after their nonlinearities), extra [T][2H][L] (c_t, tanh c_t)
+ *   gru:  gates [T][3H][L] (r, z, n after their nonlinearities), extra [T][H][L] (W_hn h + b_hn)
+ *
+ * The recurrence's backward pass returns d loss / d pre, d loss / d weight_hh and, for gru,
+ * d loss / d bias_hh; the input part's returns those of x, weight_ih and the bias. Weight gradients
+ * are summed over steps per lane in float and over a trial's lanes in double.
+ *
+ * Per-trial weights are spread over the trial's lanes once per call, so that every step is a few
+ * loops over all L lanes, which the compiler vectorises. The exponential is written out (Cephes'
+ * expf: range reduction and a degree-5 polynomial, about 1 ulp) for the same reason; tanh is
+ * 2 sigmoid(2x) - 1, within 2e-7 of the exact value. NaN propagates as in libm. Subnormal numbers
+ * are flushed to zero while a call runs (a vanishing gradient otherwise slows every operation on
+ * it a hundredfold on x86); the caller's setting is restored before it returns.
+ */
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
+enum { RNN_TANH = 0, LSTM = 1, GRU = 2 };
+
+typedef float *restrict out_t;
+typedef const float *restrict in_t;
+
+static inline float exp_(float x) {
+    /* clamped where 2^k stays a normal float: every caller saturates long before */
+    x = x > 88.0f ? 88.0f : x;
+    x = x < -87.0f ? -87.0f : x;
+    /* k = x / ln 2 rounded to the nearest integer: adding and removing 1.5 * 2^23 drops the fraction */
+    float k = x * 1.44269504088896341f + 12582912.0f;
+    k = k - 12582912.0f;
+    float r = x - k * 0.693359375f;
+    r = r - k * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union {
+        int32_t i;
+        float f;
+    } scale = {.i = ((int32_t)k + 127) << 23};
+    return p * scale.f;
+}
+
+static inline float sigmoid_(float x) { return 1.0f / (1.0f + exp_(-x)); }
+
+static inline float tanh_(float x) { return 2.0f / (1.0f + exp_(-2.0f * x)) - 1.0f; }
+
+/* out[r][l] = w[j][r] for every lane l of trial j: w is [n][count] ([n][G*H][K] flattened), out [count][L] */
+static void spread(int64_t n, int64_t b, int64_t count, const float *w, float *out) {
+    for (int64_t r = 0; r < count; r++)
+        for (int64_t j = 0; j < n; j++) {
+            const float v = w[j * count + r];
+            float *restrict o = out + (r * n + j) * b;
+            for (int64_t s = 0; s < b; s++) o[s] = v;
+        }
+}
+
+/* xl[t][i][l] = x[j, s, t, i] for lane l = j * b + s; x read through stride[0..3] (j, s, t, i) */
+static void gather_x(int64_t steps, int64_t n, int64_t b, int64_t inputs, const float *x,
+                     const int64_t *stride, float *xl) {
+    const int64_t lanes = n * b;
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t s = 0; s < b; s++)
+            for (int64_t t = 0; t < steps; t++)
+                for (int64_t i = 0; i < inputs; i++)
+                    xl[(t * inputs + i) * lanes + j * b + s] =
+                        x[j * stride[0] + s * stride[1] + t * stride[2] + i * stride[3]];
+}
+
+/* out[k][l] = base[k][l] + sum_m w[k][m][l] h[m][l] (base NULL: 0); w spread over lanes */
+static void recur(int64_t lanes, int64_t rows, int64_t cols, in_t w, in_t base, in_t h, out_t out) {
+    for (int64_t k = 0; k < rows; k++) {
+        float *restrict o = out + k * lanes;
+        if (base)
+            memcpy(o, base + k * lanes, sizeof(float) * lanes);
+        else
+            memset(o, 0, sizeof(float) * lanes);
+        for (int64_t m = 0; m < cols; m++) {
+            const float *restrict wk = w + (k * cols + m) * lanes, *restrict hm = h + m * lanes;
+            for (int64_t l = 0; l < lanes; l++) o[l] += wk[l] * hm[l];
+        }
+    }
+}
+
+/* out[m][l] = base[m][l] + sum_k w[k][m][l] d[k][l] (base NULL: 0); w spread over lanes */
+static void recur_t(int64_t lanes, int64_t rows, int64_t cols, in_t w, in_t base, in_t d, out_t out) {
+    if (base)
+        memcpy(out, base, sizeof(float) * cols * lanes);
+    else
+        memset(out, 0, sizeof(float) * cols * lanes);
+    for (int64_t k = 0; k < rows; k++) {
+        const float *restrict dk = d + k * lanes;
+        for (int64_t m = 0; m < cols; m++) {
+            const float *restrict wk = w + (k * cols + m) * lanes;
+            float *restrict o = out + m * lanes;
+            for (int64_t l = 0; l < lanes; l++) o[l] += wk[l] * dk[l];
+        }
+    }
+}
+
+/* acc[k][m][l] += d[k][l] h[m][l] */
+static void outer_acc(int64_t lanes, int64_t rows, int64_t cols, in_t d, in_t h, out_t acc) {
+    for (int64_t k = 0; k < rows; k++)
+        for (int64_t m = 0; m < cols; m++) {
+            float *restrict a = acc + (k * cols + m) * lanes;
+            const float *restrict dk = d + k * lanes, *restrict hm = h + m * lanes;
+            for (int64_t l = 0; l < lanes; l++) a[l] += dk[l] * hm[l];
+        }
+}
+
+/* out[j][r] = sum over trial j's lanes of acc[r][l], in double */
+static void per_trial(int64_t n, int64_t b, int64_t count, const float *acc, float *out) {
+    for (int64_t r = 0; r < count; r++)
+        for (int64_t j = 0; j < n; j++) {
+            double sum = 0.0;
+            for (int64_t s = 0; s < b; s++) sum += acc[(r * n + j) * b + s];
+            out[j * count + r] = (float)sum;
+        }
+}
+
+/* One step of every cell on L lanes of one hidden unit. */
+
+/* i_, f_, g_, o_ hold the gates' pre-activations on the way in and the gates on the way out */
+static void lstm_lanes(int64_t lanes, out_t i_, out_t f_, out_t g_, out_t o_, in_t c_prev, out_t c,
+                       out_t tanh_c, out_t h) {
+    for (int64_t l = 0; l < lanes; l++) {
+        const float i = sigmoid_(i_[l]), f = sigmoid_(f_[l]), g = tanh_(g_[l]), o = sigmoid_(o_[l]);
+        const float cn = f * c_prev[l] + i * g, tc = tanh_(cn);
+        i_[l] = i, f_[l] = f, g_[l] = g, o_[l] = o;
+        c[l] = cn, tanh_c[l] = tc, h[l] = o * tc;
+    }
+}
+
+/* r_, z_, n_ hold W_hh h + b_hh on the way in and the gates on the way out */
+static void gru_lanes(int64_t lanes, in_t pr, in_t pz, in_t pn, out_t r_, out_t z_, out_t n_, in_t h_prev,
+                      out_t gh_n, out_t h) {
+    for (int64_t l = 0; l < lanes; l++) {
+        const float r = sigmoid_(pr[l] + r_[l]), z = sigmoid_(pz[l] + z_[l]);
+        const float ghn = n_[l], nn = tanh_(pn[l] + r * ghn);
+        r_[l] = r, z_[l] = z, n_[l] = nn, gh_n[l] = ghn;
+        h[l] = nn + z * (h_prev[l] - nn);
+    }
+}
+
+/* Backward: carry is d loss / d h_t through later steps, carry_c the same for c_t (updated). */
+
+static void elman_back_lanes(int64_t count, in_t grad, in_t carry, in_t h, out_t d) {
+    for (int64_t l = 0; l < count; l++) d[l] = (grad[l] + carry[l]) * (1.0f - h[l] * h[l]);
+}
+
+static void lstm_back_lanes(int64_t lanes, in_t i_, in_t f_, in_t g_, in_t o_, in_t c_prev, in_t tanh_c,
+                            in_t grad, in_t carry, out_t carry_c, out_t di, out_t df, out_t dg, out_t d_o) {
+    for (int64_t l = 0; l < lanes; l++) {
+        const float i = i_[l], f = f_[l], g = g_[l], o = o_[l], tc = tanh_c[l];
+        const float dh = grad[l] + carry[l];
+        const float dc = carry_c[l] + dh * o * (1.0f - tc * tc);
+        di[l] = dc * g * i * (1.0f - i);
+        df[l] = dc * c_prev[l] * f * (1.0f - f);
+        dg[l] = dc * i * (1.0f - g * g);
+        d_o[l] = dh * tc * o * (1.0f - o);
+        carry_c[l] = dc * f;
+    }
+}
+
+/* gh*: d loss / d (W_hh h + b_hh); direct: d loss / d h_(t-1) through h_t = n + z (h_(t-1) - n) */
+static void gru_back_lanes(int64_t lanes, in_t r_, in_t z_, in_t n_, in_t gh_n, in_t h_prev, in_t grad,
+                           in_t carry, out_t dr, out_t dz, out_t dn, out_t ghr, out_t ghz, out_t ghn,
+                           out_t direct) {
+    for (int64_t l = 0; l < lanes; l++) {
+        const float r = r_[l], z = z_[l], nn = n_[l];
+        const float dh = grad[l] + carry[l];
+        const float d_n = dh * (1.0f - z) * (1.0f - nn * nn);
+        const float d_r = d_n * gh_n[l] * r * (1.0f - r);
+        const float d_z = dh * (h_prev[l] - nn) * z * (1.0f - z);
+        dr[l] = d_r, dz[l] = d_z, dn[l] = d_n;
+        ghr[l] = d_r, ghz[l] = d_z, ghn[l] = d_n * r;
+        direct[l] = dh * z;
+    }
+}
+
+static int64_t gates_of(int cell) { return cell == LSTM ? 4 : cell == GRU ? 3 : 1; }
+
+static int forward(int cell, int64_t steps, int64_t n, int64_t b, int64_t hidden, const float *pre,
+                   const float *weight_hh, const float *bias_hh, float *states, float *gates, float *extra) {
+    const int64_t lanes = n * b, rows = gates_of(cell) * hidden, width = hidden * lanes;
+    /* spread weights, zeros, and one step's gates and cell states when they are not kept */
+    float *scratch = malloc(sizeof(float) * ((rows * hidden + 2 * rows) * lanes + 4 * width) + 1);
+    if (!scratch) return -1;
+    float *w = scratch, *bias = w + rows * hidden * lanes, *act_tmp = bias + rows * lanes;
+    float *zeros = act_tmp + rows * lanes, *cell_tmp = zeros + width, *other_tmp = cell_tmp + 2 * width;
+    memset(zeros, 0, sizeof(float) * 2 * width);
+    spread(n, b, rows * hidden, weight_hh, w);
+    if (cell == GRU) spread(n, b, rows, bias_hh, bias);
+
+    for (int64_t t = 0; t < steps; t++) {
+        const float *p = pre + t * rows * lanes;
+        const float *h_prev = t ? states + (t - 1) * width : zeros;
+        float *h = states + t * width;
+        float *a = gates ? gates + t * rows * lanes : act_tmp;
+        if (cell == RNN_TANH) {
+            recur(lanes, rows, hidden, w, p, h_prev, h);
+            for (int64_t l = 0; l < width; l++) h[l] = tanh_(h[l]);
+        } else if (cell == LSTM) {
+            /* kept: c_t and tanh c_t per step; else c alternates between two buffers */
+            float *c = extra ? extra + t * 2 * width : cell_tmp + ((t + 1) & 1) * width;
+            float *tc = extra ? c + width : other_tmp;
+            const float *c_prev = !t ? zeros : extra ? c - 2 * width : cell_tmp + (t & 1) * width;
+            recur(lanes, rows, hidden, w, p, h_prev, a);
+            for (int64_t u = 0; u < hidden; u++) {
+                lstm_lanes(lanes, a + u * lanes, a + (hidden + u) * lanes, a + (2 * hidden + u) * lanes,
+                           a + (3 * hidden + u) * lanes, c_prev + u * lanes, c + u * lanes, tc + u * lanes,
+                           h + u * lanes);
+            }
+        } else {
+            float *gh_n = extra ? extra + t * width : other_tmp;
+            recur(lanes, rows, hidden, w, bias, h_prev, a);
+            for (int64_t u = 0; u < hidden; u++) {
+                gru_lanes(lanes, p + u * lanes, p + (hidden + u) * lanes, p + (2 * hidden + u) * lanes,
+                          a + u * lanes, a + (hidden + u) * lanes, a + (2 * hidden + u) * lanes,
+                          h_prev + u * lanes, gh_n + u * lanes, h + u * lanes);
+            }
+        }
+    }
+    free(scratch);
+    return 0;
+}
+
+static int backward(int cell, int64_t steps, int64_t n, int64_t b, int64_t hidden, const float *grad_states,
+                    const float *weight_hh, const float *states, const float *gates, const float *extra,
+                    float *d_pre, float *d_w, float *d_b) {
+    const int64_t lanes = n * b, rows = gates_of(cell) * hidden, width = hidden * lanes;
+    const int64_t spread_w = rows * hidden * lanes;
+    /* spread weights, their gradients' and the bias's accumulators, carries, zeros, d_gh (gru) */
+    float *scratch = malloc(sizeof(float) * (2 * spread_w + 2 * rows * lanes + 5 * width) + 1);
+    if (!scratch) return -1;
+    float *w = scratch, *acc_w = w + spread_w, *acc_b = acc_w + spread_w, *d_gh = acc_b + rows * lanes;
+    float *carry_buf = d_gh + rows * lanes, *carry_c = carry_buf + 2 * width, *zeros = carry_c + width;
+    float *direct = zeros + width;
+    memset(acc_w, 0, sizeof(float) * (spread_w + rows * lanes));
+    memset(carry_buf, 0, sizeof(float) * 4 * width);
+    spread(n, b, rows * hidden, weight_hh, w);
+
+    for (int64_t t = steps - 1; t >= 0; t--) {
+        const float *g = grad_states + t * width, *h = states + t * width;
+        const float *h_prev = t ? h - width : zeros;
+        const float *carry = carry_buf + (t & 1) * width;
+        float *carry_next = carry_buf + ((t + 1) & 1) * width;
+        float *d = d_pre + t * rows * lanes;
+        if (cell == RNN_TANH) {
+            elman_back_lanes(width, g, carry, h, d);
+            recur_t(lanes, rows, hidden, w, NULL, d, carry_next);
+        } else if (cell == LSTM) {
+            const float *a = gates + t * rows * lanes, *c = extra + t * 2 * width, *tc = c + width;
+            const float *c_prev = t ? c - 2 * width : zeros;
+            for (int64_t u = 0; u < hidden; u++) {
+                const int64_t ui = u * lanes, uf = (hidden + u) * lanes;
+                const int64_t ug = (2 * hidden + u) * lanes, uo = (3 * hidden + u) * lanes;
+                lstm_back_lanes(lanes, a + ui, a + uf, a + ug, a + uo, c_prev + ui, tc + ui, g + ui,
+                                carry + ui, carry_c + ui, d + ui, d + uf, d + ug, d + uo);
+            }
+            recur_t(lanes, rows, hidden, w, NULL, d, carry_next);
+        } else {
+            const float *a = gates + t * rows * lanes, *gh_n = extra + t * width;
+            for (int64_t u = 0; u < hidden; u++) {
+                const int64_t ur = u * lanes, uz = (hidden + u) * lanes, un = (2 * hidden + u) * lanes;
+                gru_back_lanes(lanes, a + ur, a + uz, a + un, gh_n + ur, h_prev + ur, g + ur, carry + ur,
+                               d + ur, d + uz, d + un, d_gh + ur, d_gh + uz, d_gh + un, direct + ur);
+            }
+            recur_t(lanes, rows, hidden, w, direct, d_gh, carry_next);
+            for (int64_t l = 0; l < rows * lanes; l++) acc_b[l] += d_gh[l];
+        }
+        /* the recurrent weights' gradient: d loss / d (W_hh h) times h_(t-1) */
+        if (t) outer_acc(lanes, rows, hidden, cell == GRU ? d_gh : d, h_prev, acc_w);
+    }
+    per_trial(n, b, rows * hidden, acc_w, d_w);
+    if (cell == GRU) per_trial(n, b, rows, acc_b, d_b);
+    free(scratch);
+    return 0;
+}
+
+/* Steps of x gathered into lanes at a time: bounds the copy of x for large evaluation batches. */
+#define STEP_BLOCK 32
+
+/* pre[t][k][l] = bias[j][k] + bias2[j][k] + sum_i w_ih[j][k][i] x[j, s, t, i]; bias2 may be NULL.
+ * x is read through stride[0..3] (j, s, t, i). */
+static int input_part(int64_t steps, int64_t n, int64_t b, int64_t inputs, int64_t rows, const float *x,
+                      const int64_t *stride, const float *w_ih, const float *bias, const float *bias2,
+                      float *pre) {
+    const int64_t lanes = n * b;
+    /* a block of x, the weights and the bias spread over lanes */
+    float *scratch = malloc(sizeof(float) * (STEP_BLOCK * inputs + rows * inputs + 2 * rows) * lanes + 1);
+    if (!scratch) return -1;
+    float *xl = scratch, *w = xl + STEP_BLOCK * inputs * lanes, *bl = w + rows * inputs * lanes;
+    float *b2 = bl + rows * lanes;
+    spread(n, b, rows * inputs, w_ih, w);
+    spread(n, b, rows, bias, bl);
+    if (bias2) {
+        spread(n, b, rows, bias2, b2);
+        for (int64_t l = 0; l < rows * lanes; l++) bl[l] += b2[l];
+    }
+    for (int64_t t0 = 0; t0 < steps; t0 += STEP_BLOCK) {
+        const int64_t block = steps - t0 < STEP_BLOCK ? steps - t0 : STEP_BLOCK;
+        gather_x(block, n, b, inputs, x + t0 * stride[2], stride, xl);
+        for (int64_t t = 0; t < block; t++)
+            recur(lanes, rows, inputs, w, bl, xl + t * inputs * lanes, pre + (t0 + t) * rows * lanes);
+    }
+    free(scratch);
+    return 0;
+}
+
+/* d_w_ih[j][k][i] = sum_t,s d[t][k][l] x[j, s, t, i]; d_bias[j][k] = sum_t,s d[t][k][l];
+ * d_x[j][s][t][i] = sum_k w_ih[j][k][i] d[t][k][l] (if d_x; contiguous) */
+static int input_part_back(int64_t steps, int64_t n, int64_t b, int64_t inputs, int64_t rows, const float *x,
+                           const int64_t *stride, const float *w_ih, const float *d_pre, float *d_x,
+                           float *d_w_ih, float *d_bias) {
+    const int64_t lanes = n * b, spread_w = rows * inputs * lanes, block_x = STEP_BLOCK * inputs * lanes;
+    float *scratch = malloc(sizeof(float) * (2 * block_x + 2 * spread_w + rows * lanes) + 1);
+    if (!scratch) return -1;
+    float *xl = scratch, *dxl = xl + block_x, *w = dxl + block_x;
+    float *acc_w = w + spread_w, *acc_b = acc_w + spread_w;
+    memset(acc_w, 0, sizeof(float) * (spread_w + rows * lanes));
+    spread(n, b, rows * inputs, w_ih, w);
+    for (int64_t t0 = 0; t0 < steps; t0 += STEP_BLOCK) {
+        const int64_t block = steps - t0 < STEP_BLOCK ? steps - t0 : STEP_BLOCK;
+        gather_x(block, n, b, inputs, x + t0 * stride[2], stride, xl);
+        for (int64_t t = 0; t < block; t++) {
+            const float *d = d_pre + (t0 + t) * rows * lanes;
+            for (int64_t l = 0; l < rows * lanes; l++) acc_b[l] += d[l];
+            outer_acc(lanes, rows, inputs, d, xl + t * inputs * lanes, acc_w);
+            if (d_x) recur_t(lanes, rows, inputs, w, NULL, d, dxl + t * inputs * lanes);
+        }
+        if (!d_x) continue;
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t s = 0; s < b; s++)
+                for (int64_t t = 0; t < block; t++)
+                    for (int64_t i = 0; i < inputs; i++)
+                        d_x[((j * b + s) * steps + t0 + t) * inputs + i] =
+                            dxl[(t * inputs + i) * lanes + j * b + s];
+    }
+    per_trial(n, b, rows * inputs, acc_w, d_w_ih);
+    per_trial(n, b, rows, acc_b, d_bias);
+    free(scratch);
+    return 0;
+}
+
+static unsigned int flush_subnormals(void) {
+#if defined(__SSE__)
+    const unsigned int before = _mm_getcsr();
+    _mm_setcsr(before | 0x8040); /* flush to zero, denormals are zero */
+    return before;
+#else
+    return 0;
+#endif
+}
+
+static void restore_subnormals(unsigned int before) {
+#if defined(__SSE__)
+    _mm_setcsr(before);
+#else
+    (void)before;
+#endif
+}
+
+int rnnm_forward(int cell, int64_t steps, int64_t n, int64_t b, int64_t hidden, const float *pre,
+                 const float *weight_hh, const float *bias_hh, float *states, float *gates, float *extra) {
+    const unsigned int mode = flush_subnormals();
+    const int status = forward(cell, steps, n, b, hidden, pre, weight_hh, bias_hh, states, gates, extra);
+    restore_subnormals(mode);
+    return status;
+}
+
+int rnnm_backward(int cell, int64_t steps, int64_t n, int64_t b, int64_t hidden, const float *grad_states,
+                  const float *weight_hh, const float *states, const float *gates, const float *extra,
+                  float *d_pre, float *d_w, float *d_b) {
+    const unsigned int mode = flush_subnormals();
+    const int status = backward(cell, steps, n, b, hidden, grad_states, weight_hh, states, gates, extra,
+                                d_pre, d_w, d_b);
+    restore_subnormals(mode);
+    return status;
+}
+
+int rnnm_input(int64_t steps, int64_t n, int64_t b, int64_t inputs, int64_t rows, const float *x,
+               const int64_t *x_stride, const float *w_ih, const float *bias, const float *bias2,
+               float *pre) {
+    const unsigned int mode = flush_subnormals();
+    const int status = input_part(steps, n, b, inputs, rows, x, x_stride, w_ih, bias, bias2, pre);
+    restore_subnormals(mode);
+    return status;
+}
+
+int rnnm_input_backward(int64_t steps, int64_t n, int64_t b, int64_t inputs, int64_t rows, const float *x,
+                        const int64_t *x_stride, const float *w_ih, const float *d_pre, float *d_x,
+                        float *d_w_ih, float *d_bias) {
+    const unsigned int mode = flush_subnormals();
+    const int status =
+        input_part_back(steps, n, b, inputs, rows, x, x_stride, w_ih, d_pre, d_x, d_w_ih, d_bias);
+    restore_subnormals(mode);
+    return status;
+}

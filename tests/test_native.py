@@ -1,0 +1,203 @@
+"""The native scheme: the C kernel computes what the built-in cells compute, and is optional."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pytest_rnnmemory import schemes
+from pytest_rnnmemory.cells import CELLS
+from pytest_rnnmemory.cells import native as native_module
+from pytest_rnnmemory.cells.native import (
+    NativeUnavailable,
+    native_available,
+    native_forward,
+    unavailable_reason,
+)
+from pytest_rnnmemory.cells.stepwise import stepwise_forward
+from pytest_rnnmemory.engine import train_case
+from pytest_rnnmemory.schemes import choose_scheme
+from tests.test_engine import spec_for
+
+needs_native = pytest.mark.skipif(
+    not native_available(), reason=f"the native kernel is unavailable here: {unavailable_reason()}"
+)
+
+OPS = {"rnn": "rnn_tanh", "lstm": "lstm", "gru": "gru"}
+CLOSE = {"rtol": 1e-4, "atol": 1e-5}
+
+
+def stacked(cell: str, inputs: int, hidden: int, trials: int) -> dict[str, torch.Tensor]:
+    """Per-trial weights of the built-in module, stacked as the engine stacks them."""
+    torch.manual_seed(hidden * 10 + inputs)
+    modules = [CELLS[cell](inputs, hidden) for _ in range(trials)]
+    params, _ = torch.func.stack_module_state(modules)
+    return {k: v.detach().mul(1.5).requires_grad_() for k, v in params.items()}  # past the init's range
+
+
+def by_vmap(cell: str, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    base = CELLS[cell](x.shape[-1], params["weight_hh"].shape[-1]).to("meta")
+    return torch.func.vmap(lambda p, x_: torch.func.functional_call(base, p, (x_,)))(params, x)
+
+
+def states_and_grads(run, params: dict[str, torch.Tensor], x: torch.Tensor, upstream: torch.Tensor):
+    x = x.detach().requires_grad_()
+    states = run(params, x)
+    grads = torch.autograd.grad((states * upstream).sum(), [x, *params.values()])
+    return states.detach(), dict(zip(["x", *params], grads, strict=True))
+
+
+@pytest.fixture
+def rebuilt(monkeypatch, tmp_path):
+    """A fresh look for the kernel in an empty cache; the real one is found again afterwards."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    native_module._library.cache_clear()
+    yield
+    native_module._library.cache_clear()
+
+
+@needs_native
+@pytest.mark.parametrize("inputs", [1, 2])
+@pytest.mark.parametrize("hidden", [1, 3])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_states_and_gradients_match_stepwise_and_the_vmapped_modules(cell, hidden, inputs):
+    trials, batch, steps = 3, 5, 7
+    params = stacked(cell, inputs, hidden, trials)
+    # A minibatch as the engine slices it: rows of a larger tensor, not contiguous.
+    x = torch.randn(trials, 3 * batch, steps, inputs)[:, batch : 2 * batch] * 2
+    upstream = torch.randn(trials, batch, steps, hidden)  # every step's state reaches the loss
+    op = OPS[cell]
+    got, got_grads = states_and_grads(lambda p, x_: native_forward(p, x_, op), params, x, upstream)
+    for reference in (lambda p, x_: stepwise_forward(p, x_, op), lambda p, x_: by_vmap(cell, p, x_)):
+        want, want_grads = states_and_grads(reference, params, x, upstream)
+        torch.testing.assert_close(got, want, **CLOSE)
+        for name, grad in want_grads.items():
+            torch.testing.assert_close(got_grads[name], grad, **CLOSE, msg=lambda m, n=name: f"{n}: {m}")
+
+
+@needs_native
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_long_sequences_match_stepwise(cell):
+    """Longer than the blocks of steps the kernel reads its inputs in."""
+    params = stacked(cell, 2, 2, trials=2)
+    x = torch.randn(2, 4, 75, 2)
+    upstream = torch.randn(2, 4, 75, 2)
+    op = OPS[cell]
+    got, got_grads = states_and_grads(lambda p, x_: native_forward(p, x_, op), params, x, upstream)
+    want, want_grads = states_and_grads(lambda p, x_: stepwise_forward(p, x_, op), params, x, upstream)
+    torch.testing.assert_close(got, want, **CLOSE)
+    for name, grad in want_grads.items():
+        torch.testing.assert_close(got_grads[name], grad, **CLOSE, msg=lambda m, n=name: f"{n}: {m}")
+
+
+@needs_native
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_without_gradients_the_states_are_the_same(cell):
+    params = stacked(cell, 2, 3, trials=2)
+    x = torch.randn(2, 4, 6, 2)
+    with torch.no_grad():
+        evaluated = native_forward(params, x, OPS[cell])
+    torch.testing.assert_close(evaluated, native_forward(params, x, OPS[cell]).detach(), rtol=0, atol=0)
+
+
+@needs_native
+@pytest.mark.parametrize(("cell", "task"), [("rnn", "latching"), ("lstm", "latching"), ("gru", "addition")])
+def test_a_whole_case_trains_as_stepwise_trains_it(cell, task):
+    spec = spec_for(cell, task=task, length=6 if task == "latching" else 3)
+    native, stepwise = train_case(spec, scheme="native"), train_case(spec, scheme="stepwise")
+    assert native.scheme == "native"
+    assert native.metrics == pytest.approx(stepwise.metrics, abs=1e-6)
+    torch.testing.assert_close(torch.tensor(native.train_loss), torch.tensor(stepwise.train_loss), **CLOSE)
+    assert native.input_gradient == pytest.approx(stepwise.input_gradient, rel=1e-4)
+    for name, value in stepwise.params.items():
+        torch.testing.assert_close(native.params[name], value, **CLOSE)
+
+
+@needs_native
+def test_a_trial_in_the_batch_trains_as_it_trains_alone():
+    spec = spec_for("lstm")
+    batch = train_case(spec, scheme="native")
+    single = train_case(spec_for("lstm", trials=1), scheme="native")
+    for name, value in single.params.items():
+        torch.testing.assert_close(batch.params[name][0], value[0], **CLOSE)
+    assert batch.metrics[0] == pytest.approx(single.metrics[0], abs=1e-6)
+
+
+@needs_native
+def test_auto_picks_native_on_the_cpu_for_small_cells():
+    assert choose_scheme("lstm", hidden=1, trials=30) == "native"
+    assert choose_scheme("gru", hidden=schemes.NATIVE_MAX_HIDDEN, trials=30) == "native"
+    assert choose_scheme("rnn", hidden=64, trials=30) == "stepwise"
+    assert choose_scheme("lstm", hidden=1, trials=30, device="cuda") == "fused"
+    assert choose_scheme("tests.cells_for_tests:ZeroRecurrence", hidden=1, trials=3) == "vmap"
+    with pytest.raises(ValueError, match="CPU only"):
+        choose_scheme("lstm", hidden=1, trials=30, requested="native", device="cuda")
+    with pytest.raises(ValueError, match="built-in cells only"):
+        choose_scheme("tests.cells_for_tests:ZeroRecurrence", hidden=1, trials=3, requested="native")
+
+
+@pytest.mark.usefixtures("rebuilt")
+def test_without_a_compiler_the_scheme_is_unavailable_and_auto_falls_back(monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    assert not native_available()
+    assert "no C compiler" in unavailable_reason()
+    assert choose_scheme("lstm", hidden=1, trials=30) == "fused"
+    assert choose_scheme("rnn", hidden=1, trials=30) == "stepwise"
+    with pytest.raises(NativeUnavailable, match="no C compiler"):
+        choose_scheme("lstm", hidden=1, trials=30, requested="native")
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.usefixtures("rebuilt")
+def test_a_failing_build_makes_the_scheme_unavailable_with_the_compilers_words(monkeypatch, tmp_path):
+    broken = tmp_path / "broken-cc"
+    broken.write_text("#!/bin/sh\necho 'cannot compile today' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("CC", str(broken))
+    assert not native_available()
+    assert "did not build" in unavailable_reason()
+    assert "cannot compile today" in unavailable_reason()
+    assert list((tmp_path / "cache").rglob("*.so")) == []  # nothing half-built is left to load
+
+
+def test_the_built_library_is_keyed_by_source_flags_compiler_and_cpu(monkeypatch):
+    name = native_module._library_name
+    flags = native_module.FLAG_SETS[0]
+    here = name(["cc"], flags, b"source")
+    assert here == name(["cc"], flags, b"source")
+    assert here != name(["cc"], flags, b"edited source")
+    assert here != name(["cc"], native_module.FLAG_SETS[1], b"source")
+    assert here != name(["clang"], flags, b"source")
+    monkeypatch.setattr(native_module, "_cpu", lambda: "another CPU\nflags: sse2")
+    assert here != name(["cc"], flags, b"source")
+
+
+@needs_native
+def test_workers_that_build_at_once_all_load_a_whole_library(tmp_path):
+    """pytest-xdist workers starting together each build; every one must load what it finds."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    script = "from pytest_rnnmemory.cells.native import *; print(native_available(), unavailable_reason())"
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    assert [w.communicate(timeout=300)[0].strip() for w in workers] == ["True None"] * 3
+    built = Path(tmp_path) / "pytest-rnnmemory" / "native"
+    assert len(list(built.glob("*.so"))) == 1
+    assert not [p for p in built.iterdir() if p.name.startswith(".build-")]
+
+
+def test_the_result_cache_keys_on_the_kernels_source_too(monkeypatch):
+    from pytest_rnnmemory import cache
+
+    before = cache._package_source.__wrapped__()
+    read_bytes = Path.read_bytes
+
+    def edited(path):
+        return read_bytes(path) + (b"/* edited */" if path.name == "native.c" else b"")
+
+    monkeypatch.setattr(Path, "read_bytes", edited)
+    assert cache._package_source.__wrapped__() != before
