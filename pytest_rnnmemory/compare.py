@@ -128,7 +128,9 @@ def _flatten(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _text(value: Any) -> str:
-    return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value)) if value else "[]"
+    return str(value)
 
 
 def _union(first: list, second: list) -> list:
