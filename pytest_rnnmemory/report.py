@@ -11,7 +11,7 @@ from typing import Any
 from tabulate import tabulate
 
 from . import figures
-from .diagnosis import shape_of
+from .diagnosis import BAND, shape_of
 from .results import Record, SuiteRun
 
 #: Version of the JSON report's layout; bumped when a key changes meaning or goes away.
@@ -177,8 +177,8 @@ def _why_section(run: SuiteRun, plots: dict[str, str]) -> list[str]:
     lines = [
         "## Why a case fails",
         "",
-        "Failed trials by their final metric: *at chance* (within 0.05 of the chance level), "
-        "*near threshold* (within 0.05 below it), *between*, or *diverged*. **stuck at chance**: the "
+        f"Failed trials by their final metric: *at chance* (within {BAND} of the chance level), "
+        f"*near threshold* (within {BAND} below it), *between*, or *diverged*. **stuck at chance**: the "
         "cell never found the signal; **bimodal**: some initialisations find it and others never do; "
         "**near the threshold**: more training or a lower threshold would pass them; **spread**: trials "
         "were still learning when training stopped.",
