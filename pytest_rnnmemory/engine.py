@@ -10,7 +10,9 @@ gradient of its own loss, and the optimizers (Adam, SGD, RMSprop) work
 elementwise, so each trial's optimizer state is its own.
 
 How the cells of all trials run in one call is a scheme's business
-(:mod:`.schemes`: ``stepwise``, ``fused`` or ``vmap``). A trial whose loss or
+(:mod:`.schemes`: ``stepwise``, ``fused``, ``native`` or ``vmap``); a scheme
+that offers a ``train_step`` (``native``) computes the losses and writes the
+gradient of a minibatch itself, in place of autograd. A trial whose loss or
 weights turn NaN or infinite is marked diverged and frozen at zero weights;
 it never stops the others.
 
@@ -133,6 +135,14 @@ def trial_data(
 
     With ``eval_length``, the sequences that test the trials at that length.
     """
+    xs, ys = _trial_samples(spec, stream, count, eval_length)
+    return torch.stack(xs), torch.stack(ys)
+
+
+def _trial_samples(
+    spec: CaseSpec, stream: str, count: int, eval_length: int | None = None
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """What :func:`trial_data` stacks: each trial's ``x [S, T, I]`` and ``y [S, T]``."""
     xs, ys = [], []
     for seed in spec.trial_seeds:
         generator = seeds.stream(seed, stream)
@@ -142,7 +152,7 @@ def trial_data(
             x, y = spec.task.sample_longer(spec.length, eval_length, count, generator)
         xs.append(x)
         ys.append(y)
-    return torch.stack(xs), torch.stack(ys)
+    return xs, ys
 
 
 def _optimizer(train: TrainSection, params: list[torch.Tensor], device: torch.device):
@@ -176,6 +186,10 @@ class _FlatParams:
         """Named views of the flat tensor; gradients through them land in ``flat.grad``."""
         return {name: self.flat[:, a:b].view(self.n, *shape) for name, (a, b, shape) in self.layout.items()}
 
+    def offsets(self) -> dict[str, int]:
+        """Where each named parameter starts in a trial's row."""
+        return {name: a for name, (a, _, _) in self.layout.items()}
+
     def detached(self) -> dict[str, torch.Tensor]:
         flat = self.flat.detach().cpu()
         return {name: flat[:, a:b].reshape(self.n, *shape) for name, (a, b, shape) in self.layout.items()}
@@ -197,22 +211,26 @@ class _Trainer:
         self.n = len(spec.trial_seeds)
         self.trial_index = torch.arange(self.n, device=device).unsqueeze(1)
         self.optimizer = _optimizer(spec.train, [self.params.flat], device)
+        # A scheme with a fused training step writes the whole gradient itself, without autograd.
+        make_step = getattr(self.scheme, "train_step", None)
+        self.fused_step = make_step(self.params.offsets(), spec.task.regression) if make_step else None
+        if self.fused_step is not None:
+            self.params.flat.grad = torch.zeros_like(self.params.flat)
         self.diverged = torch.zeros(self.n, dtype=torch.bool, device=device)
         self._freeze_diverged()
 
         steps = spec.task.steps(spec.length)
-        x, y = trial_data(spec, "train", spec.train.samples)
+        x, y = _trial_samples(spec, "train", spec.train.samples)
         if spec.shuffle_labels:
-            y = torch.stack(
-                [
-                    y_trial[torch.randperm(len(y_trial), generator=seeds.stream(seed, "shuffle"))]
-                    for y_trial, seed in zip(y, spec.trial_seeds, strict=True)
-                ]
-            )
-        xv, yv = trial_data(spec, "val", spec.train.val_samples)
-        self.first = _first_scored(y, yv, steps)
-        self.x, self.y = x.to(device), y[..., self.first :].to(device)
-        self.xv, self.yv = xv.to(device), yv[..., self.first :].to(device)
+            y = [
+                y_trial[torch.randperm(len(y_trial), generator=seeds.stream(seed, "shuffle"))]
+                for y_trial, seed in zip(y, spec.trial_seeds, strict=True)
+            ]
+        xv, yv = _trial_samples(spec, "val", spec.train.val_samples)
+        self.first = _first_scored([*y, *yv], steps)
+        # Stacked from the first scored step on only: the steps before it are never read.
+        self.x, self.y = torch.stack(x).to(device), _stack_from(y, self.first).to(device)
+        self.xv, self.yv = torch.stack(xv).to(device), _stack_from(yv, self.first).to(device)
         # Scored steps per sequence, so that a minibatch's count is one slice-sum.
         self.scored = scored_steps(self.y).sum(-1)
         self.order = [seeds.stream(seed, "order") for seed in spec.trial_seeds]
@@ -279,23 +297,41 @@ class _Trainer:
         # Shuffle once per epoch so that every minibatch is a contiguous slice.
         xs = self.scheme.arrange(self.x[self.trial_index, order])
         ys = self.y[self.trial_index, order]
-        scored = self.scored[self.trial_index, order]
+        scored = self.scored[self.trial_index, order] if self.fused_step is None else None
         total = torch.zeros(self.n, device=self.device)
         batches = 0
         for start in range(0, train.samples, train.batch_size):
             stop = min(start + train.batch_size, train.samples)
-            logits = self.forward(self.params.views(), self.scheme.rows(xs, start, stop))
-            losses = self.trial_losses(logits, ys[:, start:stop], scored[:, start:stop].sum(1))
-            self.diverged |= ~torch.isfinite(losses)
-            self.optimizer.zero_grad(set_to_none=False)
-            losses.masked_fill(self.diverged, 0.0).sum().backward()
+            batch = self.scheme.rows(xs, start, stop)
+            if self.fused_step is None:
+                losses = self._backward(batch, ys[:, start:stop], scored[:, start:stop].sum(1))
+            else:
+                losses = self._fused_backward(batch, ys[:, start:stop])
             if train.clip > 0:
                 self._clip(train.clip)
             self.optimizer.step()
-            self._freeze_diverged()
+            if self.fused_step is None:
+                self._freeze_diverged()  # the fused step does it first thing, before it reads the weights
             total += losses.detach()
             batches += 1
+        if self.fused_step is not None:
+            self._freeze_diverged()
         return (total / batches).masked_fill(self.diverged, math.nan)
+
+    def _backward(self, batch: torch.Tensor, y: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """Each trial's loss ``[n]``; marks diverging trials, leaves the live ones' gradient in ``grad``."""
+        logits = self.forward(self.params.views(), batch)
+        losses = self.trial_losses(logits, y, counts)
+        self.diverged |= ~torch.isfinite(losses)
+        self.optimizer.zero_grad(set_to_none=False)
+        losses.masked_fill(self.diverged, 0.0).sum().backward()
+        return losses
+
+    @torch.no_grad()
+    def _fused_backward(self, batch: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """What :meth:`_freeze_diverged` after the last update and :meth:`_backward` do, in one call."""
+        flat, hidden, outputs = self.params.flat, self.spec.hidden, self.spec.task.outputs
+        return self.fused_step(flat, flat.grad, batch, y, self.first, self.diverged, hidden, outputs)
 
     @torch.no_grad()
     def _clip(self, max_norm: float) -> None:
@@ -341,17 +377,36 @@ class _Trainer:
         x, y = trial_data(
             self.spec, f"{seeds.EVAL_PREFIX}{length}", self.spec.train.val_samples, eval_length=length
         )
-        first = _first_scored(y, y, x.shape[2])
+        first = _first_scored([y], x.shape[2])
         return self.evaluate(metric, (x.to(self.device), y[..., first:].to(self.device), first))
 
     def final_params(self) -> dict[str, torch.Tensor]:
         return self.params.detached()
 
 
-def _first_scored(y: torch.Tensor, yv: torch.Tensor, steps: int) -> int:
-    """The first step scored in either target tensor: readout and loss need only the steps from it on."""
-    scored = (scored_steps(y).any(dim=(0, 1)) | scored_steps(yv).any(dim=(0, 1))).nonzero()
-    return int(scored.min()) if len(scored) else steps - 1
+def _first_scored(targets: list[torch.Tensor], steps: int) -> int:
+    """The first step scored in any of the target tensors ``[..., T]``: readout and loss need only
+    the steps from it on."""
+    scored = torch.zeros(steps, dtype=torch.bool)
+    for y in targets:
+        scored |= _scored_anywhere(y).cpu()
+    found = scored.nonzero()
+    return int(found.min()) if len(found) else steps - 1
+
+
+def _scored_anywhere(y: torch.Tensor) -> torch.Tensor:
+    """Which steps of targets ``y [..., T]`` are scored in at least one sequence, ``[T]``."""
+    rows = y.reshape(-1, y.shape[-1])
+    if rows.is_floating_point():
+        return scored_steps(rows).any(0)
+    # Classes are >= 0 > IGNORE, so a step is scored somewhere where its largest target is a class;
+    # a max is several times faster than comparing every target.
+    return rows.amax(0) > IGNORE
+
+
+def _stack_from(ys: list[torch.Tensor], first: int) -> torch.Tensor:
+    """The trials' targets ``[S, T]`` stacked from step ``first`` on: ``[n, S, T - first]``."""
+    return torch.stack([y[..., first:] for y in ys])
 
 
 def train_case(

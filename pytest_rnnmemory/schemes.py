@@ -10,7 +10,9 @@ the way its kernels want it, so that a minibatch is a contiguous slice.
 * ``fused``: built-in cells as one block-diagonal wide cell through torch's
   fused kernels (:mod:`.cells.fused`).
 * ``native``: built-in cells through a C kernel compiled on first use, every
-  step of a minibatch in one call (:mod:`.cells.native`); CPU only.
+  step of a minibatch in one call (:mod:`.cells.native`); CPU only. It also
+  offers ``train_step``: cell, readout, loss and gradient of a minibatch in one
+  call, which the engine uses instead of autograd.
 * ``vmap``: any protocol cell through ``torch.func``.
 """
 
@@ -22,7 +24,7 @@ import torch
 from torch import nn
 
 from .cells import cell_class
-from .cells.native import NativeUnavailable, native_available, unavailable_reason
+from .cells.native import NativeUnavailable, TrainStep, native_available, unavailable_reason
 
 SCHEMES = ("fused", "native", "stepwise", "vmap")
 
@@ -129,6 +131,10 @@ class Native(Stepwise):
         from .cells.native import native_forward
 
         return native_forward(params, batch, self.op)
+
+    def train_step(self, offsets: dict[str, int], regression: bool) -> TrainStep:
+        """The whole training step in one C call, for weights at these offsets in a flat row."""
+        return TrainStep(self.op, offsets, regression)
 
 
 class Vmap(Stepwise):

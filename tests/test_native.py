@@ -1,5 +1,6 @@
 """The native scheme: the C kernel computes what the built-in cells compute, and is optional."""
 
+import math
 import os
 import subprocess
 import sys
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pytest_rnnmemory import schemes
+from pytest_rnnmemory import engine, schemes
 from pytest_rnnmemory.cells import CELLS
 from pytest_rnnmemory.cells import native as native_module
 from pytest_rnnmemory.cells.native import (
@@ -114,6 +115,59 @@ def test_a_whole_case_trains_as_stepwise_trains_it(cell, task):
     assert native.input_gradient == pytest.approx(stepwise.input_gradient, rel=1e-4)
     for name, value in stepwise.params.items():
         torch.testing.assert_close(native.params[name], value, **CLOSE)
+
+
+def assert_same_case(native, stepwise):
+    """Two outcomes of one spec agree: divergence, metrics, losses and final weights."""
+    assert native.scheme == "native"
+    assert native.diverged == stepwise.diverged
+    assert native.metrics == pytest.approx(stepwise.metrics, abs=1e-6)
+    assert [[v is None for v in row] for row in native.train_loss] == [
+        [v is None for v in row] for row in stepwise.train_loss
+    ]
+    finite = [[math.nan if v is None else v for v in row] for row in native.train_loss]
+    want = [[math.nan if v is None else v for v in row] for row in stepwise.train_loss]
+    torch.testing.assert_close(torch.tensor(finite), torch.tensor(want), **CLOSE, equal_nan=True)
+    for name, value in stepwise.params.items():
+        torch.testing.assert_close(native.params[name], value, **CLOSE, msg=lambda m, n=name: f"{n}: {m}")
+
+
+@needs_native
+@pytest.mark.parametrize(("hidden", "clip"), [(1, 0.0), (3, 0.05)])
+@pytest.mark.parametrize(("task", "length"), [("latching", 6), ("addition", 3), ("adding", 10)])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_the_fused_training_step_trains_as_stepwise_trains(cell, task, length, hidden, clip):
+    """Classification scored at one step or at every step, and regression; with and without clipping."""
+    spec = spec_for(cell, task=task, length=length, hidden=hidden, clip=clip)
+    assert_same_case(train_case(spec, scheme="native"), train_case(spec, scheme="stepwise"))
+
+
+@needs_native
+@pytest.mark.parametrize("task", ["latching", "adding"])
+def test_the_fused_training_step_masks_a_diverging_trial_as_stepwise_does(monkeypatch, task):
+    """Trial 1's readout weights are finite but so large that its loss overflows while it trains."""
+    original = engine.initial_modules
+
+    def oversized(spec_):
+        modules = original(spec_)
+        with torch.no_grad():
+            modules[1][1].weight.fill_(-3e38)
+            modules[1][1].weight[0].fill_(3e38)
+        return modules
+
+    monkeypatch.setattr(engine, "initial_modules", oversized)
+    spec = spec_for("lstm", task=task, length=6 if task == "latching" else 10, trials=3, hidden=3, clip=0.05)
+    native = train_case(spec, scheme="native")
+    assert native.diverged == [False, True, False]
+    assert_same_case(native, train_case(spec, scheme="stepwise"))
+
+
+@needs_native
+def test_the_fused_training_step_diverges_as_stepwise_does_at_a_huge_learning_rate():
+    spec = spec_for("rnn", trials=3, hidden=3, lr=1e38)
+    native = train_case(spec, scheme="native")
+    assert any(native.diverged)
+    assert_same_case(native, train_case(spec, scheme="stepwise"))
 
 
 @needs_native

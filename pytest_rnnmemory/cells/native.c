@@ -19,6 +19,11 @@
  * d loss / d bias_hh; the input part's returns those of x, weight_ih and the bias. Weight gradients
  * are summed over steps per lane in float and over a trial's lanes in double.
  *
+ * rnnm_train_step is one whole training step of a minibatch: it freezes the trials whose weights
+ * the last update made non-finite, then runs the cell, the linear readout at the scored steps, each
+ * trial's mean loss and the gradient of the live trials' summed losses, written straight into the
+ * flat [n][P] gradient (see train_step below).
+ *
  * Per-trial weights are spread over the trial's lanes once per call, so that every step is a few
  * loops over all L lanes, which the compiler vectorises. The exponential is written out (Cephes'
  * expf: range reduction and a degree-5 polynomial, about 1 ulp) for the same reason; tanh is
@@ -36,11 +41,18 @@
 
 enum { RNN_TANH = 0, LSTM = 1, GRU = 2 };
 
+/* the target of a step that is not scored (cross-entropy's ignore_index) */
+#define IGNORE_TARGET (-100)
+
+/* rows per step, in units of H, of what the forward pass keeps besides the gates (lstm's c_t, tanh c_t) */
+#define EXTRA_ROWS 2
+
 typedef float *restrict out_t;
 typedef const float *restrict in_t;
 
 static inline float exp_(float x) {
-    /* clamped where 2^k stays a normal float: every caller saturates long before */
+    /* clamped where 2^k stays a normal float: the cells saturate long before, and a softmax term
+     * below exp(-87) adds at most 2e-38 to its sum */
     x = x > 88.0f ? 88.0f : x;
     x = x < -87.0f ? -87.0f : x;
     /* k = x / ln 2 rounded to the nearest integer: adding and removing 1.5 * 2^23 drops the fraction */
@@ -60,6 +72,37 @@ static inline float exp_(float x) {
         float f;
     } scale = {.i = ((int32_t)k + 127) << 23};
     return p * scale.f;
+}
+
+/* Cephes' logf for x > 0 (about 1 ulp): x = m 2^e with m in [sqrt(1/2), sqrt(2)), a degree-9 polynomial */
+static inline float log_(float x) {
+    union {
+        float f;
+        int32_t i;
+    } u = {.f = x};
+    float e = (float)(((u.i >> 23) & 0xff) - 126);
+    u.i = (u.i & 0x007fffff) | 0x3f000000; /* m in [0.5, 1) */
+    float m = u.f;
+    if (m < 0.707106781186547524f) {
+        e -= 1.0f;
+        m = m + m - 1.0f;
+    } else {
+        m = m - 1.0f;
+    }
+    const float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z;
+    y += -2.12194440e-4f * e;
+    y += -0.5f * z;
+    return m + y + 0.693359375f * e;
 }
 
 static inline float sigmoid_(float x) { return 1.0f / (1.0f + exp_(-x)); }
@@ -302,6 +345,24 @@ static int backward(int cell, int64_t steps, int64_t n, int64_t b, int64_t hidde
 /* Steps of x gathered into lanes at a time: bounds the copy of x for large evaluation batches. */
 #define STEP_BLOCK 32
 
+/* pre[t][k][l] = bl[k][l] + sum_i w[k][i][l] xl[t][i][l] for `block` steps of x gathered into lanes */
+static void input_steps(int64_t lanes, int64_t block, int64_t inputs, int64_t rows, const float *w,
+                        const float *bl, const float *xl, float *pre) {
+    for (int64_t t = 0; t < block; t++)
+        recur(lanes, rows, inputs, w, bl, xl + t * inputs * lanes, pre + t * rows * lanes);
+}
+
+/* acc_b += d_pre[t], acc_w += d_pre[t] xl[t] and, if dxl, dxl[t] = w^T d_pre[t], for `block` steps */
+static void input_steps_back(int64_t lanes, int64_t block, int64_t inputs, int64_t rows, const float *w,
+                             const float *xl, const float *d_pre, float *acc_w, float *acc_b, float *dxl) {
+    for (int64_t t = 0; t < block; t++) {
+        const float *d = d_pre + t * rows * lanes;
+        for (int64_t l = 0; l < rows * lanes; l++) acc_b[l] += d[l];
+        outer_acc(lanes, rows, inputs, d, xl + t * inputs * lanes, acc_w);
+        if (dxl) recur_t(lanes, rows, inputs, w, NULL, d, dxl + t * inputs * lanes);
+    }
+}
+
 /* pre[t][k][l] = bias[j][k] + bias2[j][k] + sum_i w_ih[j][k][i] x[j, s, t, i]; bias2 may be NULL.
  * x is read through stride[0..3] (j, s, t, i). */
 static int input_part(int64_t steps, int64_t n, int64_t b, int64_t inputs, int64_t rows, const float *x,
@@ -322,8 +383,7 @@ static int input_part(int64_t steps, int64_t n, int64_t b, int64_t inputs, int64
     for (int64_t t0 = 0; t0 < steps; t0 += STEP_BLOCK) {
         const int64_t block = steps - t0 < STEP_BLOCK ? steps - t0 : STEP_BLOCK;
         gather_x(block, n, b, inputs, x + t0 * stride[2], stride, xl);
-        for (int64_t t = 0; t < block; t++)
-            recur(lanes, rows, inputs, w, bl, xl + t * inputs * lanes, pre + (t0 + t) * rows * lanes);
+        input_steps(lanes, block, inputs, rows, w, bl, xl, pre + t0 * rows * lanes);
     }
     free(scratch);
     return 0;
@@ -344,12 +404,8 @@ static int input_part_back(int64_t steps, int64_t n, int64_t b, int64_t inputs, 
     for (int64_t t0 = 0; t0 < steps; t0 += STEP_BLOCK) {
         const int64_t block = steps - t0 < STEP_BLOCK ? steps - t0 : STEP_BLOCK;
         gather_x(block, n, b, inputs, x + t0 * stride[2], stride, xl);
-        for (int64_t t = 0; t < block; t++) {
-            const float *d = d_pre + (t0 + t) * rows * lanes;
-            for (int64_t l = 0; l < rows * lanes; l++) acc_b[l] += d[l];
-            outer_acc(lanes, rows, inputs, d, xl + t * inputs * lanes, acc_w);
-            if (d_x) recur_t(lanes, rows, inputs, w, NULL, d, dxl + t * inputs * lanes);
-        }
+        input_steps_back(lanes, block, inputs, rows, w, xl, d_pre + t0 * rows * lanes, acc_w, acc_b,
+                         d_x ? dxl : NULL);
         if (!d_x) continue;
         for (int64_t j = 0; j < n; j++)
             for (int64_t s = 0; s < b; s++)
@@ -362,6 +418,185 @@ static int input_part_back(int64_t steps, int64_t n, int64_t b, int64_t inputs, 
     per_trial(n, b, rows, acc_b, d_bias);
     free(scratch);
     return 0;
+}
+
+/* ---- One training step, fused ---- */
+
+/* Where each parameter starts in a trial's row of the flat [n][P] tensor. */
+enum { W_IH, W_HH, B_IH, B_HH, W_OUT, B_OUT, PARAMS };
+
+/* out[j][k] = flat[j * stride + offset + k] for k < count */
+static void unpack(int64_t n, int64_t count, const float *flat, int64_t stride, int64_t offset, float *out) {
+    for (int64_t j = 0; j < n; j++) memcpy(out + j * count, flat + j * stride + offset, sizeof(float) * count);
+}
+
+static void pack(int64_t n, int64_t count, const float *in, int64_t stride, int64_t offset, float *flat) {
+    for (int64_t j = 0; j < n; j++) memcpy(flat + j * stride + offset, in + j * count, sizeof(float) * count);
+}
+
+static inline int is_finite_(float v) { return v == v && v <= 3.40282347e38f && v >= -3.40282347e38f; }
+
+/* A trial with a weight that is not finite is diverged, and a diverged trial's weights are zero. */
+static void freeze(int64_t n, int64_t width_p, float *flat, uint8_t *diverged) {
+    for (int64_t j = 0; j < n; j++) {
+        float *row = flat + j * width_p;
+        for (int64_t k = 0; k < width_p && !diverged[j]; k++)
+            if (!is_finite_(row[k])) diverged[j] = 1;
+        if (diverged[j]) memset(row, 0, sizeof(float) * width_p);
+    }
+}
+
+/* as torch.nan_to_num: NaN to 0, infinities to the largest finite floats */
+static inline float finite_(float v) {
+    if (v != v) return 0.0f;
+    if (v > 3.40282347e38f) return 3.40282347e38f;
+    if (v < -3.40282347e38f) return -3.40282347e38f;
+    return v;
+}
+
+/* Readout scores at steps [first, steps), each scored step's loss summed per trial (sum[j], in double,
+ * count[j] scored steps) and d step loss / d score in dz [steps - first][C][L] (0 where unscored, and
+ * where a raw score is not finite, as nan_to_num's gradient). y is int64 classes (IGNORE unscored) or,
+ * for regression, float targets (NaN unscored), read through y_stride (j, s, t). */
+static void readout_loss(int regression, int64_t steps, int64_t first, int64_t n, int64_t b, int64_t hidden,
+                         int64_t classes, const float *states, const float *w_out, const float *b_out,
+                         const void *y, const int64_t *y_stride, double *sum, int64_t *count, float *z,
+                         float *dz) {
+    const int64_t lanes = n * b;
+    for (int64_t j = 0; j < n; j++) sum[j] = 0.0, count[j] = 0;
+    for (int64_t t = first; t < steps; t++) {
+        const float *h = states + t * hidden * lanes;
+        float *d = dz + (t - first) * classes * lanes;
+        recur(lanes, classes, hidden, w_out, b_out, h, z);
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t s = 0; s < b; s++) {
+                const int64_t l = j * b + s, at = j * y_stride[0] + s * y_stride[1] + (t - first) * y_stride[2];
+                if (regression) {
+                    const float target = ((const float *)y)[at];
+                    const float raw = z[l];
+                    if (target != target) {
+                        d[l] = 0.0f;
+                        continue;
+                    }
+                    const float error = finite_(raw) - target;
+                    sum[j] += (double)(error * error);
+                    count[j]++;
+                    d[l] = is_finite_(raw) ? 2.0f * error : 0.0f;
+                    continue;
+                }
+                const int64_t target = ((const int64_t *)y)[at];
+                if (target == IGNORE_TARGET) {
+                    for (int64_t c = 0; c < classes; c++) d[c * lanes + l] = 0.0f;
+                    continue;
+                }
+                float top = finite_(z[l]);
+                for (int64_t c = 1; c < classes; c++) {
+                    const float v = finite_(z[c * lanes + l]);
+                    top = v > top ? v : top;
+                }
+                float total = 0.0f;
+                for (int64_t c = 0; c < classes; c++) {
+                    const float e = exp_(finite_(z[c * lanes + l]) - top);
+                    d[c * lanes + l] = e;
+                    total += e;
+                }
+                const float lse = top + log_(total);
+                sum[j] += (double)(lse - finite_(z[target * lanes + l]));
+                count[j]++;
+                for (int64_t c = 0; c < classes; c++) {
+                    const float raw = z[c * lanes + l];
+                    const float grad = d[c * lanes + l] / total - (c == target ? 1.0f : 0.0f);
+                    d[c * lanes + l] = is_finite_(raw) ? grad : 0.0f;
+                }
+            }
+    }
+}
+
+static int train_step(int cell, int regression, int64_t steps, int64_t first, int64_t n, int64_t b,
+                      int64_t inputs, int64_t hidden, int64_t classes, float *flat, int64_t width_p,
+                      const int64_t *offset, const float *x, const int64_t *x_stride, const void *y,
+                      const int64_t *y_stride, uint8_t *diverged, float *loss, float *grad) {
+    const int64_t lanes = n * b, rows = gates_of(cell) * hidden, width = hidden * lanes;
+    const int64_t scored = steps - first, read_w = classes * hidden;
+    const int64_t sizes[PARAMS] = {rows * inputs, rows * hidden, rows, rows, read_w, classes};
+    int64_t total = 0;
+    for (int p = 0; p < PARAMS; p++) total += n * sizes[p];
+    /* per-trial losses, counts, weights and gradients, then per-lane work */
+    const int64_t lane_floats = steps * (2 * rows * lanes + (2 + EXTRA_ROWS) * width) +
+                                scored * classes * lanes + (2 * read_w + 2 * classes) * lanes +
+                                steps * inputs * lanes + (2 * rows * inputs + 3 * rows) * lanes;
+    double *sum = malloc(sizeof(double) * n + sizeof(int64_t) * n + sizeof(float) * (2 * total + lane_floats));
+    if (!sum) return -1;
+    int64_t *count = (int64_t *)(sum + n);
+    float *wp[PARAMS], *gp[PARAMS];
+    float *cursor = (float *)(count + n);
+    for (int p = 0; p < PARAMS; p++) wp[p] = cursor, cursor += n * sizes[p];
+    for (int p = 0; p < PARAMS; p++) gp[p] = cursor, cursor += n * sizes[p];
+    float *pre = cursor, *states = pre + steps * rows * lanes, *gates = states + steps * width;
+    float *extra = gates + steps * rows * lanes, *grad_states = extra + steps * EXTRA_ROWS * width;
+    float *dz = grad_states + steps * width, *w_out = dz + scored * classes * lanes;
+    float *b_out = w_out + read_w * lanes, *acc_w = b_out + classes * lanes, *acc_b = acc_w + read_w * lanes;
+    float *xl = acc_b + classes * lanes, *w_ih = xl + steps * inputs * lanes, *acc_ih = w_ih + rows * inputs * lanes;
+    float *b_in = acc_ih + rows * inputs * lanes, *b_hh = b_in + rows * lanes, *acc_bias = b_hh + rows * lanes;
+    int status = -1;
+
+    freeze(n, width_p, flat, diverged);
+    for (int p = 0; p < PARAMS; p++) unpack(n, sizes[p], flat, width_p, offset[p], wp[p]);
+    /* the input part as input_part computes it, on x gathered into lanes once for both passes */
+    gather_x(steps, n, b, inputs, x, x_stride, xl);
+    spread(n, b, rows * inputs, wp[W_IH], w_ih);
+    spread(n, b, rows, wp[B_IH], b_in);
+    if (cell != GRU) {
+        spread(n, b, rows, wp[B_HH], b_hh);
+        for (int64_t l = 0; l < rows * lanes; l++) b_in[l] += b_hh[l];
+    }
+    input_steps(lanes, steps, inputs, rows, w_ih, b_in, xl, pre);
+    if (forward(cell, steps, n, b, hidden, pre, wp[W_HH], cell == GRU ? wp[B_HH] : NULL, states,
+                cell == RNN_TANH ? NULL : gates, cell == RNN_TANH ? NULL : extra))
+        goto done;
+
+    spread(n, b, read_w, wp[W_OUT], w_out);
+    spread(n, b, classes, wp[B_OUT], b_out);
+    /* the scores of one step land in acc_w, free until the backward pass */
+    readout_loss(regression, steps, first, n, b, hidden, classes, states, w_out, b_out, y, y_stride, sum, count,
+                 acc_w, dz);
+    for (int64_t j = 0; j < n; j++) {
+        const float mean = (float)sum[j] / (float)(count[j] > 1 ? count[j] : 1);
+        if (!is_finite_(mean)) diverged[j] = 1;
+        /* a diverged trial's loss is masked out: it sends back no gradient */
+        const float scale = diverged[j] ? 0.0f : 1.0f / (float)(count[j] > 1 ? count[j] : 1);
+        loss[j] = mean;
+        for (int64_t l = j * b; l < (j + 1) * b; l++)
+            for (int64_t r = 0; r < scored * classes; r++) dz[r * lanes + l] *= scale;
+    }
+
+    memset(acc_w, 0, sizeof(float) * (read_w + classes) * lanes);
+    memset(grad_states, 0, sizeof(float) * first * width);
+    for (int64_t t = first; t < steps; t++) {
+        const float *d = dz + (t - first) * classes * lanes;
+        recur_t(lanes, classes, hidden, w_out, NULL, d, grad_states + t * width);
+        outer_acc(lanes, classes, hidden, d, states + t * width, acc_w);
+        for (int64_t l = 0; l < classes * lanes; l++) acc_b[l] += d[l];
+    }
+    per_trial(n, b, read_w, acc_w, gp[W_OUT]);
+    per_trial(n, b, classes, acc_b, gp[B_OUT]);
+    /* d pre reuses pre, read for the last time above */
+    if (backward(cell, steps, n, b, hidden, grad_states, wp[W_HH], states, gates, extra, pre, gp[W_HH],
+                 gp[B_HH]))
+        goto done;
+    memset(acc_ih, 0, sizeof(float) * rows * inputs * lanes);
+    memset(acc_bias, 0, sizeof(float) * rows * lanes);
+    input_steps_back(lanes, steps, inputs, rows, w_ih, xl, pre, acc_ih, acc_bias, NULL);
+    per_trial(n, b, rows * inputs, acc_ih, gp[W_IH]);
+    per_trial(n, b, rows, acc_bias, gp[B_IH]);
+    if (cell != GRU) memcpy(gp[B_HH], gp[B_IH], sizeof(float) * n * rows);
+    for (int p = 0; p < PARAMS; p++) pack(n, sizes[p], gp[p], width_p, offset[p], grad);
+    for (int64_t j = 0; j < n; j++)
+        if (diverged[j]) memset(grad + j * width_p, 0, sizeof(float) * width_p);
+    status = 0;
+done:
+    free(sum);
+    return status;
 }
 
 static unsigned int flush_subnormals(void) {
@@ -415,6 +650,17 @@ int rnnm_input_backward(int64_t steps, int64_t n, int64_t b, int64_t inputs, int
     const unsigned int mode = flush_subnormals();
     const int status =
         input_part_back(steps, n, b, inputs, rows, x, x_stride, w_ih, d_pre, d_x, d_w_ih, d_bias);
+    restore_subnormals(mode);
+    return status;
+}
+
+int rnnm_train_step(int cell, int regression, int64_t steps, int64_t first, int64_t n, int64_t b, int64_t inputs,
+                    int64_t hidden, int64_t classes, float *flat, int64_t width_p, const int64_t *offset,
+                    const float *x, const int64_t *x_stride, const void *y, const int64_t *y_stride,
+                    uint8_t *diverged, float *loss, float *grad) {
+    const unsigned int mode = flush_subnormals();
+    const int status = train_step(cell, regression, steps, first, n, b, inputs, hidden, classes, flat, width_p,
+                                  offset, x, x_stride, y, y_stride, diverged, loss, grad);
     restore_subnormals(mode);
     return status;
 }

@@ -26,6 +26,10 @@ says why.
 Inside, the trials' sequences are the kernel's lanes (``pre [T, G*H, n, b]``,
 hidden states ``[T, H, n, b]``), so that each step's arithmetic runs over
 ``n * b`` contiguous values; the inputs are read where they lie.
+
+For training, :class:`TrainStep` does a whole minibatch's step in one
+call and no autograd: cell, readout, each trial's loss, and the gradient of
+the live trials' losses written straight into the flat gradient.
 """
 
 from __future__ import annotations
@@ -131,6 +135,14 @@ def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
     library.rnnm_input.restype = ctypes.c_int
     library.rnnm_input_backward.argtypes = [ctypes.c_int64] * 5 + strided + [ctypes.c_void_p] * 5
     library.rnnm_input_backward.restype = ctypes.c_int
+    library.rnnm_train_step.argtypes = (
+        [ctypes.c_int, ctypes.c_int]
+        + [ctypes.c_int64] * 7
+        + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
+        + strided * 2
+        + [ctypes.c_void_p] * 3
+    )
+    library.rnnm_train_step.restype = ctypes.c_int
     return library
 
 
@@ -338,3 +350,66 @@ def native_forward(params: dict[str, torch.Tensor], x: torch.Tensor, op: str) ->
     )
     states = _Recurrence.apply(pre, params["weight_hh"], bias_hh, op, keep)
     return states.permute(2, 3, 0, 1)
+
+
+#: The order in which :class:`TrainStep` passes the parameters' offsets to the kernel.
+PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "readout.weight", "readout.bias")
+
+
+class TrainStep:
+    """One training step of ``n`` trials of a built-in cell and their linear readouts, in one C call.
+
+    The trials' weights are the rows of a flat ``[n, P]`` tensor; ``layout`` says
+    where each parameter (:data:`PARAMETERS`) starts in a row.
+    """
+
+    def __init__(self, op: str, layout: dict[str, int], regression: bool) -> None:
+        self.cell, self.regression = CELL_CODES[op], regression
+        self.offsets = (ctypes.c_int64 * len(PARAMETERS))(*(layout[name] for name in PARAMETERS))
+        self.kernel = _kernel()
+
+    def __call__(
+        self,
+        flat: torch.Tensor,
+        grad: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        first: int,
+        diverged: torch.Tensor,
+        hidden: int,
+        classes: int,
+    ) -> torch.Tensor:
+        """Each trial's mean loss ``[n]`` on ``x [n, b, T, I]``, targets ``y [n, b, T - first]``.
+
+        First marks in ``diverged`` (bool ``[n]``) the trials with a non-finite weight
+        and zeroes the weights of every diverged trial, as the engine does after an
+        update; then marks those whose loss is not finite, and overwrites ``grad``
+        (contiguous, as ``flat``) with the gradient of the sum of the others' losses.
+        A diverged trial's row of ``grad`` is zero.
+        """
+        n, b, steps, inputs = x.shape
+        loss = flat.new_empty(n)
+        _check(
+            self.kernel.rnnm_train_step(
+                self.cell,
+                int(self.regression),
+                steps,
+                first,
+                n,
+                b,
+                inputs,
+                hidden,
+                classes,
+                flat.data_ptr(),
+                flat.shape[1],
+                self.offsets,
+                x.data_ptr(),
+                _strides(x),
+                y.data_ptr(),
+                _strides(y),
+                diverged.data_ptr(),
+                loss.data_ptr(),
+                grad.data_ptr(),
+            )
+        )
+        return loss
