@@ -6,7 +6,7 @@ from __future__ import annotations
 def pytest_terminal_summary(terminalreporter):
     from tabulate import tabulate
 
-    from benchmarks.test_engine_speed import NATIVE, RESULTS, TRIALS
+    from benchmarks.test_engine_speed import DEFAULT_THREADS, NATIVE, RESULTS, TRIALS
 
     if not RESULTS:
         return
@@ -22,6 +22,8 @@ def pytest_terminal_summary(terminalreporter):
             f"{r['loop_seq_steps_per_s'] / 1e6:.2f}M",
             f"{r['peak_mib']:.0f}",
             "" if r["without"] is None else f"{r['without_ratio']:.1f}x ({r['without']})",
+            f"{r['loop_default_s']:.1f}",
+            f"{r['default_ratio']:.1f}x",
         ]
         for case, r in RESULTS.items()
     ]
@@ -35,6 +37,8 @@ def pytest_terminal_summary(terminalreporter):
         "loop seq-steps/s",
         "engine peak RSS MiB",
         "speed-up without native",
+        f"loop s, {DEFAULT_THREADS} threads (torch's default)",
+        "speed-up over it",
     ]
     terminalreporter.write_line(tabulate(rows, headers=headers))
     if NATIVE.get("reason"):
