@@ -71,9 +71,9 @@ def capability(run: SuiteRun, path: Path) -> bool:
     top.legend(fontsize="small")
     threshold = run.config["success"]["threshold"]
     bottom.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold}")
-    chance = _chance_by_length(run)
+    chance = run.chance
     if chance:
-        xs = sorted(chance)
+        xs = list(chance)
         if len(set(chance.values())) == 1:
             bottom.axhline(chance[xs[0]], color="red", linestyle=":", linewidth=1.2, label="chance")
         else:
@@ -125,8 +125,7 @@ def curves(run: SuiteRun, path: Path) -> bool:
             metric_ax.axhline(record["chance"], color="red", linestyle=":", linewidth=0.9)
             metric_ax.set_ylim(-0.03, 1.03)
             metric_ax.set_title(f"{cell}, L={length}: {record['k']}/{record['n']}", fontsize="small")
-            losses = [[v for v in t["train_loss"]] for t in trials]
-            _band(loss_ax, losses, trials, log=True)
+            _band(loss_ax, [t["train_loss"] for t in trials], trials, log=True)
             if j == 0:
                 metric_ax.set_ylabel(f"{cell}\nval {record['metric']}", fontsize="small")
                 loss_ax.set_ylabel(f"{cell}\ntrain loss", fontsize="small")
@@ -269,10 +268,6 @@ def _style(run: SuiteRun, cell: str, colours: dict[str, str]) -> dict[str, Any]:
     if cell in run.controls:
         return {"linestyle": ":", "marker": "x", "label": f"{cell} (control)", "color": colours[cell]}
     return {"linestyle": "-", "marker": "o", "label": cell, "color": colours[cell]}
-
-
-def _chance_by_length(run: SuiteRun) -> dict[int, float]:
-    return {n: r["chance"] for (_, n), r in run.records.items()}
 
 
 def _length_axis(ax: Any, lengths: list[int]) -> None:

@@ -309,7 +309,7 @@ def _baseline_section(run: SuiteRun) -> list[str]:
 
 def _chance_text(run: SuiteRun) -> str:
     """The task's chance level: one value, or one per length where it depends on length."""
-    by_length = {n: r["chance"] for (_, n), r in sorted(run.records.items())}
+    by_length = run.chance
     if not by_length:
         return "n/a"
     if len(set(by_length.values())) == 1:

@@ -248,6 +248,11 @@ class SuiteRun:
                 leaky.setdefault(cell, []).append(length)
         return leaky
 
+    @property
+    def chance(self) -> dict[int, float]:
+        """The task's chance level at each length that has a result, by length ascending."""
+        return {n: r["chance"] for (_, n), r in sorted(self.records.items(), key=lambda item: item[0][1])}
+
     def frontier(self, cell: str) -> int | None:
         """The largest length that ``cell`` learns in this run (``None``: it learns none)."""
         verdicts = [*self.records.items(), *self.implied.items()]

@@ -51,6 +51,15 @@ def states_and_grads(run, params: dict[str, torch.Tensor], x: torch.Tensor, upst
     return states.detach(), dict(zip(["x", *params], grads, strict=True))
 
 
+def assert_same_states_and_grads(run, reference, params, x, upstream):
+    """``run`` and ``reference`` give the same hidden states and gradients (x and every weight)."""
+    got, got_grads = states_and_grads(run, params, x, upstream)
+    want, want_grads = states_and_grads(reference, params, x, upstream)
+    torch.testing.assert_close(got, want, **CLOSE)
+    for name, grad in want_grads.items():
+        torch.testing.assert_close(got_grads[name], grad, **CLOSE, msg=lambda m, n=name: f"{n}: {m}")
+
+
 @pytest.fixture
 def rebuilt(monkeypatch, tmp_path):
     """A fresh look for the kernel in an empty cache; the real one is found again afterwards."""
@@ -71,12 +80,8 @@ def test_states_and_gradients_match_stepwise_and_the_vmapped_modules(cell, hidde
     x = torch.randn(trials, 3 * batch, steps, inputs)[:, batch : 2 * batch] * 2
     upstream = torch.randn(trials, batch, steps, hidden)  # every step's state reaches the loss
     op = OPS[cell]
-    got, got_grads = states_and_grads(lambda p, x_: native_forward(p, x_, op), params, x, upstream)
     for reference in (lambda p, x_: stepwise_forward(p, x_, op), lambda p, x_: by_vmap(cell, p, x_)):
-        want, want_grads = states_and_grads(reference, params, x, upstream)
-        torch.testing.assert_close(got, want, **CLOSE)
-        for name, grad in want_grads.items():
-            torch.testing.assert_close(got_grads[name], grad, **CLOSE, msg=lambda m, n=name: f"{n}: {m}")
+        assert_same_states_and_grads(lambda p, x_: native_forward(p, x_, op), reference, params, x, upstream)
 
 
 @needs_native
@@ -87,11 +92,13 @@ def test_long_sequences_match_stepwise(cell):
     x = torch.randn(2, 4, 75, 2)
     upstream = torch.randn(2, 4, 75, 2)
     op = OPS[cell]
-    got, got_grads = states_and_grads(lambda p, x_: native_forward(p, x_, op), params, x, upstream)
-    want, want_grads = states_and_grads(lambda p, x_: stepwise_forward(p, x_, op), params, x, upstream)
-    torch.testing.assert_close(got, want, **CLOSE)
-    for name, grad in want_grads.items():
-        torch.testing.assert_close(got_grads[name], grad, **CLOSE, msg=lambda m, n=name: f"{n}: {m}")
+    assert_same_states_and_grads(
+        lambda p, x_: native_forward(p, x_, op),
+        lambda p, x_: stepwise_forward(p, x_, op),
+        params,
+        x,
+        upstream,
+    )
 
 
 @needs_native

@@ -19,7 +19,8 @@ lr = 0.05
 """
 
 
-def suite_text(task="or", cells=("rnn",), lengths=(2,), trials=6, extra=""):
+def suite_text(task="or", cells=("rnn",), lengths=(2,), trials=6, extra="", suite_keys=""):
+    """A small suite; ``suite_keys``: more lines of its ``[suite]`` table."""
     cells_toml = ", ".join(f'"{c}"' for c in cells)
     return (
         textwrap.dedent(
@@ -31,6 +32,7 @@ def suite_text(task="or", cells=("rnn",), lengths=(2,), trials=6, extra=""):
         seed = 1
         """
         )
+        + (suite_keys + "\n" if suite_keys else "")
         + TINY_TRAIN
         + f"\n[verdict]\ntrials = {trials}\n"
         + extra
@@ -495,7 +497,7 @@ def test_editing_a_cell_invalidates_its_stored_results(project):
 
 @pytest.mark.slow
 def test_controls_run_beside_the_cells_and_a_leaky_task_is_flagged(project):
-    text = suite_text("or", trials=6).replace("seed = 1", 'seed = 1\ncontrols = ["memoryless", "shuffled"]')
+    text = suite_text("or", trials=6, suite_keys='controls = ["memoryless", "shuffled"]')
     write_suite(project, "leaky", text)
     result = project.runpytest("--rnn-suite=leaky")
     # OR needs no memory: the memoryless control learns it, and the suite says so.
@@ -563,8 +565,9 @@ def test_frontier_search_skips_lengths_the_others_imply(project):
 @pytest.mark.slow
 def test_a_regression_task_with_length_generalisation_reports_both(project):
     extra = "\n[success]\nthreshold = 0.5\n"
-    text = suite_text("adding", cells=("gru",), lengths=(10,), trials=4, extra=extra)
-    text = text.replace("seed = 1\n", "seed = 1\neval_lengths = [1.5]\n")
+    text = suite_text(
+        "adding", cells=("gru",), lengths=(10,), trials=4, extra=extra, suite_keys="eval_lengths = [1.5]"
+    )
     write_suite(project, "add", text)
     result = project.runpytest("--rnn-suite=add", "-p", "no:cacheprovider")
     assert "Traceback" not in result.stdout.str()
@@ -582,8 +585,7 @@ def test_a_regression_task_with_length_generalisation_reports_both(project):
 
 
 def test_eval_lengths_on_a_task_without_a_rule_at_every_length_is_a_suite_error(project):
-    path = write_suite(project, "latch", suite_text("latching") + "\n")
-    path.write_text(path.read_text().replace("seed = 1\n", "seed = 1\neval_lengths = [2]\n"))
+    write_suite(project, "latch", suite_text("latching", suite_keys="eval_lengths = [2]"))
     result = project.runpytest("--rnn-suite=latch")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
