@@ -11,8 +11,8 @@ elementwise, so each trial's optimizer state is its own.
 
 How the cells of all trials run in one call is a scheme's business
 (:mod:`.schemes`: ``stepwise``, ``fused``, ``native`` or ``vmap``); a scheme
-that offers a ``train_step`` (``native``) computes the losses and writes the
-gradient of a minibatch itself, in place of autograd. A trial whose loss or
+that offers ``training`` (``native``) runs whole minibatches itself, loss,
+gradient and optimizer step, in place of autograd and the torch optimizer. A trial whose loss or
 weights turn NaN or infinite is marked diverged and frozen at zero weights;
 it never stops the others.
 
@@ -34,7 +34,7 @@ from . import seeds
 from .cells import build_cell
 from .config import TrainSection
 from .schemes import choose_scheme, make_scheme
-from .tasks import IGNORE, Task, scored_steps
+from .tasks import IGNORE, Task, scored_steps, unscored
 
 #: Intra-op threads per case on the CPU. The trials' tensors are small, so more threads
 #: only add synchronisation, and with other processes on the cores (pytest-xdist
@@ -48,8 +48,9 @@ READOUT = "readout."
 #: Validation sequences evaluated per chunk, to bound memory on long sequences.
 EVAL_CHUNK = 1024
 
-#: Hidden-state values (trials x sequences x steps x units) evaluated at once at most.
-EVAL_BUDGET = 1 << 25
+#: Hidden-state values (trials x sequences x steps x units) evaluated at once at most: a few MiB,
+#: so that the buffers of one chunk are reused by the next, not taken afresh from the system.
+EVAL_BUDGET = 1 << 20
 
 #: Training sequences per trial that the gradient diagnostic measures.
 GRADIENT_SEQUENCES = 256
@@ -121,7 +122,9 @@ def initial_modules(spec: CaseSpec) -> list[tuple[nn.Module, Readout]]:
     modules = []
     for seed in spec.trial_seeds:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seeds.derive_seed(seed, "init"))
+            # The CPU generator only: modules are built on the CPU, and torch.manual_seed would
+            # also queue a reseed of every accelerator's generator, at a cost, outside the fork.
+            torch.default_generator.manual_seed(seeds.derive_seed(seed, "init"))
             cell = build_cell(spec.cell, spec.task.input_size, spec.hidden)
             readout = Readout(spec.hidden, spec.task.outputs)
         modules.append((cell, readout))
@@ -135,24 +138,40 @@ def trial_data(
 
     With ``eval_length``, the sequences that test the trials at that length.
     """
-    xs, ys = _trial_samples(spec, stream, count, eval_length)
-    return torch.stack(xs), torch.stack(ys)
+    x, targets = _trial_samples(spec, stream, count, eval_length)
+    return x, _stack_targets(targets, 0, spec.task.regression)
+
+
+#: A trial's targets from its own first scored step on: (that step, ``y [S, T - step]``).
+Targets = tuple[int, torch.Tensor]
 
 
 def _trial_samples(
-    spec: CaseSpec, stream: str, count: int, eval_length: int | None = None
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """What :func:`trial_data` stacks: each trial's ``x [S, T, I]`` and ``y [S, T]``."""
-    xs, ys = [], []
-    for seed in spec.trial_seeds:
+    spec: CaseSpec, stream: str, count: int, eval_length: int | None = None, shuffle: bool = False
+) -> tuple[torch.Tensor, list[Targets]]:
+    """Each trial's sequences, ``x [n, S, T, I]`` stacked, and each trial's :data:`Targets`.
+
+    Trials are drawn one after another and copied into place, so that one
+    trial's whole target tensor is alive at a time: on long sequences scored
+    at a few steps it is most of the memory, and memory the process takes
+    afresh costs a page fault per page. ``shuffle`` moves each trial's
+    targets to other sequences (the ``shuffled`` control).
+    """
+    stacked, targets = None, []
+    for i, seed in enumerate(spec.trial_seeds):
         generator = seeds.stream(seed, stream)
         if eval_length is None:
             x, y = spec.task.sample(spec.length, count, generator)
         else:
             x, y = spec.task.sample_longer(spec.length, eval_length, count, generator)
-        xs.append(x)
-        ys.append(y)
-    return xs, ys
+        if shuffle:
+            y = y[torch.randperm(len(y), generator=seeds.stream(seed, "shuffle"))]
+        if stacked is None:
+            stacked = x.new_empty((len(spec.trial_seeds), *x.shape))
+        stacked[i] = x
+        first = _first_scored(y)
+        targets.append((first, y[..., first:].clone()))
+    return stacked, targets
 
 
 def _optimizer(train: TrainSection, params: list[torch.Tensor], device: torch.device):
@@ -210,29 +229,28 @@ class _Trainer:
         )
         self.n = len(spec.trial_seeds)
         self.trial_index = torch.arange(self.n, device=device).unsqueeze(1)
-        self.optimizer = _optimizer(spec.train, [self.params.flat], device)
-        # A scheme with a fused training step writes the whole gradient itself, without autograd.
-        make_step = getattr(self.scheme, "train_step", None)
-        self.fused_step = make_step(self.params.offsets(), spec.task.regression) if make_step else None
-        if self.fused_step is not None:
-            self.params.flat.grad = torch.zeros_like(self.params.flat)
+        # A scheme that trains by itself keeps its own optimizer state; the others use torch's.
+        make_training = getattr(self.scheme, "training", None)
+        self.training = (
+            make_training(
+                self.params.offsets(), spec.task.regression, self.n, self.params.flat.shape[1], spec.train
+            )
+            if make_training
+            else None
+        )
+        self.optimizer = None if self.training else _optimizer(spec.train, [self.params.flat], device)
         self.diverged = torch.zeros(self.n, dtype=torch.bool, device=device)
         self._freeze_diverged()
 
-        steps = spec.task.steps(spec.length)
-        x, y = _trial_samples(spec, "train", spec.train.samples)
-        if spec.shuffle_labels:
-            y = [
-                y_trial[torch.randperm(len(y_trial), generator=seeds.stream(seed, "shuffle"))]
-                for y_trial, seed in zip(y, spec.trial_seeds, strict=True)
-            ]
+        x, y = _trial_samples(spec, "train", spec.train.samples, shuffle=spec.shuffle_labels)
         xv, yv = _trial_samples(spec, "val", spec.train.val_samples)
-        self.first = _first_scored([*y, *yv], steps)
-        # Stacked from the first scored step on only: the steps before it are never read.
-        self.x, self.y = torch.stack(x).to(device), _stack_from(y, self.first).to(device)
-        self.xv, self.yv = torch.stack(xv).to(device), _stack_from(yv, self.first).to(device)
-        # Scored steps per sequence, so that a minibatch's count is one slice-sum.
-        self.scored = scored_steps(self.y).sum(-1)
+        # Targets from the first step scored anywhere on only: the steps before it are never read.
+        self.first = min(first for first, _ in [*y, *yv])
+        regression = spec.task.regression
+        self.x, self.y = x.to(device), _stack_targets(y, self.first, regression).to(device)
+        self.xv, self.yv = xv.to(device), _stack_targets(yv, self.first, regression).to(device)
+        # Scored steps per sequence, so that a minibatch's count is one slice-sum (autograd path).
+        self.scored = scored_steps(self.y).sum(-1) if self.training is None else None
         self.order = [seeds.stream(seed, "order") for seed in spec.trial_seeds]
 
     def forward(
@@ -294,29 +312,46 @@ class _Trainer:
         """One pass over each trial's training data in a fresh order; returns mean losses ``[n]``."""
         train = self.spec.train
         order = torch.stack([torch.randperm(train.samples, generator=g) for g in self.order]).to(self.device)
+        if self.training is not None:
+            losses = self._trained_by_the_scheme(order)
+        else:
+            losses = self._trained_by_autograd(order)
+        return losses.masked_fill(self.diverged, math.nan)
+
+    @torch.no_grad()
+    def _trained_by_the_scheme(self, order: torch.Tensor) -> torch.Tensor:
+        flat, spec = self.params.flat, self.spec
+        return self.training.epoch(
+            flat,
+            self.x,
+            self.y,
+            order,
+            self.first,
+            self.diverged,
+            spec.hidden,
+            spec.task.outputs,
+            spec.train.batch_size,
+        )
+
+    def _trained_by_autograd(self, order: torch.Tensor) -> torch.Tensor:
+        train = self.spec.train
         # Shuffle once per epoch so that every minibatch is a contiguous slice.
         xs = self.scheme.arrange(self.x[self.trial_index, order])
         ys = self.y[self.trial_index, order]
-        scored = self.scored[self.trial_index, order] if self.fused_step is None else None
+        scored = self.scored[self.trial_index, order]
         total = torch.zeros(self.n, device=self.device)
         batches = 0
         for start in range(0, train.samples, train.batch_size):
             stop = min(start + train.batch_size, train.samples)
             batch = self.scheme.rows(xs, start, stop)
-            if self.fused_step is None:
-                losses = self._backward(batch, ys[:, start:stop], scored[:, start:stop].sum(1))
-            else:
-                losses = self._fused_backward(batch, ys[:, start:stop])
+            losses = self._backward(batch, ys[:, start:stop], scored[:, start:stop].sum(1))
             if train.clip > 0:
                 self._clip(train.clip)
             self.optimizer.step()
-            if self.fused_step is None:
-                self._freeze_diverged()  # the fused step does it first thing, before it reads the weights
+            self._freeze_diverged()
             total += losses.detach()
             batches += 1
-        if self.fused_step is not None:
-            self._freeze_diverged()
-        return (total / batches).masked_fill(self.diverged, math.nan)
+        return total / batches
 
     def _backward(self, batch: torch.Tensor, y: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Each trial's loss ``[n]``; marks diverging trials, leaves the live ones' gradient in ``grad``."""
@@ -326,12 +361,6 @@ class _Trainer:
         self.optimizer.zero_grad(set_to_none=False)
         losses.masked_fill(self.diverged, 0.0).sum().backward()
         return losses
-
-    @torch.no_grad()
-    def _fused_backward(self, batch: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """What :meth:`_freeze_diverged` after the last update and :meth:`_backward` do, in one call."""
-        flat, hidden, outputs = self.params.flat, self.spec.hidden, self.spec.task.outputs
-        return self.fused_step(flat, flat.grad, batch, y, self.first, self.diverged, hidden, outputs)
 
     @torch.no_grad()
     def _clip(self, max_norm: float) -> None:
@@ -374,24 +403,22 @@ class _Trainer:
 
     def evaluate_at(self, metric: str, length: int) -> torch.Tensor:
         """Each trial's metric ``[n]`` on fresh sequences that test it at ``length``."""
-        x, y = trial_data(
+        x, targets = _trial_samples(
             self.spec, f"{seeds.EVAL_PREFIX}{length}", self.spec.train.val_samples, eval_length=length
         )
-        first = _first_scored([y], x.shape[2])
-        return self.evaluate(metric, (x.to(self.device), y[..., first:].to(self.device), first))
+        first = min(own for own, _ in targets)
+        y = _stack_targets(targets, first, self.spec.task.regression)
+        return self.evaluate(metric, (x.to(self.device), y.to(self.device), first))
 
     def final_params(self) -> dict[str, torch.Tensor]:
         return self.params.detached()
 
 
-def _first_scored(targets: list[torch.Tensor], steps: int) -> int:
-    """The first step scored in any of the target tensors ``[..., T]``: readout and loss need only
-    the steps from it on."""
-    scored = torch.zeros(steps, dtype=torch.bool)
-    for y in targets:
-        scored |= _scored_anywhere(y).cpu()
-    found = scored.nonzero()
-    return int(found.min()) if len(found) else steps - 1
+def _first_scored(y: torch.Tensor) -> int:
+    """The first step scored in any sequence of targets ``y [S, T]`` (the last step if none is):
+    readout and loss need only the steps from it on."""
+    found = _scored_anywhere(y).nonzero()
+    return int(found.min()) if len(found) else y.shape[-1] - 1
 
 
 def _scored_anywhere(y: torch.Tensor) -> torch.Tensor:
@@ -404,9 +431,17 @@ def _scored_anywhere(y: torch.Tensor) -> torch.Tensor:
     return rows.amax(0) > IGNORE
 
 
-def _stack_from(ys: list[torch.Tensor], first: int) -> torch.Tensor:
-    """The trials' targets ``[S, T]`` stacked from step ``first`` on: ``[n, S, T - first]``."""
-    return torch.stack([y[..., first:] for y in ys])
+def _stack_targets(targets: list[Targets], first: int, regression: bool) -> torch.Tensor:
+    """The trials' targets from step ``first`` on, stacked: ``[n, S, T - first]``.
+
+    ``first`` is at most any trial's own first scored step; the steps between are unscored.
+    """
+    rows = []
+    for own, y in targets:
+        if own > first:
+            y = torch.cat([unscored(len(y), own - first, regression=regression), y], dim=-1)
+        rows.append(y)
+    return torch.stack(rows)
 
 
 def train_case(

@@ -11,8 +11,8 @@ the way its kernels want it, so that a minibatch is a contiguous slice.
   fused kernels (:mod:`.cells.fused`).
 * ``native``: built-in cells through a C kernel compiled on first use, every
   step of a minibatch in one call (:mod:`.cells.native`); CPU only. It also
-  offers ``train_step``: cell, readout, loss and gradient of a minibatch in one
-  call, which the engine uses instead of autograd.
+  offers ``training``: cell, readout, loss, gradient and optimizer step of many
+  minibatches in one call, which the engine uses instead of autograd.
 * ``vmap``: any protocol cell through ``torch.func``.
 """
 
@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from .cells import cell_class
-from .cells.native import NativeUnavailable, TrainStep, native_available, unavailable_reason
+from .cells.native import NativeUnavailable, Training, native_available, unavailable_reason
+from .config import TrainSection
 
 SCHEMES = ("fused", "native", "stepwise", "vmap")
 
@@ -132,9 +133,20 @@ class Native(Stepwise):
 
         return native_forward(params, batch, self.op)
 
-    def train_step(self, offsets: dict[str, int], regression: bool) -> TrainStep:
-        """The whole training step in one C call, for weights at these offsets in a flat row."""
-        return TrainStep(self.op, offsets, regression)
+    def training(
+        self, offsets: dict[str, int], regression: bool, trials: int, width: int, train: TrainSection
+    ) -> Training:
+        """Training in C, as ``train`` says, of weights at these offsets in flat rows of ``width``."""
+        return Training(
+            self.op,
+            offsets,
+            regression,
+            trials,
+            width,
+            optimizer=train.optimizer,
+            lr=train.lr,
+            clip=train.clip,
+        )
 
 
 class Vmap(Stepwise):

@@ -143,15 +143,66 @@ def assert_same_case(native, stepwise):
 @pytest.mark.parametrize(("hidden", "clip"), [(1, 0.0), (3, 0.05)])
 @pytest.mark.parametrize(("task", "length"), [("latching", 6), ("addition", 3), ("adding", 10)])
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_the_fused_training_step_trains_as_stepwise_trains(cell, task, length, hidden, clip):
+def test_native_training_trains_as_stepwise_trains(cell, task, length, hidden, clip):
     """Classification scored at one step or at every step, and regression; with and without clipping."""
     spec = spec_for(cell, task=task, length=length, hidden=hidden, clip=clip)
     assert_same_case(train_case(spec, scheme="native"), train_case(spec, scheme="stepwise"))
 
 
 @needs_native
+@pytest.mark.parametrize(("optimizer", "lr"), [("adam", 0.05), ("sgd", 0.5), ("rmsprop", 0.01)])
+def test_native_training_follows_each_optimizers_torch_update_rule(optimizer, lr):
+    """50 sequences in minibatches of 16 end in a short one; 3 epochs carry the optimizer's state."""
+    spec = spec_for("gru", hidden=3, optimizer=optimizer, lr=lr, samples=50, epochs=3, clip=0.5)
+    assert_same_case(train_case(spec, scheme="native"), train_case(spec, scheme="stepwise"))
+
+
+@needs_native
+def test_an_epoch_of_many_copied_groups_of_minibatches_trains_as_stepwise_trains():
+    """1100 sequences: more minibatches than the kernel copies at once, and a short last one."""
+    spec = spec_for("lstm", samples=1100, epochs=2, hidden=2, trials=2)
+    assert_same_case(train_case(spec, scheme="native"), train_case(spec, scheme="stepwise"))
+
+
+@needs_native
+@pytest.mark.parametrize("layout", ["strided sequences", "steps not contiguous"])
+def test_native_training_reads_the_data_wherever_it_lies(layout):
+    spec = spec_for("gru", task="addition", length=3, hidden=3, samples=40)
+    trained = []
+    for moved in (False, True):
+        trainer = engine._Trainer(spec, torch.device("cpu"), "native")
+        x, y = trainer.x, trainer.y
+        if moved and layout == "strided sequences":
+            wide_x, wide_y = x.repeat_interleave(2, dim=1), y.repeat_interleave(2, dim=1)
+            x, y = wide_x[:, ::2], wide_y[:, ::2]
+        elif moved:
+            x = x.transpose(2, 3).contiguous().transpose(2, 3)
+            y = y.transpose(1, 2).contiguous().transpose(1, 2)
+        order = torch.stack(
+            [torch.randperm(40, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+        )
+        flat = trainer.params.flat
+        losses = trainer.training.epoch(flat, x, y, order, trainer.first, trainer.diverged, 3, 2, 16)
+        trained.append((losses, flat.detach().clone()))
+    (losses, flat), (moved_losses, moved_flat) = trained
+    assert torch.equal(moved_losses, losses)
+    assert torch.equal(moved_flat, flat)
+
+
+@needs_native
+def test_an_epoch_split_over_kernel_calls_trains_exactly_as_in_one(monkeypatch):
+    spec = spec_for("lstm", samples=50, epochs=2)
+    whole = train_case(spec, scheme="native")
+    monkeypatch.setattr(native_module, "CALL_LANE_STEPS", 1)  # one minibatch per call
+    split = train_case(spec, scheme="native")
+    assert split.train_loss == whole.train_loss
+    for name, value in whole.params.items():
+        torch.testing.assert_close(split.params[name], value, rtol=0, atol=0)
+
+
+@needs_native
 @pytest.mark.parametrize("task", ["latching", "adding"])
-def test_the_fused_training_step_masks_a_diverging_trial_as_stepwise_does(monkeypatch, task):
+def test_native_training_masks_a_diverging_trial_as_stepwise_does(monkeypatch, task):
     """Trial 1's readout weights are finite but so large that its loss overflows while it trains."""
     original = engine.initial_modules
 
@@ -170,7 +221,7 @@ def test_the_fused_training_step_masks_a_diverging_trial_as_stepwise_does(monkey
 
 
 @needs_native
-def test_the_fused_training_step_diverges_as_stepwise_does_at_a_huge_learning_rate():
+def test_native_training_diverges_as_stepwise_does_at_a_huge_learning_rate():
     spec = spec_for("rnn", trials=3, hidden=3, lr=1e38)
     native = train_case(spec, scheme="native")
     assert any(native.diverged)

@@ -19,10 +19,13 @@
  * d loss / d bias_hh; the input part's returns those of x, weight_ih and the bias. Weight gradients
  * are summed over steps per lane in float and over a trial's lanes in double.
  *
- * rnnm_train_step is one whole training step of a minibatch: it freezes the trials whose weights
- * the last update made non-finite, then runs the cell, the linear readout at the scored steps, each
- * trial's mean loss and the gradient of the live trials' summed losses, written straight into the
- * flat [n][P] gradient (see train_step below).
+ * rnnm_train_batches trains on many minibatches in one call. Each training step (train_step below)
+ * freezes the trials whose weights the last update made non-finite, then runs the cell, the linear
+ * readout at the scored steps, each trial's mean loss and the gradient of the live trials' summed
+ * losses, written straight into a flat [n][P] gradient; then clips it per trial and applies the
+ * optimizer's update (Adam, SGD or RMSprop, as torch defines them) to the flat [n][P] weights. The
+ * sequences of a few dozen minibatches are first copied together in each trial's order, which keeps
+ * the reads of a shuffled order from waiting on the memory one sequence after another.
  *
  * Per-trial weights are spread over the trial's lanes once per call, so that every step is a few
  * loops over all L lanes, which the compiler vectorises. The exponential is written out (Cephes'
@@ -599,6 +602,133 @@ done:
     return status;
 }
 
+/* ---- Optimizer steps: torch's update rules, with the hyper-parameters the caller passes ---- */
+
+enum { ADAM = 0, SGD = 1, RMSPROP = 2 };
+
+/* hyper[]: the learning rate, Adam's betas, the epsilon of Adam and RMSprop, RMSprop's alpha, the clip norm */
+enum { LR, BETA1, BETA2, EPS, ALPHA, CLIP, HYPER };
+
+/* clock[]: optimizer steps taken, and Adam's beta1 and beta2 to the power of that count */
+enum { STEPS_TAKEN, BETA1_POWER, BETA2_POWER, CLOCK };
+
+/* grad[j] *= min(1, max_norm / (|grad[j]| + 1e-6)) for every trial j, as the engine's clip does */
+static void clip_rows(int64_t n, int64_t width_p, float *grad, float max_norm) {
+    for (int64_t j = 0; j < n; j++) {
+        float *row = grad + j * width_p;
+        double squares = 0.0;
+        for (int64_t k = 0; k < width_p; k++) squares += (double)row[k] * row[k];
+        const float factor = max_norm / ((float)__builtin_sqrt(squares) + 1e-6f);
+        if (factor < 1.0f)
+            for (int64_t k = 0; k < width_p; k++) row[k] *= factor;
+    }
+}
+
+/* One update of every weight from its gradient. Every trial's state is its own: the rules work
+ * elementwise. state holds Adam's first and second moments ([2][count]) or RMSprop's square average. */
+static void update(int optimizer, int64_t count, float *restrict p, const float *restrict g,
+                   float *restrict state, const double *hyper, double *clock) {
+    clock[STEPS_TAKEN] += 1.0;
+    if (optimizer == SGD) {
+        const float lr = (float)hyper[LR];
+        for (int64_t k = 0; k < count; k++) p[k] -= lr * g[k];
+    } else if (optimizer == RMSPROP) {
+        const float lr = (float)hyper[LR], eps = (float)hyper[EPS];
+        const float alpha = (float)hyper[ALPHA], rest = (float)(1.0 - hyper[ALPHA]);
+        for (int64_t k = 0; k < count; k++) {
+            state[k] = state[k] * alpha + rest * g[k] * g[k];
+            p[k] -= lr * g[k] / (__builtin_sqrtf(state[k]) + eps);
+        }
+    } else {
+        float *restrict m = state, *restrict v = state + count;
+        clock[BETA1_POWER] *= hyper[BETA1];
+        clock[BETA2_POWER] *= hyper[BETA2];
+        /* the bias corrections in double, as torch computes them, then the update in float */
+        const float step_size = (float)(hyper[LR] / (1.0 - clock[BETA1_POWER]));
+        const float correction2_sqrt = (float)__builtin_sqrt(1.0 - clock[BETA2_POWER]);
+        const float w1 = (float)(1.0 - hyper[BETA1]), beta2 = (float)hyper[BETA2];
+        const float w2 = (float)(1.0 - hyper[BETA2]), eps = (float)hyper[EPS];
+        for (int64_t k = 0; k < count; k++) {
+            m[k] += w1 * (g[k] - m[k]);
+            v[k] = v[k] * beta2 + w2 * g[k] * g[k];
+            p[k] -= step_size * m[k] / (__builtin_sqrtf(v[k]) / correction2_sqrt + eps);
+        }
+    }
+}
+
+/* Minibatches whose sequences are copied together, in their order, before they are trained on: at
+ * most GROUP_BATCHES, and at most GROUP_FLOATS inputs of all trials unless one minibatch has more. */
+#define GROUP_BATCHES 32
+#define GROUP_FLOATS (1 << 22)
+
+/* Sequences fetched ahead of the one being copied: the rows of a shuffled order each miss the cache,
+ * and asking early lets those misses overlap. */
+#define FETCH_AHEAD 8
+
+/* out[j][s][:] = rows[j][order[j * order_stride + s]][:] for s < count, where a row is `width` elements of
+ * `size` bytes at rows + (j * trial_stride + r * row_stride) elements: each trial's sequences in order. */
+static void gather_rows(int64_t n, int64_t count, int64_t width, int64_t size, const char *rows,
+                        int64_t trial_stride, int64_t row_stride, const int64_t *order, int64_t order_stride,
+                        char *out) {
+    const int64_t bytes = width * size;
+    for (int64_t j = 0; j < n; j++) {
+        const char *trial = rows + j * trial_stride * size;
+        const int64_t *picked = order + j * order_stride;
+        for (int64_t s = 0; s < count; s++) {
+            if (s + FETCH_AHEAD < count) {
+                const char *ahead = trial + picked[s + FETCH_AHEAD] * row_stride * size;
+                for (int64_t at = 0; at < bytes; at += 64) __builtin_prefetch(ahead + at);
+            }
+            memcpy(out + (j * count + s) * bytes, trial + picked[s] * row_stride * size, bytes);
+        }
+    }
+}
+
+/* The minibatches of sequences order[j][0 .. count) of every trial j, `batch` at a time (the last one
+ * may be short): for each, train_step, the clip (hyper[CLIP] > 0), the optimizer's update, and
+ * total[j] += the trial's loss. Ends by freezing the trials the last update made diverge. Each
+ * sequence's steps are contiguous in x ([n][S][T][I]) and y ([n][S][T - first]), whose trials and
+ * sequences are read through x_stride[0..1] and y_stride[0..1]. */
+static int train_batches(int cell, int regression, int64_t steps, int64_t first, int64_t n, int64_t count,
+                         int64_t batch, int64_t inputs, int64_t hidden, int64_t classes, float *flat,
+                         int64_t width_p, const int64_t *offset, const float *x, const int64_t *x_stride,
+                         const void *y, const int64_t *y_stride, const int64_t *order, int64_t order_stride,
+                         uint8_t *diverged, float *total, int optimizer, const double *hyper, float *state,
+                         double *clock) {
+    const int64_t batch_x = n * batch * steps * inputs, fits = GROUP_FLOATS / batch_x;
+    const int64_t group = (fits < 1 ? 1 : fits > GROUP_BATCHES ? GROUP_BATCHES : fits) * batch;
+    const int64_t scored = steps - first;
+    const int64_t y_size = regression ? sizeof(float) : sizeof(int64_t);
+    const int64_t group_x = n * group * steps * inputs, group_y = n * group * scored;
+    float *grad = malloc(sizeof(float) * (n * width_p + n + group_x) + y_size * group_y + 1);
+    if (!grad) return -1;
+    float *loss = grad + n * width_p, *xg = loss + n;
+    char *yg = (char *)(xg + group_x);
+    int status = 0;
+    for (int64_t from = 0; from < count && !status; from += group) {
+        const int64_t taken = count - from < group ? count - from : group;
+        const int64_t xg_stride[4] = {taken * steps * inputs, steps * inputs, inputs, 1};
+        const int64_t yg_stride[3] = {taken * scored, scored, 1};
+        gather_rows(n, taken, steps * inputs, sizeof(float), (const char *)x, x_stride[0], x_stride[1],
+                    order + from, order_stride, (char *)xg);
+        gather_rows(n, taken, scored, y_size, (const char *)y, y_stride[0], y_stride[1], order + from,
+                    order_stride, yg);
+        for (int64_t start = 0; start < taken && !status; start += batch) {
+            const int64_t b = taken - start < batch ? taken - start : batch;
+            status = train_step(cell, regression, steps, first, n, b, inputs, hidden, classes, flat, width_p,
+                                offset, xg + start * xg_stride[1], xg_stride, yg + start * scored * y_size,
+                                yg_stride, diverged, loss, grad);
+            if (status) break;
+            if (hyper[CLIP] > 0.0) clip_rows(n, width_p, grad, (float)hyper[CLIP]);
+            update(optimizer, n * width_p, flat, grad, state, hyper, clock);
+            for (int64_t j = 0; j < n; j++) total[j] += loss[j];
+        }
+    }
+    if (!status) freeze(n, width_p, flat, diverged);
+    free(grad);
+    return status;
+}
+
 static unsigned int flush_subnormals(void) {
 #if defined(__SSE__)
     const unsigned int before = _mm_getcsr();
@@ -654,13 +784,16 @@ int rnnm_input_backward(int64_t steps, int64_t n, int64_t b, int64_t inputs, int
     return status;
 }
 
-int rnnm_train_step(int cell, int regression, int64_t steps, int64_t first, int64_t n, int64_t b, int64_t inputs,
-                    int64_t hidden, int64_t classes, float *flat, int64_t width_p, const int64_t *offset,
-                    const float *x, const int64_t *x_stride, const void *y, const int64_t *y_stride,
-                    uint8_t *diverged, float *loss, float *grad) {
+int rnnm_train_batches(int cell, int regression, int64_t steps, int64_t first, int64_t n, int64_t count,
+                       int64_t batch, int64_t inputs, int64_t hidden, int64_t classes, float *flat,
+                       int64_t width_p, const int64_t *offset, const float *x, const int64_t *x_stride,
+                       const void *y, const int64_t *y_stride, const int64_t *order, int64_t order_stride,
+                       uint8_t *diverged, float *total, int optimizer, const double *hyper, float *state,
+                       double *clock) {
     const unsigned int mode = flush_subnormals();
-    const int status = train_step(cell, regression, steps, first, n, b, inputs, hidden, classes, flat, width_p,
-                                  offset, x, x_stride, y, y_stride, diverged, loss, grad);
+    const int status = train_batches(cell, regression, steps, first, n, count, batch, inputs, hidden, classes,
+                                     flat, width_p, offset, x, x_stride, y, y_stride, order, order_stride,
+                                     diverged, total, optimizer, hyper, state, clock);
     restore_subnormals(mode);
     return status;
 }

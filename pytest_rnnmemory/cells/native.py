@@ -27,9 +27,9 @@ Inside, the trials' sequences are the kernel's lanes (``pre [T, G*H, n, b]``,
 hidden states ``[T, H, n, b]``), so that each step's arithmetic runs over
 ``n * b`` contiguous values; the inputs are read where they lie.
 
-For training, :class:`TrainStep` does a whole minibatch's step in one
-call and no autograd: cell, readout, each trial's loss, and the gradient of
-the live trials' losses written straight into the flat gradient.
+For training, :class:`Training` runs whole minibatches per call and no
+autograd: cell, readout, each trial's loss, the gradient of the live trials'
+losses, the clip and the optimizer's update, on the flat weights in place.
 """
 
 from __future__ import annotations
@@ -135,14 +135,15 @@ def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
     library.rnnm_input.restype = ctypes.c_int
     library.rnnm_input_backward.argtypes = [ctypes.c_int64] * 5 + strided + [ctypes.c_void_p] * 5
     library.rnnm_input_backward.restype = ctypes.c_int
-    library.rnnm_train_step.argtypes = (
+    library.rnnm_train_batches.argtypes = (
         [ctypes.c_int, ctypes.c_int]
-        + [ctypes.c_int64] * 7
+        + [ctypes.c_int64] * 8
         + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
         + strided * 2
+        + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
         + [ctypes.c_void_p] * 3
     )
-    library.rnnm_train_step.restype = ctypes.c_int
+    library.rnnm_train_batches.restype = ctypes.c_int
     return library
 
 
@@ -204,6 +205,13 @@ def _pointer(tensor: torch.Tensor | None) -> int | None:
 
 def _strides(x: torch.Tensor) -> ctypes.Array:
     return (ctypes.c_int64 * x.dim())(*x.stride())
+
+
+def _sequences_contiguous(tensor: torch.Tensor, dims: int) -> torch.Tensor:
+    """``tensor``, copied only if a sequence (its last ``dims`` dimensions) is not contiguous in it."""
+    if tensor[(0,) * (tensor.dim() - dims)].is_contiguous():
+        return tensor
+    return tensor.contiguous()
 
 
 def _check(status: int) -> None:
@@ -352,64 +360,116 @@ def native_forward(params: dict[str, torch.Tensor], x: torch.Tensor, op: str) ->
     return states.permute(2, 3, 0, 1)
 
 
-#: The order in which :class:`TrainStep` passes the parameters' offsets to the kernel.
+#: The order in which :class:`Training` passes the parameters' offsets to the kernel.
 PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "readout.weight", "readout.bias")
 
+OPTIMIZER_CODES = {"adam": 0, "sgd": 1, "rmsprop": 2}
 
-class TrainStep:
-    """One training step of ``n`` trials of a built-in cell and their linear readouts, in one C call.
+#: Sequence-steps of all trials that one kernel call trains on at most (whole minibatches, at least
+#: one): long enough that the call's overhead vanishes, short enough for Ctrl-C to stop a case soon.
+CALL_LANE_STEPS = 1 << 24
 
-    The trials' weights are the rows of a flat ``[n, P]`` tensor; ``layout`` says
-    where each parameter (:data:`PARAMETERS`) starts in a row.
+
+def torch_defaults(optimizer: str) -> dict[str, float]:
+    """The hyper-parameters torch's own optimizer uses when given only a learning rate."""
+    kind = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}[optimizer]
+    return dict(kind([torch.zeros(1, requires_grad=True)], lr=1.0).defaults)
+
+
+class Training:
+    """Training ``n`` trials of a built-in cell and their linear readouts through the C kernel.
+
+    Each call of :meth:`epoch` runs whole minibatches per kernel call: cell,
+    readout, loss, gradient, per-trial clip and the optimizer's update, with no
+    autograd and no Python per step. The trials' weights are the rows of a flat
+    ``[n, P]`` tensor; ``layout`` says where each parameter (:data:`PARAMETERS`)
+    starts in a row. The optimizer (``adam``, ``sgd`` or ``rmsprop``) follows
+    torch's update rule with torch's defaults besides ``lr``; its state lives here.
     """
 
-    def __init__(self, op: str, layout: dict[str, int], regression: bool) -> None:
+    def __init__(
+        self,
+        op: str,
+        layout: dict[str, int],
+        regression: bool,
+        trials: int,
+        width: int,
+        *,
+        optimizer: str,
+        lr: float,
+        clip: float,
+    ) -> None:
         self.cell, self.regression = CELL_CODES[op], regression
         self.offsets = (ctypes.c_int64 * len(PARAMETERS))(*(layout[name] for name in PARAMETERS))
+        defaults = torch_defaults(optimizer)
+        variants = ("momentum", "weight_decay", "amsgrad", "centered", "nesterov", "maximize")
+        if any(defaults.get(name) for name in variants):
+            raise ValueError(f"torch's defaults for {optimizer} are not the update rule the kernel knows")
+        beta1, beta2 = defaults.get("betas", (0.9, 0.999))
+        hyper = (lr, beta1, beta2, defaults.get("eps", 1e-8), defaults.get("alpha", 0.99), clip)
+        self.hyper = (ctypes.c_double * len(hyper))(*hyper)
+        #: optimizer steps taken, and Adam's betas to the power of that count
+        self.clock = (ctypes.c_double * 3)(0.0, 1.0, 1.0)
+        self.optimizer = OPTIMIZER_CODES[optimizer]
+        self.state = torch.zeros(2, trials, width)
         self.kernel = _kernel()
 
-    def __call__(
+    def epoch(
         self,
         flat: torch.Tensor,
-        grad: torch.Tensor,
         x: torch.Tensor,
         y: torch.Tensor,
+        order: torch.Tensor,
         first: int,
         diverged: torch.Tensor,
         hidden: int,
         classes: int,
+        batch_size: int,
     ) -> torch.Tensor:
-        """Each trial's mean loss ``[n]`` on ``x [n, b, T, I]``, targets ``y [n, b, T - first]``.
+        """Train on every trial's data once, in ``order``; each trial's mean minibatch loss ``[n]``.
 
-        First marks in ``diverged`` (bool ``[n]``) the trials with a non-finite weight
-        and zeroes the weights of every diverged trial, as the engine does after an
-        update; then marks those whose loss is not finite, and overwrites ``grad``
-        (contiguous, as ``flat``) with the gradient of the sum of the others' losses.
-        A diverged trial's row of ``grad`` is zero.
+        ``flat`` (``[n, P]``, contiguous) is updated in place. ``x [n, S, T, I]`` and
+        targets ``y [n, S, T - first]`` are read where they lie if each sequence is
+        contiguous in them (as in the engine's stacked data), else copied; ``order``
+        (int64 ``[n, S]``) is each trial's order of its ``S`` sequences, taken
+        ``batch_size`` at a time. ``diverged`` (bool ``[n]``) marks the trials whose loss
+        or weights turned non-finite; their weights are zeroed and they send back
+        no gradient, as on the engine's autograd path.
         """
-        n, b, steps, inputs = x.shape
-        loss = flat.new_empty(n)
-        _check(
-            self.kernel.rnnm_train_step(
-                self.cell,
-                int(self.regression),
-                steps,
-                first,
-                n,
-                b,
-                inputs,
-                hidden,
-                classes,
-                flat.data_ptr(),
-                flat.shape[1],
-                self.offsets,
-                x.data_ptr(),
-                _strides(x),
-                y.data_ptr(),
-                _strides(y),
-                diverged.data_ptr(),
-                loss.data_ptr(),
-                grad.data_ptr(),
+        n, samples, steps, inputs = x.shape
+        x, y = _sequences_contiguous(x, 2), _sequences_contiguous(y, 1)
+        order = order.contiguous()
+        total = flat.new_zeros(n)
+        per_call = max(1, CALL_LANE_STEPS // (n * batch_size * steps)) * batch_size
+        for start in range(0, samples, per_call):
+            count = min(per_call, samples - start)
+            _check(
+                self.kernel.rnnm_train_batches(
+                    self.cell,
+                    int(self.regression),
+                    steps,
+                    first,
+                    n,
+                    count,
+                    batch_size,
+                    inputs,
+                    hidden,
+                    classes,
+                    flat.data_ptr(),
+                    flat.shape[1],
+                    self.offsets,
+                    x.data_ptr(),
+                    _strides(x),
+                    y.data_ptr(),
+                    _strides(y),
+                    order[:, start:].data_ptr(),
+                    order.stride(0),
+                    diverged.data_ptr(),
+                    total.data_ptr(),
+                    self.optimizer,
+                    self.hyper,
+                    self.state.data_ptr(),
+                    self.clock,
+                )
             )
-        )
-        return loss
+        return total / -(-samples // batch_size)

@@ -6,7 +6,7 @@ from ..errors import TaskError
 from ..imports import import_object
 from .adding import Adding
 from .addition import Addition
-from .base import IGNORE, Task, scored_steps
+from .base import IGNORE, Task, scored_steps, unscored
 from .bitwise_or import BitwiseOr
 from .latching import Latching
 from .parity import Parity
@@ -40,4 +40,4 @@ def make_task(name: str, params: dict[str, float] | None = None) -> Task:
     return task_class(name)(**(params or {}))
 
 
-__all__ = ["IGNORE", "TASKS", "Task", "make_task", "scored_steps", "task_class"]
+__all__ = ["IGNORE", "TASKS", "Task", "make_task", "scored_steps", "task_class", "unscored"]

@@ -122,7 +122,7 @@ def random_bits(shape: tuple[int, ...], generator: torch.Generator) -> torch.Ten
 
 def noise(shape: tuple[int, ...], std: float, generator: torch.Generator) -> torch.Tensor:
     """Gaussian noise ``N(0, std^2)`` as float32."""
-    return torch.randn(shape, generator=generator) * std
+    return torch.randn(shape, generator=generator).mul_(std)
 
 
 def unscored(n: int, steps: int, *, regression: bool = False) -> torch.Tensor:
