@@ -12,9 +12,9 @@ elementwise, so each trial's optimizer state is its own.
 How the cells of all trials run in one call is a scheme's business
 (:mod:`.schemes`: ``stepwise``, ``fused``, ``native`` or ``vmap``); a scheme
 that offers ``training`` (``native``) runs whole minibatches itself, loss,
-gradient and optimizer step, in place of autograd and the torch optimizer. A trial whose loss or
-weights turn NaN or infinite is marked diverged and frozen at zero weights;
-it never stops the others.
+gradient and optimizer step, in place of autograd and the torch optimizer.
+A trial whose loss or weights turn NaN or infinite is marked diverged and
+frozen at zero weights; it never stops the others.
 
 Everything here is plain PyTorch and callable without pytest.
 """
