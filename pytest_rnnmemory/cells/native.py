@@ -38,6 +38,7 @@ import ctypes
 import functools
 import hashlib
 import logging
+import math
 import os
 import platform
 import shlex
@@ -472,4 +473,4 @@ class Training:
                     self.clock,
                 )
             )
-        return total / -(-samples // batch_size)
+        return total / math.ceil(samples / batch_size)  # the mean over minibatches, as on autograd's path
