@@ -3,7 +3,8 @@
  * Built and loaded by native.py. The trials' sequences are "lanes", lane = trial * b + sequence,
  * L = n * b lanes, and every tensor but x is contiguous float32, time-major, lanes innermost:
  *
- *   x          [n][b][T][I]  the inputs, read through the strides given (no copy of a minibatch)
+ *   x          [n][b][T][I]  the inputs, read through the strides given (training reads a copy of
+ *                            each group of minibatches, see train_batches)
  *   weight_ih  [n][G*H][I]   per trial, rows in torch's gate order (lstm i, f, g, o; gru r, z, n)
  *   weight_hh  [n][G*H][H]
  *   bias       [n][G*H]      bias_ih, plus bias_hh for rnn_tanh and lstm

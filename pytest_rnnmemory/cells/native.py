@@ -220,6 +220,12 @@ def _check(status: int) -> None:
         raise MemoryError("the native kernel could not allocate its working memory")
 
 
+def _input_shape(x: torch.Tensor, weight_ih: torch.Tensor) -> tuple:
+    """The leading arguments of both passes of the input part: sizes, then where ``x [n, b, T, I]`` lies."""
+    n, b, steps, inputs = x.shape
+    return steps, n, b, inputs, weight_ih.shape[1], x.data_ptr(), _strides(x)
+
+
 class _InputPart(torch.autograd.Function):
     """The input part of every gate, ``[T, G*H, n, b]``, from ``x [n, b, T, I]`` and per-trial weights.
 
@@ -228,20 +234,14 @@ class _InputPart(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight_ih, bias, bias2):
-        n, b, steps, inputs = x.shape
+        n, b, steps, _ = x.shape
         rows = weight_ih.shape[1]
         weight_ih, bias = weight_ih.contiguous(), bias.contiguous()
         bias2 = bias2.contiguous() if bias2 is not None else None
         pre = x.new_empty(steps, rows, n, b)
         _check(
             _kernel().rnnm_input(
-                steps,
-                n,
-                b,
-                inputs,
-                rows,
-                x.data_ptr(),
-                _strides(x),
+                *_input_shape(x, weight_ih),
                 weight_ih.data_ptr(),
                 bias.data_ptr(),
                 _pointer(bias2),
@@ -264,13 +264,7 @@ class _InputPart(torch.autograd.Function):
         d_bias = weight_ih.new_empty(n, rows)
         _check(
             _kernel().rnnm_input_backward(
-                steps,
-                n,
-                b,
-                inputs,
-                rows,
-                x.data_ptr(),
-                _strides(x),
+                *_input_shape(x, weight_ih),
                 weight_ih.data_ptr(),
                 d_pre.data_ptr(),
                 _pointer(d_x),
