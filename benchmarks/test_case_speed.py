@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pytest_rnnmemory.config import Overrides
 from pytest_rnnmemory.engine import CPU_THREADS, train_case
+from pytest_rnnmemory.schema import Overrides
 from pytest_rnnmemory.suite import load_suite
 
 SUITES = sorted((Path(__file__).resolve().parent.parent / "suites").glob("*.toml"))

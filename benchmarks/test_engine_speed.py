@@ -37,9 +37,10 @@ from torch import nn
 
 from pytest_rnnmemory import schemes
 from pytest_rnnmemory.cells.native import native_available, unavailable_reason
-from pytest_rnnmemory.config import TrainSection
-from pytest_rnnmemory.engine import CaseSpec, train_case
+from pytest_rnnmemory.engine import train_case
+from pytest_rnnmemory.schema import ModelSection, TrainSection
 from pytest_rnnmemory.schemes import choose_scheme
+from pytest_rnnmemory.spec import CaseSpec
 from pytest_rnnmemory.tasks import make_task
 
 TRIALS = 30
@@ -92,7 +93,7 @@ def per_trial_loop(cell: str, length: int, trials: int) -> float:
 def engine_spec(cell: str, length: int) -> CaseSpec:
     train = TrainSection(samples=SAMPLES, val_samples=VAL, epochs=1, batch_size=BATCH, lr=LR)
     seeds = tuple(range(TRIALS))
-    return CaseSpec(make_task("latching"), cell, length, 1, train, "accuracy", 0.95, seeds)
+    return CaseSpec("latching", cell, length, ModelSection(hidden=1), train, "accuracy", 0.95, seeds)
 
 
 PEAK_SCRIPT = """

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .results import SuiteRun
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,20 +45,18 @@ def main(argv: list[str] | None = None) -> int:
         from .errors import RnnMemoryError
         from .replay import describe, replay_trial
 
-        data = _read_report(args.json, parser)
+        run, _ = _read_report(args.json, parser)
         try:
-            result = replay_trial(data, args.cell, args.length, args.trial, args.device)
+            result = replay_trial(run, args.cell, args.length, args.trial, args.device)
         except RnnMemoryError as exc:
             parser.error(str(exc))
-        print(f"{data['suite']}: {args.cell} at length {args.length}, trial {args.trial}")
+        print(f"{run.name}: {args.cell} at length {args.length}, trial {args.trial}")
         print(describe(result))
         return 0 if result.matches() else 1
     if args.command == "compare":
-        from pathlib import Path
-
         from .compare import compare_reports
 
-        first, second = _read_report(args.first, parser), _read_report(args.second, parser)
+        (first, _), (second, _) = _read_report(args.first, parser), _read_report(args.second, parser)
         text = compare_reports(first, second, (args.first, args.second), args.test)
         if args.out:
             Path(args.out).write_text(text, encoding="utf-8")
@@ -61,13 +65,11 @@ def main(argv: list[str] | None = None) -> int:
             print(text)
         return 0
     if args.command == "report":
-        from pathlib import Path
+        from .report import write_reports
 
-        from .report import run_from_json, write_reports
-
-        data = _read_report(args.json, parser)
+        run, environment = _read_report(args.json, parser)
         out = Path(args.out) if args.out else Path(args.json).parent
-        for path in write_reports(run_from_json(data), out, data.get("environment", {})):
+        for path in write_reports(run, out, environment):
             print(f"written: {path}")
         return 0
     if args.command == "calibrate":
@@ -81,17 +83,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _read_report(path: str, parser: argparse.ArgumentParser) -> dict:
-    import json
-    from pathlib import Path
+def _read_report(path: str, parser: argparse.ArgumentParser) -> tuple[SuiteRun, dict[str, str]]:
+    """The run a JSON report holds, and its environment; a usage error names what is wrong."""
+    from .errors import StoredDataError
+    from .report import run_from_json
 
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         parser.error(f"{path}: cannot read the JSON report: {exc}")
-    if not isinstance(data, dict) or data.get("schema_version") != 1:
-        parser.error(f"{path}: not a version-1 JSON report of pytest-rnnmemory")
-    return data
+    try:
+        run = run_from_json(data)
+    except StoredDataError as exc:
+        parser.error(f"{path}: not a JSON report this version of pytest-rnnmemory can read: {exc}")
+    environment = data.get("environment") if isinstance(data.get("environment"), dict) else {}
+    return run, {str(k): str(v) for k, v in environment.items()}
 
 
 if __name__ == "__main__":

@@ -16,9 +16,16 @@ import importlib
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from . import __version__
+from .atomic import write_atomic
+from .errors import StoredDataError
+from .records import CaseRecord
+from .runtime import torch_version
+
+if TYPE_CHECKING:
+    from .suite import Case
 
 
 class CacheWarning(UserWarning):
@@ -47,18 +54,17 @@ def _module_source(import_path: str) -> str | None:
     return hashlib.sha256(Path(source).read_bytes()).hexdigest()
 
 
-def case_key(settings: dict[str, Any], device_type: str) -> str:
-    """The key of one case's result: its settings, the versions, the device type and the code."""
-    import torch
-
+def case_key(case: Case, device_type: str) -> str:
+    """The key of one case's result: its configuration, the versions, the device type and the code."""
+    configuration = case.configuration()
     material = {
-        "settings": settings,
+        "settings": configuration,
         "pytest_rnnmemory": __version__,
-        "torch": torch.__version__,
+        "torch": torch_version(),
         "device": device_type,
         "code": _package_source(),
-        "cell_code": _module_source(settings["cell"]),
-        "task_code": _module_source(settings["task"]),
+        "cell_code": _module_source(configuration["cell"]),
+        "task_code": _module_source(configuration["task"]),
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
@@ -72,30 +78,24 @@ class ResultCache:
     def _path(self, key: str) -> Path:
         return self.directory / f"{key[:32]}.json"
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str) -> CaseRecord | None:
         """The stored record for ``key``, or ``None`` (with a warning if an entry was unusable)."""
         path = self._path(key)
         if not path.exists():
             return None
         try:
             entry = json.loads(path.read_text(encoding="utf-8"))
-            if entry["key"] != key:
+            if not isinstance(entry, dict) or entry.get("key") != key:
                 raise ValueError("it was stored for another case")
-            record = entry["record"]
-            if not isinstance(record, dict) or "k" not in record:
-                raise ValueError("it holds no result")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            record = CaseRecord.from_json(entry.get("record"), "record")
+        except (OSError, ValueError, StoredDataError) as exc:
             warnings.warn(
                 CacheWarning(f"ignored the stored result {path}: {exc}; the case is trained again"),
                 stacklevel=2,
             )
             return None
-        return record
+        return record.stored()
 
-    def put(self, key: str, record: dict[str, Any]) -> None:
-        """Store ``record`` at once; written to a temporary file first, so a kill leaves no half entry."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self._path(key)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": key, "record": record}), encoding="utf-8")
-        tmp.replace(path)
+    def put(self, key: str, record: CaseRecord) -> None:
+        """Store ``record`` at once, whole or not at all."""
+        write_atomic(self._path(key), json.dumps({"key": key, "record": record.to_json()}))

@@ -7,13 +7,15 @@ from typing import Any
 from tabulate import tabulate
 
 from .gate import drop_pvalue, rise_pvalue
+from .records import CaseRecord, frontier_text
 from .report import MARKS, MISSING
+from .results import SuiteRun
 
-Report = dict[str, Any]
 
-
-def compare_reports(a: Report, b: Report, names: tuple[str, str] = ("A", "B"), test: str = "boschloo") -> str:
-    """A markdown comparison of reports ``a`` and ``b``.
+def compare_reports(
+    a: SuiteRun, b: SuiteRun, names: tuple[str, str] = ("A", "B"), test: str = "boschloo"
+) -> str:
+    """A markdown comparison of the runs of reports ``a`` and ``b``.
 
     Each case present in both gets the one-sided exact ``test`` of the direction
     its rate moved (no correction for the number of cases: this describes, the
@@ -21,10 +23,10 @@ def compare_reports(a: Report, b: Report, names: tuple[str, str] = ("A", "B"), t
     their counts do not measure the same thing.
     """
     first, second = names
-    lines = [f"# {a['suite']} ({first}) against {b['suite']} ({second})", ""]
-    if a["task"] != b["task"]:
-        lines += [f"> The runs test different tasks: `{a['task']}` and `{b['task']}`.", ""]
-    differences = config_differences(a["config"], b["config"])
+    lines = [f"# {a.name} ({first}) against {b.name} ({second})", ""]
+    if a.meta.task != b.meta.task:
+        lines += [f"> The runs test different tasks: `{a.meta.task}` and `{b.meta.task}`.", ""]
+    differences = config_differences(a.config.to_json(), b.config.to_json())
     lines += ["## Configuration", ""]
     if differences:
         lines += [
@@ -38,15 +40,14 @@ def compare_reports(a: Report, b: Report, names: tuple[str, str] = ("A", "B"), t
         ]
     else:
         lines += ["Identical.", ""]
-    cells = _union(a["config"]["suite"]["cells"], b["config"]["suite"]["cells"])
-    frontier_a, frontier_b = a.get("frontier", {}), b.get("frontier", {})
+    cells = _union(list(a.config.suite.cells), list(b.config.suite.cells))
     lines += [
         "## Frontier",
         "",
         "The largest length each cell learns.",
         "",
         tabulate(
-            [[c, _frontier(frontier_a, c), _frontier(frontier_b, c)] for c in cells],
+            [[c, _frontier(a, c), _frontier(b, c)] for c in cells],
             headers=["cell", first, second],
             tablefmt="github",
             disable_numparse=True,
@@ -77,45 +78,41 @@ def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, 
     ]
 
 
-def _case_rows(a: Report, b: Report, test: str) -> list[list[str]]:
-    cases_a = {(c["cell"], c["length"]): c for c in a["cases"]}
-    cases_b = {(c["cell"], c["length"]): c for c in b["cases"]}
-    order = _union([*cases_a], [*cases_b])
-    rank = {c: i for i, c in enumerate(_union([c for c, _ in cases_a], [c for c, _ in cases_b]))}
+def _case_rows(a: SuiteRun, b: SuiteRun, test: str) -> list[list[str]]:
+    order = _union(list(a.records), list(b.records))
+    rank = {c: i for i, c in enumerate(_union([c for c, _ in a.records], [c for c, _ in b.records]))}
     rows = []
     for cell, length in sorted(order, key=lambda case: (rank[case[0]], case[1])):
-        x, y = cases_a.get((cell, length)), cases_b.get((cell, length))
+        x, y = a.records.get((cell, length)), b.records.get((cell, length))
         if x is None or y is None:
             rows.append([cell, length, _count(x), _count(y), "only in one", ""])
             continue
         change, p = _change(x, y, test)
-        if x.get("config_hash") != y.get("config_hash"):
+        if x.config_hash != y.config_hash:
             change += " (other settings)"
         rows.append([cell, length, _count(x), _count(y), change, p])
     return rows
 
 
-def _change(x: dict[str, Any], y: dict[str, Any], test: str) -> tuple[str, str]:
+def _change(x: CaseRecord, y: CaseRecord, test: str) -> tuple[str, str]:
     """Which way the rate moved from ``x`` to ``y``, and the one-sided p-value of that direction."""
-    rate_x, rate_y = x["k"] / x["n"], y["k"] / y["n"]
-    if rate_y < rate_x:
-        return "down", f"{drop_pvalue(y['k'], y['n'], x['k'], x['n'], test):.3g}"
-    if rate_y > rate_x:
-        return "up", f"{rise_pvalue(y['k'], y['n'], x['k'], x['n'], test):.3g}"
+    if y.rate < x.rate:
+        return "down", f"{drop_pvalue(y.k, y.n, x.k, x.n, test):.3g}"
+    if y.rate > x.rate:
+        return "up", f"{rise_pvalue(y.k, y.n, x.k, x.n, test):.3g}"
     return "same", ""
 
 
-def _count(record: dict[str, Any] | None) -> str:
+def _count(record: CaseRecord | None) -> str:
     if record is None:
         return MISSING
-    return f"{MARKS[record['verdict']]} {record['k']}/{record['n']}"
+    return f"{MARKS[record.verdict]} {record.k}/{record.n}"
 
 
-def _frontier(frontiers: dict[str, int | None], cell: str) -> str:
-    if cell not in frontiers:
+def _frontier(run: SuiteRun, cell: str) -> str:
+    if cell not in run.config.suite.cells:
         return MISSING
-    value = frontiers[cell]
-    return "none" if value is None else str(value)
+    return frontier_text(run.frontier(cell))
 
 
 def _flatten(config: dict[str, Any]) -> dict[str, Any]:

@@ -26,3 +26,15 @@ class TaskError(RnnMemoryError):
         super().__init__(message)
         #: The suite key the problem is in, when there is one (``task.noise = -1``).
         self.where = where
+
+
+class StoredDataError(RnnMemoryError):
+    """Stored JSON (a report, a baseline, a stored case) that is not what this version writes.
+
+    The message names the place in the document (``cases[3].trials[0].metric``)
+    and what was expected there.
+    """
+
+
+class SchemeError(RnnMemoryError):
+    """A scheme that cannot run a case: it does not serve the cell or the device, or is unavailable here."""

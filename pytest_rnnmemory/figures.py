@@ -12,7 +12,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .results import Record, SuiteRun
+from .records import CaseRecord, TrialRecord
+from .results import SuiteRun
 
 #: Lengths shown in the training-curve grid at most (one column each).
 CURVE_COLUMNS = 6
@@ -51,25 +52,25 @@ def capability(run: SuiteRun, path: Path) -> bool:
         if not points:
             continue
         xs = [n for n, _ in points]
-        rates = [r["rate"] for _, r in points]
-        low = [r["rate"] - r["ci_low"] for _, r in points]
-        high = [r["ci_high"] - r["rate"] for _, r in points]
+        rates = [r.rate for _, r in points]
+        low = [r.rate - r.decision.ci_low for _, r in points]
+        high = [r.decision.ci_high - r.rate for _, r in points]
         style = _style(run, cell, colours)
         top.errorbar(xs, rates, yerr=[low, high], capsize=3, **style)
         jitter = random.Random(cell)  # the same dots on every render
         for n, record in points:
-            values = [t["metric"] for t in record["trials"]]
+            values = [t.metric for t in record.trials]
             spread = [n * (1 + 0.06 * (jitter.random() - 0.5)) for _ in values]
             bottom.scatter(spread, values, s=9, alpha=0.45, color=style["color"], linewidths=0)
-        medians = [r["metric_median"] for _, r in points]
+        medians = [r.metric_median for _, r in points]
         bottom.plot(xs, medians, color=style["color"], linestyle=style["linestyle"], linewidth=1)
-    p0 = run.config["verdict"]["p0"]
+    p0 = run.config.verdict.p0
     top.axhline(p0, color="grey", linestyle="--", linewidth=1, label=f"p0 = {p0}")
     top.set_ylabel("success rate (k/n)")
     top.set_ylim(-0.03, 1.03)
     top.set_title(f"{run.name}: success rate against length (95% intervals)")
     top.legend(fontsize="small")
-    threshold = run.config["success"]["threshold"]
+    threshold = run.config.success.threshold
     bottom.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold}")
     chance = run.chance
     if chance:
@@ -80,7 +81,7 @@ def capability(run: SuiteRun, path: Path) -> bool:
             bottom.plot(
                 xs, [chance[n] for n in xs], color="red", linestyle=":", linewidth=1.2, label="chance"
             )
-    bottom.set_ylabel(f"final {run.config['success']['metric']} per trial")
+    bottom.set_ylabel(f"final {run.config.success.metric} per trial")
     bottom.set_ylim(-0.03, 1.03)
     bottom.set_title("every trial's final metric (dots), median (line)", fontsize="medium")
     bottom.legend(fontsize="small", loc="lower left")
@@ -110,7 +111,7 @@ def curves(run: SuiteRun, path: Path) -> bool:
         return False
     rows, cols = 2 * len(cells), len(lengths)
     fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols + 1.2, 1.75 * rows + 0.8), squeeze=False)
-    threshold = run.config["success"]["threshold"]
+    threshold = run.config.success.threshold
     for i, cell in enumerate(cells):
         for j, length in enumerate(lengths):
             metric_ax, loss_ax = axes[2 * i][j], axes[2 * i + 1][j]
@@ -119,15 +120,15 @@ def curves(run: SuiteRun, path: Path) -> bool:
                 metric_ax.set_axis_off()
                 loss_ax.set_axis_off()
                 continue
-            trials = record["trials"]
-            _band(metric_ax, [t["val_metric"] for t in trials], trials)
+            trials = record.trials
+            _band(metric_ax, [t.val_metric for t in trials], trials)
             metric_ax.axhline(threshold, color="black", linestyle="--", linewidth=0.8)
-            metric_ax.axhline(record["chance"], color="red", linestyle=":", linewidth=0.9)
+            metric_ax.axhline(record.chance, color="red", linestyle=":", linewidth=0.9)
             metric_ax.set_ylim(-0.03, 1.03)
-            metric_ax.set_title(f"{cell}, L={length}: {record['k']}/{record['n']}", fontsize="small")
-            _band(loss_ax, [t["train_loss"] for t in trials], trials, log=True)
+            metric_ax.set_title(f"{cell}, L={length}: {record.k}/{record.n}", fontsize="small")
+            _band(loss_ax, [t.train_loss for t in trials], trials, log=True)
             if j == 0:
-                metric_ax.set_ylabel(f"{cell}\nval {record['metric']}", fontsize="small")
+                metric_ax.set_ylabel(f"{cell}\nval {record.metric}", fontsize="small")
                 loss_ax.set_ylabel(f"{cell}\ntrain loss", fontsize="small")
             if i == len(cells) - 1:
                 loss_ax.set_xlabel("epoch", fontsize="small")
@@ -156,7 +157,7 @@ def gradients(run: SuiteRun, path: Path) -> bool:
     for cell in run.cells:
         rows = []
         for n, record in _points(run, cell):
-            values = sorted(t["input_gradient"] for t in record["trials"] if t.get("input_gradient"))
+            values = sorted(t.input_gradient for t in record.trials if t.input_gradient)
             if values:
                 quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
                 rows.append((n, quartiles[0], statistics.median(values), quartiles[-1]))
@@ -216,7 +217,9 @@ def _even(lengths: list[int], count: int) -> list[int]:
     return [lengths[round(i * step)] for i in range(count)]
 
 
-def _band(ax: Any, rows: list[list[float | None]], trials: list[Record], *, log: bool = False) -> None:
+def _band(
+    ax: Any, rows: list[tuple[float | None, ...]], trials: tuple[TrialRecord, ...], *, log: bool = False
+) -> None:
     """Median, interquartile band and range over trials per epoch, plus a few single trials."""
     epochs = max((len(r) for r in rows), default=0)
     if epochs == 0:
@@ -236,7 +239,7 @@ def _band(ax: Any, rows: list[list[float | None]], trials: list[Record], *, log:
     ax.fill_between(xs, low, high, color="tab:blue", alpha=0.12, linewidth=0)
     ax.fill_between(xs, q1, q3, color="tab:blue", alpha=0.3, linewidth=0)
     ax.plot(xs, mid, color="tab:blue", linewidth=1.5)
-    ranked = sorted(range(len(trials)), key=lambda i: trials[i]["metric"])
+    ranked = sorted(range(len(trials)), key=lambda i: trials[i].metric)
     picks = sorted({ranked[0], ranked[len(ranked) // 2], ranked[-1]})[:SINGLE_TRIALS]
     for i in picks:
         points = [(e + 1, v) for e, v in enumerate(rows[i]) if v is not None and (not log or v > 0)]
@@ -252,8 +255,8 @@ def _band(ax: Any, rows: list[list[float | None]], trials: list[Record], *, log:
         ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def _points(run: SuiteRun, cell: str) -> list[tuple[int, Record]]:
-    return sorted((n, r) for (c, n), r in run.records.items() if c == cell)
+def _points(run: SuiteRun, cell: str) -> list[tuple[int, CaseRecord]]:
+    return sorted(((n, r) for (c, n), r in run.records.items() if c == cell), key=lambda item: item[0])
 
 
 def _colours(run: SuiteRun) -> dict[str, str]:

@@ -20,7 +20,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import RnnMemoryError
+from .atomic import write_atomic
+from .errors import RnnMemoryError, StoredDataError
+from .records import CaseRecord, counts_from_json, frontier
+from .stats import Verdict
+from .stored import Fields
 
 BASELINE_KIND = "pytest-rnnmemory baseline"
 BASELINE_SCHEMA = 1
@@ -41,12 +45,12 @@ class Claim:
     learns_up_to: int | None = None
     fails_from: int | None = None
 
-    def expects(self, length: int) -> str | None:
+    def expects(self, length: int) -> Verdict | None:
         """``learns``, ``fails`` or ``None`` (no claim) at ``length``."""
         if self.learns_up_to is not None and length <= self.learns_up_to:
-            return "learns"
+            return Verdict.LEARNS
         if self.fails_from is not None and length >= self.fails_from:
-            return "fails"
+            return Verdict.FAILS
         return None
 
     def describe(self) -> str:
@@ -62,26 +66,80 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class BaselineEntry:
+    """One case of a stored run: its counts, its verdict and the configuration it ran under."""
+
+    suite: str
+    cell: str
+    length: int
+    config_hash: str
+    k: int
+    n: int
+    verdict: Verdict
+    p0: float
+    alpha: float
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.suite, self.cell, self.length)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "cell": self.cell,
+            "length": self.length,
+            "config_hash": self.config_hash,
+            "k": self.k,
+            "n": self.n,
+            "verdict": self.verdict.value,
+            "p0": self.p0,
+            "alpha": self.alpha,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> BaselineEntry:
+        f = Fields(data, where)
+        k, n, verdict, p0, alpha = counts_from_json(f)
+        return cls(
+            suite=f.text("suite"),
+            cell=f.text("cell"),
+            length=f.integer("length", minimum=1),
+            config_hash=f.text("config_hash"),
+            k=k,
+            n=n,
+            verdict=verdict,
+            p0=p0,
+            alpha=alpha,
+        )
+
+    @classmethod
+    def of(cls, record: CaseRecord) -> BaselineEntry:
+        d = record.decision
+        return cls(
+            record.suite, record.cell, record.length, record.config_hash, d.k, d.n, d.verdict, d.p0, d.alpha
+        )
+
+
+@dataclass(frozen=True)
 class Baseline:
     """A stored run: per (suite, cell, length), the counts and the configuration hash."""
 
     path: Path
     created: str
     environment: dict[str, Any]
-    entries: dict[tuple[str, str, int], dict[str, Any]]
+    entries: dict[tuple[str, str, int], BaselineEntry]
 
     def frontier(self, suite: str, cell: str) -> int | None:
-        learned = [
-            length
-            for (s, c, length), e in self.entries.items()
-            if s == suite and c == cell and e["verdict"] == "learns"
-        ]
-        return max(learned) if learned else None
+        return frontier(
+            [(e.length, e.verdict) for e in self.entries.values() if e.suite == suite and e.cell == cell]
+        )
 
 
 def load_baseline(path: str | Path) -> Baseline:
     """Read a baseline written by :func:`save_baseline`; :class:`BaselineError` says what is wrong."""
     path = Path(path)
+    if path.is_dir():
+        raise BaselineError(f"baseline {path} is a folder; give the baseline's JSON file")
     if not path.is_file():
         raise BaselineError(
             f"baseline {path} does not exist; create it from a run you trust with --rnn-save-baseline={path}"
@@ -97,37 +155,36 @@ def load_baseline(path: str | Path) -> Baseline:
             f"baseline {path} has schema_version {data.get('schema_version')!r}; "
             f"this version reads {BASELINE_SCHEMA}: save it again with --rnn-save-baseline"
         )
-    entries = {}
-    for entry in data.get("cases", []):
-        entries[(entry["suite"], entry["cell"], int(entry["length"]))] = entry
-    return Baseline(path, data.get("created", "unknown"), data.get("environment", {}), entries)
+    try:
+        fields = Fields(data, "")
+        entries = {e.key: e for e in fields.objects("cases", BaselineEntry.from_json)}
+        created = fields.text("created") if fields.has("created") else "unknown"
+        environment = fields.mapping("environment") if fields.has("environment") else {}
+    except StoredDataError as exc:
+        raise BaselineError(f"baseline {path}: {exc}; save it again with --rnn-save-baseline") from None
+    return Baseline(path, created, environment, entries)
 
 
-def save_baseline(path: str | Path, records: list[dict[str, Any]], environment: dict[str, Any]) -> int:
+def save_baseline(path: str | Path, records: list[CaseRecord], environment: dict[str, Any]) -> int:
     """Store the records' counts in ``path``, keeping the entries of cases this run did not have.
 
     Returns the number of cases written or replaced.
     """
     path = Path(path)
-    entries: dict[tuple[str, str, int], dict[str, Any]] = {}
-    if path.is_file():
+    entries: dict[tuple[str, str, int], BaselineEntry] = {}
+    if path.exists():
         entries = dict(load_baseline(path).entries)
     for r in records:
-        entries[(r["suite"], r["cell"], r["length"])] = {
-            key: r[key]
-            for key in ("suite", "cell", "length", "config_hash", "k", "n", "verdict", "p0", "alpha")
-        }
+        entry = BaselineEntry.of(r)
+        entries[entry.key] = entry
     data = {
         "kind": BASELINE_KIND,
         "schema_version": BASELINE_SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "environment": environment,
-        "cases": [entries[key] for key in sorted(entries)],
+        "cases": [entries[key].to_json() for key in sorted(entries)],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(data, indent=1) + "\n")
     return len(records)
 
 
@@ -203,7 +260,7 @@ class Comparison:
 
 
 def compare(
-    records: list[dict[str, Any]],
+    records: list[CaseRecord],
     baseline: Baseline,
     alpha: float,
     *,
@@ -212,28 +269,25 @@ def compare(
 ) -> list[Comparison]:
     """Judge every record of one suite against the baseline (Holm across the comparable ones)."""
     results: list[Comparison] = []
-    comparable = []
+    comparable: list[tuple[CaseRecord, BaselineEntry]] = []
     for r in records:
-        entry = baseline.entries.get((r["suite"], r["cell"], r["length"]))
+        entry = baseline.entries.get((r.suite, r.cell, r.length))
         if entry is None:
-            results.append(Comparison(r["cell"], r["length"], NOT_IN_BASELINE, r["k"], r["n"]))
+            results.append(Comparison(r.cell, r.length, NOT_IN_BASELINE, r.k, r.n))
             continue
-        base = dict(k_base=entry["k"], n_base=entry["n"])
-        if entry["config_hash"] != r["config_hash"]:
-            results.append(Comparison(r["cell"], r["length"], CHANGED_CONFIG, r["k"], r["n"], **base))
+        if entry.config_hash != r.config_hash:
+            results.append(Comparison(r.cell, r.length, CHANGED_CONFIG, r.k, r.n, entry.k, entry.n))
             continue
         comparable.append((r, entry))
-    drops = [drop_pvalue(r["k"], r["n"], e["k"], e["n"], test) for r, e in comparable]
+    drops = [drop_pvalue(r.k, r.n, e.k, e.n, test) for r, e in comparable]
     adjusted = holm(drops) if use_holm else drops
     for (r, e), p_drop, p_adj in zip(comparable, drops, adjusted, strict=True):
-        p_rise = rise_pvalue(r["k"], r["n"], e["k"], e["n"], test)
+        p_rise = rise_pvalue(r.k, r.n, e.k, e.n, test)
         if p_adj <= alpha:
             status = REGRESSED
         elif p_rise <= alpha:
             status = IMPROVED
         else:
             status = UNCHANGED
-        results.append(
-            Comparison(r["cell"], r["length"], status, r["k"], r["n"], e["k"], e["n"], p_drop, p_adj, p_rise)
-        )
+        results.append(Comparison(r.cell, r.length, status, r.k, r.n, e.k, e.n, p_drop, p_adj, p_rise))
     return results

@@ -1,4 +1,4 @@
-"""The pytest nodes: a suite file collects into one item per case."""
+"""The pytest nodes: a suite file collects into one item per case, and a gate item when gated."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ from typing import Any
 import pytest
 
 from .errors import RnnMemoryError, SuiteError
-from .settings import SETTINGS, Settings, resolve_device
+from .options import OPTIONS, RunOptions, resolve_device
+from .policy import Action, judge_case
+from .records import CaseRecord, ImpliedVerdict, implied_verdict
+from .runlog import IMPLIED, RECORD, RUN_LOG, implied_payload, record_payload
+from .stats import Verdict, trials_to_settle
+from .suite import Case, Suite, load_suite
 
 
 class CaseFailure(Exception):
@@ -27,28 +32,26 @@ class SuiteFile(pytest.File):
     """A suite file: one :class:`CaseItem` per (cell, length), or one :class:`BrokenSuite`."""
 
     def collect(self):
-        from .suite import load_suite
-
-        settings: Settings = self.config.stash[SETTINGS]
+        options: RunOptions = self.config.stash[OPTIONS]
         try:
-            suite = load_suite(self.path, settings.overrides(), label=self.nodeid.split("::")[0])
+            suite = load_suite(self.path, options.overrides(), label=self.nodeid.split("::")[0])
         except SuiteError as exc:
             # One failing item instead of a collection error, so other suites still run.
             yield BrokenSuite.from_parent(self, name="suite", problems=exc.problems)
             return
         # A gated suite stays on one pytest-xdist worker (--dist loadgroup): its gate needs every case.
         xdist = self.config.pluginmanager.hasplugin("xdist")
-        group = pytest.mark.xdist_group(suite.name) if settings.baseline and xdist else None
+        group = pytest.mark.xdist_group(suite.name) if options.baseline and xdist else None
         for case in suite.cases():
             item = CaseItem.from_parent(self, name=case.id, case=case)
             claim = suite.claims.get(case.cell)
-            if claim is not None and claim.expects(case.length) == "fails":
+            if claim is not None and claim.expects(case.length) == Verdict.FAILS:
                 reason = f"the suite claims {case.cell} {claim.describe()}"
                 item.add_marker(pytest.mark.xfail(reason=reason, strict=suite.strict))
             if group is not None:
                 item.add_marker(group)
             yield item
-        if settings.baseline is not None:
+        if options.baseline is not None:
             gate = GateItem.from_parent(self, name="gate", suite=suite)
             if group is not None:
                 gate.add_marker(group)
@@ -70,110 +73,119 @@ class BrokenSuite(_OwnFailures):
 
 
 class CaseItem(_OwnFailures):
-    """One case: train its trials, decide, and pass only if the cell learns."""
+    """One case: train its trials, decide, and pass or fail as :func:`.policy.judge_case` says."""
 
-    def __init__(self, *, case, **kwargs: Any) -> None:
+    def __init__(self, *, case: Case, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.case = case
-        self.record: dict[str, Any] | None = None
+        #: What this case produced, for the report: a record, or the verdict its other lengths imply.
+        self.record: CaseRecord | None = None
+        self.implied: ImpliedVerdict | None = None
         self.add_marker(pytest.mark.rnnmemory)
 
-    def runtest(self) -> None:
-        from .results import record_decision
-        from .stats import INCONCLUSIVE, LEARNS
+    @property
+    def options(self) -> RunOptions:
+        return self.config.stash[OPTIONS]
 
-        settings: Settings = self.config.stash[SETTINGS]
-        suite = self.case.suite
-        if settings.frontier and not self.case.control:
+    def runtest(self) -> None:
+        options = self.options
+        case = self.case
+        if options.frontier and not case.control:
             self._skip_if_implied()
-        cache, key = self._cache_key(settings)
-        self.record = self._stored_result(settings, cache, key) or self._train(settings, cache, key)
-        decision = record_decision(self.record)
-        for name in ("verdict", "k", "n", "p_greater", "p_less", "ci_low", "ci_high"):
-            self.user_properties.append((f"rnnmemory_{name}", self.record[name]))
-        if self.case.control:
-            if decision.verdict == LEARNS:
-                raise CaseFailure(
-                    f"{failure_message(self.record)}\n  {self.case.cell} is a control that remembers "
-                    "nothing: the success criterion is reachable without memory at this length"
-                )
-            return  # a control that does not learn is what a sound suite shows
-        if decision.verdict == LEARNS:
-            return  # passes; where the suite claims failure, the xfail marker turns it into XPASS
-        message = failure_message(self.record)
-        claim = suite.claims.get(self.case.cell)
-        expected = claim.expects(self.case.length) if claim else None
-        if expected == "learns":
-            raise CaseFailure(f"{message}\n  the suite claims {self.case.cell} {claim.describe()}")
-        if expected is None and settings.baseline is not None:
-            return  # with a baseline the gate judges this case, against its stored counts
-        if expected is None and decision.verdict == INCONCLUSIVE and settings.inconclusive == "skip":
+        cache, key = self._result_store()
+        record = self._stored_result(cache, key) or self._train(cache, key)
+        self.record = record
+        d = record.decision
+        for name, value in (
+            ("verdict", d.verdict.value),
+            ("k", d.k),
+            ("n", d.n),
+            ("p_greater", d.p_greater),
+            ("p_less", d.p_less),
+            ("ci_low", d.ci_low),
+            ("ci_high", d.ci_high),
+        ):
+            self.user_properties.append((f"rnnmemory_{name}", value))
+        claim = case.suite.claims.get(case.cell)
+        judgement = judge_case(
+            record.verdict,
+            control=case.control,
+            claim=claim.expects(case.length) if claim else None,
+            gated=options.baseline is not None,
+            inconclusive=options.inconclusive,
+        )
+        if judgement.action == Action.PASS:
+            return
+        message = failure_message(record)
+        if judgement.action == Action.SKIP:
             pytest.skip(message)
+        if case.control:
+            message += f"\n  {case.cell} is {judgement.reason}"
+        elif judgement.reason is not None and claim is not None:
+            message += f"\n  the suite claims {case.cell} {claim.describe()}"
         raise CaseFailure(message)
 
     def _skip_if_implied(self) -> None:
         """Under ``--rnn-frontier``: skip a length whose verdict this cell's other results imply."""
-        from .plugin import RUN_LOG
-        from .results import implied_verdict, suite_meta
-
         run = self.config.stash[RUN_LOG].runs.get(self.case.suite.name)
         records = [] if run is None else [r for (c, _), r in run.records.items() if c == self.case.cell]
         implied = implied_verdict(records, self.case.length)
         if implied is None:
             return
         verdict, reason = implied
-        self.implied = {
-            "suite": self.case.suite.name,
-            "cell": self.case.cell,
-            "length": self.case.length,
-            "verdict": verdict,
-            "reason": reason,
-            "suite_meta": suite_meta(self.case.suite, self.config.rootpath),
-        }
+        self.implied = ImpliedVerdict(self.case.suite.name, self.case.cell, self.case.length, verdict, reason)
         pytest.skip(f"--rnn-frontier: {verdict} implied, not trained: {reason}")
 
-    def _cache_key(self, settings: Settings) -> tuple[object, str] | tuple[None, None]:
+    def _result_store(self):
         """Where this case's result is stored, and its key (``None, None``: no store)."""
         from .cache import ResultCache, case_key
 
-        folder = settings.cache_dir
+        folder = self.options.cache_dir
         if folder is None:
             if not hasattr(self.config, "cache"):
                 return None, None  # pytest's cache is switched off (-p no:cacheprovider)
             folder = self.config.cache.mkdir("rnnmemory")
-        device_type = resolve_device(settings.device).split(":")[0]
-        return ResultCache(folder), case_key(self.case.settings(), device_type)
+        device_type = resolve_device(self.options.device).split(":")[0]
+        return ResultCache(folder), case_key(self.case, device_type)
 
-    def _stored_result(self, settings: Settings, cache, key: str | None) -> dict[str, Any] | None:
+    def _stored_result(self, cache, key: str | None) -> CaseRecord | None:
         """The result of an earlier run of exactly this case, unless ``--rnn-rerun``."""
-        if settings.rerun or cache is None:
+        if self.options.rerun or cache is None:
             return None
-        record = cache.get(key)
-        return None if record is None else {**record, "cached": True}
+        return cache.get(key)
 
-    def _train(self, settings: Settings, cache, key: str | None) -> dict[str, Any]:
+    def _train(self, cache, key: str | None) -> CaseRecord:
         """Train the case's trials, decide, and store the result at once."""
         from .progress import progress_for
-        from .results import case_record, suite_meta
+        from .records import case_record
         from .sequential import train_in_stages
-        from .stats import decide
 
-        suite = self.case.suite
+        case = self.case
+        suite = case.suite
         verdict = suite.verdict
         outcome = train_in_stages(
-            self.case.spec(),
+            case.spec(),
             verdict.stage,
             verdict.p0,
             verdict.alpha,
-            device=resolve_device(settings.device),
-            progress=progress_for(self),
+            device=resolve_device(self.options.device),
+            progress=progress_for(f"{suite.name} {case.id}"),
         )
-        k = sum(outcome.successes(suite.success.threshold))
-        decision = decide(k, len(outcome.metrics), verdict.p0, verdict.alpha)
-        record = case_record(self.case, outcome, decision)
-        record["trials_planned"] = verdict.trials
-        record["suite_meta"] = suite_meta(suite, self.config.rootpath)
-        record["cached"] = False
+        record = case_record(
+            suite=suite.name,
+            cell=case.cell,
+            control=case.control,
+            length=case.length,
+            config_hash=case.config_hash(),
+            outcome=outcome,
+            seeds=case.trial_seeds(),
+            metric=suite.success.metric,
+            threshold=suite.success.threshold,
+            chance=case.chance,
+            p0=verdict.p0,
+            alpha=verdict.alpha,
+            trials_planned=verdict.trials,
+        )
         if cache is not None:
             cache.put(key, record)
         return record
@@ -189,34 +201,34 @@ class GateItem(_OwnFailures):
     decision is this item's, not the cases'.
     """
 
-    def __init__(self, *, suite, **kwargs: Any) -> None:
+    def __init__(self, *, suite: Suite, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.suite = suite
         self.add_marker(pytest.mark.rnnmemory)
 
     def runtest(self) -> None:
-        from .gate import IMPROVED, UNCHANGED, load_baseline
-        from .plugin import RUN_LOG
+        from .gate import IMPROVED, REGRESSED, UNCHANGED
 
-        settings: Settings = self.config.stash[SETTINGS]
-        run = self.config.stash[RUN_LOG].runs.get(self.suite.name)
+        options: RunOptions = self.config.stash[OPTIONS]
+        log = self.config.stash[RUN_LOG]
+        run = log.runs.get(self.suite.name)
         if run is None:
             raise CaseFailure(f"{self.suite.name}: no case of this suite ran, so there is nothing to compare")
         absent = [f"{c}-L{n}" for c, n in run.missing]
-        run.judge(load_baseline(settings.baseline), holm=settings.holm)
-        for c in run.comparisons:
+        comparisons = run.judge(log.baseline(), holm=options.holm)
+        for c in comparisons:
             self.user_properties.append((f"rnnmemory_gate_{c.cell}-L{c.length}", c.status))
-        problems = [c for c in run.comparisons if c.status not in (UNCHANGED, IMPROVED)]
+        problems = [c for c in comparisons if c.status not in (UNCHANGED, IMPROVED)]
         if not problems and not absent:
             return  # a frontier that moved without a significant drop is called out, not failed
-        lines = [f"{self.suite.name}: the capability gate failed against {settings.baseline}"]
+        lines = [f"{self.suite.name}: the capability gate failed against {options.baseline}"]
         lines += [f"  {line}" for line in run.gate_lines()]
         if absent:
             lines.append(
                 f"  no result here for {', '.join(absent)}: they failed to run, were deselected, or ran on "
                 "another pytest-xdist worker (use --dist loadgroup so a suite stays on one worker)"
             )
-        if any(c.status != "regressed" for c in problems):
+        if any(c.status != REGRESSED for c in problems):
             lines.append("  refresh the baseline on purpose, from a run you trust, with --rnn-save-baseline")
         raise CaseFailure("\n".join(lines))
 
@@ -224,29 +236,27 @@ class GateItem(_OwnFailures):
         return self.path, None, f"{self.suite.name}: gate against the baseline"
 
 
-def failure_message(record: dict[str, Any]) -> str:
+def failure_message(record: CaseRecord) -> str:
     """Why a case did not pass, with the numbers that say so."""
-    from .stats import trials_to_settle
-
-    k, n = record["k"], record["n"]
+    d = record.decision
+    k, n = d.k, d.n
     head = (
-        f"{record['cell']} {record['verdict']} {record['suite']} at length {record['length']}: "
-        f"{k}/{n} trials reached {record['metric']} >= {record['threshold']}"
+        f"{record.cell} {d.verdict} {record.suite} at length {record.length}: "
+        f"{k}/{n} trials reached {record.metric} >= {record.threshold}"
     )
     lines = [
         head,
-        f"  success rate {k / n:.2f}, 95% interval [{record['ci_low']:.2f}, {record['ci_high']:.2f}]",
-        f"  p(rate > {record['p0']}) = {record['p_greater']:.3g}, "
-        f"p(rate < {record['p0']}) = {record['p_less']:.3g}, alpha = {record['alpha']}",
-        f"  median {record['metric']} {record['metric_median']:.3f} "
-        f"(chance {record['chance']:.3g}, threshold {record['threshold']})",
+        f"  success rate {k / n:.2f}, 95% interval [{d.ci_low:.2f}, {d.ci_high:.2f}]",
+        f"  p(rate > {d.p0}) = {d.p_greater:.3g}, p(rate < {d.p0}) = {d.p_less:.3g}, alpha = {d.alpha}",
+        f"  median {record.metric} {record.metric_median:.3f} "
+        f"(chance {record.chance:.3g}, threshold {record.threshold})",
     ]
-    if record["diverged"]:
-        lines.append(f"  {record['diverged']} trial(s) diverged (NaN or infinite loss)")
-    if record.get("cached"):
+    if record.diverged:
+        lines.append(f"  {record.diverged} trial(s) diverged (NaN or infinite loss)")
+    if record.cached:
         lines.append("  (stored by an earlier run of this exact case; --rnn-rerun trains it again)")
-    if record["verdict"] == "inconclusive":
-        more = trials_to_settle(k, n, record["p0"], record["alpha"])
+    if d.verdict == Verdict.INCONCLUSIVE:
+        more = trials_to_settle(k, n, d.p0, d.alpha)
         if more is None:
             lines.append(
                 "  the observed rate is too close to p0 for any practical number of trials to settle it"
@@ -257,3 +267,16 @@ def failure_message(record: dict[str, Any]) -> str:
                 "or pass --rnn-inconclusive=skip"
             )
     return "\n".join(lines)
+
+
+def report_payloads(item: pytest.Item) -> dict[str, Any]:
+    """What a finished item sends with its test report: its record or implied verdict, as plain data."""
+    if not isinstance(item, CaseItem):
+        return {}
+    meta = item.case.suite.summary(item.config.rootpath)
+    payloads: dict[str, Any] = {}
+    if item.record is not None:
+        payloads[RECORD] = record_payload(meta, item.record)
+    if item.implied is not None:
+        payloads[IMPLIED] = implied_payload(meta, item.implied)
+    return payloads

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+
+from .engine import Progress, ProgressPoint
 
 LOG = logging.getLogger("pytest_rnnmemory")
 
@@ -19,30 +20,35 @@ LOG = logging.getLogger("pytest_rnnmemory")
 INTERVAL_S = 5.0
 
 
-def progress_for(item) -> Callable[[int, int, float], None]:
-    """A callback for the engine that logs epoch, trials, elapsed time and an estimate."""
-    case = item.case
-    trials = case.suite.verdict.trials
+def progress_for(label: str) -> Progress:
+    """A callback for the engine that logs, for the case ``label``, where its training stands."""
     last: list[float | None] = [None]  # when the last line was logged
 
-    def report(epoch: int, epochs: int, elapsed_s: float) -> None:
+    def report(point: ProgressPoint) -> None:
         now = time.monotonic()
         shown = last[0] is not None
-        if epoch < epochs and (elapsed_s < INTERVAL_S or (shown and now - last[0] < INTERVAL_S)):
+        finished = point.epoch == point.epochs and point.before + point.trials >= (
+            point.planned or point.trials
+        )
+        if not finished and (point.elapsed_s < INTERVAL_S or (shown and now - last[0] < INTERVAL_S)):
             return
-        if epoch == epochs and not shown:
+        if finished and not shown:
             return  # a short case: its result line says enough
         last[0] = now
-        left = elapsed_s / epoch * (epochs - epoch)
         LOG.info(
-            "%s %s: epoch %d/%d, %d trials, %.0f s elapsed, about %.0f s left",
-            case.suite.name,
-            case.id,
-            epoch,
-            epochs,
-            trials,
-            elapsed_s,
-            left,
+            "%s: epoch %d/%d, %s, %.0f s elapsed, about %.0f s left",
+            label,
+            point.epoch,
+            point.epochs,
+            _trials(point),
+            point.elapsed_s,
+            point.left_s,
         )
 
     return report
+
+
+def _trials(point: ProgressPoint) -> str:
+    if point.planned is None:
+        return f"{point.trials} trials"
+    return f"trials {point.before + 1}-{point.before + point.trials} of {point.planned}"

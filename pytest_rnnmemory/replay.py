@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from .config import TrainSection
-from .engine import CaseOutcome, CaseSpec, train_case
+from .engine import train_case
 from .errors import RnnMemoryError
-from .tasks import make_task
+from .outcome import CaseOutcome
+from .records import TrialRecord
+from .results import SuiteRun
+from .spec import CaseSpec
 
 
 @dataclass(frozen=True)
 class Replay:
     """The trial as reported, and the trial trained again."""
 
-    reported: dict[str, Any]
+    reported: TrialRecord
     outcome: CaseOutcome
 
     @property
@@ -24,35 +25,37 @@ class Replay:
 
     def matches(self, tolerance: float = 1e-3) -> bool:
         """Whether the retrained trial ends where the report says it did."""
-        return abs(self.metric - self.reported["metric"]) <= tolerance
+        return abs(self.metric - self.reported.metric) <= tolerance
 
 
-def replay_trial(report: dict[str, Any], cell: str, length: int, trial: int, device: str = "cpu") -> Replay:
-    """Train trial ``trial`` of case (``cell``, ``length``) of a JSON report again, alone.
+def replay_trial(run: SuiteRun, cell: str, length: int, trial: int, device: str = "cpu") -> Replay:
+    """Train trial ``trial`` of case (``cell``, ``length``) of a reported run again, alone.
 
     A trial's result depends only on its seed and the case's configuration,
     so it ends the same alone as it did among the others.
     """
-    cases = {(c["cell"], c["length"]): c for c in report["cases"]}
-    if (cell, length) not in cases:
-        known = ", ".join(f"--cell {c} --length {n}" for c, n in cases)
+    if (cell, length) not in run.records:
+        known = ", ".join(f"--cell {c} --length {n}" for c, n in run.records)
         raise RnnMemoryError(f"the report has no case {cell} at length {length}; it has: {known}")
-    case = cases[(cell, length)]
-    if not 0 <= trial < len(case["trials"]):
-        raise RnnMemoryError(f"--trial must be in 0..{len(case['trials']) - 1} for this case, got {trial}")
-    reported = case["trials"][trial]
-    config = report["config"]
+    case = run.records[(cell, length)]
+    if not 0 <= trial < len(case.trials):
+        raise RnnMemoryError(f"--trial must be in 0..{len(case.trials) - 1} for this case, got {trial}")
+    reported = case.trials[trial]
+    config = run.config
+    trained_cell = config.suite.cells[0] if case.control and cell == "shuffled" else cell
     spec = CaseSpec(
-        task=make_task(config["suite"]["task"], config["task"]),
-        cell=cell,
+        task=config.suite.task,
+        task_params=dict(config.task),
+        cell=trained_cell,
         length=length,
-        hidden=config["model"]["hidden"],
-        train=TrainSection(**config["train"]),
-        metric=config["success"]["metric"],
-        threshold=config["success"]["threshold"],
-        trial_seeds=(reported["seed"],),
+        model=config.model,
+        train=config.train,
+        metric=config.success.metric,
+        threshold=config.success.threshold,
+        trial_seeds=(reported.seed,),
+        shuffle_labels=cell == "shuffled",
     )
-    return Replay(reported, train_case(spec, device=device, scheme=case["scheme"]))
+    return Replay(reported, train_case(spec, device=device, scheme=case.scheme))
 
 
 def describe(replay: Replay) -> str:
@@ -62,9 +65,9 @@ def describe(replay: Replay) -> str:
     for epoch, (loss, metric) in enumerate(
         zip(replay.outcome.train_loss[0], replay.outcome.val_metric[0], strict=True), start=1
     ):
-        was = reported["val_metric"][epoch - 1] if epoch <= len(reported["val_metric"]) else None
+        was = reported.val_metric[epoch - 1] if epoch <= len(reported.val_metric) else None
         loss_text = "diverged" if loss is None else f"{loss:.4f}"
         lines.append(f"{epoch:5d}  {loss_text:>10}  {metric:10.4f}  ({'' if was is None else f'{was:.4f}'})")
     verdict = "matches the report" if replay.matches() else "DIFFERS from the report"
-    lines.append(f"final metric {replay.metric:.4f}; reported {reported['metric']:.4f}: {verdict}")
+    lines.append(f"final metric {replay.metric:.4f}; reported {reported.metric:.4f}: {verdict}")
     return "\n".join(lines)

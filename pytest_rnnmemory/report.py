@@ -11,25 +11,32 @@ from typing import Any
 from tabulate import tabulate
 
 from . import figures
-from .diagnosis import BAND, shape_of
-from .results import Record, SuiteRun
+from .atomic import write_atomic
+from .diagnosis import BAND, Shape, shape_of
+from .errors import StoredDataError
+from .records import CaseRecord, ImpliedVerdict, SuiteMeta, frontier_text
+from .results import SuiteRun
+from .schema import SuiteConfig
+from .stats import Verdict
+from .stored import Fields
 
 #: Version of the JSON report's layout; bumped when a key changes meaning or goes away.
 SCHEMA_VERSION = 1
 
-MARKS = {"learns": "✓", "fails": "✗", "inconclusive": "?"}
+MARKS = {Verdict.LEARNS: "✓", Verdict.FAILS: "✗", Verdict.INCONCLUSIVE: "?"}
 MISSING = "—"
 
 
-def cell_text(record: Record | None, *, interval: bool = True) -> str:
+def cell_text(record: CaseRecord | ImpliedVerdict | None, *, interval: bool = True) -> str:
     """One table cell: verdict mark, k/n and (optionally) the 95% interval."""
     if record is None:
         return f"{MISSING} missing"
-    if "reason" in record:  # a verdict that --rnn-frontier implied instead of training
-        return f"({MARKS[record['verdict']]}) implied"
-    text = f"{MARKS[record['verdict']]} {record['k']}/{record['n']}"
+    if isinstance(record, ImpliedVerdict):  # a verdict that --rnn-frontier implied instead of training
+        return f"({MARKS[record.verdict]}) implied"
+    text = f"{MARKS[record.verdict]} {record.k}/{record.n}"
     if interval:
-        text += f" [{record['ci_low']:.2f}, {record['ci_high']:.2f}]"
+        d = record.decision
+        text += f" [{d.ci_low:.2f}, {d.ci_high:.2f}]"
     return text
 
 
@@ -52,7 +59,7 @@ def terminal_table(run: SuiteRun) -> str:
     """The compact table for pytest's terminal summary."""
     table = tabulate(capability_rows(run, interval=False), headers=["length", *run.cells])
     cells = [c for c in run.cells if c not in run.controls]
-    frontiers = ", ".join(f"{c} {_frontier_text(run.frontier(c))}" for c in cells)
+    frontiers = ", ".join(f"{c} {frontier_text(run.frontier(c))}" for c in cells)
     lines = [table, f"frontier (largest length learned): {frontiers}"]
     lines += [_leak_text(control, lengths) for control, lengths in run.leaky_controls().items()]
     return "\n".join(lines)
@@ -66,10 +73,6 @@ def _leak_text(control: str, lengths: list[int]) -> str:
     )
 
 
-def _frontier_text(value: int | None) -> str:
-    return "none" if value is None else str(value)
-
-
 #: The figures of a report: file suffix, drawing function, caption.
 FIGURES = {
     "capability": ("", figures.capability, "success rate against length, and every trial's final metric"),
@@ -78,19 +81,17 @@ FIGURES = {
 }
 
 
-def record_shape(record: Record):
+def record_shape(record: CaseRecord) -> Shape:
     """Where a case's trials ended (:func:`.diagnosis.shape_of`), from its record alone."""
-    trials = record["trials"]
-    return shape_of(
-        [t["metric"] for t in trials], [t["diverged"] for t in trials], record["threshold"], record["chance"]
-    )
+    trials = record.trials
+    return shape_of([t.metric for t in trials], [t.diverged for t in trials], record.threshold, record.chance)
 
 
 def markdown(run: SuiteRun, environment: dict[str, str], plots: dict[str, str] | None = None) -> str:
     """The markdown report of one suite; ``plots`` maps figure names (see :data:`FIGURES`) to files."""
     plots = plots or {}
-    verdict = run.config["verdict"]
-    success = run.config["success"]
+    verdict = run.config.verdict
+    success = run.config.success
     chance = _chance_text(run)
     lines = [f"# {run.name}: capability report", ""]
     for control, lengths in run.leaky_controls().items():
@@ -103,12 +104,12 @@ def markdown(run: SuiteRun, environment: dict[str, str], plots: dict[str, str] |
             "",
         ]
     lines += [
-        run.description or f"Task `{run.task}`.",
+        run.meta.description or f"Task `{run.meta.task}`.",
         "",
-        f"A case is one (cell, length). Each trains **{verdict['trials']} independent trials**; a trial "
-        f"succeeds when its validation {success['metric']} reaches **{success['threshold']}** "
+        f"A case is one (cell, length). Each trains **{verdict.trials} independent trials**; a trial "
+        f"succeeds when its validation {success.metric} reaches **{success.threshold}** "
         f"(chance: {chance}). The verdict is `learns` when the success rate is significantly above "
-        f"p0 = {verdict['p0']} (one-sided exact binomial test, alpha = {verdict['alpha']}), `fails` when "
+        f"p0 = {verdict.p0} (one-sided exact binomial test, alpha = {verdict.alpha}), `fails` when "
         "significantly below, and `inconclusive` otherwise.",
         "",
         "## Capability",
@@ -122,7 +123,7 @@ def markdown(run: SuiteRun, environment: dict[str, str], plots: dict[str, str] |
         "The largest length each cell learns in this run.",
         "",
         tabulate(
-            [[c, _frontier_text(run.frontier(c))] for c in run.cells if c not in run.controls],
+            [[c, frontier_text(run.frontier(c))] for c in run.cells if c not in run.controls],
             headers=["cell", "frontier"],
             tablefmt="github",
         ),
@@ -141,10 +142,7 @@ def markdown(run: SuiteRun, environment: dict[str, str], plots: dict[str, str] |
             "",
             "`--rnn-frontier` assumes that success falls with length and skipped these lengths:",
             "",
-            *[
-                f"- {c}-L{n}: {r['verdict']}, because {r['reason']}"
-                for (c, n), r in sorted(run.implied.items())
-            ],
+            *[f"- {c}-L{n}: {r.verdict}, because {r.reason}" for (c, n), r in sorted(run.implied.items())],
             "",
         ]
     if run.missing:
@@ -159,13 +157,13 @@ def markdown(run: SuiteRun, environment: dict[str, str], plots: dict[str, str] |
     lines += [
         "## Configuration",
         "",
-        f"- suite file: `{run.path}`" + (f", profile `{run.profile}`" if run.profile else ""),
-        f"- seed: {run.config['suite']['seed']}",
+        f"- suite file: `{run.meta.path}`" + (f", profile `{run.meta.profile}`" if run.meta.profile else ""),
+        f"- seed: {run.config.suite.seed}",
         f"- wall time of the cases: {run.wall_s:.1f} s",
         *[f"- {k}: {v}" for k, v in environment.items()],
         "",
         "```toml",
-        _toml(run.config),
+        _toml(run.config.to_json()),
         "```",
         "",
     ]
@@ -187,10 +185,10 @@ def _why_section(run: SuiteRun, plots: dict[str, str]) -> list[str]:
     rows = []
     for cell, length in run.ordered_cases:
         record = run.records.get((cell, length))
-        if record is None or record["k"] == record["n"]:
+        if record is None or record.k == record.n:
             continue
         shape = record_shape(record)
-        rows.append([cell, length, f"{record['k']}/{record['n']}", shape.shape, shape.describe()])
+        rows.append([cell, length, f"{record.k}/{record.n}", shape.shape, shape.describe()])
     if rows:
         lines += [
             tabulate(rows, headers=["cell", "length", "k/n", "pattern", "failed trials"], tablefmt="github"),
@@ -222,13 +220,14 @@ def _why_section(run: SuiteRun, plots: dict[str, str]) -> list[str]:
 
 
 def _gradient_rows(run: SuiteRun) -> list[list[str]]:
-    if not any(r.get("input_gradient") is not None for r in run.records.values()):
+    if not any(r.input_gradient is not None for r in run.records.values()):
         return []  # a report from before the diagnostic was recorded
     rows = []
     for length in run.lengths:
         row = [str(length)]
         for cell in run.cells:
-            value = run.records.get((cell, length), {}).get("input_gradient")
+            record = run.records.get((cell, length))
+            value = None if record is None else record.input_gradient
             row.append("" if value is None else f"{value:.2e}")
         rows.append(row)
     return rows
@@ -239,16 +238,17 @@ def _generalisation_section(run: SuiteRun) -> list[str]:
     rows = []
     for cell, length in run.ordered_cases:
         record = run.records.get((cell, length))
-        for entry in (record or {}).get("generalisation", []):
+        for entry in () if record is None else record.generalisation:
+            d = entry.decision
             rows.append(
                 [
                     cell,
                     length,
-                    f"{MARKS[record['verdict']]} {record['k']}/{record['n']}",
-                    entry["length"],
-                    f"{MARKS[entry['verdict']]} {entry['k']}/{entry['n']}",
-                    f"[{entry['ci_low']:.2f}, {entry['ci_high']:.2f}]",
-                    f"{entry['metric_median']:.3f}",
+                    f"{MARKS[record.verdict]} {record.k}/{record.n}",
+                    entry.length,
+                    f"{MARKS[d.verdict]} {d.k}/{d.n}",
+                    f"[{d.ci_low:.2f}, {d.ci_high:.2f}]",
+                    f"{entry.metric_median:.3f}",
                 ]
             )
     if not rows:
@@ -285,15 +285,15 @@ def _baseline_section(run: SuiteRun) -> list[str]:
         for c in run.comparisons
     ]
     frontier = [
-        [cell, _frontier_text(baseline.frontier(run.name, cell)), _frontier_text(run.frontier(cell))]
+        [cell, frontier_text(baseline.frontier(run.name, cell)), frontier_text(run.frontier(cell))]
         for cell in run.cells
     ]
     return [
         "## Against the baseline",
         "",
         f"Baseline `{baseline.path.name}` of {baseline.created}. A case regressed when its success rate "
-        f"is significantly lower (one-sided {run.config['verdict']['regression_test']} test, Holm-adjusted "
-        f"across this suite's cases, alpha = {run.config['verdict']['alpha']}); a significant rise is "
+        f"is significantly lower (one-sided {run.config.verdict.regression_test} test, Holm-adjusted "
+        f"across this suite's cases, alpha = {run.config.verdict.alpha}); a significant rise is "
         "reported, never failed; a case whose configuration changed is not comparable.",
         "",
         tabulate(
@@ -324,24 +324,21 @@ def _case_table(run: SuiteRun) -> str:
         if r is None:
             rows.append([cell, length, MISSING, "", "", "", "", "", "", "", ""])
             continue
+        d = r.decision
+        settled = f" (settled after {r.n} of {r.trials_planned} trials)" if r.trials_planned > r.n else ""
         rows.append(
             [
                 cell,
                 length,
-                r["verdict"]
-                + (
-                    f" (settled after {r['n']} of {r['trials_planned']} trials)"
-                    if r.get("trials_planned", r["n"]) > r["n"]
-                    else ""
-                ),
-                f"{r['k']}/{r['n']}",
-                f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]",
-                f"{r['p_greater']:.3g}",
-                f"{r['p_less']:.3g}",
-                f"{r['metric_median']:.3f}",
-                f"{r['metric_mean']:.3f} / {r['metric_max']:.3f}",
-                r["diverged"],
-                f"{r['wall_s']:.1f}",
+                f"{r.verdict}{settled}",
+                f"{r.k}/{r.n}",
+                f"[{d.ci_low:.2f}, {d.ci_high:.2f}]",
+                f"{d.p_greater:.3g}",
+                f"{d.p_less:.3g}",
+                f"{r.metric_median:.3f}",
+                f"{r.metric_mean:.3f} / {r.metric_max:.3f}",
+                r.diverged,
+                f"{r.wall_s:.1f}",
             ]
         )
     headers = [
@@ -372,51 +369,64 @@ def _toml(config: dict[str, Any]) -> str:
 
 def to_json(run: SuiteRun, environment: dict[str, str]) -> dict[str, Any]:
     """The JSON report of one suite: everything, every trial's final metric included."""
+    meta = run.meta
     return {
         "schema_version": SCHEMA_VERSION,
-        "suite": run.name,
-        "description": run.description,
-        "path": run.path,
-        "task": run.task,
-        "profile": run.profile,
-        "config": run.config,
+        "suite": meta.name,
+        "description": meta.description,
+        "path": meta.path,
+        "task": meta.task,
+        "profile": meta.profile,
+        "config": meta.config.to_json(),
         "environment": environment,
         "wall_s": round(run.wall_s, 3),
         "frontier": {c: run.frontier(c) for c in run.cells if c not in run.controls},
         "leaky_controls": run.leaky_controls(),
         "cases": [
-            {
-                **{k: v for k, v in run.records[c].items() if k != "suite_meta"},
-                "failures": dataclasses.asdict(record_shape(run.records[c])),
-            }
-            for c in run.ordered_cases
-            if c in run.records
+            {**record.to_json(), "failures": dataclasses.asdict(record_shape(record))}
+            for record in run.records_in_order()
         ],
         "missing": [{"cell": c, "length": n} for c, n in run.missing],
-        "implied": [
-            {k: v for k, v in r.items() if k != "suite_meta"} for _, r in sorted(run.implied.items())
-        ],
+        "implied": [r.to_json() for _, r in sorted(run.implied.items())],
     }
 
 
-def run_from_json(data: dict[str, Any]) -> SuiteRun:
-    """A :class:`SuiteRun` rebuilt from a JSON report, to render it again without training."""
-    records = {(c["cell"], c["length"]): c for c in data["cases"]}
-    missing = [(m["cell"], m["length"]) for m in data.get("missing", [])]
-    run = SuiteRun(
-        name=data["suite"],
-        description=data.get("description", ""),
-        path=data.get("path", ""),
-        task=data["task"],
-        profile=data.get("profile"),
-        config=data["config"],
-        expected=[*records, *missing],
-        records=records,
-        wall_s=data.get("wall_s", 0.0),
-        implied={(r["cell"], r["length"]): r for r in data.get("implied", [])},
+def run_from_json(data: Any) -> SuiteRun:
+    """A :class:`.SuiteRun` rebuilt from a JSON report, to render it again without training.
+
+    Raises :class:`.StoredDataError` naming the first place where ``data`` is
+    not a report this version writes.
+    """
+    f = Fields(data, "")
+    version = f.raw("schema_version")
+    if version != SCHEMA_VERSION:
+        raise StoredDataError(
+            f"schema_version {version!r}: this version of pytest-rnnmemory reads reports of version "
+            f"{SCHEMA_VERSION}"
+        )
+    meta = SuiteMeta(
+        name=f.text("suite"),
+        description=f.text("description") if f.has("description") else "",
+        path=f.text("path") if f.has("path") else "",
+        task=f.text("task"),
+        profile=f.text("profile", optional=True) if f.has("profile") else None,
+        config=SuiteConfig.from_json(f.raw("config"), "config"),
     )
-    run.expected += list(run.implied)
+    records = f.objects("cases", CaseRecord.from_json)
+    implied = f.objects("implied", ImpliedVerdict.from_json) if f.has("implied") else ()
+    missing = f.objects("missing", _missing_case) if f.has("missing") else ()
+    run = SuiteRun(meta=meta, expected=[*(r.key for r in records), *missing])
+    for record in records:
+        run.records[record.key] = record
+    for verdict in implied:
+        run.add_implied(verdict)
+    run.wall_s = f.number("wall_s") if f.has("wall_s") else 0.0
     return run
+
+
+def _missing_case(data: Any, where: str) -> tuple[str, int]:
+    f = Fields(data, where)
+    return (f.text("cell"), f.integer("length", minimum=1))
 
 
 def write_reports(run: SuiteRun, report_dir: Path, environment: dict[str, str]) -> list[Path]:
@@ -435,20 +445,13 @@ def write_reports(run: SuiteRun, report_dir: Path, environment: dict[str, str]) 
     text = markdown(run, environment, plots)
     if run.records and not plots:
         text += "\nInstall the `plot` extra (`pip install pytest-rnnmemory[plot]`) for the figures.\n"
-    _write_atomic(md, text)
+    write_atomic(md, text)
     written.append(md)
     js = report_dir / f"{run.name}.json"
-    _write_atomic(js, json.dumps(to_json(run, environment), indent=1, allow_nan=False) + "\n")
+    write_atomic(js, json.dumps(to_json(run, environment), indent=1, allow_nan=False) + "\n")
     written.append(js)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a", encoding="utf-8") as fh:
             fh.write(text + "\n")
     return written
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    # A run killed while writing must not leave half a report over the last good one.
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

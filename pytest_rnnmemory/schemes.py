@@ -1,94 +1,64 @@
-"""Schemes: how the cells of every trial of a case run in one call.
+"""Schemes: how the cells of every trial of a case run in one call, and which one runs a case.
 
 A scheme takes the trials' stacked weights (``name -> [n, ...]``) and a
 minibatch for every trial and returns every trial's hidden states
 ``[n, batch, steps, hidden]``. Each lays the training data out once per epoch
 the way its kernels want it, so that a minibatch is a contiguous slice.
 
-* ``stepwise``: built-in cells, per-trial weights, hand-written backward
-  (:mod:`.cells.stepwise`).
-* ``fused``: built-in cells as one block-diagonal wide cell through torch's
-  fused kernels (:mod:`.cells.fused`).
-* ``native``: built-in cells through a C kernel compiled on first use, every
-  step of a minibatch in one call (:mod:`.cells.native`); CPU only. It also
-  offers ``training``: cell, readout, loss, gradient and optimizer step of many
-  minibatches in one call, which the engine uses instead of autograd.
-* ``vmap``: any protocol cell through ``torch.func``.
+:data:`SCHEMES` is the one registry: each entry says what it is, which cells
+and devices it serves, and whether it can run here. The suite check, the
+``auto`` choice and the README's list of schemes all read it.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
 
-from .cells import cell_class
-from .cells.native import NativeUnavailable, Training, native_available, unavailable_reason
-from .config import TrainSection
-
-SCHEMES = ("fused", "native", "stepwise", "vmap")
-
-#: Above this many hidden units over all trials the block-diagonal weights of ``fused``
-#: cost more than they save and ``auto`` picks ``stepwise``.
-FUSED_MAX_WIDTH = 256
-
-#: Up to this many hidden units per trial ``auto`` picks ``native`` on the CPU; above it the
-#: per-step products are large enough for ``stepwise``'s batched matrix products to catch up.
-NATIVE_MAX_HIDDEN = 16
+from .cells import recurrence_of
+from .cells.native import Training, native_available, unavailable_reason
+from .cells.recurrence import Recurrence
+from .errors import SchemeError
+from .schema import TrainSection
 
 
-def is_builtin(cell: str) -> bool:
-    """True for the built-in cells, which every scheme can run."""
-    return hasattr(cell_class(cell), "fused_op")
+class Scheme(Protocol):
+    """How one case's trials run: the data's layout and the hidden states of a minibatch."""
+
+    def arrange(self, x: torch.Tensor) -> torch.Tensor:
+        """The trials' sequences ``x [n, S, T, I]`` laid out for :meth:`rows` and :meth:`hidden`."""
+        ...
+
+    def rows(self, arranged: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Sequences ``start:stop`` of every trial from an arranged tensor."""
+        ...
+
+    def hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
+        """Every trial's hidden states ``[n, b, T, H]`` for an arranged minibatch."""
+        ...
 
 
-def choose_scheme(cell: str, hidden: int, trials: int, requested: str = "auto", device: str = "cpu") -> str:
-    """The scheme that trains ``trials`` trials of ``cell`` fastest (or the one requested).
+class TrialMajor:
+    """Inputs laid out as ``[n, S, T, I]``, as the engine stacks them."""
 
-    Measured on a 2-core CPU, one thread (30 trials, batch 16, L = 50; CPU
-    time of one forward and backward pass of the cells): ``native`` takes
-    0.8 ms for ``lstm`` at hidden 1 where ``fused`` takes 3.1 ms and
-    ``stepwise`` 7.5 ms (``gru`` 1.0 against 11.4 and 9.0 ms, ``rnn`` 0.6
-    against 4.1 and 2.1 ms); at hidden 8 and 16 it is 1.5x (``rnn``) to 3x
-    (``lstm``, ``gru``) faster than ``stepwise``, the faster of the other two
-    there, and at hidden 32 the two are even. So on the CPU ``auto`` picks
-    ``native`` up to :data:`NATIVE_MAX_HIDDEN` hidden units when its kernel
-    builds. Without it, ``stepwise`` is 3-4x faster than torch's fused kernels
-    for ``rnn`` and about 1.3x for ``gru``, whose fused CPU kernels run step by
-    step under autograd; for ``lstm`` the fused kernel is oneDNN's and wins
-    (1.8x at hidden 1, 1.2x at hidden 8) while trials x hidden stays small. On
-    CUDA the fused kernels are cuDNN's, one launch for a whole sequence, and
-    ``native`` is not offered.
-    """
-    builtin = is_builtin(cell)
-    kind = torch.device(device).type
-    if requested in ("fused", "native", "stepwise") and not builtin:
-        raise ValueError(f"train.engine = {requested!r} works for the built-in cells only, not {cell!r}")
-    if requested == "native":
-        if kind != "cpu":
-            raise ValueError(f"train.engine = 'native' runs on the CPU only, not on {kind}")
-        if not native_available():
-            raise NativeUnavailable(f"train.engine = 'native' is unavailable here: {unavailable_reason()}")
-    if requested != "auto":
-        return requested
-    if not builtin:
-        return "vmap"
-    narrow = trials * hidden <= FUSED_MAX_WIDTH
-    if kind == "cuda":
-        return "fused" if narrow else "stepwise"
-    if kind == "cpu" and hidden <= NATIVE_MAX_HIDDEN and native_available():
-        return "native"
-    return "fused" if cell == "lstm" and narrow else "stepwise"
+    def arrange(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def rows(self, arranged: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        return arranged[:, start:stop]
 
 
 class Fused:
-    """Built-in cells as one wide cell; inputs laid out as ``[S, T, n*I]``."""
+    """Built-in cells as one wide cell through torch's fused kernels; inputs laid out as ``[S, T, n*I]``."""
 
-    name = "fused"
-
-    def __init__(self, cell: nn.Module) -> None:
-        self.op, self.gates = cell.fused_op, cell.gates
+    def __init__(self, cell: Recurrence) -> None:
+        self.cell = cell
 
     def arrange(self, x: torch.Tensor) -> torch.Tensor:
         n, s, t, i = x.shape
@@ -100,45 +70,42 @@ class Fused:
     def hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
         from .cells.fused import fused_forward
 
-        return fused_forward(params, batch, self.op, self.gates)
+        return fused_forward(params, batch, self.cell)
 
 
-class Stepwise:
-    """Built-in cells with per-trial weights and a hand-written backward; inputs ``[n, S, T, I]``."""
+class Stepwise(TrialMajor):
+    """Built-in cells with per-trial weights and a hand-written backward pass."""
 
-    name = "stepwise"
-
-    def __init__(self, cell: nn.Module) -> None:
-        self.op = cell.fused_op
-
-    def arrange(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def rows(self, arranged: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        return arranged[:, start:stop]
+    def __init__(self, cell: Recurrence) -> None:
+        self.cell = cell
 
     def hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
         from .cells.stepwise import stepwise_forward
 
-        return stepwise_forward(params, batch, self.op)
+        return stepwise_forward(params, batch, self.cell)
 
 
-class Native(Stepwise):
-    """Built-in cells through the C kernel of :mod:`.cells.native`; inputs ``[n, S, T, I]``, CPU only."""
+class Native(TrialMajor):
+    """Built-in cells through the C kernel of :mod:`.cells.native`; CPU only.
 
-    name = "native"
+    Besides the hidden states (for evaluation and the gradient diagnostic) it
+    trains whole epochs itself: :meth:`training`.
+    """
+
+    def __init__(self, cell: Recurrence) -> None:
+        self.cell = cell
 
     def hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
         from .cells.native import native_forward
 
-        return native_forward(params, batch, self.op)
+        return native_forward(params, batch, self.cell)
 
     def training(
         self, offsets: dict[str, int], regression: bool, trials: int, width: int, train: TrainSection
     ) -> Training:
         """Training in C, as ``train`` says, of weights at these offsets in flat rows of ``width``."""
         return Training(
-            self.op,
+            self.cell,
             offsets,
             regression,
             trials,
@@ -149,13 +116,11 @@ class Native(Stepwise):
         )
 
 
-class Vmap(Stepwise):
-    """Any protocol cell under ``torch.func.vmap``; inputs laid out as ``[n, S, T, I]``."""
+class Vmap(TrialMajor):
+    """Any protocol cell under ``torch.func.vmap``."""
 
-    name = "vmap"
-
-    def __init__(self, cell: nn.Module, buffers: dict[str, torch.Tensor]) -> None:
-        self.base = copy.deepcopy(cell).to("meta")
+    def __init__(self, module: nn.Module, buffers: dict[str, torch.Tensor]) -> None:
+        self.base = copy.deepcopy(module).to("meta")
         self.buffers = buffers
 
     def hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
@@ -165,12 +130,143 @@ class Vmap(Stepwise):
         return torch.func.vmap(one)(params, self.buffers, batch)
 
 
-def make_scheme(name: str, cell: nn.Module, buffers: dict[str, torch.Tensor]):
-    """The scheme ``name`` for trials of ``cell`` (one of them, as built), with the trials' buffers."""
-    if name == "fused":
-        return Fused(cell)
-    if name == "stepwise":
-        return Stepwise(cell)
-    if name == "native":
-        return Native(cell)
-    return Vmap(cell, buffers)
+#: ``build(recurrence, module, buffers)``: the scheme for trials of one cell (``recurrence`` is
+#: ``None`` for a cell that is not a built-in recurrence; ``module`` is one trial's cell as built).
+Build = Callable[["Recurrence | None", nn.Module, dict[str, torch.Tensor]], Scheme]
+
+
+def _available() -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class SchemeEntry:
+    """One scheme: what it is, what it serves, and how to build it."""
+
+    name: str
+    #: One sentence for the README and for errors.
+    summary: str
+    #: Whether it runs only the built-in recurrent cells (``rnn``, ``lstm``, ``gru``).
+    builtin_only: bool
+    #: The device types it runs on.
+    devices: tuple[str, ...]
+    build: Build
+    #: Why it cannot run on this machine (``None``: it can).
+    unavailable: Callable[[], str | None] = _available
+    #: Whether it trains whole epochs itself (loss, gradient and optimizer step) instead of autograd.
+    trains: bool = False
+
+    def refusal(self, cell: str, device: str) -> str | None:
+        """Why this scheme cannot run ``cell`` on a ``device`` (a device type); ``None`` if it can."""
+        if self.builtin_only and recurrence_of(cell) is None:
+            built_in = ", ".join(name for name, entry in SCHEMES.items() if not entry.builtin_only)
+            return (
+                f"train.engine = {self.name!r} runs the built-in cells only ({', '.join(_builtin_names())}), "
+                f"not {cell!r}; use 'auto' or {built_in}"
+            )
+        if device not in self.devices:
+            return f"train.engine = {self.name!r} runs on {' and '.join(self.devices)} only, not on {device}"
+        reason = self.unavailable()
+        if reason is not None:
+            return f"train.engine = {self.name!r} is unavailable here: {reason}"
+        return None
+
+
+def _builtin_names() -> list[str]:
+    from .cells import RECURRENCES
+
+    return list(RECURRENCES)
+
+
+#: Every scheme, in the order the README lists them.
+SCHEMES: dict[str, SchemeEntry] = {
+    entry.name: entry
+    for entry in (
+        SchemeEntry(
+            name="native",
+            summary="built-in cells through a small C kernel that trains whole epochs, optimizer "
+            "included, compiled on first use; CPU only",
+            builtin_only=True,
+            devices=("cpu",),
+            build=lambda recurrence, module, buffers: Native(recurrence),
+            unavailable=lambda: None if native_available() else unavailable_reason(),
+            trains=True,
+        ),
+        SchemeEntry(
+            name="stepwise",
+            summary="built-in cells with per-trial weights and a hand-written backward pass",
+            builtin_only=True,
+            devices=("cpu", "cuda"),
+            build=lambda recurrence, module, buffers: Stepwise(recurrence),
+        ),
+        SchemeEntry(
+            name="fused",
+            summary="built-in cells as one block-diagonal wide cell through torch's fused kernels "
+            "(oneDNN on the CPU, cuDNN on CUDA)",
+            builtin_only=True,
+            devices=("cpu", "cuda"),
+            build=lambda recurrence, module, buffers: Fused(recurrence),
+        ),
+        SchemeEntry(
+            name="vmap",
+            summary="any cell that follows the cell protocol, through torch.func.vmap",
+            builtin_only=False,
+            devices=("cpu", "cuda"),
+            build=lambda recurrence, module, buffers: Vmap(module, buffers),
+        ),
+    )
+}
+
+#: What ``train.engine`` may name.
+ENGINE_CHOICES = ("auto", *SCHEMES)
+
+#: Above this many hidden units over all trials the block-diagonal weights of ``fused``
+#: cost more than they save and ``auto`` picks ``stepwise``.
+FUSED_MAX_WIDTH = 256
+
+#: Up to this many hidden units per trial ``auto`` picks ``native`` on the CPU; above it the
+#: per-step products are large enough for ``stepwise``'s batched matrix products to catch up.
+NATIVE_MAX_HIDDEN = 16
+
+
+def unknown_scheme(name: str) -> str:
+    """The message for a ``train.engine`` that names no scheme."""
+    close = difflib.get_close_matches(name, ENGINE_CHOICES, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown scheme{hint}; allowed: {', '.join(ENGINE_CHOICES)}"
+
+
+def choose_scheme(cell: str, hidden: int, trials: int, requested: str = "auto", device: str = "cpu") -> str:
+    """The scheme that trains ``trials`` trials of ``cell`` fastest (or the one requested).
+
+    A requested scheme that cannot run the case raises :class:`.SchemeError`
+    with the reason. ``auto`` follows the measurements the README's *The
+    engine* section gives: on the CPU, ``native`` for the built-in cells up to
+    :data:`NATIVE_MAX_HIDDEN` hidden units when its kernel builds; without it,
+    ``fused`` where torch's CPU kernel runs whole sequences (oneDNN's LSTM) and
+    the case is narrow, ``stepwise`` otherwise; on CUDA,
+    ``fused`` (cuDNN) while trials x hidden stays narrow; ``vmap`` for any
+    other cell.
+    """
+    kind = torch.device(device).type
+    if requested != "auto":
+        if requested not in SCHEMES:
+            raise SchemeError(f"train.engine = {requested!r}: {unknown_scheme(requested)}")
+        refusal = SCHEMES[requested].refusal(cell, kind)
+        if refusal is not None:
+            raise SchemeError(refusal)
+        return requested
+    recurrence = recurrence_of(cell)
+    if recurrence is None:
+        return "vmap"
+    narrow = trials * hidden <= FUSED_MAX_WIDTH
+    if kind == "cuda":
+        return "fused" if narrow else "stepwise"
+    if kind == "cpu" and hidden <= NATIVE_MAX_HIDDEN and native_available():
+        return "native"
+    return "fused" if recurrence.fused_whole_sequence_on_cpu and narrow else "stepwise"
+
+
+def make_scheme(name: str, cell: str, module: nn.Module, buffers: dict[str, torch.Tensor]) -> Scheme:
+    """The scheme ``name`` for trials of ``cell`` (``module``: one of them, as built), with their buffers."""
+    return SCHEMES[name].build(recurrence_of(cell), module, buffers)

@@ -11,10 +11,11 @@ changes is the number of trials trained.
 from __future__ import annotations
 
 import dataclasses
+import time
 
-import torch
-
-from .engine import CaseOutcome, CaseSpec, Progress, train_case
+from .engine import Progress, ProgressPoint, train_case
+from .outcome import CaseOutcome
+from .spec import CaseSpec
 from .stats import settled
 
 
@@ -27,33 +28,35 @@ def train_in_stages(
     progress: Progress | None = None,
 ) -> CaseOutcome:
     """Train ``spec``'s trials ``stage`` at a time until the verdict of all of them is settled."""
-    n = len(spec.trial_seeds)
+    n = spec.trials
     if stage <= 0 or stage >= n:
         return train_case(spec, device=device, progress=progress)
+    started = time.perf_counter()
     parts: list[CaseOutcome] = []
     trained = successes = 0
     while trained < n:
         seeds = spec.trial_seeds[trained : trained + stage]
-        part = train_case(dataclasses.replace(spec, trial_seeds=seeds), device=device, progress=progress)
+        part = train_case(
+            dataclasses.replace(spec, trial_seeds=seeds),
+            device=device,
+            progress=None if progress is None else _in_stage(progress, trained, n, started),
+        )
         parts.append(part)
         trained += len(seeds)
         successes += sum(part.successes(spec.threshold))
         if settled(successes, trained, n, p0, alpha) is not None:
             break
-    return _joined(parts)
+    return CaseOutcome.concatenate(parts)
 
 
-def _joined(parts: list[CaseOutcome]) -> CaseOutcome:
-    first = parts[0]
-    return CaseOutcome(
-        metrics=[m for p in parts for m in p.metrics],
-        diverged=[d for p in parts for d in p.diverged],
-        train_loss=[row for p in parts for row in p.train_loss],
-        val_metric=[row for p in parts for row in p.val_metric],
-        scheme=first.scheme,
-        device=first.device,
-        wall_s=sum(p.wall_s for p in parts),
-        params={k: torch.cat([p.params[k] for p in parts]) for k in first.params},
-        eval_metrics={n: [m for p in parts for m in p.eval_metrics[n]] for n in first.eval_metrics},
-        input_gradient=[g for p in parts for g in p.input_gradient],
-    )
+def _in_stage(progress: Progress, before: int, planned: int, started: float) -> Progress:
+    """``progress`` told where this stage lies among all the case's trials, and the case's time so far."""
+
+    def report(point: ProgressPoint) -> None:
+        progress(
+            dataclasses.replace(
+                point, before=before, planned=planned, elapsed_s=time.perf_counter() - started
+            )
+        )
+
+    return report

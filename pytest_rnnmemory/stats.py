@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import Enum
 from functools import lru_cache
 
 import numpy as np
 from scipy.stats import binom, binomtest
 
-LEARNS, FAILS, INCONCLUSIVE = "learns", "fails", "inconclusive"
-VERDICTS = (LEARNS, FAILS, INCONCLUSIVE)
+
+class Verdict(str, Enum):
+    """What the binomial tests say of a case: the cell ``learns`` the length, ``fails`` it, or can't tell."""
+
+    LEARNS = "learns"
+    FAILS = "fails"
+    INCONCLUSIVE = "inconclusive"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+LEARNS, FAILS, INCONCLUSIVE = Verdict.LEARNS, Verdict.FAILS, Verdict.INCONCLUSIVE
+VERDICTS = tuple(Verdict)
 
 #: The most trials :func:`trials_to_settle` will suggest.
 MAX_SUGGESTED_TRIALS = 10_000
@@ -30,14 +43,15 @@ class Decision:
     #: Exact (Clopper-Pearson) 95% interval of the success rate.
     ci_low: float
     ci_high: float
-    verdict: str
+    verdict: Verdict
 
     @property
     def rate(self) -> float:
         return self.k / self.n if self.n else 0.0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The decision's fields in their order, the verdict as its word."""
+        return {**asdict(self), "verdict": self.verdict.value}
 
 
 def decide(k: int, n: int, p0: float = 0.5, alpha: float = 0.05) -> Decision:
@@ -91,7 +105,7 @@ def trials_to_settle(k: int, n: int, p0: float = 0.5, alpha: float = 0.05) -> in
     return int(m[settles[0]]) if settles.size else None
 
 
-def settled(k: int, m: int, n: int, p0: float = 0.5, alpha: float = 0.05) -> str | None:
+def settled(k: int, m: int, n: int, p0: float = 0.5, alpha: float = 0.05) -> Verdict | None:
     """The verdict of ``n`` trials if ``k`` successes in the first ``m`` already fix it, else ``None``.
 
     The verdict is monotone in the final count, which lies in ``[k, k + n - m]``:
@@ -104,7 +118,7 @@ def settled(k: int, m: int, n: int, p0: float = 0.5, alpha: float = 0.05) -> str
 
 
 @lru_cache(maxsize=65536)
-def verdict_of(k: int, n: int, p0: float = 0.5, alpha: float = 0.05) -> str:
+def verdict_of(k: int, n: int, p0: float = 0.5, alpha: float = 0.05) -> Verdict:
     """:func:`decide`'s verdict alone, from the same binomial tails, without the interval."""
     if binom.sf(k - 1, n, p0) <= alpha:
         return LEARNS

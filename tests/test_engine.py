@@ -1,50 +1,40 @@
 """The batched engine: trials are independent, exact, and follow torch's cells."""
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from pytest_rnnmemory import engine, schemes
-from pytest_rnnmemory.config import TrainSection
-from pytest_rnnmemory.engine import CaseSpec, initial_modules, train_case, trial_data
+from pytest_rnnmemory import schemes, seeds, stacked
+from pytest_rnnmemory.data import TrialData, sample_trials
+from pytest_rnnmemory.engine import GRADIENT_SEQUENCES, train, train_case
+from pytest_rnnmemory.errors import SchemeError
+from pytest_rnnmemory.outcome import CaseOutcome
 from pytest_rnnmemory.schemes import choose_scheme
-from pytest_rnnmemory.seeds import trial_seed
-from pytest_rnnmemory.tasks import IGNORE, make_task
+from pytest_rnnmemory.stacked import initial_modules
+from pytest_rnnmemory.tasks import make_task
+from tests.specs import alone, spec_for
 
 TORCH_CELLS = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
 
 
-def spec_for(cell="lstm", length=6, trials=3, task="latching", hidden=2, **train):
-    recipe = dict(samples=48, val_samples=32, epochs=2, batch_size=16, lr=0.05) | train
-    seeds = tuple(trial_seed(0, "engine-test", cell, length, i) for i in range(trials))
-    return CaseSpec(make_task(task), cell, length, hidden, TrainSection(**recipe), "accuracy", 0.95, seeds)
-
-
-def alone(spec, i):
-    return CaseSpec(
-        spec.task,
-        spec.cell,
-        spec.length,
-        spec.hidden,
-        spec.train,
-        spec.metric,
-        spec.threshold,
-        (spec.trial_seeds[i],),
-    )
+def trial_data(spec, stream, count):
+    """Each trial's sequences from its own stream: ``x [n, S, T, I]`` and each trial's (first step, y)."""
+    return sample_trials(spec, make_task(spec.task, spec.task_params), stream, count)
 
 
 @pytest.mark.parametrize("scheme", ["fused", "stepwise", "vmap"])
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_trial_in_batch_equals_trial_alone(cell, scheme):
     spec = spec_for(cell)
-    batch = train_case(spec, scheme=scheme)
+    batch = train(spec, scheme=scheme)
     for i in (0, 2):
-        single = train_case(alone(spec, i), scheme=scheme)
-        for name, value in single.params.items():
-            torch.testing.assert_close(batch.params[name][i], value[0], rtol=1e-4, atol=1e-5)
-        assert batch.metrics[i] == pytest.approx(single.metrics[0], abs=1e-6)
-        assert batch.train_loss[i] == pytest.approx(single.train_loss[0], rel=1e-4)
+        single = train(alone(spec, i), scheme=scheme)
+        for name, value in single.weights.items():
+            torch.testing.assert_close(batch.weights[name][i], value[0], rtol=1e-4, atol=1e-5)
+        assert batch.outcome.metrics[i] == pytest.approx(single.outcome.metrics[0], abs=1e-6)
+        assert batch.outcome.train_loss[i] == pytest.approx(single.outcome.train_loss[0], rel=1e-4)
 
 
 @pytest.mark.parametrize("scheme", ["fused", "stepwise"])
@@ -52,21 +42,21 @@ def test_trial_in_batch_equals_trial_alone(cell, scheme):
 def test_every_scheme_trains_the_same_weights_as_vmap(cell, scheme):
     """vmap runs the plain modules of cells/builtin.py; the fast schemes must agree with them."""
     spec = spec_for(cell, task="addition", length=3)
-    fast = train_case(spec, scheme=scheme)
-    vmapped = train_case(spec, scheme="vmap")
-    for name, value in fast.params.items():
-        torch.testing.assert_close(vmapped.params[name], value, rtol=1e-4, atol=1e-5)
+    fast = train(spec, scheme=scheme)
+    vmapped = train(spec, scheme="vmap")
+    for name, value in fast.weights.items():
+        torch.testing.assert_close(vmapped.weights[name], value, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_one_trial_follows_torch_nn_and_adam(cell):
     """Trial 1, trained in a batch of three, ends where torch.nn's module and Adam take it."""
     spec = spec_for(cell, samples=40, batch_size=16, epochs=2)
-    outcome = train_case(spec, scheme="fused")
+    weights = train(spec, scheme="fused").weights
 
     index = 1
     seed = spec.trial_seeds[index]
-    cell_module, readout = initial_modules(spec)[index]
+    cell_module, readout = initial_modules(spec, make_task(spec.task))[index]
     rnn = TORCH_CELLS[cell](1, spec.hidden, batch_first=True)
     linear = torch.nn.Linear(spec.hidden, 2)
     with torch.no_grad():
@@ -75,9 +65,7 @@ def test_one_trial_follows_torch_nn_and_adam(cell):
         linear.weight.copy_(readout.weight)
         linear.bias.copy_(readout.bias)
     x, y = trial_data(spec, "train", spec.train.samples)
-    x, y = x[index], y[index, :, -1]
-    from pytest_rnnmemory import seeds
-
+    x, y = x[index], y[index][1][:, -1]
     order = seeds.stream(seed, "order")
     optimizer = torch.optim.Adam([*rnn.parameters(), *linear.parameters()], lr=spec.train.lr)
     for _ in range(spec.train.epochs):
@@ -88,17 +76,13 @@ def test_one_trial_follows_torch_nn_and_adam(cell):
             out, _ = rnn(x[idx])
             torch.nn.functional.cross_entropy(linear(out[:, -1]), y[idx]).backward()
             optimizer.step()
-    torch.testing.assert_close(
-        outcome.params["weight_hh"][index], rnn.weight_hh_l0.detach(), rtol=1e-4, atol=1e-5
-    )
-    torch.testing.assert_close(
-        outcome.params["readout.weight"][index], linear.weight.detach(), rtol=1e-4, atol=1e-5
-    )
+    torch.testing.assert_close(weights["weight_hh"][index], rnn.weight_hh_l0.detach(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(weights["readout.weight"][index], linear.weight.detach(), rtol=1e-4, atol=1e-5)
 
 
 def test_trials_are_independent_models():
     spec = spec_for("rnn", trials=4)
-    modules = initial_modules(spec)
+    modules = initial_modules(spec, make_task(spec.task))
     first = [m[0].weight_hh.detach().clone() for m in modules]
     assert all(not torch.equal(first[0], w) for w in first[1:])
     x, _ = trial_data(spec, "train", 8)
@@ -124,41 +108,38 @@ def test_a_diverging_trial_is_marked_and_the_others_train_on(monkeypatch, scheme
     """
     spec = spec_for("rnn", trials=4, task="xor_delay", length=2)
     healthy = train_case(spec, scheme=scheme)
-    original = engine.initial_modules
+    original = stacked.initial_modules
 
-    def poisoned(spec_):
-        modules = original(spec_)
+    def poisoned(spec_, task):
+        modules = original(spec_, task)
         with torch.no_grad():
             modules[2][1].weight.fill_(math.inf)
         return modules
 
-    monkeypatch.setattr(engine, "initial_modules", poisoned)
-    outcome = train_case(spec, scheme=scheme)
-    assert outcome.diverged == [False, False, True, False]
+    monkeypatch.setattr(stacked, "initial_modules", poisoned)
+    trained = train(spec, scheme=scheme)
+    outcome = trained.outcome
+    assert outcome.diverged == (False, False, True, False)
     assert outcome.metrics[2] == 0.0
-    assert outcome.train_loss[2] == [None, None]
+    assert outcome.train_loss[2] == (None, None)
     for i in (0, 1, 3):
         assert outcome.metrics[i] == pytest.approx(healthy.metrics[i], abs=1e-6)
         assert outcome.train_loss[i] == pytest.approx(healthy.train_loss[i], rel=1e-5)
-    for value in outcome.params.values():
+    for value in trained.weights.values():
         assert torch.isfinite(value).all()
 
 
 def test_clipping_is_per_trial():
     """Trial 0 alone and in a batch end the same with clipping on: no norm is shared."""
     spec = spec_for("lstm", clip=0.01)
-    batch = train_case(spec)
-    single = train_case(alone(spec, 0))
-    torch.testing.assert_close(
-        batch.params["weight_ih"][0], single.params["weight_ih"][0], rtol=1e-4, atol=1e-5
-    )
+    batch = train(spec).weights
+    single = train(alone(spec, 0)).weights
+    torch.testing.assert_close(batch["weight_ih"][0], single["weight_ih"][0], rtol=1e-4, atol=1e-5)
 
 
 def test_sequence_accuracy_needs_every_scored_step():
-    spec = spec_for("gru", task="addition", length=3)
-    spec = CaseSpec(spec.task, "gru", 3, 2, spec.train, "sequence_accuracy", 0.95, spec.trial_seeds)
-    seq = train_case(spec)
-    acc = train_case(CaseSpec(spec.task, "gru", 3, 2, spec.train, "accuracy", 0.95, spec.trial_seeds))
+    seq = train_case(spec_for("gru", task="addition", length=3, metric="sequence_accuracy"))
+    acc = train_case(spec_for("gru", task="addition", length=3, metric="accuracy"))
     assert all(s <= a + 1e-6 for s, a in zip(seq.metrics, acc.metrics, strict=True))
 
 
@@ -171,8 +152,10 @@ def test_auto_scheme_follows_the_measurements(monkeypatch):
     assert choose_scheme("gru", hidden=1, trials=30) == "stepwise"
     assert choose_scheme("gru", hidden=1, trials=30, device="cuda") == "fused"
     assert choose_scheme("tests.cells_for_tests:ZeroRecurrence", hidden=1, trials=3) == "vmap"
-    with pytest.raises(ValueError, match="built-in cells only"):
+    with pytest.raises(SchemeError, match="built-in cells only"):
         choose_scheme("tests.cells_for_tests:ZeroRecurrence", hidden=1, trials=3, requested="fused")
+    with pytest.raises(SchemeError, match=r"unknown scheme \(did you mean 'fused'\?\)"):
+        choose_scheme("lstm", hidden=1, trials=3, requested="fusd")
 
 
 def test_user_cell_trains_through_vmap():
@@ -181,7 +164,6 @@ def test_user_cell_trains_through_vmap():
     assert outcome.scheme == "vmap"
     # A cell with no memory cannot latch: it never beats chance at the last step.
     assert max(outcome.metrics) < 0.75
-    assert IGNORE == -100
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -190,22 +172,22 @@ def test_user_cell_trains_through_vmap():
 def test_cuda_trains_what_the_cpu_trains(cell, scheme):
     """Data is drawn on the CPU from the trials' seeds, so both devices see the same sequences."""
     spec = spec_for(cell)
-    cpu = train_case(spec, scheme=scheme)
-    cuda = train_case(spec, device="cuda", scheme=scheme)
-    assert cuda.device.startswith("cuda")
-    for name, value in cpu.params.items():
-        torch.testing.assert_close(cuda.params[name], value, rtol=1e-3, atol=1e-4)
+    cpu = train(spec, scheme=scheme)
+    cuda = train(spec, device="cuda", scheme=scheme)
+    assert cuda.outcome.device.startswith("cuda")
+    for name, value in cpu.weights.items():
+        torch.testing.assert_close(cuda.weights[name], value, rtol=1e-3, atol=1e-4)
 
 
 def test_the_shuffled_control_trains_on_moved_targets_and_validates_on_true_ones():
     spec = spec_for("rnn", trials=2, task="latching", length=4)
-    shuffled = CaseSpec(**{**spec.__dict__, "shuffle_labels": True})
-    plain = engine._Trainer(spec, torch.device("cpu"), "stepwise")
-    moved = engine._Trainer(shuffled, torch.device("cpu"), "stepwise")
-    assert torch.equal(plain.x, moved.x) and torch.equal(plain.yv, moved.yv)
-    assert not torch.equal(plain.y, moved.y)
+    task = make_task("latching")
+    plain = TrialData.draw(spec, task, torch.device("cpu"))
+    moved = TrialData.draw(dataclasses.replace(spec, shuffle_labels=True), task, torch.device("cpu"))
+    assert torch.equal(plain.train.x, moved.train.x) and torch.equal(plain.val.y, moved.val.y)
+    assert not torch.equal(plain.train.y, moved.train.y)
     # The same targets, moved between sequences: class counts per trial are unchanged.
-    assert torch.equal(plain.y.sort(dim=1).values, moved.y.sort(dim=1).values)
+    assert torch.equal(plain.train.y.sort(dim=1).values, moved.train.y.sort(dim=1).values)
 
 
 def test_the_memoryless_control_cannot_latch():
@@ -219,8 +201,9 @@ def test_the_memoryless_control_cannot_latch():
 
 def test_a_regression_task_trains_with_squared_error_and_scores_by_tolerance():
     spec = spec_for("gru", length=10, trials=2, task="adding", hidden=4, samples=1024, epochs=4, lr=0.02)
-    outcome = train_case(spec)
-    assert outcome.params["readout.weight"].shape == (2, 1, 4)  # one output, not two classes
+    trained = train(spec)
+    outcome = trained.outcome
+    assert trained.weights["readout.weight"].shape == (2, 1, 4)  # one output, not two classes
     first, last = (row[0] for row in outcome.train_loss), (row[-1] for row in outcome.train_loss)
     assert all(b < a for a, b in zip(first, last, strict=True))
     # A right sequence is one whose end is within the tolerance: chance is about 0.154 with
@@ -230,18 +213,18 @@ def test_a_regression_task_trains_with_squared_error_and_scores_by_tolerance():
 
 def test_the_tolerance_decides_what_counts_as_right():
     strict = spec_for("gru", length=10, trials=1, task="adding", hidden=4, samples=64, epochs=1)
-    loose = CaseSpec(**{**strict.__dict__, "task": make_task("adding", {"tolerance": 100.0})})
+    loose = dataclasses.replace(strict, task_params={"tolerance": 100.0})
     assert train_case(loose).metrics[0] == 1.0  # every output is within 100 of its target
     assert train_case(strict).metrics[0] < 1.0
 
 
 @pytest.mark.parametrize("scheme", ["fused", "stepwise", "vmap"])
 def test_evaluation_at_other_lengths_is_per_trial_and_exact(scheme):
-    spec = CaseSpec(**{**spec_for("lstm", task="recall", length=2).__dict__, "eval_lengths": (4, 8)})
+    spec = dataclasses.replace(spec_for("lstm", task="recall", length=2), eval_lengths=(4, 8))
     batch = train_case(spec, scheme=scheme)
     assert sorted(batch.eval_metrics) == [4, 8]
     assert all(len(v) == 3 for v in batch.eval_metrics.values())
-    single = train_case(CaseSpec(**{**spec.__dict__, "trial_seeds": spec.trial_seeds[1:2]}), scheme=scheme)
+    single = train_case(alone(spec, 1), scheme=scheme)
     for length in (4, 8):
         assert batch.eval_metrics[length][1] == pytest.approx(single.eval_metrics[length][0], abs=1e-6)
     # Evaluating elsewhere draws from streams of its own: the trained result is untouched.
@@ -257,16 +240,45 @@ def test_input_gradient_agrees_across_schemes_and_vanishes_for_a_memoryless_cell
     for scheme in ("fused", "stepwise"):
         assert values[scheme] == pytest.approx(values["vmap"], rel=1e-4)
     control = train_case(spec_for("memoryless", length=8))
-    assert control.input_gradient == [0.0, 0.0, 0.0]  # the last step alone is scored
+    assert control.input_gradient == (0.0, 0.0, 0.0)  # the last step alone is scored
 
 
 def test_input_gradient_is_the_median_per_sequence_norm_at_the_initial_weights():
     spec = spec_for("rnn", length=5, trials=1, hidden=2)
     measured = train_case(spec).input_gradient[0]
-    cell, readout = initial_modules(spec)[0]
-    x, y = trial_data(spec, "train", spec.train.samples)
-    x = x[0, : engine.GRADIENT_SEQUENCES].clone().requires_grad_()
+    cell, readout = initial_modules(spec, make_task(spec.task))[0]
+    x, targets = trial_data(spec, "train", spec.train.samples)
+    x = x[0, :GRADIENT_SEQUENCES].clone().requires_grad_()
     scores = cell(x)[:, -1] @ readout.weight.T + readout.bias
-    loss = torch.nn.functional.cross_entropy(scores, y[0, : x.shape[0], -1], reduction="sum")
+    loss = torch.nn.functional.cross_entropy(scores, targets[0][1][: x.shape[0], -1], reduction="sum")
     (grad,) = torch.autograd.grad(loss, x)
     assert measured == pytest.approx(grad[:, 0].norm(dim=-1).median().item(), rel=1e-4)
+
+
+# --- Outcomes of stages ----------------------------------------------------------------------------
+
+
+def test_every_outcome_field_says_how_it_joins_over_stages():
+    for f in dataclasses.fields(CaseOutcome):
+        assert f.metadata.get("join") in ("per trial", "per length", "shared", "summed"), f.name
+
+
+def test_trials_trained_in_two_parts_join_into_the_outcome_of_one_run():
+    spec = dataclasses.replace(spec_for("gru", task="recall", length=2, trials=4), eval_lengths=(4,))
+    whole = train_case(spec)
+    first = train_case(dataclasses.replace(spec, trial_seeds=spec.trial_seeds[:3]))
+    rest = train_case(dataclasses.replace(spec, trial_seeds=spec.trial_seeds[3:]))
+    joined = CaseOutcome.concatenate([first, rest])
+    for f in dataclasses.fields(CaseOutcome):
+        if f.name == "wall_s":
+            assert joined.wall_s == pytest.approx(first.wall_s + rest.wall_s)
+        elif f.name in ("train_loss", "val_metric"):
+            torch.testing.assert_close(
+                torch.tensor(getattr(joined, f.name)), torch.tensor(getattr(whole, f.name))
+            )
+        elif f.name in ("metrics", "input_gradient"):
+            assert getattr(joined, f.name) == pytest.approx(getattr(whole, f.name), abs=1e-6), f.name
+        elif f.name == "eval_metrics":
+            assert joined.eval_metrics[4] == pytest.approx(whole.eval_metrics[4], abs=1e-6)
+        else:
+            assert getattr(joined, f.name) == getattr(whole, f.name), f.name

@@ -21,6 +21,7 @@ from pytest_rnnmemory.gate import (
     save_baseline,
 )
 from pytest_rnnmemory.stats import LEARNS, decide
+from tests.records import record_of
 
 # -- Holm and the exact tests --------------------------------------------------------------------
 
@@ -58,18 +59,7 @@ def test_drop_pvalue_looks_one_way(test):
     assert drop_pvalue(15, 30, 27, 30, "boschloo") <= drop_pvalue(15, 30, 27, 30, "fisher")
 
 
-def record(cell, length, k, n=30, config_hash="h", suite="s"):
-    return {
-        "suite": suite,
-        "cell": cell,
-        "length": length,
-        "k": k,
-        "n": n,
-        "config_hash": config_hash,
-        "verdict": decide(k, n).verdict,
-        "p0": 0.5,
-        "alpha": 0.05,
-    }
+record = record_of
 
 
 def baseline_of(tmp_path, records):
@@ -135,8 +125,8 @@ def test_saving_keeps_the_entries_of_cases_not_run(tmp_path):
     save_baseline(path, [record("rnn", 5, 27), record("rnn", 20, 20)], {})
     save_baseline(path, [record("rnn", 5, 25)], {})
     entries = load_baseline(path).entries
-    assert entries[("s", "rnn", 5)]["k"] == 25
-    assert entries[("s", "rnn", 20)]["k"] == 20
+    assert entries[("s", "rnn", 5)].k == 25
+    assert entries[("s", "rnn", 20)].k == 20
 
 
 def test_claims_say_what_they_expect():

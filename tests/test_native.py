@@ -1,5 +1,6 @@
 """The native scheme: the C kernel computes what the built-in cells compute, and is optional."""
 
+import dataclasses
 import math
 import os
 import subprocess
@@ -9,25 +10,29 @@ from pathlib import Path
 import pytest
 import torch
 
-from pytest_rnnmemory import engine, schemes
-from pytest_rnnmemory.cells import CELLS
+from pytest_rnnmemory import schemes
+from pytest_rnnmemory import stacked as stacked_model
+from pytest_rnnmemory.cells import CELLS, RECURRENCES
 from pytest_rnnmemory.cells import native as native_module
 from pytest_rnnmemory.cells.native import (
-    NativeUnavailable,
     native_available,
     native_forward,
     unavailable_reason,
 )
 from pytest_rnnmemory.cells.stepwise import stepwise_forward
-from pytest_rnnmemory.engine import train_case
+from pytest_rnnmemory.data import TrialData
+from pytest_rnnmemory.engine import train
+from pytest_rnnmemory.errors import SchemeError
 from pytest_rnnmemory.schemes import choose_scheme
-from tests.test_engine import spec_for
+from pytest_rnnmemory.stacked import StackedModel
+from pytest_rnnmemory.steppers import KernelStepper
+from pytest_rnnmemory.tasks import make_task
+from tests.specs import spec_for
 
 needs_native = pytest.mark.skipif(
     not native_available(), reason=f"the native kernel is unavailable here: {unavailable_reason()}"
 )
 
-OPS = {"rnn": "rnn_tanh", "lstm": "lstm", "gru": "gru"}
 CLOSE = {"rtol": 1e-4, "atol": 1e-5}
 
 
@@ -79,9 +84,11 @@ def test_states_and_gradients_match_stepwise_and_the_vmapped_modules(cell, hidde
     # A minibatch as the engine slices it: rows of a larger tensor, not contiguous.
     x = torch.randn(trials, 3 * batch, steps, inputs)[:, batch : 2 * batch] * 2
     upstream = torch.randn(trials, batch, steps, hidden)  # every step's state reaches the loss
-    op = OPS[cell]
-    for reference in (lambda p, x_: stepwise_forward(p, x_, op), lambda p, x_: by_vmap(cell, p, x_)):
-        assert_same_states_and_grads(lambda p, x_: native_forward(p, x_, op), reference, params, x, upstream)
+    kind = RECURRENCES[cell]
+    for reference in (lambda p, x_: stepwise_forward(p, x_, kind), lambda p, x_: by_vmap(cell, p, x_)):
+        assert_same_states_and_grads(
+            lambda p, x_: native_forward(p, x_, kind), reference, params, x, upstream
+        )
 
 
 @needs_native
@@ -91,10 +98,10 @@ def test_long_sequences_match_stepwise(cell):
     params = stacked(cell, 2, 2, trials=2)
     x = torch.randn(2, 4, 75, 2)
     upstream = torch.randn(2, 4, 75, 2)
-    op = OPS[cell]
+    kind = RECURRENCES[cell]
     assert_same_states_and_grads(
-        lambda p, x_: native_forward(p, x_, op),
-        lambda p, x_: stepwise_forward(p, x_, op),
+        lambda p, x_: native_forward(p, x_, kind),
+        lambda p, x_: stepwise_forward(p, x_, kind),
         params,
         x,
         upstream,
@@ -106,26 +113,29 @@ def test_long_sequences_match_stepwise(cell):
 def test_without_gradients_the_states_are_the_same(cell):
     params = stacked(cell, 2, 3, trials=2)
     x = torch.randn(2, 4, 6, 2)
+    kind = RECURRENCES[cell]
     with torch.no_grad():
-        evaluated = native_forward(params, x, OPS[cell])
-    torch.testing.assert_close(evaluated, native_forward(params, x, OPS[cell]).detach(), rtol=0, atol=0)
+        evaluated = native_forward(params, x, kind)
+    torch.testing.assert_close(evaluated, native_forward(params, x, kind).detach(), rtol=0, atol=0)
 
 
 @needs_native
 @pytest.mark.parametrize(("cell", "task"), [("rnn", "latching"), ("lstm", "latching"), ("gru", "addition")])
 def test_a_whole_case_trains_as_stepwise_trains_it(cell, task):
     spec = spec_for(cell, task=task, length=6 if task == "latching" else 3)
-    native, stepwise = train_case(spec, scheme="native"), train_case(spec, scheme="stepwise")
+    trained_native, trained_stepwise = train(spec, scheme="native"), train(spec, scheme="stepwise")
+    native, stepwise = trained_native.outcome, trained_stepwise.outcome
     assert native.scheme == "native"
     assert native.metrics == pytest.approx(stepwise.metrics, abs=1e-6)
     torch.testing.assert_close(torch.tensor(native.train_loss), torch.tensor(stepwise.train_loss), **CLOSE)
     assert native.input_gradient == pytest.approx(stepwise.input_gradient, rel=1e-4)
-    for name, value in stepwise.params.items():
-        torch.testing.assert_close(native.params[name], value, **CLOSE)
+    for name, value in trained_stepwise.weights.items():
+        torch.testing.assert_close(trained_native.weights[name], value, **CLOSE)
 
 
-def assert_same_case(native, stepwise):
-    """Two outcomes of one spec agree: divergence, metrics, losses and final weights."""
+def assert_same_case(trained_native, trained_stepwise):
+    """Two trainings of one spec agree: divergence, metrics, losses and final weights."""
+    native, stepwise = trained_native.outcome, trained_stepwise.outcome
     assert native.scheme == "native"
     assert native.diverged == stepwise.diverged
     assert native.metrics == pytest.approx(stepwise.metrics, abs=1e-6)
@@ -135,8 +145,10 @@ def assert_same_case(native, stepwise):
     finite = [[math.nan if v is None else v for v in row] for row in native.train_loss]
     want = [[math.nan if v is None else v for v in row] for row in stepwise.train_loss]
     torch.testing.assert_close(torch.tensor(finite), torch.tensor(want), **CLOSE, equal_nan=True)
-    for name, value in stepwise.params.items():
-        torch.testing.assert_close(native.params[name], value, **CLOSE, msg=lambda m, n=name: f"{n}: {m}")
+    for name, value in trained_stepwise.weights.items():
+        torch.testing.assert_close(
+            trained_native.weights[name], value, **CLOSE, msg=lambda m, n=name: f"{n}: {m}"
+        )
 
 
 @needs_native
@@ -146,7 +158,7 @@ def assert_same_case(native, stepwise):
 def test_native_training_trains_as_stepwise_trains(cell, task, length, hidden, clip):
     """Classification scored at one step or at every step, and regression; with and without clipping."""
     spec = spec_for(cell, task=task, length=length, hidden=hidden, clip=clip)
-    assert_same_case(train_case(spec, scheme="native"), train_case(spec, scheme="stepwise"))
+    assert_same_case(train(spec, scheme="native"), train(spec, scheme="stepwise"))
 
 
 @needs_native
@@ -154,24 +166,26 @@ def test_native_training_trains_as_stepwise_trains(cell, task, length, hidden, c
 def test_native_training_follows_each_optimizers_torch_update_rule(optimizer, lr):
     """50 sequences in minibatches of 16 end in a short one; 3 epochs carry the optimizer's state."""
     spec = spec_for("gru", hidden=3, optimizer=optimizer, lr=lr, samples=50, epochs=3, clip=0.5)
-    assert_same_case(train_case(spec, scheme="native"), train_case(spec, scheme="stepwise"))
+    assert_same_case(train(spec, scheme="native"), train(spec, scheme="stepwise"))
 
 
 @needs_native
 def test_an_epoch_of_many_copied_groups_of_minibatches_trains_as_stepwise_trains():
     """1100 sequences: more minibatches than the kernel copies at once, and a short last one."""
     spec = spec_for("lstm", samples=1100, epochs=2, hidden=2, trials=2)
-    assert_same_case(train_case(spec, scheme="native"), train_case(spec, scheme="stepwise"))
+    assert_same_case(train(spec, scheme="native"), train(spec, scheme="stepwise"))
 
 
 @needs_native
 @pytest.mark.parametrize("layout", ["strided sequences", "steps not contiguous"])
 def test_native_training_reads_the_data_wherever_it_lies(layout):
     spec = spec_for("gru", task="addition", length=3, hidden=3, samples=40)
+    task, cpu = make_task(spec.task), torch.device("cpu")
     trained = []
     for moved in (False, True):
-        trainer = engine._Trainer(spec, torch.device("cpu"), "native")
-        x, y = trainer.x, trainer.y
+        model = StackedModel(spec, task, cpu, "native")
+        data = TrialData.draw(spec, task, cpu).train
+        x, y = data.x, data.y
         if moved and layout == "strided sequences":
             wide_x, wide_y = x.repeat_interleave(2, dim=1), y.repeat_interleave(2, dim=1)
             x, y = wide_x[:, ::2], wide_y[:, ::2]
@@ -181,9 +195,9 @@ def test_native_training_reads_the_data_wherever_it_lies(layout):
         order = torch.stack(
             [torch.randperm(40, generator=torch.Generator().manual_seed(i)) for i in range(3)]
         )
-        flat = trainer.params.flat
-        losses = trainer.training.epoch(flat, x, y, order, trainer.first, trainer.diverged, 3, 2, 16)
-        trained.append((losses, flat.detach().clone()))
+        stepper = KernelStepper(model, dataclasses.replace(data, x=x, y=y), spec.train)
+        losses = stepper.epoch(order)
+        trained.append((losses, model.flat.detach().clone()))
     (losses, flat), (moved_losses, moved_flat) = trained
     assert torch.equal(moved_losses, losses)
     assert torch.equal(moved_flat, flat)
@@ -192,50 +206,50 @@ def test_native_training_reads_the_data_wherever_it_lies(layout):
 @needs_native
 def test_an_epoch_split_over_kernel_calls_trains_exactly_as_in_one(monkeypatch):
     spec = spec_for("lstm", samples=50, epochs=2)
-    whole = train_case(spec, scheme="native")
+    whole = train(spec, scheme="native")
     monkeypatch.setattr(native_module, "CALL_LANE_STEPS", 1)  # one minibatch per call
-    split = train_case(spec, scheme="native")
-    assert split.train_loss == whole.train_loss
-    for name, value in whole.params.items():
-        torch.testing.assert_close(split.params[name], value, rtol=0, atol=0)
+    split = train(spec, scheme="native")
+    assert split.outcome.train_loss == whole.outcome.train_loss
+    for name, value in whole.weights.items():
+        torch.testing.assert_close(split.weights[name], value, rtol=0, atol=0)
 
 
 @needs_native
 @pytest.mark.parametrize("task", ["latching", "adding"])
 def test_native_training_masks_a_diverging_trial_as_stepwise_does(monkeypatch, task):
     """Trial 1's readout weights are finite but so large that its loss overflows while it trains."""
-    original = engine.initial_modules
+    original = stacked_model.initial_modules
 
-    def oversized(spec_):
-        modules = original(spec_)
+    def oversized(spec_, task_):
+        modules = original(spec_, task_)
         with torch.no_grad():
             modules[1][1].weight.fill_(-3e38)
             modules[1][1].weight[0].fill_(3e38)
         return modules
 
-    monkeypatch.setattr(engine, "initial_modules", oversized)
+    monkeypatch.setattr(stacked_model, "initial_modules", oversized)
     spec = spec_for("lstm", task=task, length=6 if task == "latching" else 10, trials=3, hidden=3, clip=0.05)
-    native = train_case(spec, scheme="native")
-    assert native.diverged == [False, True, False]
-    assert_same_case(native, train_case(spec, scheme="stepwise"))
+    native = train(spec, scheme="native")
+    assert native.outcome.diverged == (False, True, False)
+    assert_same_case(native, train(spec, scheme="stepwise"))
 
 
 @needs_native
 def test_native_training_diverges_as_stepwise_does_at_a_huge_learning_rate():
     spec = spec_for("rnn", trials=3, hidden=3, lr=1e38)
-    native = train_case(spec, scheme="native")
-    assert any(native.diverged)
-    assert_same_case(native, train_case(spec, scheme="stepwise"))
+    native = train(spec, scheme="native")
+    assert any(native.outcome.diverged)
+    assert_same_case(native, train(spec, scheme="stepwise"))
 
 
 @needs_native
 def test_a_trial_in_the_batch_trains_as_it_trains_alone():
     spec = spec_for("lstm")
-    batch = train_case(spec, scheme="native")
-    single = train_case(spec_for("lstm", trials=1), scheme="native")
-    for name, value in single.params.items():
-        torch.testing.assert_close(batch.params[name][0], value[0], **CLOSE)
-    assert batch.metrics[0] == pytest.approx(single.metrics[0], abs=1e-6)
+    batch = train(spec, scheme="native")
+    single = train(spec_for("lstm", trials=1), scheme="native")
+    for name, value in single.weights.items():
+        torch.testing.assert_close(batch.weights[name][0], value[0], **CLOSE)
+    assert batch.outcome.metrics[0] == pytest.approx(single.outcome.metrics[0], abs=1e-6)
 
 
 @needs_native
@@ -245,9 +259,9 @@ def test_auto_picks_native_on_the_cpu_for_small_cells():
     assert choose_scheme("rnn", hidden=64, trials=30) == "stepwise"
     assert choose_scheme("lstm", hidden=1, trials=30, device="cuda") == "fused"
     assert choose_scheme("tests.cells_for_tests:ZeroRecurrence", hidden=1, trials=3) == "vmap"
-    with pytest.raises(ValueError, match="CPU only"):
+    with pytest.raises(SchemeError, match="runs on cpu only, not on cuda"):
         choose_scheme("lstm", hidden=1, trials=30, requested="native", device="cuda")
-    with pytest.raises(ValueError, match="built-in cells only"):
+    with pytest.raises(SchemeError, match="built-in cells only"):
         choose_scheme("tests.cells_for_tests:ZeroRecurrence", hidden=1, trials=3, requested="native")
 
 
@@ -258,7 +272,7 @@ def test_without_a_compiler_the_scheme_is_unavailable_and_auto_falls_back(monkey
     assert "no C compiler" in unavailable_reason()
     assert choose_scheme("lstm", hidden=1, trials=30) == "fused"
     assert choose_scheme("rnn", hidden=1, trials=30) == "stepwise"
-    with pytest.raises(NativeUnavailable, match="no C compiler"):
+    with pytest.raises(SchemeError, match="unavailable here: no C compiler"):
         choose_scheme("lstm", hidden=1, trials=30, requested="native")
     assert not (tmp_path / "cache").exists()
 

@@ -3,8 +3,12 @@
 import json
 import re
 import textwrap
+from pathlib import Path
 
 import pytest
+
+from pytest_rnnmemory.diagnosis import shape_of
+from tests import cells_for_tests
 
 TINY_TRAIN = """
 [model]
@@ -47,13 +51,11 @@ def torch_loaded():
     first imported inside a run would be imported again by the next one, and
     torch refuses to register its operators twice.
     """
-    from pytest_rnnmemory.config import TrainSection
-    from pytest_rnnmemory.engine import CaseSpec, train_case
-    from pytest_rnnmemory.tasks import make_task
+    from pytest_rnnmemory.engine import train_case
+    from tests.specs import spec_for
 
-    train = TrainSection(samples=4, val_samples=4, epochs=1, batch_size=4)
     for cell in ("rnn", "tests.cells_for_tests:ZeroRecurrence"):
-        train_case(CaseSpec(make_task("or"), cell, 2, 1, train, "accuracy", 0.9, (1, 2)))
+        train_case(spec_for(cell, task="or", length=2, trials=2, samples=4, val_samples=4, epochs=1))
     import matplotlib.pyplot  # noqa: F401  (the report's plot)
 
     import pytest_rnnmemory.progress  # noqa: F401  (one module object, for every_epoch_logged)
@@ -63,22 +65,9 @@ def torch_loaded():
 def project(pytester, torch_loaded):
     pytester.makeini("[pytest]\n")
     pytester.mkdir("suites")
-    # The user cells of tests/cells_for_tests.py, importable from the run's folder.
+    # The user cells of tests/cells_for_tests.py, importable from the run's folder as a user's module.
     pytester.syspathinsert()
-    pytester.makepyfile(
-        usercells="""
-        import torch
-        from torch import nn
-
-        class ZeroRecurrence(nn.Module):
-            def __init__(self, input_size, hidden_size):
-                super().__init__()
-                self.inp = nn.Linear(input_size, hidden_size)
-
-            def forward(self, x):
-                return torch.tanh(self.inp(x))
-        """
-    )
+    pytester.makepyfile(usercells=Path(cells_for_tests.__file__).read_text(encoding="utf-8"))
     return pytester
 
 
@@ -382,10 +371,12 @@ def test_a_changed_configuration_is_not_comparable(project):
 
 
 @pytest.mark.slow
-def test_claims_pass_xfail_and_report_a_surprise(project):
+@pytest.mark.parametrize("strict", [True, False])
+def test_claims_pass_xfail_and_report_a_surprise(project, strict):
+    # rnn learns latching at lengths 2 and 3 with this recipe (6/6 each): at 3 it beats its claim.
     extra = (
-        '\n[expect]\nstrict = true\n"usercells:ZeroRecurrence" = { fails_from = 2 }\n'
-        "rnn = { learns_up_to = 3 }\n"
+        f'\n[expect]\nstrict = {str(strict).lower()}\n"usercells:ZeroRecurrence" = {{ fails_from = 2 }}\n'
+        "rnn = { learns_up_to = 2, fails_from = 3 }\n"
     )
     write_suite(
         project,
@@ -394,10 +385,20 @@ def test_claims_pass_xfail_and_report_a_surprise(project):
             "latching", cells=("rnn", "usercells:ZeroRecurrence"), lengths=(2, 3), trials=6, extra=extra
         ),
     )
-    result = project.runpytest("--rnn-suite=claims", "-rxX")
-    outcomes = result.parseoutcomes()
+    result = project.runpytest("--rnn-suite=claims", "-rxXf")
     # The memoryless cell fails where the suite says it will: expected failures, not failures.
-    assert outcomes.get("xfailed") == 2
+    # rnn learns length 3, where the suite claims it fails: the surprise fails a strict suite.
+    if strict:
+        result.assert_outcomes(passed=1, xfailed=2, failed=1)
+        result.stdout.fnmatch_lines(["FAILED suites/claims.toml::rnn-L3*"])
+        assert "[XPASS(strict)] the suite claims rnn learns up to length 2 and fails from length 3" in (
+            result.stdout.str()
+        )
+    else:
+        result.assert_outcomes(passed=1, xfailed=2, xpassed=1)
+        result.stdout.fnmatch_lines(
+            ["XPASS suites/claims.toml::rnn-L3 - the suite claims rnn *fails from length 3"]
+        )
     assert "the suite claims usercells:ZeroRecurrence fails from length 2" in result.stdout.str()
 
 
@@ -576,10 +577,17 @@ def test_a_regression_task_with_length_generalisation_reports_both(project):
     assert [g["length"] for g in case["generalisation"]] == [15]
     assert all(len(t["eval_metrics"]) == 1 for t in case["trials"])
     assert case["input_gradient"] > 0
-    assert case["failures"]["shape"]
+    trials = case["trials"]
+    expected = shape_of([t["metric"] for t in trials], [t["diverged"] for t in trials], 0.5, case["chance"])
+    assert case["failures"]["shape"] == expected.shape
+    assert case["failures"]["learned"] == case["k"]
     markdown = (project.path / "reports" / "add.md").read_text()
     assert "## Length generalisation" in markdown
-    assert "## Why a case fails" in markdown or case["k"] == case["n"]
+    why = markdown.split("## Why a case fails", 1)[1].split("##", 1)[0]
+    if case["k"] == case["n"]:
+        assert "Every trial of every case learned." in why
+    else:
+        assert f"| gru    |       10 | {case['k']}/{case['n']}" in why and expected.shape in why
     for png in ("add.png", "add-curves.png", "add-gradients.png"):
         assert (project.path / "reports" / png).exists()
 
@@ -612,6 +620,21 @@ def test_progress_is_shown_live_on_lines_of_its_own(project, every_epoch_logged)
             "ortask rnn-L2: epoch 1/3, 6 trials, * s elapsed, about * s left",
             "ortask rnn-L2: epoch 3/3, 6 trials, * s elapsed, about 0 s left",
             "PASSED*",
+        ]
+    )
+
+
+@pytest.mark.slow
+def test_progress_in_stages_counts_the_cases_trials_and_time(project, every_epoch_logged):
+    write_suite(project, "ortask", suite_text("or", trials=6, extra="stage = 2\n"))
+    result = project.runpytest("--rnn-suite=ortask")
+    result.assert_outcomes(passed=1)  # 6/6: only the last stage settles "learns" (p = 1/64)
+    result.stdout.fnmatch_lines(
+        [
+            "ortask rnn-L2: epoch 1/3, trials 1-2 of 6, * s elapsed, about * s left",
+            "ortask rnn-L2: epoch 3/3, trials 1-2 of 6, *",
+            "ortask rnn-L2: epoch 1/3, trials 3-4 of 6, *",
+            "ortask rnn-L2: epoch 3/3, trials 5-6 of 6, * s elapsed, about 0 s left",
         ]
     )
 

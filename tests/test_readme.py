@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rnnmemory.config import SECTIONS, keys_of
+from pytest_rnnmemory.schema import SECTIONS, keys_of
+from pytest_rnnmemory.schemes import SCHEMES
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 KEYS = [(section, name, f) for section, cls in SECTIONS.items() for name, f in keys_of(cls).items()]
@@ -21,3 +22,11 @@ def test_the_readme_opens_with_the_two_commands():
     opening = README.split("```bash", 1)[1].split("```", 1)[0]
     assert "pytest --rnn-suite=latching --cell=lstm" in opening
     assert "python -m pytest" in opening
+
+
+@pytest.mark.parametrize("name", list(SCHEMES))
+def test_every_scheme_of_the_registry_is_listed_with_what_it_serves(name):
+    engine = README.split("## The engine", 1)[1].split("###", 1)[0]
+    summary = " ".join(SCHEMES[name].summary.split())
+    listed = " ".join(engine.split())
+    assert f"- `{name}`: {summary}" in listed

@@ -13,6 +13,7 @@ from pytest_rnnmemory.stats import decide
 CONFIG = {
     "suite": {
         "task": "latching",
+        "name": "demo",
         "seed": 0,
         "cells": ["rnn", "lstm"],
         "lengths": [5, 10, 20, 50, 100, 200, 400, 800],
@@ -108,6 +109,8 @@ def test_generalisation_is_reported_per_evaluation_length():
     data = report_data(lengths=(5,))
     entry = {"length": 10, **decide(3, 10).to_dict(), "rate": 0.3, "metric_median": 0.61, "metric_mean": 0.6}
     data["cases"][0]["generalisation"] = [entry]
+    for i, trial in enumerate(data["cases"][0]["trials"]):
+        trial["eval_metrics"] = [0.96 if i < 3 else 0.5]
     text = markdown(run_from_json(data), {})
     assert "## Length generalisation" in text
     assert (
@@ -172,7 +175,7 @@ def test_compare_puts_frontiers_counts_and_changed_keys_side_by_side():
     after["cases"][1] = record("rnn", 100, [1.0] * 10)  # rnn now learns 100
     after["cases"][1]["config_hash"] = before["cases"][1]["config_hash"]
     before["frontier"], after["frontier"] = {"rnn": 5, "lstm": 5}, {"rnn": 100, "lstm": 5}
-    text = compare_reports(before, after, ("old.json", "new.json"))
+    text = compare_reports(run_from_json(before), run_from_json(after), ("old.json", "new.json"))
     assert "| train.epochs | 3          | 5          |" in text
     assert "| rnn    | 5          | 100        |" in text
     # 0/10 -> 10/10: one-sided Boschloo p-value of the rise.
@@ -188,7 +191,7 @@ def test_compare_marks_cases_run_under_other_settings_and_cases_in_one_run_only(
     before = report_data(lengths=(5, 100))
     after = report_data(lengths=(5,))
     after["cases"][0]["config_hash"] = "other"
-    text = compare_reports(before, after)
+    text = compare_reports(run_from_json(before), run_from_json(after))
     assert "(other settings)" in text
     assert "only in one" in text
     assert ("suite.lengths", [5, 100], [5]) in config_differences(before["config"], after["config"])

@@ -1,8 +1,9 @@
-"""The six memory tasks against their definitions in TASKS.md, and the trial seeds.
+"""The six memory tasks against their definitions in docs/TASKS.md, and the trial seeds.
 
 The classic problems (parity, adding) and length generalisation: test_classic_tasks.py.
 """
 
+import inspect
 import math
 import sys
 import textwrap
@@ -28,7 +29,7 @@ def sample(name, length, n=N, seed=0, params=None):
     return make_task(name, params).sample(length, n, gen(seed))
 
 
-# --- What TASKS.md says, written out independently of the generators -----------------------------
+# --- What docs/TASKS.md says, written out independently of the generators -----------------------------
 
 SPEC = {
     # name: (input size, T as a function of L, scored steps as a function of L)
@@ -47,7 +48,7 @@ def sign_bits(x):
 
 
 def reference(name, x, length):
-    """The targets TASKS.md defines, computed from the inputs alone (IGNORE where unscored)."""
+    """The targets docs/TASKS.md defines, computed from the inputs alone (IGNORE where unscored)."""
     n, steps = x.shape[:2]
     y = torch.full((n, steps), IGNORE, dtype=torch.long)
     L = length
@@ -80,7 +81,7 @@ def decode_operands(x, length):
 
 
 def named_inputs(name, length, t):
-    """The steps whose inputs the target at scored step ``t`` depends on (TASKS.md)."""
+    """The steps whose inputs the target at scored step ``t`` depends on (docs/TASKS.md)."""
     L = length
     return {
         "latching": {0},
@@ -164,7 +165,9 @@ def test_scored_steps_exactly_as_specified(name, length):
 
 
 def test_ignore_is_cross_entropys_default():
-    assert IGNORE == -100
+    """Unscored steps carry the target that torch's cross-entropy skips when given no ignore_index."""
+    default = inspect.signature(torch.nn.functional.cross_entropy).parameters["ignore_index"].default
+    assert default == IGNORE
 
 
 @pytest.mark.parametrize("length", [1, 4, 9])

@@ -10,7 +10,9 @@ and the loss are the engine's, not the cell's.
 
 Built-in cells are named ``rnn``, ``lstm`` and ``gru``, and ``memoryless`` for
 the control that ignores its past; a user's own cell is named by its import
-path, ``package.module:Class``.
+path, ``package.module:Class``. Each built-in recurrent cell has one
+:class:`.Recurrence` in :data:`RECURRENCES`: adding a built-in cell is its
+module, its stepwise recurrence, its code in the native kernel and one entry there.
 """
 
 from __future__ import annotations
@@ -20,10 +22,66 @@ from torch import nn
 
 from ..errors import CellError
 from ..imports import import_object
+from . import native, stepwise
 from .builtin import GRU, LSTM, ElmanRNN, Memoryless
+from .recurrence import Recurrence
+
+#: The built-in recurrent cells, each as every scheme runs it.
+RECURRENCES: dict[str, Recurrence] = {
+    r.name: r
+    for r in (
+        Recurrence(
+            name="rnn",
+            module=ElmanRNN,
+            gates=1,
+            fused_op="rnn_tanh",
+            fused_whole_sequence_on_cpu=False,
+            cell_state=False,
+            bias_hh_inside=False,
+            stepwise=stepwise.elman,
+            native_code=native.RNN_TANH,
+            native_keeps_gates=False,
+            native_kept_rows=0,
+        ),
+        Recurrence(
+            name="lstm",
+            module=LSTM,
+            gates=4,
+            fused_op="lstm",
+            fused_whole_sequence_on_cpu=True,
+            cell_state=True,
+            bias_hh_inside=False,
+            stepwise=stepwise.lstm,
+            native_code=native.LSTM,
+            native_keeps_gates=True,
+            native_kept_rows=2,
+        ),
+        Recurrence(
+            name="gru",
+            module=GRU,
+            gates=3,
+            fused_op="gru",
+            fused_whole_sequence_on_cpu=False,
+            cell_state=False,
+            bias_hh_inside=True,
+            stepwise=stepwise.gru,
+            native_code=native.GRU,
+            native_keeps_gates=True,
+            native_kept_rows=1,
+        ),
+    )
+}
 
 #: Built-in cells by the name a suite or ``--cell`` uses.
-CELLS: dict[str, type[nn.Module]] = {"rnn": ElmanRNN, "lstm": LSTM, "gru": GRU, "memoryless": Memoryless}
+CELLS: dict[str, type[nn.Module]] = {
+    **{name: r.module for name, r in RECURRENCES.items()},
+    "memoryless": Memoryless,
+}
+
+
+def recurrence_of(name: str) -> Recurrence | None:
+    """The built-in recurrent cell ``name`` as the schemes run it (``None``: not one)."""
+    return RECURRENCES.get(name)
 
 
 def cell_class(name: str) -> type[nn.Module]:
@@ -91,4 +149,16 @@ def check_cell(name: str, input_size: int, hidden_size: int) -> None:
         ) from exc
 
 
-__all__ = ["CELLS", "GRU", "LSTM", "CellError", "ElmanRNN", "build_cell", "cell_class", "check_cell"]
+__all__ = [
+    "CELLS",
+    "GRU",
+    "LSTM",
+    "RECURRENCES",
+    "CellError",
+    "ElmanRNN",
+    "Recurrence",
+    "build_cell",
+    "cell_class",
+    "check_cell",
+    "recurrence_of",
+]

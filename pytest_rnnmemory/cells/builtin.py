@@ -3,10 +3,10 @@
 Each follows the cell protocol (see :mod:`pytest_rnnmemory.cells`) and holds
 its weights exactly as the matching ``torch.nn`` module holds those of its
 first layer: same names, same gate order, same shapes, same initialisation
-(every weight and bias uniform in ``[-1/sqrt(H), 1/sqrt(H)]``). The engine
-trains them either through torch's fused kernels (block-diagonal weights, see
-:mod:`pytest_rnnmemory.cells.fused`) or through these modules under
-``torch.func.vmap``; both compute the equations written here.
+(every weight and bias uniform in ``[-1/sqrt(H), 1/sqrt(H)]``). The schemes
+run these modules under ``torch.func.vmap``, or compute the equations
+written here in their own way (:mod:`.stepwise`, :mod:`.fused`,
+:mod:`.native`); the tests hold them all to these modules.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ class _Recurrent(nn.Module):
 
     #: Number of gate blocks stacked in the weights.
     gates: ClassVar[int]
-    #: Name of torch's fused sequence op (``torch.rnn_tanh``, ``torch.lstm``, ``torch.gru``).
-    fused_op: ClassVar[str]
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -52,7 +50,6 @@ class ElmanRNN(_Recurrent):
     """``h_t = tanh(W_ih x_t + b_ih + W_hh h_(t-1) + b_hh)``, ``h_(-1) = 0``."""
 
     gates = 1
-    fused_op = "rnn_tanh"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self._input_part(x)
@@ -73,7 +70,6 @@ class LSTM(_Recurrent):
     """
 
     gates = 4
-    fused_op = "lstm"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self._input_part(x)
@@ -98,7 +94,6 @@ class GRU(_Recurrent):
     """
 
     gates = 3
-    fused_op = "gru"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self._input_part(x)

@@ -13,8 +13,12 @@ hidden sizes of memory experiments; the engine measures and picks.
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from .recurrence import Recurrence
 
 
 def block_diagonal(weight: torch.Tensor, gates: int) -> torch.Tensor:
@@ -32,8 +36,9 @@ def wide_bias(bias: torch.Tensor, gates: int) -> torch.Tensor:
     return bias.reshape(n, gates, rows // gates).transpose(0, 1).reshape(-1)
 
 
-def fused_forward(params: dict[str, torch.Tensor], x: torch.Tensor, op: str, gates: int) -> torch.Tensor:
+def fused_forward(params: dict[str, torch.Tensor], x: torch.Tensor, cell: Recurrence) -> torch.Tensor:
     """Hidden states ``[n, B, T, H]`` of ``n`` trials for inputs ``x`` laid out as ``[B, T, n*I]``."""
+    gates = cell.gates
     n, rows, _ = params["weight_hh"].shape
     h = rows // gates
     batch = x.shape[0]
@@ -44,9 +49,10 @@ def fused_forward(params: dict[str, torch.Tensor], x: torch.Tensor, op: str, gat
         wide_bias(params["bias_hh"], gates),
     ]
     h0 = x.new_zeros(1, batch, n * h)
-    hx = (h0, h0) if op == "lstm" else h0
+    hx = (h0, h0) if cell.cell_state else h0
     with warnings.catch_warnings():
         # cuDNN asks for one contiguous weight buffer; ours are rebuilt each call by design.
         warnings.filterwarnings("ignore", message=".*contiguous chunk of memory.*")
-        out = getattr(torch, op)(x, hx, flat, True, 1, 0.0, torch.is_grad_enabled(), False, True)[0]
+        op = getattr(torch, cell.fused_op)
+        out = op(x, hx, flat, True, 1, 0.0, torch.is_grad_enabled(), False, True)[0]
     return out.reshape(batch, x.shape[1], n, h).permute(2, 0, 1, 3)

@@ -47,11 +47,16 @@ import subprocess
 import sysconfig
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch.autograd.function import once_differentiable
 
-from ..errors import RnnMemoryError
+from ..errors import SchemeError
+from ..optimizers import torch_defaults
+
+if TYPE_CHECKING:
+    from .recurrence import Recurrence
 
 LOG = logging.getLogger("pytest_rnnmemory")
 
@@ -66,13 +71,11 @@ FLAG_SETS = (
 #: Seconds a build may take before it counts as failed.
 BUILD_TIMEOUT_S = 300
 
-CELL_CODES = {"rnn_tanh": 0, "lstm": 1, "gru": 2}
-GATES = {"rnn_tanh": 1, "lstm": 4, "gru": 3}
-#: Rows per step, in units of H, of what the forward pass keeps for the backward pass besides the gates.
-EXTRA = {"rnn_tanh": 0, "lstm": 2, "gru": 1}
+#: The cells of ``native.c`` (its ``enum``), named in each built-in cell's :class:`.Recurrence`.
+RNN_TANH, LSTM, GRU = 0, 1, 2
 
 
-class NativeUnavailable(RnnMemoryError):
+class NativeUnavailable(SchemeError):
     """The native scheme was asked for, but its kernel cannot be built or loaded here."""
 
 
@@ -279,17 +282,18 @@ class _Recurrence(torch.autograd.Function):
     """Hidden states ``[T, H, n, b]`` from gate pre-activations ``pre [T, G*H, n, b]``."""
 
     @staticmethod
-    def forward(ctx, pre, weight_hh, bias_hh, op: str, keep: bool):
+    def forward(ctx, pre, weight_hh, bias_hh, cell: Recurrence, keep: bool):
         steps, rows, n, b = pre.shape
-        hidden = rows // GATES[op]
+        hidden = rows // cell.gates
         pre, weight_hh = pre.contiguous(), weight_hh.contiguous()
         bias_hh = bias_hh.contiguous() if bias_hh is not None else None
         states = pre.new_empty(steps, hidden, n, b)
-        gates = pre.new_empty(steps, rows, n, b) if keep and op != "rnn_tanh" else None
-        extra = pre.new_empty(steps, EXTRA[op] * hidden, n, b) if keep and EXTRA[op] else None
+        gates = pre.new_empty(steps, rows, n, b) if keep and cell.native_keeps_gates else None
+        kept = cell.native_kept_rows
+        extra = pre.new_empty(steps, kept * hidden, n, b) if keep and kept else None
         _check(
             _kernel().rnnm_forward(
-                CELL_CODES[op],
+                cell.native_code,
                 steps,
                 n,
                 b,
@@ -302,7 +306,7 @@ class _Recurrence(torch.autograd.Function):
                 _pointer(extra),
             )
         )
-        ctx.op = op
+        ctx.cell = cell
         ctx.save_for_backward(states, weight_hh, gates, extra)
         return states
 
@@ -310,16 +314,17 @@ class _Recurrence(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_states):
         states, weight_hh, gates, extra = ctx.saved_tensors
-        if ctx.op != "rnn_tanh" and gates is None:
+        cell: Recurrence = ctx.cell
+        if cell.native_keeps_gates and gates is None:
             raise RuntimeError("the native forward pass kept nothing for a backward pass (keep=False)")
         steps, hidden, n, b = states.shape
         grad_states = grad_states.contiguous()
-        d_pre = states.new_empty(steps, GATES[ctx.op] * hidden, n, b)
+        d_pre = states.new_empty(steps, cell.gates * hidden, n, b)
         d_weight = torch.empty_like(weight_hh)
-        d_bias = weight_hh.new_empty(n, weight_hh.shape[1]) if ctx.op == "gru" else None
+        d_bias = weight_hh.new_empty(n, weight_hh.shape[1]) if cell.bias_hh_inside else None
         _check(
             _kernel().rnnm_backward(
-                CELL_CODES[ctx.op],
+                cell.native_code,
                 steps,
                 n,
                 b,
@@ -337,21 +342,21 @@ class _Recurrence(torch.autograd.Function):
         return d_pre, d_weight, d_bias, None, None
 
 
-def native_forward(params: dict[str, torch.Tensor], x: torch.Tensor, op: str) -> torch.Tensor:
+def native_forward(params: dict[str, torch.Tensor], x: torch.Tensor, cell: Recurrence) -> torch.Tensor:
     """Hidden states ``[n, b, T, H]`` of ``n`` trials of a built-in cell for inputs ``x [n, b, T, I]``."""
     for tensor in (x, *params.values()):
         if tensor.device.type != "cpu" or tensor.dtype != torch.float32:
             raise ValueError(
                 f"the native scheme runs float32 on the CPU, not {tensor.dtype} on {tensor.device.type}"
             )
-    gru = op == "gru"
-    # rnn_tanh and lstm add both biases outside the recurrence; gru keeps b_hn inside r * (...).
-    pre = _InputPart.apply(x, params["weight_ih"], params["bias_ih"], None if gru else params["bias_hh"])
-    bias_hh = params["bias_hh"] if gru else None
+    inside = cell.bias_hh_inside
+    # Where bias_hh adds to bias_ih it joins the input part; the GRU keeps b_hn inside r * (...).
+    pre = _InputPart.apply(x, params["weight_ih"], params["bias_ih"], None if inside else params["bias_hh"])
+    bias_hh = params["bias_hh"] if inside else None
     keep = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (pre, params["weight_hh"], bias_hh)
     )
-    states = _Recurrence.apply(pre, params["weight_hh"], bias_hh, op, keep)
+    states = _Recurrence.apply(pre, params["weight_hh"], bias_hh, cell, keep)
     return states.permute(2, 3, 0, 1)
 
 
@@ -363,12 +368,6 @@ OPTIMIZER_CODES = {"adam": 0, "sgd": 1, "rmsprop": 2}
 #: Sequence-steps of all trials that one kernel call trains on at most (whole minibatches, at least
 #: one): long enough that the call's overhead vanishes, short enough for Ctrl-C to stop a case soon.
 CALL_LANE_STEPS = 1 << 24
-
-
-def torch_defaults(optimizer: str) -> dict[str, float]:
-    """The hyper-parameters torch's own optimizer uses when given only a learning rate."""
-    kind = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}[optimizer]
-    return dict(kind([torch.zeros(1, requires_grad=True)], lr=1.0).defaults)
 
 
 class Training:
@@ -384,7 +383,7 @@ class Training:
 
     def __init__(
         self,
-        op: str,
+        cell: Recurrence,
         layout: dict[str, int],
         regression: bool,
         trials: int,
@@ -394,7 +393,7 @@ class Training:
         lr: float,
         clip: float,
     ) -> None:
-        self.cell, self.regression = CELL_CODES[op], regression
+        self.cell, self.regression = cell.native_code, regression
         self.offsets = (ctypes.c_int64 * len(PARAMETERS))(*(layout[name] for name in PARAMETERS))
         defaults = torch_defaults(optimizer)
         variants = ("momentum", "weight_decay", "amsgrad", "centered", "nesterov", "maximize")

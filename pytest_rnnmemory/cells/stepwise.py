@@ -17,7 +17,12 @@ those of :mod:`pytest_rnnmemory.cells.builtin`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from .recurrence import Recurrence
 
 
 def _shifted(states: torch.Tensor) -> torch.Tensor:
@@ -186,25 +191,34 @@ class _LSTM(torch.autograd.Function):
         return d_gates, _recurrent_weight_grad(d_gates, _shifted(states))
 
 
-def stepwise_forward(params: dict[str, torch.Tensor], x: torch.Tensor, op: str) -> torch.Tensor:
+def elman(pre: torch.Tensor, weight_hh: torch.Tensor, bias_hh: torch.Tensor | None) -> torch.Tensor:
+    """The Elman recurrence; both biases are in ``pre``."""
+    return _Elman.apply(pre, weight_hh)
+
+
+def lstm(pre: torch.Tensor, weight_hh: torch.Tensor, bias_hh: torch.Tensor | None) -> torch.Tensor:
+    """The LSTM recurrence; both biases are in ``pre``."""
+    return _LSTM.apply(pre, weight_hh)
+
+
+def gru(pre: torch.Tensor, weight_hh: torch.Tensor, bias_hh: torch.Tensor | None) -> torch.Tensor:
+    """The GRU recurrence; ``bias_hh`` acts inside it."""
+    return _GRU.apply(pre, weight_hh, bias_hh)
+
+
+def stepwise_forward(params: dict[str, torch.Tensor], x: torch.Tensor, cell: Recurrence) -> torch.Tensor:
     """Hidden states ``[n, b, T, H]`` of ``n`` trials of a built-in cell for inputs ``x [n, b, T, I]``."""
     n, b, steps, inputs = x.shape
     w_ih, w_hh = params["weight_ih"], params["weight_hh"]
     rows = w_ih.shape[1]
-    bias = params["bias_ih"] if op == "gru" else params["bias_ih"] + params["bias_hh"]
+    bias = params["bias_ih"] if cell.bias_hh_inside else params["bias_ih"] + params["bias_hh"]
     # The input part of every gate at every step, in one product, laid out time-major.
-    x_tm = x.permute(2, 0, 1, 3).reshape(steps, n, b * inputs) if inputs == 1 else None
-    if x_tm is not None:
+    if inputs == 1:
         # One input unit: the product is an outer product, cheapest as a broadcast.
+        x_tm = x.permute(2, 0, 1, 3).reshape(steps, n, b)
         pre = x_tm.view(steps, n, b, 1) * w_ih.view(1, n, 1, rows) + bias.view(1, n, 1, rows)
     else:
         pre = torch.baddbmm(bias.unsqueeze(1), x.reshape(n, b * steps, inputs), w_ih.transpose(1, 2))
         pre = pre.view(n, b, steps, rows).permute(2, 0, 1, 3)
-    pre = pre.contiguous()
-    if op == "rnn_tanh":
-        states = _Elman.apply(pre, w_hh)
-    elif op == "gru":
-        states = _GRU.apply(pre, w_hh, params["bias_hh"])
-    else:
-        states = _LSTM.apply(pre, w_hh)
+    states = cell.stepwise(pre.contiguous(), w_hh, params["bias_hh"] if cell.bias_hh_inside else None)
     return states.permute(1, 2, 0, 3)

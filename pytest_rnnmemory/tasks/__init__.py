@@ -14,7 +14,7 @@ from .recall import Recall
 from .relay import Relay
 from .xor_delay import XorDelay
 
-#: Built-in tasks, by the name a suite uses (TASKS.md, and the README for parity and adding).
+#: Built-in tasks, by the name a suite uses (defined in docs/TASKS.md).
 TASKS: dict[str, type[Task]] = {
     cls.name: cls for cls in (Latching, Relay, XorDelay, Addition, BitwiseOr, Recall, Parity, Adding)
 }

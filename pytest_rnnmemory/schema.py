@@ -1,17 +1,22 @@
 """The suite schema: every section and key of a suite file, its default, its rule and its meaning.
 
-This module is the one place where the keys are defined. :mod:`.suite`
+This module is the one place where the keys are defined. :mod:`.loading`
 reads files against it, the engine and the verdict read the resulting
 dataclasses, and the README's key table is checked against it by the tests.
+Each section is a frozen dataclass that reads and writes its own JSON (the
+``config`` of a report).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from .errors import StoredDataError
+from .stored import Fields
 
 Check = Callable[[Any], "str | None"]
 
@@ -111,14 +116,14 @@ def eval_lengths(value: Any) -> str | None:
 @dataclass(frozen=True)
 class SuiteSection:
     task: str = key(
-        doc="A task of TASKS.md (`latching`, `relay`, `xor_delay`, `addition`, `or`, `recall`), `parity`, `adding`, or `package.module:Class`.",
+        doc="A task of docs/TASKS.md (`latching`, `relay`, `xor_delay`, `addition`, `or`, `recall`, `parity`, `adding`) or `package.module:Class`.",
         check=text,
     )
     cells: tuple[str, ...] = key(
         doc="Cells to test: `rnn`, `lstm`, `gru` or `package.module:Class`.", check=names
     )
     lengths: tuple[int, ...] = key(
-        doc="The lengths to test (what a length means is the task's; see TASKS.md).", check=lengths
+        doc="The lengths to test (what a length means is the task's; see docs/TASKS.md).", check=lengths
     )
     name: str = key(
         "",
@@ -180,8 +185,8 @@ class TrainSection:
     )
     engine: str = key(
         "auto",
-        doc="How trials are batched: `auto` (measured choice), `native` (built-in cells through a C kernel compiled on first use; CPU only), `fused` (built-in cells through torch's fused kernels), `stepwise` (built-in cells, per-trial weights) or `vmap` (`torch.func`, any cell).",
-        check=one_of("auto", "native", "fused", "stepwise", "vmap"),
+        doc="The scheme that batches a case's trials: `auto` (the fastest measured for the cell and device) or one of the schemes listed under *The engine* below.",
+        check=text,
     )
 
 
@@ -256,3 +261,77 @@ def keys_of(section: type) -> dict[str, dataclasses.Field]:
 
 def is_required(f: dataclasses.Field) -> bool:
     return f.default is dataclasses.MISSING
+
+
+def check_value(f: dataclasses.Field, value: Any) -> str | None:
+    """What is wrong with ``value`` for the key ``f`` (``None``: nothing)."""
+    check = f.metadata["check"]
+    return check(value) if check else None
+
+
+def section_json(section: Any) -> dict[str, Any]:
+    """A section's keys and values as JSON data (tuples as lists), in the schema's order."""
+    return {
+        f.name: list(value) if isinstance(value := getattr(section, f.name), tuple) else value
+        for f in dataclasses.fields(section)
+    }
+
+
+def _section_from_json(cls: type, fields: Fields) -> Any:
+    """A section dataclass from its JSON: every key checked by its own rule; missing keys default."""
+    known = keys_of(cls)
+    for name in fields.data:
+        if name not in known:
+            raise StoredDataError(f"{fields.at(name)}: not a key of this section")
+    values = {}
+    for name, f in known.items():
+        if not fields.has(name):
+            if is_required(f):
+                raise StoredDataError(f"{fields.at(name)}: missing")
+            continue
+        value = fields.raw(name)
+        problem = check_value(f, value)
+        if problem:
+            raise StoredDataError(f"{fields.at(name)} = {value!r}: {problem}")
+        values[name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """A suite as it ran: every section resolved, defaults filled in, and the task's parameters."""
+
+    suite: SuiteSection
+    task: Mapping[str, float]
+    model: ModelSection
+    train: TrainSection
+    success: SuccessSection
+    verdict: VerdictSection
+
+    def to_json(self) -> dict[str, Any]:
+        """Every section and key, in the schema's order (the ``config`` of a JSON report)."""
+        return {
+            "suite": section_json(self.suite),
+            "task": dict(self.task),
+            "model": section_json(self.model),
+            "train": section_json(self.train),
+            "success": section_json(self.success),
+            "verdict": section_json(self.verdict),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "config") -> SuiteConfig:
+        """Read what :meth:`to_json` wrote; :class:`.StoredDataError` names a key that is wrong."""
+        fields = Fields(data, where)
+        sections = {
+            name: _section_from_json(section, fields.fields(name)) for name, section in SECTIONS.items()
+        }
+        task = fields.mapping("task") if fields.has("task") else {}
+        for name, value in task.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise StoredDataError(f"{fields.at('task')}.{name}: expected a number, got {value!r}")
+        return cls(task=dict(task), **sections)
+
+    @property
+    def controls(self) -> tuple[str, ...]:
+        return self.suite.controls

@@ -1,0 +1,417 @@
+"""Reading a suite file in stages, each adding its problems to one list, one line per problem.
+
+A stage reads the :class:`Draft` that the stages before it built and adds to
+it: the raw tables, the profile and the command line applied, the sections
+built against the schema, the task, the claims. Stages run in groups; a group
+runs only when the groups before it found nothing wrong, so that a problem is
+reported once, where it is, and never again as a consequence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cells import CELLS, cell_class, check_cell, recurrence_of
+from .errors import CellError, SuiteError, TaskError
+from .gate import Claim
+from .schema import (
+    FREE_SECTIONS,
+    SECTIONS,
+    ModelSection,
+    Overrides,
+    SuccessSection,
+    SuiteConfig,
+    SuiteSection,
+    TrainSection,
+    check_value,
+    is_required,
+    keys_of,
+)
+from .schemes import SCHEMES, unknown_scheme
+from .tasks import TASKS, Task, task_class
+
+
+class Problems:
+    """The problems found in one suite file, each as ``FILE: KEY = VALUE: what is allowed``."""
+
+    def __init__(self, label: Path | str) -> None:
+        self.label = label
+        self.lines: list[str] = []
+
+    def add(self, where: str, message: str) -> None:
+        self.lines.append(f"{self.label}: {where}: {message}")
+
+    def raise_any(self) -> None:
+        if self.lines:
+            raise SuiteError(self.lines)
+
+
+@dataclass
+class Draft:
+    """A suite file on its way to a :class:`.Suite`: what the stages so far have read and built."""
+
+    path: Path
+    data: dict[str, Any]
+    overrides: Overrides
+    problems: Problems
+    #: ``[profiles.NAME]`` tables, and the names of those that are broken (reported, never applied).
+    profiles: dict[str, Any] = field(default_factory=dict)
+    rejected: set[str] = field(default_factory=set)
+    #: The file's sections with the profile and the command line applied.
+    merged: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sections: dict[str, Any] = field(default_factory=dict)
+    task: Task | None = None
+    claims: dict[str, Claim] = field(default_factory=dict)
+    strict: bool = False
+
+    @property
+    def raw_suite(self) -> dict[str, Any]:
+        return self.merged.get("suite", {})
+
+    def raw_list(self, key: str) -> list[Any]:
+        value = self.raw_suite.get(key)
+        return value if isinstance(value, list) else []
+
+    def config(self) -> SuiteConfig:
+        """The resolved configuration, once every stage has passed."""
+        meta: SuiteSection = self.sections["suite"]
+        if not meta.name:
+            meta = dataclasses.replace(meta, name=self.path.stem)
+        success: SuccessSection = self.sections["success"]
+        if not success.metric:
+            success = dataclasses.replace(success, metric=self.task.metric)
+        return SuiteConfig(
+            suite=meta,
+            task=dict(self.task.values),
+            model=self.sections["model"],
+            train=self.sections["train"],
+            success=success,
+            verdict=self.sections["verdict"],
+        )
+
+
+Stage = Callable[[Draft], None]
+
+
+# -- the file's tables ----------------------------------------------------------------------------
+
+_ALLOWED_SECTIONS = [*SECTIONS, *FREE_SECTIONS]
+
+
+def check_tables(draft: Draft) -> None:
+    """Every top-level entry is a known section, and a table."""
+    for section, value in draft.data.items():
+        if section not in _ALLOWED_SECTIONS:
+            draft.problems.add(f"[{section}]", "unknown section" + allowed(section, _ALLOWED_SECTIONS))
+        elif not isinstance(value, dict):
+            draft.problems.add(section, f"must be a table ([{section}]), got {show(value)}")
+
+
+def check_profiles(draft: Draft) -> None:
+    """Every profile's overrides name known keys with allowed values; broken profiles are never applied."""
+    profiles = draft.data.get("profiles", {})
+    draft.profiles = profiles if isinstance(profiles, dict) else {}
+    raw_task = draft.data.get("suite", {}).get("task") if isinstance(draft.data.get("suite"), dict) else None
+    for name, override in draft.profiles.items():
+        before = len(draft.problems.lines)
+        _check_profile(f"profiles.{name}", override, draft.problems)
+        if isinstance(override, dict) and "task" in override:
+            _check_profile_task(f"profiles.{name}.task", raw_task, override["task"], draft.problems)
+        if len(draft.problems.lines) > before:
+            draft.rejected.add(name)
+
+
+def apply_profile(draft: Draft) -> None:
+    """The file's sections with the selected profile's overrides."""
+    draft.merged = {
+        k: dict(v)
+        for k, v in draft.data.items()
+        if k in _ALLOWED_SECTIONS and k not in ("profiles", "expect") and isinstance(v, dict)
+    }
+    chosen = draft.overrides.profile
+    if chosen is None:
+        return
+    if chosen not in draft.profiles:
+        defined = ", ".join(draft.profiles) or "none"
+        draft.problems.add("profiles", f"profile {chosen!r} is not defined; defined: {defined}")
+    elif chosen not in draft.rejected and isinstance(draft.profiles[chosen], dict):
+        # A broken profile is reported once, as profiles.NAME...; it is not applied.
+        for section, values in draft.profiles[chosen].items():
+            if isinstance(values, dict):
+                draft.merged.setdefault(section, {}).update(values)
+
+
+def check_claims(draft: Draft) -> None:
+    """The ``[expect]`` claims: each must be tested by at least one case of the suite."""
+    expect = draft.data.get("expect", {})
+    if not isinstance(expect, dict):
+        return  # reported as a section that is not a table
+    problems = draft.problems
+    strict = expect.get("strict", False)
+    if not isinstance(strict, bool):
+        problems.add(f"expect.strict = {show(strict)}", "must be true or false")
+        strict = False
+    cells = draft.raw_list("cells")
+    lengths = [v for v in draft.raw_list("lengths") if isinstance(v, int)]
+    for cell, claim in expect.items():
+        if cell == "strict":
+            continue
+        where = f"expect.{cell}"
+        if cell not in cells:
+            problems.add(
+                where,
+                f"no case tests this claim: {cell!r} is not in suite.cells ({', '.join(map(str, cells))})",
+            )
+            continue
+        if not isinstance(claim, dict) or not claim:
+            problems.add(where, "must be a table such as { learns_up_to = 20, fails_from = 100 }")
+            continue
+        values = {}
+        for k, v in claim.items():
+            if k not in ("learns_up_to", "fails_from"):
+                problems.add(f"{where}.{k}", "unknown key" + allowed(k, ["learns_up_to", "fails_from"]))
+            elif isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                problems.add(f"{where}.{k} = {show(v)}", "must be an integer >= 1")
+            else:
+                values[k] = v
+        up, down = values.get("learns_up_to"), values.get("fails_from")
+        if lengths and up is not None and up < min(lengths):
+            problems.add(
+                f"{where}.learns_up_to = {up}",
+                f"no case tests this claim: the smallest length is {min(lengths)}",
+            )
+        if lengths and down is not None and down > max(lengths):
+            problems.add(
+                f"{where}.fails_from = {down}",
+                f"no case tests this claim: the largest length is {max(lengths)}",
+            )
+        if up is not None and down is not None and up >= down:
+            problems.add(f"{where}", f"learns_up_to = {up} must be below fails_from = {down}")
+        draft.claims[cell] = Claim(up, down)
+    draft.strict = strict
+
+
+def apply_overrides(draft: Draft) -> None:
+    """The command line's cells, lengths, trials and seed, over the file and its profile."""
+    o = draft.overrides
+    given = {
+        ("suite", "cells"): list(o.cells) if o.cells else None,
+        ("suite", "lengths"): list(o.lengths) if o.lengths else None,
+        ("verdict", "trials"): o.trials,
+        ("suite", "seed"): o.seed,
+    }
+    for (section, key), value in given.items():
+        if value is not None:
+            draft.merged.setdefault(section, {})[key] = value
+
+
+def build_sections(draft: Draft) -> None:
+    """Each schema section's dataclass, every key checked by its own rule."""
+    for section, cls in SECTIONS.items():
+        draft.sections[section] = _build_section(section, cls, draft.merged.get(section, {}), draft.problems)
+
+
+def build_task(draft: Draft) -> None:
+    """The suite's task with its ``[task]`` parameters."""
+    name = draft.raw_suite.get("task")
+    if not isinstance(name, str):
+        return  # the schema check reports a missing or non-string task
+    problems = draft.problems
+    try:
+        task_cls = task_class(name)
+    except TaskError as exc:
+        problems.add(f"suite.task = {show(name)}", str(exc))
+        return
+    params = draft.merged.get("task", {})
+    known = {k: v for k, v in params.items() if k in task_cls.params}
+    for unknown in sorted(params.keys() - known.keys()):
+        names = ", ".join(sorted(task_cls.params)) or "none"
+        problems.add(f"task.{unknown}", f"unknown parameter of task {task_cls.name!r}; allowed: {names}")
+    try:
+        draft.task = task_cls(**known)
+    except TaskError as exc:
+        problems.add(exc.where or "[task]", str(exc))
+
+
+def check_lengths(draft: Draft) -> None:
+    """Every length is one the task is defined at."""
+    if draft.task is None:
+        return
+    for i, length in enumerate(draft.raw_list("lengths")):
+        if isinstance(length, int) and not isinstance(length, bool) and length >= 1:
+            try:
+                draft.task.check_length(length)
+            except TaskError as exc:
+                draft.problems.add(f"suite.lengths[{i}] = {length}", str(exc))
+
+
+def check_cells(draft: Draft) -> None:
+    """Every cell can be found; a user's cell also builds, runs and batches on a tiny input."""
+    model: ModelSection | None = draft.sections.get("model")
+    for i, cell in enumerate(draft.raw_list("cells")):
+        if not isinstance(cell, str):
+            continue
+        try:
+            if cell in CELLS or draft.task is None or model is None:
+                cell_class(cell)
+            else:
+                check_cell(cell, draft.task.input_size, model.hidden)
+        except CellError as exc:
+            draft.problems.add(f"suite.cells[{i}] = {show(cell)}", str(exc))
+
+
+def check_eval_lengths(draft: Draft) -> None:
+    """``eval_lengths``: a task that generalises, whole lengths where absolute, lengths it allows."""
+    meta: SuiteSection = draft.sections["suite"]
+    task = draft.task
+    if not meta.eval_lengths:
+        return
+    where = f"suite.eval_lengths = {show(list(meta.eval_lengths))}"
+    if not task.generalises:
+        able = ", ".join(sorted(name for name, cls in TASKS.items() if cls.generalises))
+        draft.problems.add(
+            where,
+            f"task {task.name!r} cannot be evaluated at other lengths: {task.no_generalisation} "
+            f"(tasks that can: {able})",
+        )
+        return
+    if meta.eval_unit == "absolute" and any(v != int(v) for v in meta.eval_lengths):
+        draft.problems.add(where, "must be whole lengths with suite.eval_unit = 'absolute'")
+        return
+    for length in meta.lengths:
+        for eval_length in resolve_eval_lengths(meta, length):
+            try:
+                task.check_length(eval_length)
+            except TaskError as exc:
+                draft.problems.add(
+                    where, f"gives length {eval_length} for the trained length {length}: {exc}"
+                )
+                return
+
+
+def check_scheme(draft: Draft) -> None:
+    """``train.engine`` names ``auto`` or a scheme of the registry that serves every cell of the suite."""
+    train: TrainSection = draft.sections["train"]
+    requested = train.engine
+    where = f"train.engine = {show(requested)}"
+    if requested == "auto":
+        return
+    if requested not in SCHEMES:
+        draft.problems.add(where, unknown_scheme(requested))
+        return
+    entry = SCHEMES[requested]
+    if not entry.builtin_only:
+        return
+    builtin_free = ", ".join(repr(name) for name, e in SCHEMES.items() if not e.builtin_only)
+    meta: SuiteSection = draft.sections["suite"]
+    named = [(f"suite.cells[{i}]", cell) for i, cell in enumerate(meta.cells)]
+    named += [(f"suite.controls[{i}]", c) for i, c in enumerate(meta.controls) if c != "shuffled"]
+    for key, cell in named:
+        if recurrence_of(cell) is None:
+            draft.problems.add(
+                where,
+                f"runs the built-in cells only, and {key} = {show(cell)} is not one; "
+                f"use 'auto' or {builtin_free}",
+            )
+
+
+#: The stages, in groups: a group runs when the groups before it found no problem.
+STAGES: tuple[tuple[Stage, ...], ...] = (
+    (
+        check_tables,
+        check_profiles,
+        apply_profile,
+        check_claims,
+        apply_overrides,
+        build_sections,
+        build_task,
+        check_lengths,
+        check_cells,
+    ),
+    (check_eval_lengths,),
+    (check_scheme,),
+)
+
+
+def resolve_eval_lengths(meta: SuiteSection, length: int) -> tuple[int, ...]:
+    """The evaluation lengths of a case trained at ``length``: distinct, ascending, not ``length``."""
+    if meta.eval_unit == "multiple":
+        resolved = {max(1, round(v * length)) for v in meta.eval_lengths}
+    else:
+        resolved = {int(v) for v in meta.eval_lengths}
+    return tuple(sorted(resolved - {length}))
+
+
+# -- helpers of the stages ------------------------------------------------------------------------
+
+
+def allowed(given: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(given, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{hint}; allowed: {', '.join(names)}"
+
+
+def show(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (str, list, bool)) else repr(value)
+
+
+def _check_profile_task(where: str, task: Any, params: Any, problems: Problems) -> None:
+    """A profile's ``task`` table: a table of parameters the suite's task has."""
+    if not isinstance(params, dict):
+        problems.add(where, f"must be a table of the task's parameters, got {show(params)}")
+        return
+    try:
+        task_cls = task_class(task) if isinstance(task, str) else None
+    except TaskError:
+        return  # reported once, as suite.task
+    if task_cls is None:
+        return
+    for key in sorted(params):
+        if key not in task_cls.params:
+            names = ", ".join(sorted(task_cls.params)) or "none"
+            problems.add(f"{where}.{key}", f"unknown parameter of task {task_cls.name!r}; allowed: {names}")
+
+
+def _check_profile(where: str, override: Any, problems: Problems) -> None:
+    if not isinstance(override, dict):
+        problems.add(where, "must be a table of overrides, e.g. [profiles.quick] verdict.trials = 10")
+        return
+    for section, values in override.items():
+        if section == "task":
+            continue  # the task checks its own parameters once the profile is applied
+        if section not in SECTIONS:
+            problems.add(f"{where}.{section}", "unknown section" + allowed(section, list(SECTIONS)))
+        elif not isinstance(values, dict):
+            problems.add(f"{where}.{section}", f"must be a table of keys, got {values!r}")
+        else:
+            _check_keys(f"{where}.{section}", SECTIONS[section], values, problems)
+
+
+def _check_keys(prefix: str, cls: type, values: dict[str, Any], problems: Problems) -> None:
+    fields = keys_of(cls)
+    for k, value in values.items():
+        if k not in fields:
+            problems.add(f"{prefix}.{k}", "unknown key" + allowed(k, list(fields)))
+            continue
+        message = check_value(fields[k], value)
+        if message:
+            problems.add(f"{prefix}.{k} = {show(value)}", message)
+
+
+def _build_section(section: str, cls: type, values: dict[str, Any], problems: Problems) -> Any:
+    """The section's dataclass, or ``None`` when a key of it is wrong (the problems say which)."""
+    before = len(problems.lines)
+    _check_keys(section, cls, values, problems)
+    kwargs = {}
+    for k, f in keys_of(cls).items():
+        if k in values:
+            kwargs[k] = tuple(values[k]) if isinstance(values[k], list) else values[k]
+        elif is_required(f):
+            problems.add(f"{section}.{k}", "is required: " + f.metadata["doc"])
+    return cls(**kwargs) if len(problems.lines) == before else None

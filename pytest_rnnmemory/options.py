@@ -1,0 +1,294 @@
+"""The run's options: ``--rnn-*`` on the command line and ``rnn_*`` in the ini file, read and checked once.
+
+Bad values are usage errors that say what is allowed. The result is one
+frozen :class:`RunOptions`, kept in ``config.stash``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .schema import Overrides
+from .suite_files import suite_files
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``--rnn-*`` options and ``rnn_*`` ini keys asked for."""
+
+    suites_dir: Path
+    selected: tuple[Path, ...] | None
+    cells: tuple[str, ...] | None
+    lengths: tuple[int, ...] | None
+    trials: int | None
+    seed: int | None
+    profile: str | None
+    #: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; resolved once a suite runs.
+    device: str
+    report_dir: Path
+    inconclusive: str
+    #: Compare with this stored run (``--rnn-baseline``); ``None``: no gate.
+    baseline: Path | None = None
+    #: Store this run's counts here (``--rnn-save-baseline``).
+    save_baseline: Path | None = None
+    #: Holm's correction across a suite's compared cases (``--rnn-no-holm`` turns it off).
+    holm: bool = True
+    #: Where finished cases are stored (``--rnn-cache-dir``); ``None``: pytest's cache folder.
+    cache_dir: Path | None = None
+    #: Train every case again, even with a stored result (``--rnn-rerun``).
+    rerun: bool = False
+    #: Find each cell's frontier by bisection, skipping implied lengths (``--rnn-frontier``).
+    frontier: bool = False
+
+    def overrides(self) -> Overrides:
+        """The overrides every suite gets."""
+        return Overrides(
+            cells=self.cells,
+            lengths=self.lengths,
+            trials=self.trials,
+            seed=self.seed,
+            profile=self.profile,
+        )
+
+    def with_device(self, device: str) -> RunOptions:
+        """These options with ``device`` resolved (``auto`` -> ``cuda`` or ``cpu``)."""
+        return dataclasses.replace(self, device=device)
+
+    @property
+    def active(self) -> bool:
+        """True when the run was asked for suites by name."""
+        return self.selected is not None
+
+
+OPTIONS = pytest.StashKey[RunOptions]()
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register the ``--rnn-*`` options and the ``rnn_*`` ini keys."""
+    group = parser.getgroup("rnnmemory", "memory tests for recurrent cells (pytest-rnnmemory)")
+    group.addoption(
+        "--rnn-suite",
+        metavar="NAME[,NAME]",
+        help="run these suites (by name, from rnn_suites_dir), even when no path is given",
+    )
+    group.addoption(
+        "--cell",
+        metavar="NAME[,NAME]",
+        help="cells to test instead of each suite's: rnn, lstm, gru or package.module:Class",
+    )
+    group.addoption("--rnn-length", metavar="L[,L]", help="lengths to test instead of each suite's")
+    group.addoption(
+        "--rnn-trials", metavar="N", help="trials per case instead of each suite's verdict.trials"
+    )
+    group.addoption(
+        "--rnn-profile", metavar="NAME", help="apply the suites' [profiles.NAME] overrides (e.g. quick)"
+    )
+    group.addoption("--rnn-device", metavar="DEVICE", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    group.addoption("--rnn-seed", metavar="N", help="root seed instead of each suite's suite.seed")
+    group.addoption("--rnn-report-dir", metavar="DIR", help="where reports are written (default: reports)")
+    group.addoption(
+        "--rnn-inconclusive",
+        choices=("fail", "skip"),
+        default=None,
+        help="what an inconclusive verdict does to its case: fail (default) or skip",
+    )
+    group.addoption(
+        "--rnn-baseline",
+        metavar="PATH",
+        help="gate: fail a suite whose success rates dropped significantly since this stored run",
+    )
+    group.addoption(
+        "--rnn-save-baseline",
+        metavar="PATH",
+        help="store this run's counts as a baseline (cases not run keep their stored entries)",
+    )
+    group.addoption(
+        "--rnn-no-holm",
+        action="store_true",
+        default=False,
+        help="gate: test each case at alpha, without Holm's correction across a suite's cases",
+    )
+    group.addoption(
+        "--rnn-frontier",
+        action="store_true",
+        default=False,
+        help="find each cell's frontier by bisection over its lengths, skipping lengths whose verdict "
+        "the others imply (assumes success falls with length)",
+    )
+    group.addoption(
+        "--rnn-rerun",
+        action="store_true",
+        default=False,
+        help="train every case again, even when a stored result of the same case exists",
+    )
+    group.addoption(
+        "--rnn-progress",
+        choices=("auto", "on", "off"),
+        default=None,
+        help="live progress lines of long cases (epoch, trials, elapsed, estimate); auto: on for "
+        "--rnn-suite runs, off under -q or pytest-xdist (default: auto)",
+    )
+    group.addoption(
+        "--rnn-cache-dir",
+        metavar="DIR",
+        help="where finished cases are stored (default: pytest's cache folder, .pytest_cache)",
+    )
+    parser.addini("rnn_baseline", "baseline file the gate compares with, relative to the rootdir", default="")
+    parser.addini("rnn_suites_dir", "folder of suite files, relative to the rootdir", default="suites")
+    parser.addini("rnn_suites", "suites to run when --rnn-suite is not given (comma-separated)", default="")
+    parser.addini("rnn_cells", "cells to test instead of each suite's (comma-separated)", default="")
+    parser.addini("rnn_profile", "profile applied to every suite", default="")
+    parser.addini("rnn_device", "auto, cpu, cuda or cuda:N", default="auto")
+    parser.addini("rnn_report_dir", "where reports are written, relative to the rootdir", default="reports")
+    parser.addini("rnn_inconclusive", "fail or skip", default="fail")
+    parser.addini("rnn_progress", "auto, on or off: live progress of long cases", default="auto")
+
+
+def read_options(config: pytest.Config) -> RunOptions:
+    """The options of this run; a bad value is a :class:`pytest.UsageError` that says what is allowed."""
+    root = config.rootpath
+    suites_dir = (root / config.getini("rnn_suites_dir")).resolve()
+    names = _option(config, "rnn_suite", "rnn_suites")
+    cells = _option(config, "cell", "rnn_cells")
+    report_dir = config.getoption("rnn_report_dir")
+    inconclusive = config.getoption("rnn_inconclusive") or config.getini("rnn_inconclusive")
+    if inconclusive not in ("fail", "skip"):
+        raise pytest.UsageError(f"rnn_inconclusive = {inconclusive}: must be fail or skip")
+    trials = config.getoption("rnn_trials")
+    seed = config.getoption("rnn_seed")
+    lengths = config.getoption("rnn_length")
+    if cells:
+        _check_cells(_names(cells))
+    return RunOptions(
+        suites_dir=suites_dir,
+        selected=_select(_names(names), suites_dir) if names else None,
+        cells=_names(cells) if cells else None,
+        lengths=_lengths(lengths) if lengths else None,
+        trials=_count("--rnn-trials", 1)(trials) if trials else None,
+        seed=_count("--rnn-seed", 0)(seed) if seed is not None else None,
+        profile=_option(config, "rnn_profile", "rnn_profile"),
+        device=_check_device(_option(config, "rnn_device", "rnn_device") or "auto"),
+        report_dir=(Path(report_dir).resolve() if report_dir else root / config.getini("rnn_report_dir")),
+        inconclusive=inconclusive,
+        baseline=_baseline_path(config),
+        save_baseline=_path_option(config, "rnn_save_baseline"),
+        holm=not config.getoption("rnn_no_holm"),
+        cache_dir=_path_option(config, "rnn_cache_dir"),
+        rerun=config.getoption("rnn_rerun"),
+        frontier=config.getoption("rnn_frontier"),
+    )
+
+
+@functools.cache
+def resolve_device(value: str) -> str:
+    """The device a ``--rnn-device`` value means here; imports torch, so call it only for a suite run."""
+    if value == "cpu":
+        return value
+    import torch  # only once a suite runs: the plugin loads in every pytest run
+
+    if value == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        raise pytest.UsageError(f"--rnn-device={value}: CUDA is not available here; use cpu or auto")
+    if ":" in value and int(value.split(":")[1]) >= torch.cuda.device_count():
+        raise pytest.UsageError(
+            f"--rnn-device={value}: only {torch.cuda.device_count()} CUDA device(s) visible"
+        )
+    return value
+
+
+def _names(value: str) -> tuple[str, ...]:
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not names:
+        raise pytest.UsageError(f"expected a comma-separated list of names, got {value!r}")
+    return names
+
+
+def _lengths(value: str) -> tuple[int, ...]:
+    try:
+        lengths = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise pytest.UsageError(
+            f"--rnn-length={value}: must be integers >= 1, comma-separated (e.g. 5,20,50)"
+        ) from None
+    if not lengths or min(lengths) < 1:
+        raise pytest.UsageError(f"--rnn-length={value}: must be integers >= 1, comma-separated")
+    return lengths
+
+
+def _count(option: str, minimum: int):
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = minimum - 1
+        if number < minimum:
+            raise pytest.UsageError(f"{option}={value}: must be an integer >= {minimum}")
+        return number
+
+    return parse
+
+
+def _check_device(value: str) -> str:
+    if not _DEVICE.match(value):
+        raise pytest.UsageError(f"--rnn-device={value}: must be auto, cpu, cuda or cuda:N")
+    return value
+
+
+def _check_cells(names: tuple[str, ...]) -> None:
+    from .cells import cell_class  # imports torch: only when cells are named
+    from .errors import CellError
+
+    for cell in names:
+        try:
+            cell_class(cell)
+        except CellError as exc:
+            raise pytest.UsageError(f"--cell: {exc}") from None
+
+
+def _select(names: tuple[str, ...], suites_dir: Path) -> tuple[Path, ...]:
+    known = suite_files(suites_dir)
+    chosen = []
+    for name in names:
+        if name in known:
+            chosen.append(known[name].resolve())
+        elif name.endswith(".toml") and Path(name).is_file():
+            chosen.append(Path(name).resolve())
+        else:
+            listed = ", ".join(known) or f"none: {suites_dir} has no *.toml files"
+            raise pytest.UsageError(f"--rnn-suite: unknown suite {name!r}; known suites: {listed}")
+    return tuple(chosen)
+
+
+def _option(config: pytest.Config, name: str, ini: str | None = None) -> str | None:
+    value = config.getoption(name)
+    if value is None and ini is not None:
+        value = config.getini(ini) or None
+    return value
+
+
+def _path_option(config: pytest.Config, name: str) -> Path | None:
+    value = config.getoption(name)
+    return Path(value).resolve() if value else None
+
+
+def _baseline_path(config: pytest.Config) -> Path | None:
+    path = _path_option(config, "rnn_baseline")
+    if path is None and config.getini("rnn_baseline"):
+        path = config.rootpath / config.getini("rnn_baseline")
+    if path is not None:
+        from .gate import BaselineError, load_baseline  # scipy: only for a gated run
+
+        try:
+            load_baseline(path)
+        except BaselineError as exc:
+            raise pytest.UsageError(f"--rnn-baseline: {exc}") from None
+    return path

@@ -1,0 +1,426 @@
+"""The records of a run: what a finished case, a trial and an implied verdict are, as typed data.
+
+Records are what travels between processes (pytest-xdist workers send them
+in their test reports), what the result store keeps, and what the JSON
+report holds. Each is a frozen dataclass whose ``to_json`` writes plain JSON
+data and whose ``from_json`` reads it back, checking every value, so that a
+stored file that was cut short or edited by hand gives one line naming the
+place that is wrong.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .errors import StoredDataError
+from .outcome import CaseOutcome
+from .schema import SuiteConfig
+from .stats import Decision, Verdict, decide, verdict_of
+from .stored import Fields
+
+#: A case within a suite: (cell, length).
+CaseKey = tuple[str, int]
+
+_DECISION_NUMBERS = ("p_greater", "p_less", "ci_low", "ci_high")
+
+
+def counts_from_json(fields: Fields) -> tuple[int, int, Verdict, float, float]:
+    """``k``, ``n``, the verdict, ``p0`` and ``alpha`` of a stored case; the verdict must be the
+    one the counts give."""
+    n = fields.integer("n", minimum=1)
+    k = fields.integer("k", minimum=0)
+    if k > n:
+        raise StoredDataError(f"{fields.at('k')}: {k} successes of n = {n} trials")
+    p0, alpha = fields.number("p0"), fields.number("alpha")
+    if not (0 < p0 < 1 and 0 < alpha < 0.5):
+        raise StoredDataError(f"{fields.where or 'the case'}: p0 must lie in (0, 1) and alpha in (0, 0.5)")
+    verdict = Verdict(fields.choice("verdict", tuple(v.value for v in Verdict)))
+    expected = verdict_of(k, n, p0, alpha)
+    if verdict != expected:
+        raise StoredDataError(
+            f"{fields.at('verdict')}: {verdict.value!r}, but {k}/{n} at p0 = {p0}, alpha = {alpha} "
+            f"is {expected.value!r}"
+        )
+    return k, n, verdict, p0, alpha
+
+
+def decision_from_json(fields: Fields) -> Decision:
+    """The binomial decision stored flat in a record; its verdict must be the one its counts give."""
+    k, n, verdict, p0, alpha = counts_from_json(fields)
+    numbers = {name: fields.number(name) for name in _DECISION_NUMBERS}
+    return Decision(k=k, n=n, verdict=verdict, p0=p0, alpha=alpha, **numbers)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial of a case: its seed, where it ended, and its curves."""
+
+    index: int
+    seed: int
+    metric: float
+    success: bool
+    diverged: bool
+    #: Mean training loss per epoch; ``None`` once the trial diverged.
+    train_loss: tuple[float | None, ...]
+    val_metric: tuple[float, ...]
+    input_gradient: float | None
+    #: The final metric at each evaluation length, in the order of the case's generalisation.
+    eval_metrics: tuple[float, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "seed": self.seed,
+            "metric": self.metric,
+            "success": self.success,
+            "diverged": self.diverged,
+            "train_loss": list(self.train_loss),
+            "val_metric": list(self.val_metric),
+            "input_gradient": self.input_gradient,
+            "eval_metrics": list(self.eval_metrics),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> TrialRecord:
+        f = Fields(data, where)
+        return cls(
+            index=f.integer("index", minimum=0),
+            seed=f.integer("seed", minimum=0),
+            metric=f.number("metric"),
+            success=f.boolean("success"),
+            diverged=f.boolean("diverged"),
+            train_loss=f.numbers("train_loss", nullable=True),
+            val_metric=f.numbers("val_metric"),
+            input_gradient=f.optional_number("input_gradient"),
+            eval_metrics=f.numbers("eval_metrics"),
+        )
+
+
+@dataclass(frozen=True)
+class GeneralisationRecord:
+    """The trained trials of a case, evaluated at another length and judged as at their own."""
+
+    length: int
+    decision: Decision
+    metric_median: float
+    metric_mean: float
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.decision.verdict
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "length": self.length,
+            **self.decision.to_dict(),
+            "rate": self.decision.rate,
+            "metric_median": self.metric_median,
+            "metric_mean": self.metric_mean,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> GeneralisationRecord:
+        f = Fields(data, where)
+        return cls(
+            length=f.integer("length", minimum=1),
+            decision=decision_from_json(f),
+            metric_median=f.number("metric_median"),
+            metric_mean=f.number("metric_mean"),
+        )
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """Everything the report and the gate need to know about one finished case."""
+
+    suite: str
+    cell: str
+    control: bool
+    length: int
+    #: Equal hashes mean the cases ran under the same configuration (see ``Case.config_hash``).
+    config_hash: str
+    decision: Decision
+    metric: str
+    threshold: float
+    #: The task's chance level at this length: the best metric that needs no memory.
+    chance: float
+    metric_median: float
+    metric_mean: float
+    metric_max: float
+    diverged: int
+    scheme: str
+    device: str
+    wall_s: float
+    #: Median over trials of the gradient at the first input, at initialisation.
+    input_gradient: float | None
+    generalisation: tuple[GeneralisationRecord, ...]
+    trials: tuple[TrialRecord, ...]
+    #: Trials the suite asked for; fewer ran when curtailment settled the verdict early.
+    trials_planned: int
+    #: Read from the result store of an earlier run rather than trained by this one.
+    cached: bool = False
+
+    @property
+    def key(self) -> CaseKey:
+        return (self.cell, self.length)
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.decision.verdict
+
+    @property
+    def k(self) -> int:
+        return self.decision.k
+
+    @property
+    def n(self) -> int:
+        return self.decision.n
+
+    @property
+    def rate(self) -> float:
+        return self.decision.rate
+
+    def stored(self) -> CaseRecord:
+        """This record as read back from the result store by a later run."""
+        return replace(self, cached=True)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "cell": self.cell,
+            "control": self.control,
+            "length": self.length,
+            "config_hash": self.config_hash,
+            **self.decision.to_dict(),
+            "rate": self.decision.rate,
+            "metric": self.metric,
+            "threshold": self.threshold,
+            "chance": self.chance,
+            "metric_median": self.metric_median,
+            "metric_mean": self.metric_mean,
+            "metric_max": self.metric_max,
+            "diverged": self.diverged,
+            "scheme": self.scheme,
+            "device": self.device,
+            "wall_s": self.wall_s,
+            "input_gradient": self.input_gradient,
+            "generalisation": [g.to_json() for g in self.generalisation],
+            "trials": [t.to_json() for t in self.trials],
+            "trials_planned": self.trials_planned,
+            "cached": self.cached,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "case") -> CaseRecord:
+        """Read what :meth:`to_json` wrote; the counts must agree with the trials they count."""
+        f = Fields(data, where)
+        decision = decision_from_json(f)
+        trials = f.objects("trials", TrialRecord.from_json)
+        if len(trials) != decision.n:
+            raise StoredDataError(f"{f.at('trials')}: {len(trials)} trials, but n = {decision.n}")
+        successes = sum(t.success for t in trials)
+        if successes != decision.k:
+            raise StoredDataError(f"{f.at('trials')}: {successes} successful trials, but k = {decision.k}")
+        generalisation = f.objects("generalisation", GeneralisationRecord.from_json)
+        for t in trials:
+            if len(t.eval_metrics) != len(generalisation):
+                raise StoredDataError(
+                    f"{f.at('trials')}[{t.index}].eval_metrics: {len(t.eval_metrics)} values for "
+                    f"{len(generalisation)} evaluation lengths"
+                )
+        return cls(
+            suite=f.text("suite"),
+            cell=f.text("cell"),
+            control=f.boolean("control"),
+            length=f.integer("length", minimum=1),
+            config_hash=f.text("config_hash"),
+            decision=decision,
+            metric=f.text("metric"),
+            threshold=f.number("threshold"),
+            chance=f.number("chance"),
+            metric_median=f.number("metric_median"),
+            metric_mean=f.number("metric_mean"),
+            metric_max=f.number("metric_max"),
+            diverged=f.integer("diverged", minimum=0),
+            scheme=f.text("scheme"),
+            device=f.text("device"),
+            wall_s=f.number("wall_s"),
+            input_gradient=f.optional_number("input_gradient"),
+            generalisation=generalisation,
+            trials=trials,
+            trials_planned=f.integer("trials_planned", minimum=decision.n)
+            if f.has("trials_planned")
+            else decision.n,
+            cached=f.boolean("cached") if f.has("cached") else False,
+        )
+
+
+def case_record(
+    *,
+    suite: str,
+    cell: str,
+    control: bool,
+    length: int,
+    config_hash: str,
+    outcome: CaseOutcome,
+    seeds: Sequence[int],
+    metric: str,
+    threshold: float,
+    chance: float,
+    p0: float,
+    alpha: float,
+    trials_planned: int,
+) -> CaseRecord:
+    """The record of a case whose trials (seeded by ``seeds``, in order) produced ``outcome``."""
+    successes = outcome.successes(threshold)
+    decision = decide(sum(successes), outcome.trials, p0, alpha)
+    metrics = outcome.metrics
+    gradients = outcome.input_gradient
+    evaluated = sorted(outcome.eval_metrics.items())
+    return CaseRecord(
+        suite=suite,
+        cell=cell,
+        control=control,
+        length=length,
+        config_hash=config_hash,
+        decision=decision,
+        metric=metric,
+        threshold=threshold,
+        chance=chance,
+        metric_median=statistics.median(metrics),
+        metric_mean=statistics.fmean(metrics),
+        metric_max=max(metrics),
+        diverged=sum(outcome.diverged),
+        scheme=outcome.scheme,
+        device=outcome.device,
+        wall_s=round(outcome.wall_s, 3),
+        input_gradient=statistics.median(gradients) if gradients else None,
+        generalisation=tuple(
+            _generalisation(at, values, outcome.diverged, decision, threshold) for at, values in evaluated
+        ),
+        trials=tuple(
+            TrialRecord(
+                index=i,
+                seed=seed,
+                metric=metrics[i],
+                success=successes[i],
+                diverged=outcome.diverged[i],
+                train_loss=tuple(outcome.train_loss[i]),
+                val_metric=tuple(outcome.val_metric[i]),
+                input_gradient=gradients[i] if gradients else None,
+                eval_metrics=tuple(values[i] for _, values in evaluated),
+            )
+            for i, seed in enumerate(seeds[: len(metrics)])
+        ),
+        trials_planned=trials_planned,
+    )
+
+
+def _generalisation(
+    length: int, metrics: Sequence[float], diverged: Sequence[bool], trained: Decision, threshold: float
+) -> GeneralisationRecord:
+    k = sum((m >= threshold) and not d for m, d in zip(metrics, diverged, strict=True))
+    return GeneralisationRecord(
+        length=length,
+        decision=decide(k, len(metrics), trained.p0, trained.alpha),
+        metric_median=statistics.median(metrics),
+        metric_mean=statistics.fmean(metrics),
+    )
+
+
+@dataclass(frozen=True)
+class ImpliedVerdict:
+    """A case that ``--rnn-frontier`` did not train: the verdict its cell's other lengths imply."""
+
+    suite: str
+    cell: str
+    length: int
+    verdict: Verdict
+    reason: str
+
+    @property
+    def key(self) -> CaseKey:
+        return (self.cell, self.length)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "cell": self.cell,
+            "length": self.length,
+            "verdict": self.verdict.value,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> ImpliedVerdict:
+        f = Fields(data, where)
+        return cls(
+            suite=f.text("suite"),
+            cell=f.text("cell"),
+            length=f.integer("length", minimum=1),
+            verdict=Verdict(f.choice("verdict", (Verdict.LEARNS.value, Verdict.FAILS.value))),
+            reason=f.text("reason"),
+        )
+
+
+def implied_verdict(records: Sequence[CaseRecord], length: int) -> tuple[Verdict, str] | None:
+    """The verdict that one cell's results at other lengths imply at ``length``, with the reason.
+
+    Assumes success falls with length: a cell that learns a longer length
+    learns this one; one that fails a shorter length fails this one.
+    """
+    learned = [r.length for r in records if r.verdict == Verdict.LEARNS and r.length > length]
+    if learned:
+        return Verdict.LEARNS, f"it learns length {min(learned)}, which is longer"
+    failed = [r.length for r in records if r.verdict == Verdict.FAILS and r.length < length]
+    if failed:
+        return Verdict.FAILS, f"it fails length {max(failed)}, which is shorter"
+    return None
+
+
+def frontier(verdicts: Sequence[tuple[int, Verdict]]) -> int | None:
+    """The largest length among (length, verdict) pairs whose verdict is ``learns`` (``None``: none)."""
+    learned = [length for length, verdict in verdicts if verdict == Verdict.LEARNS]
+    return max(learned) if learned else None
+
+
+def frontier_text(value: int | None) -> str:
+    """A frontier as the reports write it."""
+    return "none" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class SuiteMeta:
+    """What a report needs to know of a suite: names, where it came from, and its configuration."""
+
+    name: str
+    description: str
+    path: str
+    task: str
+    profile: str | None
+    config: SuiteConfig
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "path": self.path,
+            "task": self.task,
+            "profile": self.profile,
+            "config": self.config.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "suite") -> SuiteMeta:
+        f = Fields(data, where)
+        return cls(
+            name=f.text("name"),
+            description=f.text("description"),
+            path=f.text("path"),
+            task=f.text("task"),
+            profile=f.text("profile", optional=True),
+            config=SuiteConfig.from_json(f.raw("config"), f.at("config")),
+        )

@@ -1,0 +1,158 @@
+"""This run's suites, as a pytest plugin object: cases selected, records received, reports written.
+
+Registered for every pytest run, but it imports the statistics and the
+reports only inside hooks that run once a suite is collected: the plugin
+loads in every pytest run of an environment where the package is installed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .options import OPTIONS, RunOptions, resolve_device
+
+if TYPE_CHECKING:
+    from .gate import Baseline
+    from .records import CaseRecord, ImpliedVerdict, SuiteMeta
+    from .results import SuiteRun
+
+RUN_LOG = pytest.StashKey["RunLog"]()
+#: Set when this plugin switched live logging on, for its progress lines only.
+PROGRESS_ONLY = pytest.StashKey[bool]()
+
+#: The attributes of a test report that carry a case's result to the pytest-xdist controller.
+RECORD, IMPLIED = "rnnmemory", "rnnmemory_implied"
+
+
+class RunLog:
+    """This run's suites: the cases selected, the records that came back, the reports written.
+
+    Registered as a plugin of its own because ``pytest_runtest_logreport``
+    receives no config; it lives in ``config.stash`` too.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.runs: dict[str, SuiteRun] = {}
+        self.written: list[Path] = []
+        self.baseline_saved: tuple[Path, int] | None = None
+        self._baseline: Baseline | None = None
+
+    @property
+    def options(self) -> RunOptions:
+        return self.config.stash[OPTIONS]
+
+    def baseline(self) -> Baseline:
+        """The baseline of ``--rnn-baseline``, read once per run."""
+        if self._baseline is None:
+            from .gate import load_baseline
+
+            self._baseline = load_baseline(self.options.baseline)
+        return self._baseline
+
+    def run_of(self, meta: SuiteMeta) -> SuiteRun:
+        """The results of the suite ``meta`` describes, created at its first case."""
+        from .results import SuiteRun
+
+        if meta.name not in self.runs:
+            self.runs[meta.name] = SuiteRun(meta)
+        return self.runs[meta.name]
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if not self.config.stash.get(PROGRESS_ONLY, False):
+            return
+        from .progress import LOG
+
+        handler = getattr(self.config.pluginmanager.get_plugin("logging-plugin"), "log_cli_handler", None)
+        if handler is not None:
+            handler.addFilter(logging.Filter(LOG.name))  # the user's own INFO logs stay off the terminal
+
+    def expect(self, meta: SuiteMeta, key: tuple[str, int]) -> None:
+        """Note a selected case, so the report shows it as missing if it never finishes."""
+        self.run_of(meta).expect(key)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        # Under pytest-xdist the controller collects nothing: the suite comes with the record.
+        implied = getattr(report, IMPLIED, None)
+        if implied is not None:
+            meta, verdict = _implied_from(implied)
+            self.run_of(meta).add_implied(verdict)
+        record = getattr(report, RECORD, None)
+        if record is not None:
+            meta, case = _record_from(record)
+            self.run_of(meta).add(case)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput") or not self.runs or self.config.option.collectonly:
+            return  # only the controller writes reports, and only for a run that ran
+        from .gate import save_baseline
+        from .report import write_reports
+        from .runtime import environment
+
+        options = self.options
+        env = environment(resolve_device(options.device))
+        if options.baseline is not None:
+            for run in self.runs.values():
+                run.judge(self.baseline(), holm=options.holm)
+        for run in self.runs.values():
+            self.written += write_reports(run, options.report_dir, env)
+        if options.save_baseline is not None:
+            records = [r for run in self.runs.values() for r in run.records.values()]
+            count = save_baseline(options.save_baseline, records, env)
+            self.baseline_saved = (options.save_baseline, count)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.runs or hasattr(self.config, "workerinput") or self.config.option.collectonly:
+            return
+        from .report import terminal_table
+        from .suite import display_path
+
+        terminalreporter.section("rnnmemory capability")
+        for run in self.runs.values():
+            terminalreporter.write_line(f"{run.name} ({run.meta.task}, {run.config.success.metric})")
+            terminalreporter.write_line(terminal_table(run))
+            for line in run.gate_lines():
+                terminalreporter.write_line(line)
+            if run.missing:
+                missing = ", ".join(f"{c}-L{n}" for c, n in run.missing)
+                terminalreporter.write_line(f"missing: {missing}")
+            cached = [f"{r.cell}-L{r.length}" for r in run.records_in_order() if r.cached]
+            if cached:
+                terminalreporter.write_line(
+                    f"from earlier runs (stored results; --rnn-rerun trains again): {', '.join(cached)}"
+                )
+            terminalreporter.write_line("")
+        for path in self.written:
+            terminalreporter.write_line(f"report written: {display_path(path, self.config.rootpath)}")
+        if self.baseline_saved is not None:
+            path, count = self.baseline_saved
+            terminalreporter.write_line(
+                f"baseline written: {display_path(path, self.config.rootpath)} ({count} cases from this run)"
+            )
+
+
+def record_payload(meta: SuiteMeta, record: CaseRecord) -> dict[str, Any]:
+    """A finished case as plain data for a test report (it travels to the pytest-xdist controller)."""
+    return {"suite": meta.to_json(), "record": record.to_json()}
+
+
+def implied_payload(meta: SuiteMeta, implied: ImpliedVerdict) -> dict[str, Any]:
+    return {"suite": meta.to_json(), "implied": implied.to_json()}
+
+
+def _record_from(payload: dict[str, Any]) -> tuple[SuiteMeta, CaseRecord]:
+    from .records import CaseRecord, SuiteMeta
+
+    return SuiteMeta.from_json(payload["suite"]), CaseRecord.from_json(payload["record"])
+
+
+def _implied_from(payload: dict[str, Any]) -> tuple[SuiteMeta, ImpliedVerdict]:
+    from .records import ImpliedVerdict, SuiteMeta
+
+    return SuiteMeta.from_json(payload["suite"]), ImpliedVerdict.from_json(payload["implied"], "implied")

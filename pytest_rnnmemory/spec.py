@@ -1,0 +1,41 @@
+"""What one case trains: plain data that names the task, the cell, the recipe and the seeds."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .schema import ModelSection, TrainSection
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """Everything that determines the result of one case's trials.
+
+    The task and the cell are named (a built-in name or ``package.module:Class``),
+    not built: the training layer builds them, so a spec travels as plain data.
+    """
+
+    #: The task's name or import path, and its parameters (the suite's ``[task]`` table).
+    task: str
+    cell: str
+    length: int
+    model: ModelSection
+    train: TrainSection
+    metric: str
+    threshold: float
+    trial_seeds: tuple[int, ...]
+    task_params: Mapping[str, float] = field(default_factory=dict)
+    #: Train on targets moved to other training sequences (the ``shuffled`` control); validation
+    #: keeps the true targets, so success measures what the criterion gives away without learning.
+    shuffle_labels: bool = False
+    #: Lengths at which the trained trials are evaluated too, on fresh data (length generalisation).
+    eval_lengths: tuple[int, ...] = ()
+
+    @property
+    def hidden(self) -> int:
+        return self.model.hidden
+
+    @property
+    def trials(self) -> int:
+        return len(self.trial_seeds)

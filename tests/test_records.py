@@ -1,0 +1,82 @@
+"""Records read back what they wrote, the committed reports render again byte for byte, and stored
+JSON that is not what a run writes gives one line naming the place."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_rnnmemory.errors import StoredDataError
+from pytest_rnnmemory.records import CaseRecord
+from pytest_rnnmemory.report import FIGURES, markdown, run_from_json, to_json
+from tests.records import record_with_metrics
+
+REPORTS = Path(__file__).resolve().parent.parent / "reports"
+COMMITTED = sorted(p for p in REPORTS.glob("*.json") if p.name != "baseline-quick.json")
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=[p.stem for p in COMMITTED])
+def test_a_committed_report_renders_again_byte_for_byte_from_its_json(path):
+    data = json.loads(path.read_text(encoding="utf-8"))
+    run = run_from_json(data)
+    assert json.dumps(to_json(run, data["environment"]), indent=1) + "\n" == path.read_text(encoding="utf-8")
+    plots = {
+        name: f"{run.name}{suffix}.png"
+        for name, (suffix, _, _) in FIGURES.items()
+        if (path.parent / f"{run.name}{suffix}.png").exists()
+    }
+    assert markdown(run, data["environment"], plots) == path.with_suffix(".md").read_text(encoding="utf-8")
+
+
+def test_a_record_reads_back_what_it_wrote():
+    record = record_with_metrics("lstm", 20, [1.0, 0.97, 0.5, 0.5, 0.6], gradient=1e-4)
+    again = CaseRecord.from_json(json.loads(json.dumps(record.to_json())))
+    assert again == record
+
+
+def broken(change):
+    data = record_with_metrics("lstm", 20, [1.0, 0.97, 0.5, 0.5, 0.6]).to_json()
+    change(data)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.pop("k"), "case.k: missing"),
+        (lambda d: d.update(k="2"), 'case.k: expected an integer >= 0, got "2"'),
+        (lambda d: d.update(k=7), "case.k: 7 successes of n = 5 trials"),
+        (lambda d: d.update(n=0), "case.n: expected an integer >= 1, got 0"),
+        (
+            lambda d: d.update(verdict="learns"),
+            "case.verdict: 'learns', but 2/5 at p0 = 0.5, alpha = 0.05 is",
+        ),
+        (lambda d: d.update(verdict="maybe"), "case.verdict: expected one of learns, fails, inconclusive"),
+        (lambda d: d.update(metric_median=None), "case.metric_median: expected a finite number, got None"),
+        (lambda d: d["trials"].pop(), "case.trials: 4 trials, but n = 5"),
+        (lambda d: d["trials"][2].update(success=True), "case.trials: 3 successful trials, but k = 2"),
+        (
+            lambda d: d["trials"][1].update(metric="x"),
+            'case.trials[1].metric: expected a finite number, got "x"',
+        ),
+        (lambda d: d["trials"][0].update(train_loss=[0.5, "nan"]), "case.trials[0].train_loss[1]"),
+        (lambda d: d.update(trials=5), "case.trials: expected a list, got 5"),
+        (lambda d: d.update(p0=1.5), "case: p0 must lie in (0, 1) and alpha in (0, 0.5)"),
+    ],
+)
+def test_a_malformed_record_names_the_place_that_is_wrong(change, message):
+    with pytest.raises(StoredDataError) as info:
+        CaseRecord.from_json(broken(change))
+    assert message in str(info.value)
+
+
+def test_a_report_of_another_schema_version_says_which_it_reads():
+    data = json.loads(COMMITTED[0].read_text(encoding="utf-8"))
+    for version in (2, None, "1"):
+        changed = copy.deepcopy(data)
+        changed["schema_version"] = version
+        with pytest.raises(
+            StoredDataError, match="this version of pytest-rnnmemory reads reports of version 1"
+        ):
+            run_from_json(changed)
