@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         from .replay import describe, replay_trial
 
         run, _ = _read_report(args.json, parser)
+        _check_device(args.device, parser)
         try:
             result = replay_trial(run, args.cell, args.length, args.trial, args.device)
         except RnnMemoryError as exc:
@@ -78,26 +78,34 @@ def main(argv: list[str] | None = None) -> int:
         try:
             trials = tuple(int(v) for v in args.trials.split(","))
         except ValueError:
-            parser.error(f"--trials={args.trials}: must be integers, comma-separated")
+            trials = ()
+        if not trials or min(trials) < 1:
+            parser.error(f"--trials={args.trials}: must be integers >= 1, comma-separated (e.g. 10,30)")
         print(format_table(power_table(trials, args.test)))
     return 0
+
+
+def _check_device(device: str, parser: argparse.ArgumentParser) -> None:
+    """A ``--device`` that is here, or a usage error that says what is."""
+    import torch
+
+    if device == "cpu":
+        return
+    if not device.startswith("cuda"):
+        parser.error(f"--device {device}: must be cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        parser.error(f"--device {device}: CUDA is not available here; use --device cpu")
 
 
 def _read_report(path: str, parser: argparse.ArgumentParser) -> tuple[SuiteRun, dict[str, str]]:
     """The run a JSON report holds, and its environment; a usage error names what is wrong."""
     from .errors import StoredDataError
-    from .report import run_from_json
+    from .report import read_report
 
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        parser.error(f"{path}: cannot read the JSON report: {exc}")
-    try:
-        run = run_from_json(data)
+        return read_report(Path(path))
     except StoredDataError as exc:
         parser.error(f"{path}: not a JSON report this version of pytest-rnnmemory can read: {exc}")
-    environment = data.get("environment") if isinstance(data.get("environment"), dict) else {}
-    return run, {str(k): str(v) for k, v in environment.items()}
 
 
 if __name__ == "__main__":

@@ -247,7 +247,7 @@ def _band(
             ax.plot(
                 [e for e, _ in points], [v for _, v in points], color="tab:orange", linewidth=0.7, alpha=0.8
             )
-    if log and max(high) >= 10 * min(low):
+    if log and high and max(high) >= 10 * min(low):
         # Within one decade a log axis has no labelled tick: stay linear there.
         from matplotlib.ticker import NullFormatter
 

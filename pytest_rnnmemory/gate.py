@@ -99,12 +99,14 @@ class BaselineEntry:
     @classmethod
     def from_json(cls, data: Any, where: str) -> BaselineEntry:
         f = Fields(data, where)
+        suite, cell = f.text("suite"), f.text("cell")
+        length, config_hash = f.integer("length", minimum=1), f.text("config_hash")
         k, n, verdict, p0, alpha = counts_from_json(f)
         return cls(
-            suite=f.text("suite"),
-            cell=f.text("cell"),
-            length=f.integer("length", minimum=1),
-            config_hash=f.text("config_hash"),
+            suite=suite,
+            cell=cell,
+            length=length,
+            config_hash=config_hash,
             k=k,
             n=n,
             verdict=verdict,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,15 @@ from .policy import Action, judge_case
 from .records import CaseRecord, ImpliedVerdict, implied_verdict
 from .runlog import IMPLIED, RECORD, RUN_LOG, implied_payload, record_payload
 from .stats import Verdict, trials_to_settle
-from .suite import Case, Suite, load_suite
+from .suite import Case, Suite, display_path, load_suite
+
+#: The marker every item of a suite carries (``-m memory_case``). No cell's name is part of it, so
+#: that ``-k rnn`` selects the rnn cases, not every case.
+MARKER = pytest.mark.memory_case
+
+
+#: Each suite name collected in this session, and the file that holds it.
+SUITE_FILES = pytest.StashKey[dict[str, Path]]()
 
 
 class CaseFailure(Exception):
@@ -38,6 +47,15 @@ class SuiteFile(pytest.File):
         except SuiteError as exc:
             # One failing item instead of a collection error, so other suites still run.
             yield BrokenSuite.from_parent(self, name="suite", problems=exc.problems)
+            return
+        first = self.config.stash.setdefault(SUITE_FILES, {}).setdefault(suite.name, self.path)
+        if first != self.path:
+            shown = display_path(first, self.config.rootpath)
+            problem = (
+                f'{self.nodeid.split("::")[0]}: suite.name = "{suite.name}": also the name of {shown}; '
+                "reports and baselines go by name, so give each suite a suite.name of its own"
+            )
+            yield BrokenSuite.from_parent(self, name="suite", problems=[problem])
             return
         # A gated suite stays on one pytest-xdist worker (--dist loadgroup): its gate needs every case.
         xdist = self.config.pluginmanager.hasplugin("xdist")
@@ -81,7 +99,7 @@ class CaseItem(_OwnFailures):
         #: What this case produced, for the report: a record, or the verdict its other lengths imply.
         self.record: CaseRecord | None = None
         self.implied: ImpliedVerdict | None = None
-        self.add_marker(pytest.mark.rnnmemory)
+        self.add_marker(MARKER)
 
     @property
     def options(self) -> RunOptions:
@@ -204,7 +222,7 @@ class GateItem(_OwnFailures):
     def __init__(self, *, suite: Suite, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.suite = suite
-        self.add_marker(pytest.mark.rnnmemory)
+        self.add_marker(MARKER)
 
     def runtest(self) -> None:
         from .gate import IMPROVED, REGRESSED, UNCHANGED

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from .schema import (
     SuiteConfig,
     SuiteSection,
     TrainSection,
+    VerdictSection,
     check_value,
     is_required,
     keys_of,
@@ -251,6 +253,40 @@ def check_lengths(draft: Draft) -> None:
                 draft.problems.add(f"suite.lengths[{i}] = {length}", str(exc))
 
 
+def check_sizes(draft: Draft) -> None:
+    """Every case's data fits in this machine's memory; the estimate is in the message where it does not."""
+    if draft.task is None or any(draft.sections.get(s) is None for s in ("train", "verdict")):
+        return
+    train: TrainSection = draft.sections["train"]
+    verdict: VerdictSection = draft.sections["verdict"]
+    trials = verdict.stage if 0 < verdict.stage < verdict.trials else verdict.trials
+    sequences = train.samples + train.val_samples
+    inputs = draft.task.input_size
+    memory = physical_memory()
+    for i, length in enumerate(draft.raw_list("lengths")):
+        if not isinstance(length, int) or isinstance(length, bool) or length < draft.task.min_length:
+            continue  # reported by the schema or the task
+        steps = draft.task.steps(length)
+        # Every trial's inputs as float32, and one trial's targets as int64 while they are drawn.
+        needed = trials * sequences * steps * inputs * 4 + sequences * steps * 8
+        if memory is not None and needed > memory:
+            draft.problems.add(
+                f"suite.lengths[{i}] = {length}",
+                f"needs about {needed / 2**30:.3g} GiB for one case's data ({trials} trials x {sequences} "
+                f"sequences x {steps} steps x {inputs} input(s) x 4 bytes), and this machine has "
+                f"{memory / 2**30:.3g} GiB; lower train.samples or verdict.trials, or train the trials in "
+                "stages (verdict.stage)",
+            )
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes, where the system tells."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def check_cells(draft: Draft) -> None:
     """Every cell can be found; a user's cell also builds, runs and batches on a tiny input."""
     model: ModelSection | None = draft.sections.get("model")
@@ -332,6 +368,7 @@ STAGES: tuple[tuple[Stage, ...], ...] = (
         build_sections,
         build_task,
         check_lengths,
+        check_sizes,
         check_cells,
     ),
     (check_eval_lengths,),

@@ -158,7 +158,6 @@ def read_options(config: pytest.Config) -> RunOptions:
     suites_dir = (root / config.getini("rnn_suites_dir")).resolve()
     names = _option(config, "rnn_suite", "rnn_suites")
     cells = _option(config, "cell", "rnn_cells")
-    report_dir = config.getoption("rnn_report_dir")
     inconclusive = config.getoption("rnn_inconclusive") or config.getini("rnn_inconclusive")
     if inconclusive not in ("fail", "skip"):
         raise pytest.UsageError(f"rnn_inconclusive = {inconclusive}: must be fail or skip")
@@ -176,10 +175,10 @@ def read_options(config: pytest.Config) -> RunOptions:
         seed=_count("--rnn-seed", 0)(seed) if seed is not None else None,
         profile=_option(config, "rnn_profile", "rnn_profile"),
         device=_check_device(_option(config, "rnn_device", "rnn_device") or "auto"),
-        report_dir=(Path(report_dir).resolve() if report_dir else root / config.getini("rnn_report_dir")),
+        report_dir=_report_dir(config),
         inconclusive=inconclusive,
         baseline=_baseline_path(config),
-        save_baseline=_path_option(config, "rnn_save_baseline"),
+        save_baseline=_save_baseline_path(config),
         holm=not config.getoption("rnn_no_holm"),
         cache_dir=_path_option(config, "rnn_cache_dir"),
         rerun=config.getoption("rnn_rerun"),
@@ -258,8 +257,13 @@ def _select(names: tuple[str, ...], suites_dir: Path) -> tuple[Path, ...]:
     known = suite_files(suites_dir)
     chosen = []
     for name in names:
+        if name in known and len(known[name]) > 1:
+            files = ", ".join(str(path) for path in known[name])
+            raise pytest.UsageError(
+                f"--rnn-suite: {name!r} names two suite files: {files}; give each its own suite.name"
+            )
         if name in known:
-            chosen.append(known[name].resolve())
+            chosen.append(known[name][0].resolve())
         elif name.endswith(".toml") and Path(name).is_file():
             chosen.append(Path(name).resolve())
         else:
@@ -278,6 +282,48 @@ def _option(config: pytest.Config, name: str, ini: str | None = None) -> str | N
 def _path_option(config: pytest.Config, name: str) -> Path | None:
     value = config.getoption(name)
     return Path(value).resolve() if value else None
+
+
+def _report_dir(config: pytest.Config) -> Path:
+    """Where reports go; a file in the way is a usage error now, not after the training."""
+    given = config.getoption("rnn_report_dir")
+    path = Path(given).resolve() if given else config.rootpath / config.getini("rnn_report_dir")
+    shown = f"--rnn-report-dir={given}" if given else f"rnn_report_dir = {config.getini('rnn_report_dir')}"
+    if path.exists() and not path.is_dir():
+        raise pytest.UsageError(f"{shown}: {path} is a file, not a folder")
+    _check_creatable(path, shown)
+    return path
+
+
+def _save_baseline_path(config: pytest.Config) -> Path | None:
+    """Where ``--rnn-save-baseline`` writes, checked before anything trains."""
+    path = _path_option(config, "rnn_save_baseline")
+    if path is None:
+        return None
+    shown = f"--rnn-save-baseline={config.getoption('rnn_save_baseline')}"
+    if path.is_dir():
+        raise pytest.UsageError(f"{shown}: {path} is a folder; give a JSON file")
+    if path.exists():
+        from .gate import BaselineError, load_baseline  # scipy: only for a baseline to update
+
+        try:
+            load_baseline(path)
+        except BaselineError as exc:
+            raise pytest.UsageError(
+                f"{shown}: {path} exists and is not a baseline this version can update ({exc}); "
+                "remove it or give another path"
+            ) from None
+    _check_creatable(path.parent, shown)
+    return path
+
+
+def _check_creatable(folder: Path, shown: str) -> None:
+    """``folder`` exists or can be made: its nearest existing ancestor is a folder."""
+    for parent in [folder, *folder.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise pytest.UsageError(f"{shown}: {parent} is a file, so {folder} cannot be a folder")
+            return
 
 
 def _baseline_path(config: pytest.Config) -> Path | None:

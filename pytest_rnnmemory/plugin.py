@@ -21,7 +21,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "rnnmemory: a memory-task case of pytest-rnnmemory")
+    config.addinivalue_line("markers", "memory_case: a case or gate of a pytest-rnnmemory suite")
     options = read_options(config)
     config.stash[OPTIONS] = options
     log = config.stash[RUN_LOG] = RunLog(config)

@@ -149,7 +149,8 @@ def markdown(run: SuiteRun, environment: dict[str, str], plots: dict[str, str] |
         lines += [
             "## Missing",
             "",
-            "Selected but without a result (interrupted, errored or deselected while running):",
+            "Cases of the suite without a result: not run (deselected, or another configuration ran), "
+            "interrupted or errored:",
             "",
             *[f"- {c}-L{n}" for c, n in run.missing],
             "",
@@ -422,6 +423,17 @@ def run_from_json(data: Any) -> SuiteRun:
         run.add_implied(verdict)
     run.wall_s = f.number("wall_s") if f.has("wall_s") else 0.0
     return run
+
+
+def read_report(path: Path) -> tuple[SuiteRun, dict[str, str]]:
+    """The run a JSON report holds, and its environment; :class:`.StoredDataError` says what is wrong."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StoredDataError(f"cannot read the JSON report: {exc}") from None
+    run = run_from_json(data)
+    environment = data.get("environment") if isinstance(data.get("environment"), dict) else {}
+    return run, {str(k): str(v) for k, v in environment.items()}
 
 
 def _missing_case(data: Any, where: str) -> tuple[str, int]:

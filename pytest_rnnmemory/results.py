@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from .gate import IMPROVED, UNCHANGED, Baseline, Comparison, compare
@@ -22,6 +23,27 @@ def bisection_order(lengths: list[int]) -> list[int]:
         order.append(lengths[middle])
         spans += [(middle + 1, high), (low, middle - 1)]
     return order
+
+
+def cases_of(config: SuiteConfig) -> list[CaseKey]:
+    """Every case a suite so configured has: cells, then controls, each at every length."""
+    suite = config.suite
+    return [(cell, n) for cell in (*suite.cells, *suite.controls) for n in suite.lengths]
+
+
+def same_experiment(a: SuiteConfig, b: SuiteConfig) -> bool:
+    """Whether two configurations differ at most in which cells and lengths they select."""
+
+    def without_selection(config: SuiteConfig) -> dict:
+        data = config.to_json()
+        data["suite"] = {k: v for k, v in data["suite"].items() if k not in ("cells", "lengths")}
+        return data
+
+    return without_selection(a) == without_selection(b)
+
+
+def _union(first: tuple, second: tuple) -> tuple:
+    return tuple(dict.fromkeys([*first, *second]))
 
 
 @dataclass
@@ -90,6 +112,47 @@ class SuiteRun:
     def controls(self) -> list[str]:
         """The controls of this run (they have columns, not frontiers)."""
         return [c for c in self.cells if c in self.config.controls]
+
+    @property
+    def ran(self) -> bool:
+        """Whether any case of this suite finished (trained, stored or implied) in this run."""
+        return bool(self.records or self.implied)
+
+    def completed_by(self, previous: SuiteRun | None) -> SuiteRun:
+        """This run as its report shows it, so that a partial run never shrinks a report.
+
+        Where ``previous`` (the report already there) ran the same experiment, differing
+        at most in the cells and lengths selected, this run's cases replace its cases of
+        the same (cell, length) and the others stay. Otherwise this run's report replaces
+        it, and every case of the suite that did not run here is listed as missing.
+        """
+        mergeable = previous is not None and previous.name == self.name
+        if not mergeable or not same_experiment(previous.config, self.config):
+            shown = SuiteRun(self.meta, expected=[*self.expected], baseline=self.baseline)
+            for key in cases_of(self.config):
+                shown.expect(key)
+            previous = None
+        else:
+            old, new = previous.config.suite, self.config.suite
+            suite = dataclasses.replace(
+                new, cells=_union(old.cells, new.cells), lengths=_union(old.lengths, new.lengths)
+            )
+            config = dataclasses.replace(self.config, suite=suite)
+            shown = SuiteRun(dataclasses.replace(self.meta, config=config), baseline=self.baseline)
+            for key in [*previous.expected, *self.expected]:
+                shown.expect(key)
+            for key, record in previous.records.items():
+                if key not in self.records and key not in self.implied:
+                    shown.add(record)
+            for key, implied in previous.implied.items():
+                if key not in self.records and key not in self.implied:
+                    shown.add_implied(implied)
+        for record in self.records.values():
+            shown.add(record)
+        for implied in self.implied.values():
+            shown.add_implied(implied)
+        shown.comparisons = list(self.comparisons)
+        return shown
 
     def records_in_order(self) -> list[CaseRecord]:
         return [self.records[c] for c in self.ordered_cases if c in self.records]

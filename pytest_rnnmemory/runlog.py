@@ -39,6 +39,8 @@ class RunLog:
         self.config = config
         self.runs: dict[str, SuiteRun] = {}
         self.written: list[Path] = []
+        #: Lines about reports kept as they were, or replaced because they could not be read.
+        self.notes: list[str] = []
         self.baseline_saved: tuple[Path, int] | None = None
         self._baseline: Baseline | None = None
 
@@ -101,11 +103,28 @@ class RunLog:
             for run in self.runs.values():
                 run.judge(self.baseline(), holm=options.holm)
         for run in self.runs.values():
-            self.written += write_reports(run, options.report_dir, env)
+            if not run.ran:
+                self.notes.append(f"{run.name}: no case finished, so its report is left as it was")
+                continue
+            self.written += write_reports(run.completed_by(self._previous(run)), options.report_dir, env)
         if options.save_baseline is not None:
             records = [r for run in self.runs.values() for r in run.records.values()]
             count = save_baseline(options.save_baseline, records, env)
             self.baseline_saved = (options.save_baseline, count)
+
+    def _previous(self, run: SuiteRun) -> SuiteRun | None:
+        """The report already written for ``run``'s suite, if there is one this version can read."""
+        from .errors import StoredDataError
+        from .report import read_report
+
+        path = self.options.report_dir / f"{run.name}.json"
+        if not path.exists():
+            return None
+        try:
+            return read_report(path)[0]
+        except StoredDataError as exc:
+            self.notes.append(f"{run.name}: the earlier report could not be read ({exc}); replaced")
+            return None
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.runs or hasattr(self.config, "workerinput") or self.config.option.collectonly:
@@ -130,6 +149,8 @@ class RunLog:
             terminalreporter.write_line("")
         for path in self.written:
             terminalreporter.write_line(f"report written: {display_path(path, self.config.rootpath)}")
+        for note in self.notes:
+            terminalreporter.write_line(note)
         if self.baseline_saved is not None:
             path, count = self.baseline_saved
             terminalreporter.write_line(

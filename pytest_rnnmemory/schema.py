@@ -10,6 +10,7 @@ Each section is a frozen dataclass that reads and writes its own JSON (the
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,16 @@ from .stored import Fields
 
 Check = Callable[[Any], "str | None"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+
+#: The largest integer any key takes: a bound that keeps every size finite and every loop short.
+MAX_INTEGER = 2**63 - 1
+#: Bounds on what one case can ask for; past them a suite is a mistake, not an experiment.
+MAX_TRIALS = 100_000
+MAX_SEQUENCES = 100_000_000
+MAX_EPOCHS = 1_000_000
+MAX_HIDDEN = 65_536
+MAX_LENGTH = 100_000_000
 
 
 def key(default: Any = dataclasses.MISSING, *, doc: str, check: Check | None = None) -> Any:
@@ -28,21 +38,26 @@ def key(default: Any = dataclasses.MISSING, *, doc: str, check: Check | None = N
     return field(default=default, metadata={"doc": doc, "check": check})
 
 
-def integer(minimum: int) -> Check:
+def integer(minimum: int, maximum: int = MAX_INTEGER) -> Check:
+    """An integer in ``[minimum, maximum]``; the bound is named only where a value passes it."""
+
     def check(value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             return f"must be an integer >= {minimum}"
+        if value > maximum:
+            return f"must be an integer in [{minimum}, {maximum:_}]"
         return None
 
     return check
 
 
 def number(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Check:
+    """A finite number in the interval, its ends open or closed."""
     lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-    text = f"must be a number in {lo}{low:g}, {high:g}{hi}"
+    text = f"must be a finite number in {lo}{low:g}, {high:g}{hi}"
 
     def check(value: Any) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             return text
         if value < low or value > high or (low_open and value == low) or (high_open and value == high):
             return text
@@ -65,8 +80,11 @@ def text(value: Any) -> str | None:
 
 
 def name(value: Any) -> str | None:
-    if not isinstance(value, str) or not _NAME.match(value):
-        return "must be a non-empty name of letters, digits, '_', '.' or '-'"
+    if not isinstance(value, str) or not (value == "" or _NAME.match(value)):
+        return (
+            "must be a name of letters, digits, '_', '.' or '-' that does not start with '.' "
+            "(a report's file name), or \"\" for the file's stem"
+        )
     return None
 
 
@@ -92,10 +110,11 @@ def controls(value: Any) -> str | None:
 
 
 def lengths(value: Any) -> str | None:
+    text = f"must be a non-empty list of integers in [1, {MAX_LENGTH:_}]"
     if not isinstance(value, list) or not value:
-        return "must be a non-empty list of integers >= 1"
-    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
-        return "must be a non-empty list of integers >= 1"
+        return text
+    if any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_LENGTH for v in value):
+        return text
     if len(set(value)) != len(value):
         return "must not list a length twice"
     return None
@@ -103,10 +122,15 @@ def lengths(value: Any) -> str | None:
 
 def eval_lengths(value: Any) -> str | None:
     if not isinstance(value, (list, tuple)) or any(
-        isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 for v in value
+        isinstance(v, bool)
+        or not isinstance(v, (int, float))
+        or not math.isfinite(v)
+        or not 0 < v <= MAX_LENGTH
+        for v in value
     ):
         return (
-            "must be a list of numbers > 0 (multiples of the trained length, or lengths; see suite.eval_unit)"
+            f"must be a list of finite numbers in (0, {MAX_LENGTH:_}] (multiples of the trained length, "
+            "or lengths; see suite.eval_unit)"
         )
     if len(set(value)) != len(value):
         return "must not list a length twice"
@@ -154,24 +178,28 @@ class SuiteSection:
 @dataclass(frozen=True)
 class ModelSection:
     hidden: int = key(
-        1, doc="Hidden units per cell; 1 is the classic single-unit experiment.", check=integer(1)
+        1, doc="Hidden units per cell; 1 is the classic single-unit experiment.", check=integer(1, MAX_HIDDEN)
     )
 
 
 @dataclass(frozen=True)
 class TrainSection:
     samples: int = key(
-        2000, doc="Training sequences per trial, generated from the trial's own stream.", check=integer(1)
+        2000,
+        doc="Training sequences per trial, generated from the trial's own stream.",
+        check=integer(1, MAX_SEQUENCES),
     )
     val_samples: int = key(
         1000,
         doc="Validation sequences per trial, generated fresh from a stream of their own.",
-        check=integer(1),
+        check=integer(1, MAX_SEQUENCES),
     )
     epochs: int = key(
-        10, doc="Passes over the training sequences, each in a new order per trial.", check=integer(1)
+        10,
+        doc="Passes over the training sequences, each in a new order per trial.",
+        check=integer(1, MAX_EPOCHS),
     )
-    batch_size: int = key(16, doc="Sequences per optimizer step.", check=integer(1))
+    batch_size: int = key(16, doc="Sequences per optimizer step.", check=integer(1, MAX_SEQUENCES))
     optimizer: str = key(
         "adam",
         doc="`adam`, `sgd` or `rmsprop` (torch's defaults otherwise).",
@@ -206,7 +234,7 @@ class SuccessSection:
 
 @dataclass(frozen=True)
 class VerdictSection:
-    trials: int = key(30, doc="Independent trials per case.", check=integer(1))
+    trials: int = key(30, doc="Independent trials per case.", check=integer(1, MAX_TRIALS))
     p0: float = key(
         0.5,
         doc="`learns` means the success rate is significantly above p0; `fails`, significantly below.",
@@ -220,7 +248,7 @@ class VerdictSection:
     stage: int = key(
         0,
         doc="Curtailment: train this many trials at a time and stop as soon as no outcome of the remaining trials can change the verdict (the verdict is the one all trials would give); 0 trains all at once.",
-        check=integer(0),
+        check=integer(0, MAX_TRIALS),
     )
     regression_test: str = key(
         "boschloo",

@@ -177,11 +177,12 @@ def _changed(section: Any) -> dict[str, Any]:
 
 
 def display_path(path: Path, root: Path) -> str:
-    """``path`` relative to ``root`` where it lies inside, else its name."""
+    """``path`` relative to ``root`` where it lies inside, else in full."""
+    resolved = path.resolve()
     try:
-        return str(path.resolve().relative_to(root))
+        return str(resolved.relative_to(root))
     except ValueError:
-        return path.name
+        return str(resolved)
 
 
 def load_suite(path: str | Path, overrides: Overrides | None = None, label: str | None = None) -> Suite:

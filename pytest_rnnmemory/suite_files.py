@@ -33,7 +33,10 @@ def suite_name(path: Path) -> str:
     return named if isinstance(named, str) and named else path.stem
 
 
-def suite_files(folder: Path) -> dict[str, Path]:
-    """The suite files of ``folder`` by the name each goes by."""
+def suite_files(folder: Path) -> dict[str, list[Path]]:
+    """The suite files of ``folder`` by the name each goes by (two files may claim one name)."""
     files = sorted(folder.glob("*.toml")) if folder.is_dir() else []
-    return {suite_name(path): path for path in files}
+    named: dict[str, list[Path]] = {}
+    for path in files:
+        named.setdefault(suite_name(path), []).append(path)
+    return named

@@ -207,3 +207,36 @@ def test_the_calibration_tables_exact_sums_match_hand_values():
     # An unchanged cell is flagged in at most alpha of runs; a big drop in most.
     assert flag_rate(30, 0.5, 0.5, test="fisher") <= 0.05
     assert flag_rate(30, 0.9, 0.5, test="fisher") > 0.9
+
+
+@pytest.mark.parametrize(
+    ("cases", "message"),
+    [
+        ([{}], "cases[0].suite: missing"),
+        (5, "cases: expected a list, got 5"),
+        (
+            [{"suite": "s", "cell": "rnn", "length": "5", "config_hash": "h", "k": 3, "n": 4}],
+            "cases[0].length",
+        ),
+        (
+            [{"suite": "s", "cell": "rnn", "length": 5, "config_hash": "h", "k": 9, "n": 4}],
+            "cases[0].k: 9 successes of n = 4 trials",
+        ),
+    ],
+)
+def test_a_baseline_that_is_not_what_a_run_writes_is_one_line(tmp_path, cases, message):
+    path = tmp_path / "b.json"
+    save_baseline(path, [record("rnn", 5, 27)], {})
+    data = json.loads(path.read_text())
+    data["cases"] = cases
+    path.write_text(json.dumps(data))
+    with pytest.raises(BaselineError) as info:
+        load_baseline(path)
+    text = str(info.value)
+    assert "\n" not in text
+    assert message in text and "save it again with --rnn-save-baseline" in text
+
+
+def test_a_folder_given_as_the_baseline_is_named_as_a_folder(tmp_path):
+    with pytest.raises(BaselineError, match="is a folder; give the baseline's JSON file"):
+        load_baseline(tmp_path)

@@ -207,7 +207,7 @@ def test_a_broken_suite_is_one_failure_and_the_others_still_run(project):
     assert "Traceback" not in out
     result.stdout.fnmatch_lines(
         [
-            "*suites/broken.toml: suite.lengths = [[]5, -1[]]: must be a non-empty list of integers >= 1",
+            "*suites/broken.toml: suite.lengths = [[]5, -1[]]: must be a non-empty list of integers in*",
             "*suites/broken.toml: train.batchsize: unknown key (did you mean 'batch_size'?)*",
             "*suites/broken.toml: train.batch_size = 0: must be an integer >= 1",
             "*suites/broken.toml: suite.task = \"latchng\": unknown task 'latchng'*",
@@ -655,3 +655,138 @@ def test_a_bad_progress_setting_is_a_usage_error(project):
     result = project.runpytest("--rnn-suite=ortask")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*rnn_progress = sometimes: must be auto, on or off*"])
+
+
+# -- nothing a user types or a file holds loses a report ------------------------------------------
+
+
+def test_k_with_a_cell_name_selects_that_cells_cases_only(project):
+    write_suite(project, "latch", suite_text("latching", cells=("rnn", "lstm", "gru"), lengths=(5, 20)))
+    result = project.runpytest("suites/", "--collect-only", "-q", "-k", "rnn and L20")
+    result.stdout.fnmatch_lines(["suites/latch.toml::rnn-L20", "1/6 tests collected*"])
+    result = project.runpytest("suites/", "--collect-only", "-q", "-k", "rnn")
+    result.stdout.fnmatch_lines(
+        ["suites/latch.toml::rnn-L5", "suites/latch.toml::rnn-L20", "2/6 tests collected*"]
+    )
+
+
+@pytest.mark.slow
+def test_a_partial_run_merges_its_cases_into_the_report(project):
+    write_suite(project, "ortask", suite_text("or", cells=("rnn", "gru"), lengths=(2, 3), trials=5))
+    project.runpytest("--rnn-suite=ortask")
+    full = read_report(project, "ortask")
+    assert len(full["cases"]) == 4
+    result = project.runpytest("--rnn-suite=ortask", "-k", "gru and L3", "--rnn-rerun")
+    result.assert_outcomes(passed=1)
+    merged = read_report(project, "ortask")
+    assert [(c["cell"], c["length"]) for c in merged["cases"]] == [
+        ("rnn", 2),
+        ("rnn", 3),
+        ("gru", 2),
+        ("gru", 3),
+    ]
+    assert merged["missing"] == []
+    assert merged["cases"][:3] == full["cases"][:3]  # the cases not run this time, as they were
+    assert merged["frontier"] == {"rnn": 3, "gru": 3}
+    # --cell and --rnn-length select too, and merge the same way.
+    project.runpytest("--rnn-suite=ortask", "--cell=rnn", "--rnn-length=2", "--rnn-rerun")
+    again = read_report(project, "ortask")
+    assert len(again["cases"]) == 4 and again["config"]["suite"]["cells"] == ["rnn", "gru"]
+
+
+@pytest.mark.slow
+def test_a_run_under_another_configuration_replaces_the_report_and_lists_what_it_did_not_run(project):
+    write_suite(project, "ortask", suite_text("or", cells=("rnn", "gru"), lengths=(2, 3), trials=3))
+    project.runpytest("--rnn-suite=ortask")
+    project.runpytest("--rnn-suite=ortask", "-k", "gru and L3", "--rnn-seed=5")
+    report = read_report(project, "ortask")
+    assert report["config"]["suite"]["seed"] == 5
+    assert [(c["cell"], c["length"]) for c in report["cases"]] == [("gru", 3)]
+    assert report["missing"] == [
+        {"cell": "rnn", "length": 2},
+        {"cell": "rnn", "length": 3},
+        {"cell": "gru", "length": 2},
+    ]
+
+
+@pytest.mark.slow
+def test_suites_that_did_not_run_keep_their_reports(project):
+    write_suite(project, "ortask", suite_text("or", trials=3))
+    project.runpytest("--rnn-suite=ortask")
+    before = (project.path / "reports" / "ortask.json").read_text()
+    write_suite(project, "broken", suite_text("recall", suite_keys="eval_lengths = [nan]"))
+    result = project.runpytest("suites/", "-k", "broken")
+    result.assert_outcomes(failed=1)
+    assert (project.path / "reports" / "ortask.json").read_text() == before
+    assert not (project.path / "reports" / "broken.json").exists()
+    result = project.runpytest("suites/", "-x", "-k", "nothing-matches")
+    assert (project.path / "reports" / "ortask.json").read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("option", "make", "message"),
+    [
+        ("--rnn-report-dir=taken", "file", "--rnn-report-dir=taken: * is a file, not a folder"),
+        ("--rnn-save-baseline=taken", "folder", "--rnn-save-baseline=taken: * is a folder; give a JSON file"),
+        (
+            "--rnn-save-baseline=taken",
+            "garbage",
+            "--rnn-save-baseline=taken: * exists and is not a baseline*",
+        ),
+    ],
+)
+def test_paths_are_checked_before_anything_trains(project, option, make, message):
+    write_suite(project, "ortask", suite_text("or"))
+    target = project.path / "taken"
+    if make == "folder":
+        target.mkdir()
+    else:
+        target.write_text("not json" if make == "garbage" else "a file")
+    result = project.runpytest("--rnn-suite=ortask", option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}"])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_two_suite_files_of_one_name_are_an_error_that_names_both(project):
+    write_suite(project, "first", suite_text("or", suite_keys='name = "same"'))
+    write_suite(project, "second", suite_text("or", suite_keys='name = "same"'))
+    result = project.runpytest("suites/", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["suites/first.toml::rnn-L2", "suites/second.toml::suite"])
+    result = project.runpytest("suites/", "-k", "second")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ['*suites/second.toml: suite.name = "same": also the name of suites/first.toml;*']
+    )
+    result = project.runpytest("--rnn-suite=same")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--rnn-suite: 'same' names two suite files: *first.toml, *second.toml*"])
+
+
+@pytest.mark.slow
+def test_a_report_folder_outside_the_rootdir_is_shown_in_full(project, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    write_suite(project, "ortask", suite_text("or", trials=3))
+    result = project.runpytest("--rnn-suite=ortask", f"--rnn-report-dir={elsewhere}")
+    result.stdout.fnmatch_lines([f"report written: {elsewhere / 'ortask.md'}"])
+
+
+@pytest.mark.slow
+def test_suites_broken_every_way_leave_the_good_suite_and_its_report_alone(project):
+    write_suite(project, "good", suite_text("or", trials=5))
+    broken = {
+        "nan_lr": suite_text("or", extra="").replace("lr = 0.05", "lr = nan"),
+        "inf_noise": suite_text("latching") + "\n[task]\nnoise = inf\n",
+        "huge": suite_text("or", trials=10**12),
+        "wrong_type": suite_text("or").replace("epochs = 3", 'epochs = "three"'),
+        "nan_eval": suite_text("recall", suite_keys="eval_lengths = [nan]"),
+        "not_a_cell": suite_text("or", cells=("builtins:print",)),
+    }
+    for name, text in broken.items():
+        write_suite(project, name, text)
+    result = project.runpytest("suites/")
+    result.assert_outcomes(passed=1, failed=len(broken))
+    out = result.stdout.str()
+    assert "Traceback" not in out and "INTERNALERROR" not in out
+    assert read_report(project, "good")["cases"][0]["k"] == 5
+    assert sorted(p.stem for p in (project.path / "reports").glob("*.json")) == ["good"]

@@ -208,3 +208,47 @@ def test_compare_command_prints_or_writes_the_comparison(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(SystemExit):
         main(["compare", str(a), str(tmp_path / "bad.json")])
+
+
+def test_the_report_command_on_a_file_that_is_no_report_says_where(tmp_path, capsys):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"schema_version": 1}))
+    with pytest.raises(SystemExit):
+        main(["report", str(path)])
+    err = capsys.readouterr().err
+    assert "not a JSON report this version of pytest-rnnmemory can read: suite: missing" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("trials", ["-3", "0", "3,x", ""])
+def test_calibrate_refuses_trial_counts_below_one(trials, capsys):
+    with pytest.raises(SystemExit):
+        main(["calibrate", f"--trials={trials}"])
+    assert "--trials" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(
+    __import__("torch").cuda.is_available(), reason="checks the message on a machine without CUDA"
+)
+def test_replay_on_cuda_without_a_gpu_says_cuda_is_not_here(tmp_path, capsys):
+    data = report_data(lengths=(5,))
+    path = tmp_path / "demo.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SystemExit):
+        main(["replay", str(path), "--cell", "rnn", "--length", "5", "--trial", "0", "--device", "cuda"])
+    assert "--device cuda: CUDA is not available here; use --device cpu" in capsys.readouterr().err
+
+
+def test_figures_are_drawn_when_every_trial_of_a_case_diverged(tmp_path):
+    pytest.importorskip("matplotlib")
+    data = report_data(lengths=(5, 10))
+    for case in data["cases"]:
+        for trial in case["trials"]:
+            trial.update(train_loss=[None, None, None], metric=0.0, success=False, diverged=True)
+            trial["val_metric"] = [0.0, 0.0, 0.0]
+        case.update(decide(0, len(case["trials"])).to_dict())
+        case.update(
+            diverged=len(case["trials"]), metric_median=0.0, metric_mean=0.0, metric_max=0.0, rate=0.0
+        )
+    written = write_reports(run_from_json(data), tmp_path, {})
+    assert {p.name for p in written} >= {"demo.png", "demo-curves.png", "demo.md"}

@@ -94,8 +94,11 @@ def cell_class(name: str) -> type[nn.Module]:
             "or name your own as 'package.module:Class'"
         )
     cls = import_object(name, what="cell", error=CellError)
-    if not callable(cls):
-        raise CellError(f"cell {name!r} is not a class")
+    # Checked before anything is called: a suite names code that is imported and run.
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise CellError(
+            f"cell {name!r} must be a class, a subclass of torch.nn.Module; it is a {type(cls).__name__}"
+        )
     return cls
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -60,8 +61,13 @@ class Task:
             )
         values = {**self.params, **params}
         for key, value in values.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise TaskError("must be a number >= 0", where=f"task.{key} = {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise TaskError("must be a finite number >= 0", where=f"task.{key} = {value!r}")
         self.values = values
 
     def check_length(self, length: int) -> None:

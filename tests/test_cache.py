@@ -1,0 +1,55 @@
+"""The result store: a stored case is read back only when it is whole and what a run writes."""
+
+import json
+import multiprocessing
+
+import pytest
+
+from pytest_rnnmemory.atomic import write_atomic
+from pytest_rnnmemory.cache import CacheWarning, ResultCache
+from tests.records import record_of
+
+
+def test_a_stored_case_is_read_back_marked_as_stored(tmp_path):
+    cache = ResultCache(tmp_path)
+    record = record_of("rnn", 5, 4, n=6)
+    cache.put("k" * 64, record)
+    again = cache.get("k" * 64)
+    assert again.cached and again.to_json() | {"cached": False} == record.to_json()
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda entry: entry["record"].pop("k"), "record.k: missing"),
+        (lambda entry: entry["record"]["trials"][0].update(success=False), "3 successful trials, but k = 4"),
+        (lambda entry: entry.update(record=[]), "record: expected an object"),
+        (lambda entry: entry.update(key="other"), "it was stored for another case"),
+    ],
+)
+def test_a_malformed_stored_case_is_trained_again_with_a_warning(tmp_path, change, reason):
+    cache = ResultCache(tmp_path)
+    cache.put("k" * 64, record_of("rnn", 5, 4, n=6))
+    (path,) = tmp_path.glob("*.json")
+    entry = json.loads(path.read_text())
+    change(entry)
+    path.write_text(json.dumps(entry))
+    with pytest.warns(CacheWarning, match=reason):
+        assert cache.get("k" * 64) is None
+
+
+def _write_many(args):
+    path, text, count = args
+    for _ in range(count):
+        write_atomic(path, text)
+    return True
+
+
+def test_processes_writing_one_file_at_once_each_replace_it_whole(tmp_path):
+    """With one fixed temporary name, concurrent writers renamed each other's half files away."""
+    path = tmp_path / "report.json"
+    texts = [json.dumps({"writer": i, "pad": "x" * 20000}) for i in range(4)]
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        assert all(pool.map(_write_many, [(path, text, 150) for text in texts]))
+    assert path.read_text() in texts
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
