@@ -4,6 +4,11 @@ from __future__ import annotations
 
 
 def pytest_terminal_summary(terminalreporter):
+    search_cost_summary(terminalreporter)
+    engine_summary(terminalreporter)
+
+
+def engine_summary(terminalreporter):
     from tabulate import tabulate
 
     from benchmarks.test_engine_speed import DEFAULT_THREADS, NATIVE, RESULTS, TRIALS
@@ -47,3 +52,27 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"native kernel built or loaded in {NATIVE['build_s']:.1f} s before timing (once per machine)"
         )
+
+
+def search_cost_summary(terminalreporter):
+    from tabulate import tabulate
+
+    from benchmarks.test_search_cost import RESULTS
+
+    if not RESULTS:
+        return
+    terminalreporter.section("a 16-recipe search against the plain case (same run, same machine)")
+    rows = [
+        [
+            case,
+            f"{r['plain_s']:.2f}",
+            f"{r['searched_s']:.2f}",
+            f"{r['ratio']:.2f}x",
+            r["tuning_trials"],
+            f"{r['trial_ratio']:.2f}x",
+            r["chosen"],
+        ]
+        for case, r in RESULTS.items()
+    ]
+    headers = ["case", "plain s", "searched s", "cost", "tuning trials", "in trials", "recipe chosen"]
+    terminalreporter.write_line(tabulate(rows, headers=headers))

@@ -19,6 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     calibrate.add_argument("--trials", default="10,20,30,50", help="trial counts (comma-separated)")
     calibrate.add_argument("--test", choices=("boschloo", "fisher"), default="boschloo")
+    calibrate.add_argument(
+        "--search",
+        action="store_true",
+        help="instead: how often a recipe search's verdict says learns for a cell at p0 (by simulation)",
+    )
     render = commands.add_parser(
         "report", help="render the markdown report and figures again from a JSON report"
     )
@@ -71,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out) if args.out else Path(args.json).parent
         for path in write_reports(run, out, environment):
             print(f"written: {path}")
+        return 0
+    if args.command == "calibrate" and args.search:
+        from .calibration import format_search_table, search_error_rates
+
+        print(format_search_table(search_error_rates(runs=20000)))
         return 0
     if args.command == "calibrate":
         from .calibration import format_table, power_table

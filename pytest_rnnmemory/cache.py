@@ -16,11 +16,12 @@ import importlib
 import json
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .atomic import write_atomic
 from .errors import StoredDataError
+from .recipes import Search
 from .records import CaseRecord
 from .runtime import torch_version
 
@@ -56,7 +57,16 @@ def _module_source(import_path: str) -> str | None:
 
 def case_key(case: Case, device_type: str) -> str:
     """The key of one case's result: its configuration, the versions, the device type and the code."""
-    configuration = case.configuration()
+    return _key(case.configuration(), device_type)
+
+
+def search_key(case: Case, device_type: str) -> str:
+    """The key of the recipe search a cell shares across its lengths (``search.scope = "cell"``)."""
+    configuration = {k: v for k, v in case.configuration().items() if k not in ("length", "eval_lengths")}
+    return _key({**configuration, "stored": "search of the cell"}, device_type)
+
+
+def _key(configuration: dict[str, Any], device_type: str) -> str:
     material = {
         "settings": configuration,
         "pytest_rnnmemory": __version__,
@@ -77,6 +87,10 @@ class ResultCache:
 
     def _path(self, key: str) -> Path:
         return self.directory / f"{key[:32]}.json"
+
+    def has(self, key: str) -> bool:
+        """Whether an entry is stored under ``key`` (whether it can be used is :meth:`get`'s to say)."""
+        return self._path(key).exists()
 
     def get(self, key: str) -> CaseRecord | None:
         """The stored record for ``key``, or ``None`` (with a warning if an entry was unusable)."""
@@ -99,3 +113,23 @@ class ResultCache:
     def put(self, key: str, record: CaseRecord) -> None:
         """Store ``record`` at once, whole or not at all."""
         write_atomic(self._path(key), json.dumps({"key": key, "record": record.to_json()}))
+
+    def get_search(self, key: str) -> Search | None:
+        """The stored search for ``key``, or ``None`` (with a warning if an entry was unusable)."""
+        path = self._path(key)
+        if not path.exists():
+            return None
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(entry, dict) or entry.get("key") != key:
+                raise ValueError("it was stored for another search")
+            return Search.from_json(entry.get("search"))
+        except (OSError, ValueError, StoredDataError) as exc:
+            warnings.warn(
+                CacheWarning(f"ignored the stored search {path}: {exc}; the recipes are tuned again"),
+                stacklevel=2,
+            )
+            return None
+
+    def put_search(self, key: str, search: Search) -> None:
+        write_atomic(self._path(key), json.dumps({"key": key, "search": search.to_json()}))

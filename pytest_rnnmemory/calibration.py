@@ -7,12 +7,14 @@ calibrate`` prints the tables the README quotes.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from scipy.stats import binom
 
 from .gate import drop_pvalue
-from .stats import FAILS, LEARNS, decide
+from .recipes import Recipe, TuningTrial, recipes_of, successive_halving
+from .stats import FAILS, LEARNS, decide, verdict_of
 
 #: Pairs of counts less likely than this are left out of the gate's sums (their total is reported).
 NEGLIGIBLE = 1e-7
@@ -92,6 +94,76 @@ def format_table(rows: list[PowerRow]) -> str:
             "gate alarm, unchanged",
             "gate catches 0.9 -> 0.5",
             "gate catches 0.9 -> 0.7",
+        ],
+        tablefmt="github",
+    )
+
+
+@dataclass(frozen=True)
+class SearchRow:
+    """How often a search's verdict says ``learns`` for a cell at p0 under every recipe of the grid."""
+
+    recipes: int
+    #: The verdict on fresh trials of the chosen recipe (what this plugin reports).
+    fresh: float
+    #: The chosen recipe's own tuning count taken as the verdict (successive halving's choice).
+    best_of_tuning: float
+    #: Every recipe trained on all its tuning trials and the best count taken (a full sweep's maximum).
+    best_of_grid: float
+
+
+def search_error_rates(
+    grids: tuple[int, ...] = (1, 4, 16),
+    rate: float = 0.5,
+    tuning: int = 10,
+    trials: int = 30,
+    runs: int = 4000,
+    seed: int = 20261201,
+) -> list[SearchRow]:
+    """False-``learns`` rates of the two verdicts, by simulation through :func:`.recipes.successive_halving`
+    and :func:`.stats.decide`: every recipe's trials succeed independently at ``rate`` (p0)."""
+    rng = random.Random(seed)
+    rows = []
+    for size in grids:
+        grid = (("train.lr", tuple(0.001 * (i + 1) for i in range(size))),)
+        recipes = recipes_of(grid) if size > 1 else [Recipe()]
+        fresh = biased = 0
+        for _ in range(runs):
+
+            def run(recipe: Recipe, start: int, stop: int) -> dict[int, list[TuningTrial]]:
+                return {1: [TuningTrial(rng.random() < rate, rng.random()) for _ in range(start, stop)]}
+
+            if size > 1:
+                search = successive_halving(recipes, tuning, run)
+                chosen = search.tunings[search.chosen].first(tuning)
+            else:
+                chosen = run(recipes[0], 0, tuning)[1]
+            best = sum(t.success for t in chosen)
+            biased += verdict_of(best, len(chosen)) == LEARNS
+            k = sum(rng.random() < rate for _ in range(trials))
+            fresh += verdict_of(k, trials) == LEARNS
+        # Every recipe on all its tuning trials and the best count taken: exact, for comparison.
+        one = float(binom.sf(_learns_from(tuning) - 1, tuning, rate))
+        rows.append(SearchRow(size, fresh / runs, biased / runs, 1 - (1 - one) ** size))
+    return rows
+
+
+def _learns_from(n: int, p0: float = 0.5, alpha: float = 0.05) -> int:
+    """The fewest successes of ``n`` that ``learns``."""
+    return next(k for k in range(n + 1) if verdict_of(k, n, p0, alpha) == LEARNS)
+
+
+def format_search_table(rows: list[SearchRow], tuning: int = 10, trials: int = 30) -> str:
+    """The search table as markdown."""
+    from tabulate import tabulate
+
+    return tabulate(
+        [[r.recipes, f"{r.fresh:.3f}", f"{r.best_of_tuning:.3f}", f"{r.best_of_grid:.3f}"] for r in rows],
+        headers=[
+            "recipes in the grid",
+            f"learns on {trials} fresh trials (this plugin)",
+            f"learns on the chosen recipe's {tuning} tuning trials",
+            f"learns on the best count of a full sweep of {tuning} trials each (exact)",
         ],
         tablefmt="github",
     )

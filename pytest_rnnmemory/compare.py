@@ -8,8 +8,9 @@ from tabulate import tabulate
 
 from .gate import drop_pvalue, rise_pvalue
 from .records import CaseRecord, frontier_text
-from .report import MARKS, MISSING
+from .report import MISSING
 from .results import SuiteRun
+from .stats import MARKS
 
 
 def compare_reports(
@@ -90,6 +91,8 @@ def _case_rows(a: SuiteRun, b: SuiteRun, test: str) -> list[list[str]]:
         change, p = _change(x, y, test)
         if x.config_hash != y.config_hash:
             change += " (other settings)"
+        elif x.recipe != y.recipe:
+            change += " (another recipe chosen)"
         rows.append([cell, length, _count(x), _count(y), change, p])
     return rows
 

@@ -108,6 +108,10 @@ class Sequences:
         first = min(own for own, _ in targets)
         return cls(x.to(device), stack_targets(targets, first, task.regression).to(device), first)
 
+    def keep(self, rows: torch.Tensor) -> Sequences:
+        """These sequences of the trials ``rows`` selects only."""
+        return Sequences(self.x[rows], self.y[rows], self.first)
+
 
 @dataclass(frozen=True)
 class TrialData:
@@ -141,3 +145,7 @@ class EpochOrders:
         """The next epoch's orders, int64 ``[n, S]``."""
         orders = [torch.randperm(self.samples, generator=g) for g in self.generators]
         return torch.stack(orders).to(self.device)
+
+    def keep(self, rows: list[int]) -> None:
+        """Draw the orders of these trials only (indices among the trials now training)."""
+        self.generators = [self.generators[i] for i in rows]

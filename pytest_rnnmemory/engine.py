@@ -26,7 +26,7 @@ from .schemes import SCHEMES, choose_scheme
 from .seeds import EVAL_PREFIX
 from .spec import CaseSpec
 from .stacked import StackedModel
-from .steppers import make_stepper, masked
+from .steppers import Stepper, make_stepper, minibatches
 from .tasks import Task, make_task
 
 #: Intra-op threads per case on the CPU. The trials' tensors are small, so more threads
@@ -80,9 +80,10 @@ def train_case(
     progress: Progress | None = None,
     scheme: str | None = None,
     threads: int | None = CPU_THREADS,
+    curves: bool = True,
 ) -> CaseOutcome:
     """Train every trial of ``spec`` in one batched run and measure it on fresh validation data."""
-    return train(spec, device, progress, scheme, threads).outcome
+    return train(spec, device, progress, scheme, threads, curves).outcome
 
 
 def train(
@@ -91,25 +92,28 @@ def train(
     progress: Progress | None = None,
     scheme: str | None = None,
     threads: int | None = CPU_THREADS,
+    curves: bool = True,
 ) -> TrainedCase:
     """:func:`train_case`, with the trials' final weights.
 
     ``threads`` caps torch's intra-op threads on the CPU while the case runs
     (``None``: leave torch's setting alone); the previous setting is restored.
+    ``curves = False`` skips what only a report reads (the validation metric after
+    every epoch, the gradient diagnostic): tuning trials need their final result alone.
     """
     device = torch.device(device)
     if device.type != "cpu" or threads is None:
-        return _train(spec, device, progress, scheme)
+        return _train(spec, device, progress, scheme, curves)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _train(spec, device, progress, scheme)
+        return _train(spec, device, progress, scheme, curves)
     finally:
         torch.set_num_threads(before)
 
 
 def _train(
-    spec: CaseSpec, device: torch.device, progress: Progress | None, scheme: str | None
+    spec: CaseSpec, device: torch.device, progress: Progress | None, scheme: str | None, curves: bool
 ) -> TrainedCase:
     started = time.perf_counter()
     task = make_task(spec.task, spec.task_params)
@@ -117,29 +121,155 @@ def _train(
     model = StackedModel(spec, task, device, chosen)
     data = TrialData.draw(spec, task, device)
     stepper = make_stepper(model, data.train, spec.train, trains=SCHEMES[chosen].trains)
-    orders = EpochOrders(spec, device)
-    gradient = _input_gradient(model, data.train).cpu()
-    losses, metrics = [], []
-    for epoch in range(spec.train.epochs):
-        losses.append(masked(stepper.epoch(orders.next()), model.diverged))
-        metrics.append(model.evaluate(spec.metric, data.val.x, data.val.y, data.val.first))
-        if progress is not None:
-            progress(ProgressPoint(epoch + 1, spec.train.epochs, spec.trials, time.perf_counter() - started))
-    loss_rows = torch.stack(losses, 1).cpu()
-    metric_rows = torch.stack(metrics, 1).cpu()
+    run = _Run(spec, task, model, data, stepper, curves)
+    gradient = _input_gradient(model, data.train).cpu() if curves else torch.zeros(0)
+    run.train(progress, started)
     eval_metrics = {length: _evaluate_at(model, spec, task, length) for length in spec.eval_lengths}
     outcome = CaseOutcome(
-        metrics=tuple(metric_rows[:, -1].tolist()),
-        diverged=tuple(model.diverged.cpu().tolist()),
-        train_loss=tuple(tuple(_finite(v) for v in row) for row in loss_rows.tolist()),
-        val_metric=tuple(tuple(row) for row in metric_rows.tolist()),
+        metrics=tuple(run.final),
+        diverged=tuple(run.diverged),
+        train_loss=tuple(tuple(_finite(v) for v in row) for row in run.losses),
+        val_metric=tuple(tuple(row) for row in run.metrics),
         scheme=chosen,
         device=str(device),
         wall_s=time.perf_counter() - started,
         eval_metrics=eval_metrics,
         input_gradient=tuple(gradient.tolist()),
+        sequences=tuple(run.sequences),
+        budget=spec.train.epochs * spec.train.samples,
     )
-    return TrainedCase(outcome, model.final_weights())
+    return TrainedCase(outcome, run.weights())
+
+
+class _Run:
+    """The epochs of one case, trial by trial: curves, stops, final metrics and the weights they end with.
+
+    Under ``train.stop = "budget"`` every trial trains every epoch and its final
+    validation metric decides. Under ``"learned"`` the trials' validation metric is
+    checked every ``eval_every`` sequences (and at the end of the budget); a trial
+    that reaches the threshold stops for good, leaves every tensor of the batch,
+    and is measured on its fresh test set, which decides its success.
+    """
+
+    def __init__(
+        self, spec: CaseSpec, task: Task, model: StackedModel, data: TrialData, stepper: Stepper, curves: bool
+    ):
+        self.spec, self.task, self.model, self.data, self.stepper = spec, task, model, data, stepper
+        self.curves = curves
+        n = spec.trials
+        self.learned = spec.train.stop == "learned"
+        self.test = (
+            Sequences.draw(
+                spec, task, "test", spec.train.test_samples or spec.train.val_samples, model.device
+            )
+            if self.learned
+            else None
+        )
+        self.orders = EpochOrders(spec, model.device)
+        #: The trials still training, by their index in the case, in the order of the batch's rows.
+        self.alive = list(range(n))
+        self.losses: list[list[float]] = [[] for _ in range(n)]
+        self.metrics: list[list[float]] = [[] for _ in range(n)]
+        self.final: list[float] = [0.0] * n
+        self.diverged: list[bool] = [False] * n
+        self.sequences: list[int | None] = [None] * n
+        self._weights: dict[int, torch.Tensor] = {}
+
+    def train(self, progress: Progress | None, started: float) -> None:
+        spec, model = self.spec, self.model
+        samples, batch, epochs = spec.train.samples, spec.train.batch_size, spec.train.epochs
+        every = (spec.train.eval_every or samples) if self.learned else samples
+        seen, check_at = 0, every
+        for epoch in range(epochs):
+            if not self.alive:
+                break  # every trial has learned: the case ends
+            order = self.orders.next()
+            total = torch.zeros(model.n, device=model.device)
+            start = 0
+            while start < samples:
+                # Up to the next check, in whole minibatches so that they fall as in one epoch.
+                ahead = minibatches(max(check_at - seen, 1), batch) * batch
+                stop = min(samples, start + ahead) if self.learned else samples
+                total += self.stepper.train(order[:, start:stop])
+                seen, done = seen + stop - start, stop
+                start = stop
+                last = epoch == epochs - 1 and stop == samples
+                if self.learned and (seen >= check_at or last):
+                    check_at = seen + every
+                    val = self._evaluate(self.data.val)
+                    if stop == samples:
+                        self._epoch_end(total, val, samples)
+                    rows = self._stop((val >= spec.threshold) & ~model.diverged, val, total, done, seen)
+                    order, total = order[rows], total[rows]
+                    if not self.alive:
+                        break
+                elif stop == samples:
+                    # Without curves only the last epoch's validation metric is read.
+                    measured = self.curves or epoch == epochs - 1
+                    val = self._evaluate(self.data.val) if measured else torch.full((model.n,), math.nan)
+                    self._epoch_end(total, val, samples)
+            if progress is not None:
+                point = ProgressPoint(epoch + 1, epochs, spec.trials, time.perf_counter() - started)
+                progress(point)
+        self._finish()
+
+    def _evaluate(self, sequences: Sequences) -> torch.Tensor:
+        return self.model.evaluate(self.spec.metric, sequences.x, sequences.y, sequences.first)
+
+    def _epoch_end(self, total: torch.Tensor, val: torch.Tensor, trained: int) -> None:
+        """Each live trial's mean minibatch loss of the epoch and its validation metric."""
+        losses = total / minibatches(trained, self.spec.train.batch_size)
+        losses = losses.masked_fill(self.model.diverged, math.nan)
+        for row, i in enumerate(self.alive):
+            self.losses[i].append(float(losses[row]))
+            self.metrics[i].append(float(val[row]))
+
+    def _stop(
+        self, reached: torch.Tensor, val: torch.Tensor, total: torch.Tensor, trained: int, seen: int
+    ) -> torch.Tensor:
+        """Stop the trials that ``reached`` the threshold; the rows of the others, which train on."""
+        if not reached.any():
+            return ~reached
+        test = self._evaluate(self.test)
+        mid_epoch = trained < self.spec.train.samples
+        losses = total / minibatches(trained, self.spec.train.batch_size)
+        flat = self.model.flat.detach()
+        for row, i in enumerate(self.alive):
+            if reached[row]:
+                if mid_epoch:  # the curves end where the trial stopped
+                    self.losses[i].append(float(losses[row]))
+                    self.metrics[i].append(float(val[row]))
+                self.sequences[i], self.final[i] = seen, float(test[row])
+                self._weights[i] = flat[row].cpu().clone()
+        rows = ~reached
+        self.alive = [i for row, i in enumerate(self.alive) if rows[row]]
+        if self.alive:
+            self.model.keep(rows)
+            self.data = TrialData(self.data.train.keep(rows), self.data.val.keep(rows))
+            self.test = self.test.keep(rows)
+            self.stepper.keep(rows)
+            self.orders.keep([row for row in range(len(rows)) if rows[row]])
+        return rows
+
+    def _finish(self) -> None:
+        """The trials that trained to the end: their final metric (test set when stopping on learning)."""
+        if not self.alive:
+            return
+        if self.learned:
+            final = self._evaluate(self.test).cpu().tolist()
+        else:
+            final = [self.metrics[i][-1] for i in self.alive]
+        diverged = self.model.diverged.cpu()
+        flat = self.model.flat.detach().cpu()
+        for row, i in enumerate(self.alive):
+            self.final[i] = 0.0 if diverged[row] else final[row]
+            self.diverged[i] = bool(diverged[row])
+            self._weights[i] = flat[row].clone()
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Every trial's final weights by name, stacked over the case's trials in their order."""
+        flat = torch.stack([self._weights[i] for i in range(self.spec.trials)])
+        return self.model.params.unflatten(flat)
 
 
 def _input_gradient(model: StackedModel, train: Sequences) -> torch.Tensor:

@@ -7,6 +7,7 @@ and the report says how to get them.
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from pathlib import Path
@@ -178,6 +179,99 @@ def gradients(run: SuiteRun, path: Path) -> bool:
     ax.set_ylabel("‖∂ loss / ∂ x₀‖ at initialisation")
     ax.set_title(f"{run.name}: gradient reaching the first input (median, interquartile range)")
     ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def search(run: SuiteRun, path: Path) -> bool:
+    """Per cell, a heatmap of every recipe's tuning success rate at every length; the chosen ones outlined."""
+    plt = pyplot()
+    records = [r for r in run.records_in_order() if r.search is not None]
+    if plt is None or not records:
+        return False
+    cells = [c for c in run.cells if any(r.cell == c for r in records)]
+    labels = [entry.label for entry in records[0].search.recipes]
+    fig, axes = plt.subplots(
+        1,
+        len(cells),
+        layout="constrained",
+        figsize=(1.0 + 2.2 * len(cells) + 0.06 * max(map(len, labels)), 0.9 + 0.32 * len(labels)),
+        squeeze=False,
+    )
+    image = None
+    for ax, cell in zip(axes[0], cells, strict=True):
+        by_length = {r.length: r.search for r in records if r.cell == cell}
+        lengths = sorted(by_length)
+        rates = [[math.nan] * len(lengths) for _ in labels]
+        for j, length in enumerate(lengths):
+            entries = {e.index: e for e in by_length[length].recipes}
+            for i, entry in enumerate(by_length[length].recipes):
+                source = entries[entry.same_as] if entry.same_as is not None else entry
+                if source.n:
+                    rates[i][j] = source.k / source.n
+                    colour = "black" if rates[i][j] > 0.5 else "white"
+                    ax.text(
+                        j,
+                        i,
+                        f"{source.k}/{source.n}",
+                        ha="center",
+                        va="center",
+                        fontsize="x-small",
+                        color=colour,
+                    )
+                if entry.index == by_length[length].chosen:
+                    ax.add_patch(
+                        plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.8)
+                    )
+        image = ax.imshow(rates, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(lengths)), [str(n) for n in lengths], fontsize="small")
+        ax.set_yticks(
+            range(len(labels)), labels if ax is axes[0][0] else [""] * len(labels), fontsize="x-small"
+        )
+        ax.set_xlabel("length")
+        ax.set_title(cell, fontsize="small")
+    fig.colorbar(image, ax=axes[0].tolist(), label="tuning success rate", shrink=0.8)
+    fig.suptitle(
+        f"{run.name}: recipes on tuning trials (outlined: chosen; blank: eliminated earlier)",
+        fontsize="small",
+    )
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
+def sequences(run: SuiteRun, path: Path) -> bool:
+    """Median training sequences to learn against length per cell, with 95% intervals; censored above."""
+    plt = pyplot()
+    records = [r for r in run.records_in_order() if r.sequences is not None]
+    if plt is None or not records:
+        return False
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    colours = _colours(run)
+    budget = max(r.budget for r in records)
+    for cell in run.cells:
+        points = sorted((r.length, r.sequences) for r in records if r.cell == cell)
+        if not points:
+            continue
+        style = _style(run, cell, colours)
+        xs = [n for n, _ in points]
+        mid = [budget if s.median is None else s.median for _, s in points]
+        low = [m - (s.low or 0) for m, (_, s) in zip(mid, points, strict=True)]
+        high = [(budget if s.high is None else s.high) - m for m, (_, s) in zip(mid, points, strict=True)]
+        ax.errorbar(xs, mid, yerr=[low, high], capsize=3, **style)
+        censored = [(n, budget) for n, s in points if s.median is None]
+        if censored:
+            ax.scatter(*zip(*censored, strict=True), marker="^", color=style["color"], zorder=3)
+    ax.axhline(
+        budget, color="grey", linestyle="--", linewidth=1, label=f"budget {budget:,} (▲: more than it)"
+    )
+    _length_axis(ax, run.lengths)
+    ax.set_ylabel("training sequences to learn (median)")
+    ax.set_title(f"{run.name}: sequences to learn (median, 95% interval)")
+    ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -78,6 +78,8 @@ class BaselineEntry:
     verdict: Verdict
     p0: float
     alpha: float
+    #: The recipe the verdict's trials trained with, where the suite searched (else empty).
+    recipe: tuple[tuple[str, Any], ...] = ()
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -94,6 +96,7 @@ class BaselineEntry:
             "verdict": self.verdict.value,
             "p0": self.p0,
             "alpha": self.alpha,
+            **({"recipe": dict(self.recipe)} if self.recipe else {}),
         }
 
     @classmethod
@@ -112,13 +115,23 @@ class BaselineEntry:
             verdict=verdict,
             p0=p0,
             alpha=alpha,
+            recipe=tuple(f.mapping("recipe").items()) if f.has("recipe") else (),
         )
 
     @classmethod
     def of(cls, record: CaseRecord) -> BaselineEntry:
         d = record.decision
         return cls(
-            record.suite, record.cell, record.length, record.config_hash, d.k, d.n, d.verdict, d.p0, d.alpha
+            record.suite,
+            record.cell,
+            record.length,
+            record.config_hash,
+            d.k,
+            d.n,
+            d.verdict,
+            d.p0,
+            d.alpha,
+            tuple(record.recipe.items()),
         )
 
 
@@ -240,8 +253,16 @@ class Comparison:
     p_drop: float | None = None
     p_adjusted: float | None = None
     p_rise: float | None = None
+    #: Where the search chose another recipe than the baseline's: (then, now), as labels.
+    recipes: tuple[str, str] | None = None
 
     def describe(self, baseline: Baseline) -> str:
+        text = self._describe(baseline)
+        if self.recipes is not None:
+            text += f" (recipe {self.recipes[0]} then, {self.recipes[1]} now)"
+        return text
+
+    def _describe(self, baseline: Baseline) -> str:
         case = f"{self.cell}-L{self.length}"
         if self.status == NOT_IN_BASELINE:
             return f"{case}: {self.k}/{self.n} now, not in baseline {baseline.path}"
@@ -291,5 +312,14 @@ def compare(
             status = IMPROVED
         else:
             status = UNCHANGED
-        results.append(Comparison(r.cell, r.length, status, r.k, r.n, e.k, e.n, p_drop, p_adj, p_rise))
+        recipes = None
+        if dict(e.recipe) != r.recipe:
+            recipes = (_label(dict(e.recipe)), _label(r.recipe))
+        results.append(
+            Comparison(r.cell, r.length, status, r.k, r.n, e.k, e.n, p_drop, p_adj, p_rise, recipes)
+        )
     return results
+
+
+def _label(recipe: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in recipe.items()) or "the suite's"

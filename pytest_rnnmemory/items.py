@@ -9,9 +9,12 @@ import pytest
 
 from .errors import RnnMemoryError, SuiteError
 from .options import OPTIONS, RunOptions, resolve_device
+from .outcome import CaseOutcome
 from .policy import Action, judge_case
+from .recipes import Recipe, Search, SearchRecord
 from .records import CaseRecord, ImpliedVerdict, implied_verdict
 from .runlog import IMPLIED, RECORD, RUN_LOG, implied_payload, record_payload
+from .spec import CaseSpec
 from .stats import Verdict, trials_to_settle
 from .suite import Case, Suite, display_path, load_suite
 
@@ -20,6 +23,10 @@ from .suite import Case, Suite, display_path, load_suite
 MARKER = pytest.mark.memory_case
 
 
+#: Where pytest's cache keeps the rates earlier cases trained at (sequence-steps per second).
+RATES = "rnnmemory/rates"
+#: Recipe searches shared by the lengths of a cell (``search.scope = "cell"``), by their store key.
+SEARCHES = pytest.StashKey[dict[str, Search]]()
 #: Each suite name collected in this session, and the file that holds it.
 SUITE_FILES = pytest.StashKey[dict[str, Path]]()
 
@@ -122,6 +129,7 @@ class CaseItem(_OwnFailures):
             ("p_less", d.p_less),
             ("ci_low", d.ci_low),
             ("ci_high", d.ci_high),
+            ("recipe", ", ".join(f"{k}={v}" for k, v in record.recipe.items()) or "the suite's"),
         ):
             self.user_properties.append((f"rnnmemory_{name}", value))
         claim = case.suite.claims.get(case.cell)
@@ -166,14 +174,58 @@ class CaseItem(_OwnFailures):
         device_type = resolve_device(self.options.device).split(":")[0]
         return ResultCache(folder), case_key(self.case, device_type)
 
+    def has_stored_result(self) -> bool:
+        """Whether an earlier run stored this case's result (so this run will not train it)."""
+        if self.options.rerun:
+            return False
+        cache, key = self._result_store()
+        return cache is not None and cache.has(key)
+
+    def _note_rate(self, spec: CaseSpec, outcome: CaseOutcome) -> None:
+        """Keep the rate this case trained at, for the estimate of later runs (pytest's cache)."""
+        if not hasattr(self.config, "cache") or outcome.wall_s <= 0:
+            return
+        from .estimate import rate_key
+
+        steps = self.case.suite.task.steps(self.case.length)
+        work = outcome.trials * spec.train.epochs * spec.train.samples * steps
+        rates = self.config.cache.get(RATES, {})
+        device = resolve_device(self.options.device)
+        rates[rate_key(spec.cell, spec.hidden, device)] = work / outcome.wall_s
+        self.config.cache.set(RATES, rates)
+
     def _stored_result(self, cache, key: str | None) -> CaseRecord | None:
         """The result of an earlier run of exactly this case, unless ``--rnn-rerun``."""
         if self.options.rerun or cache is None:
             return None
         return cache.get(key)
 
+    def _search(self, cache) -> Search:
+        """The recipe search of this case, or of its cell, shared by the cell's lengths and stored."""
+        from .cache import search_key
+        from .progress import progress_for
+        from .tuning import search_recipe
+
+        case = self.case
+        device = resolve_device(self.options.device)
+        shared = case.suite.config.search.scope == "cell"
+        key = search_key(case, device.split(":")[0]) if shared else None
+        memo = self.config.stash.setdefault(SEARCHES, {})
+        if shared and key in memo:
+            return memo[key]
+        stored = cache.get_search(key) if shared and cache is not None and not self.options.rerun else None
+        label = (
+            f"{case.suite.name} {case.cell} (tuning)" if shared else f"{case.suite.name} {case.id} (tuning)"
+        )
+        search = stored or search_recipe(case, device, progress_for(label))
+        if shared:
+            memo[key] = search
+            if cache is not None and stored is None:
+                cache.put_search(key, search)
+        return search
+
     def _train(self, cache, key: str | None) -> CaseRecord:
-        """Train the case's trials, decide, and store the result at once."""
+        """Choose the recipe where the suite searches, train the verdict's trials, decide, store."""
         from .progress import progress_for
         from .records import case_record
         from .sequential import train_in_stages
@@ -181,14 +233,22 @@ class CaseItem(_OwnFailures):
         case = self.case
         suite = case.suite
         verdict = suite.verdict
+        recipe, searched = Recipe(), None
+        if case.searched:
+            search = self._search(cache)
+            recipe = search.recipe
+            scope = suite.config.search
+            searched = SearchRecord.of(search, case.length, scope.scope, scope.trials)
+        spec = case.spec(recipe)
         outcome = train_in_stages(
-            case.spec(),
+            spec,
             verdict.stage,
             verdict.p0,
             verdict.alpha,
             device=resolve_device(self.options.device),
             progress=progress_for(f"{suite.name} {case.id}"),
         )
+        self._note_rate(spec, outcome)
         record = case_record(
             suite=suite.name,
             cell=case.cell,
@@ -203,6 +263,9 @@ class CaseItem(_OwnFailures):
             p0=verdict.p0,
             alpha=verdict.alpha,
             trials_planned=verdict.trials,
+            recipe=recipe.to_json(),
+            search=searched,
+            stop=spec.train.stop,
         )
         if cache is not None:
             cache.put(key, record)
@@ -262,13 +325,21 @@ def failure_message(record: CaseRecord) -> str:
         f"{record.cell} {d.verdict} {record.suite} at length {record.length}: "
         f"{k}/{n} trials reached {record.metric} >= {record.threshold}"
     )
-    lines = [
-        head,
+    lines = [head]
+    if record.search is not None:
+        chosen = record.search.chosen_recipe
+        lines.append(
+            f"  with recipe {chosen.label}, the best of {len(record.search.recipes)} on tuning trials "
+            f"({chosen.k}/{chosen.n} there); the report lists every recipe's tuning counts"
+        )
+    lines += [
         f"  success rate {k / n:.2f}, 95% interval [{d.ci_low:.2f}, {d.ci_high:.2f}]",
         f"  p(rate > {d.p0}) = {d.p_greater:.3g}, p(rate < {d.p0}) = {d.p_less:.3g}, alpha = {d.alpha}",
         f"  median {record.metric} {record.metric_median:.3f} "
         f"(chance {record.chance:.3g}, threshold {record.threshold})",
     ]
+    if record.sequences is not None:
+        lines.append(f"  sequences to learn: median {record.sequences.text()} (budget {record.budget:,})")
     if record.diverged:
         lines.append(f"  {record.diverged} trial(s) diverged (NaN or infinite loss)")
     if record.cached:

@@ -23,15 +23,20 @@ from .errors import CellError, SuiteError, TaskError
 from .gate import Claim
 from .schema import (
     FREE_SECTIONS,
+    MAX_RECIPES,
     SECTIONS,
+    Grid,
     ModelSection,
     Overrides,
+    SearchSection,
     SuccessSection,
     SuiteConfig,
     SuiteSection,
     TrainSection,
     VerdictSection,
+    check_grid_axis,
     check_value,
+    grid_size,
     is_required,
     keys_of,
 )
@@ -69,6 +74,7 @@ class Draft:
     merged: dict[str, dict[str, Any]] = field(default_factory=dict)
     sections: dict[str, Any] = field(default_factory=dict)
     task: Task | None = None
+    grid: Grid = ()
     claims: dict[str, Claim] = field(default_factory=dict)
     strict: bool = False
 
@@ -95,6 +101,8 @@ class Draft:
             train=self.sections["train"],
             success=success,
             verdict=self.sections["verdict"],
+            search=self.sections["search"],
+            grid=self.grid,
         )
 
 
@@ -132,7 +140,7 @@ def check_profiles(draft: Draft) -> None:
 def apply_profile(draft: Draft) -> None:
     """The file's sections with the selected profile's overrides."""
     draft.merged = {
-        k: dict(v)
+        k: flatten_search(v) if k == "search" else dict(v)
         for k, v in draft.data.items()
         if k in _ALLOWED_SECTIONS and k not in ("profiles", "expect") and isinstance(v, dict)
     }
@@ -146,6 +154,7 @@ def apply_profile(draft: Draft) -> None:
         # A broken profile is reported once, as profiles.NAME...; it is not applied.
         for section, values in draft.profiles[chosen].items():
             if isinstance(values, dict):
+                values = flatten_search(values) if section == "search" else values
                 draft.merged.setdefault(section, {}).update(values)
 
 
@@ -214,9 +223,23 @@ def apply_overrides(draft: Draft) -> None:
 
 
 def build_sections(draft: Draft) -> None:
-    """Each schema section's dataclass, every key checked by its own rule."""
+    """Each schema section's dataclass, every key checked by its own rule; the grid of ``[search]``."""
     for section, cls in SECTIONS.items():
-        draft.sections[section] = _build_section(section, cls, draft.merged.get(section, {}), draft.problems)
+        values = draft.merged.get(section, {})
+        if section == "search":
+            values = {k: v for k, v in values.items() if "." not in k}
+        draft.sections[section] = _build_section(section, cls, values, draft.problems)
+    raw = draft.merged.get("search", {})
+    grid = tuple((k, tuple(v)) for k, v in raw.items() if "." in k and check_grid_axis(k, v) is None)
+    for k, v in raw.items():
+        if "." in k and check_grid_axis(k, v) is not None:
+            draft.problems.add(f'search."{k}" = {show(v)}', check_grid_axis(k, v))
+    if grid_size(grid) > MAX_RECIPES:
+        sizes = " x ".join(str(len(values)) for _, values in grid)
+        draft.problems.add(
+            "[search]", f"a grid of {sizes} = {grid_size(grid)} recipes; at most {MAX_RECIPES} are searched"
+        )
+    draft.grid = grid if draft.overrides.search else ()
 
 
 def build_task(draft: Draft) -> None:
@@ -430,8 +453,25 @@ def _check_profile(where: str, override: Any, problems: Problems) -> None:
             _check_keys(f"{where}.{section}", SECTIONS[section], values, problems)
 
 
+def flatten_search(table: dict[str, Any]) -> dict[str, Any]:
+    """``[search]`` with ``train.lr = [...]`` written unquoted (a nested table) as ``"train.lr" = [...]``."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict) and key in SECTIONS:
+            flat.update({f"{key}.{name}": inner for name, inner in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
 def _check_keys(prefix: str, cls: type, values: dict[str, Any], problems: Problems) -> None:
     fields = keys_of(cls)
+    if cls is SearchSection:
+        values = flatten_search(values)
+        for k, value in values.items():
+            if "." in k and check_grid_axis(k, value) is not None:
+                problems.add(f'{prefix}."{k}" = {show(value)}', check_grid_axis(k, value))
+        values = {k: v for k, v in values.items() if "." not in k}
     for k, value in values.items():
         if k not in fields:
             problems.add(f"{prefix}.{k}", "unknown key" + allowed(k, list(fields)))

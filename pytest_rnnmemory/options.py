@@ -47,6 +47,8 @@ class RunOptions:
     rerun: bool = False
     #: Find each cell's frontier by bisection, skipping implied lengths (``--rnn-frontier``).
     frontier: bool = False
+    #: Run each suite's ``[search]`` (``--rnn-search=on``, the default) or its base recipe alone.
+    search: bool = True
 
     def overrides(self) -> Overrides:
         """The overrides every suite gets."""
@@ -56,6 +58,7 @@ class RunOptions:
             trials=self.trials,
             seed=self.seed,
             profile=self.profile,
+            search=self.search,
         )
 
     def with_device(self, device: str) -> RunOptions:
@@ -137,6 +140,13 @@ def add_options(parser: pytest.Parser) -> None:
         "--rnn-suite runs, off under -q or pytest-xdist (default: auto)",
     )
     group.addoption(
+        "--rnn-search",
+        choices=("on", "off"),
+        default=None,
+        help="on (default): choose each case's recipe from its suite's [search] on tuning trials; "
+        "off: run each suite's base recipe alone",
+    )
+    group.addoption(
         "--rnn-cache-dir",
         metavar="DIR",
         help="where finished cases are stored (default: pytest's cache folder, .pytest_cache)",
@@ -150,6 +160,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("rnn_report_dir", "where reports are written, relative to the rootdir", default="reports")
     parser.addini("rnn_inconclusive", "fail or skip", default="fail")
     parser.addini("rnn_progress", "auto, on or off: live progress of long cases", default="auto")
+    parser.addini("rnn_search", "on or off: each suite's [search] of recipes", default="on")
 
 
 def read_options(config: pytest.Config) -> RunOptions:
@@ -183,6 +194,7 @@ def read_options(config: pytest.Config) -> RunOptions:
         cache_dir=_path_option(config, "rnn_cache_dir"),
         rerun=config.getoption("rnn_rerun"),
         frontier=config.getoption("rnn_frontier"),
+        search=_search(config),
     )
 
 
@@ -202,6 +214,13 @@ def resolve_device(value: str) -> str:
             f"--rnn-device={value}: only {torch.cuda.device_count()} CUDA device(s) visible"
         )
     return value
+
+
+def _search(config: pytest.Config) -> bool:
+    value = config.getoption("rnn_search") or config.getini("rnn_search")
+    if value not in ("on", "off"):
+        raise pytest.UsageError(f"rnn_search = {value}: must be on or off")
+    return value == "on"
 
 
 def _names(value: str) -> tuple[str, ...]:

@@ -39,6 +39,11 @@ class CaseOutcome:
     #: Per trial, the median over its first training sequences of the norm of the loss's
     #: gradient with respect to the first step's input, at the initial weights.
     input_gradient: tuple[float, ...] = _joined(PER_TRIAL, default=())
+    #: Per trial, the training sequences it saw before it stopped on reaching the threshold
+    #: (``train.stop = "learned"``); ``None``: it never stopped (censored at the budget).
+    sequences: tuple[int | None, ...] = _joined(PER_TRIAL, default=())
+    #: The training sequences each trial may see: epochs x samples.
+    budget: int = _joined(SHARED, default=0)
 
     def successes(self, threshold: float) -> list[bool]:
         """Which trials reached ``threshold`` without diverging."""

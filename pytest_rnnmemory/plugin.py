@@ -106,6 +106,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         ("trials", options.trials),
         ("seed", options.seed),
         ("profile", options.profile),
+        ("search", None if options.search else "off"),
     ):
         if value is not None and value != "":
             parts.append(f"{label}={value}")
@@ -180,3 +181,20 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if isinstance(item, CaseItem):
             case = item.case
             log.expect(case.suite.summary(session.config.rootpath), (case.cell, case.length))
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str] | None:
+    """Before a long run trains, how long it will take, from rates measured by earlier cases."""
+    if not any(hasattr(item, "case") for item in items):
+        return None
+    from .estimate import ANNOUNCE_S, announce, seconds
+    from .items import RATES, CaseItem
+
+    cases = [item for item in items if isinstance(item, CaseItem)]
+    pending = [item.case for item in cases if not item.has_stored_result()]
+    rates = config.cache.get(RATES, {}) if hasattr(config, "cache") else {}
+    options: RunOptions = config.stash[OPTIONS]
+    total = seconds(pending, rates, resolve_device(options.device))
+    if total is None or total < ANNOUNCE_S:
+        return None
+    return [announce(total, len(pending), len(cases) - len(pending))]

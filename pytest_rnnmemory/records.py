@@ -10,15 +10,17 @@ place that is wrong.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import StoredDataError
 from .outcome import CaseOutcome
+from .recipes import SearchRecord
 from .schema import SuiteConfig
-from .stats import Decision, Verdict, decide, verdict_of
+from .stats import Decision, SequencesToLearn, Verdict, decide, sequences_to_learn, verdict_of
 from .stored import Fields
 
 #: A case within a suite: (cell, length).
@@ -69,6 +71,8 @@ class TrialRecord:
     input_gradient: float | None
     #: The final metric at each evaluation length, in the order of the case's generalisation.
     eval_metrics: tuple[float, ...]
+    #: Training sequences seen before it stopped on learning (``None``: it never stopped).
+    sequences: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,6 +85,7 @@ class TrialRecord:
             "val_metric": list(self.val_metric),
             "input_gradient": self.input_gradient,
             "eval_metrics": list(self.eval_metrics),
+            "sequences": self.sequences,
         }
 
     @classmethod
@@ -96,6 +101,7 @@ class TrialRecord:
             val_metric=f.numbers("val_metric"),
             input_gradient=f.optional_number("input_gradient"),
             eval_metrics=f.numbers("eval_metrics"),
+            sequences=_optional_count(f, "sequences"),
         )
 
 
@@ -162,6 +168,14 @@ class CaseRecord:
     trials_planned: int
     #: Read from the result store of an earlier run rather than trained by this one.
     cached: bool = False
+    #: The recipe the verdict's trials trained with: the searched keys' values (empty: the suite's own).
+    recipe: dict[str, Any] = field(default_factory=dict)
+    #: The recipe search that chose it, as seen at this length (``None``: the suite searches nothing).
+    search: SearchRecord | None = None
+    #: The training sequences a trial may see, and how many the trials needed to learn
+    #: (``train.stop = "learned"``; else ``None``).
+    budget: int = 0
+    sequences: SequencesToLearn | None = None
 
     @property
     def key(self) -> CaseKey:
@@ -211,6 +225,10 @@ class CaseRecord:
             "trials": [t.to_json() for t in self.trials],
             "trials_planned": self.trials_planned,
             "cached": self.cached,
+            "recipe": dict(self.recipe),
+            "search": None if self.search is None else self.search.to_json(),
+            "budget": self.budget,
+            "sequences": None if self.sequences is None else dataclasses.asdict(self.sequences),
         }
 
     @classmethod
@@ -255,7 +273,33 @@ class CaseRecord:
             if f.has("trials_planned")
             else decision.n,
             cached=f.boolean("cached") if f.has("cached") else False,
+            recipe=f.mapping("recipe") if f.has("recipe") else {},
+            search=SearchRecord.from_json(f.raw("search"), f.at("search"))
+            if f.has("search") and f.raw("search") is not None
+            else None,
+            budget=f.integer("budget", minimum=0) if f.has("budget") else 0,
+            sequences=_sequences_from_json(f)
+            if f.has("sequences") and f.raw("sequences") is not None
+            else None,
         )
+
+
+def _optional_count(f: Fields, key: str) -> int | None:
+    if not f.has(key) or f.raw(key) is None:
+        return None
+    return f.integer(key, minimum=0)
+
+
+def _sequences_from_json(f: Fields) -> SequencesToLearn:
+    inner = f.fields("sequences")
+    return SequencesToLearn(
+        median=_optional_count(inner, "median"),
+        low=_optional_count(inner, "low"),
+        high=_optional_count(inner, "high"),
+        learned=inner.integer("learned", minimum=0),
+        trials=inner.integer("trials", minimum=0),
+        budget=inner.integer("budget", minimum=0),
+    )
 
 
 def case_record(
@@ -273,10 +317,14 @@ def case_record(
     p0: float,
     alpha: float,
     trials_planned: int,
+    recipe: dict[str, Any] | None = None,
+    search: SearchRecord | None = None,
+    stop: str = "budget",
 ) -> CaseRecord:
     """The record of a case whose trials (seeded by ``seeds``, in order) produced ``outcome``."""
     successes = outcome.successes(threshold)
     decision = decide(sum(successes), outcome.trials, p0, alpha)
+    learned = stop == "learned"
     metrics = outcome.metrics
     gradients = outcome.input_gradient
     evaluated = sorted(outcome.eval_metrics.items())
@@ -312,10 +360,17 @@ def case_record(
                 val_metric=tuple(outcome.val_metric[i]),
                 input_gradient=gradients[i] if gradients else None,
                 eval_metrics=tuple(values[i] for _, values in evaluated),
+                sequences=outcome.sequences[i] if outcome.sequences else None,
             )
             for i, seed in enumerate(seeds[: len(metrics)])
         ),
         trials_planned=trials_planned,
+        recipe=dict(recipe or {}),
+        search=search,
+        budget=outcome.budget,
+        sequences=sequences_to_learn(list(outcome.sequences), outcome.budget)
+        if outcome.sequences and learned
+        else None,
     )
 
 

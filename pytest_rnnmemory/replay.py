@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .engine import train_case
 from .errors import RnnMemoryError
 from .outcome import CaseOutcome
+from .recipes import Recipe
 from .records import TrialRecord
 from .results import SuiteRun
 from .spec import CaseSpec
@@ -43,13 +44,14 @@ def replay_trial(run: SuiteRun, cell: str, length: int, trial: int, device: str 
     reported = case.trials[trial]
     config = run.config
     trained_cell = config.suite.cells[0] if case.control and cell == "shuffled" else cell
+    model, train = Recipe(tuple(case.recipe.items())).apply(config.model, config.train)
     spec = CaseSpec(
         task=config.suite.task,
         task_params=dict(config.task),
         cell=trained_cell,
         length=length,
-        model=config.model,
-        train=config.train,
+        model=model,
+        train=train,
         metric=config.success.metric,
         threshold=config.success.threshold,
         trial_seeds=(reported.seed,),

@@ -17,13 +17,15 @@ from .errors import StoredDataError
 from .records import CaseRecord, ImpliedVerdict, SuiteMeta, frontier_text
 from .results import SuiteRun
 from .schema import SuiteConfig
-from .stats import Verdict
+from .search_report import recipe_text, search_section, searched, sequences_section
+from .stats import MARKS
 from .stored import Fields
 
 #: Version of the JSON report's layout; bumped when a key changes meaning or goes away.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: The versions :func:`run_from_json` reads: 1 had no recipe search and no sequences to learn.
+READS = (1, 2)
 
-MARKS = {Verdict.LEARNS: "✓", Verdict.FAILS: "✗", Verdict.INCONCLUSIVE: "?"}
 MISSING = "—"
 
 
@@ -78,6 +80,8 @@ FIGURES = {
     "capability": ("", figures.capability, "success rate against length, and every trial's final metric"),
     "curves": ("-curves", figures.curves, "training curves per case"),
     "gradients": ("-gradients", figures.gradients, "gradient reaching the first input, against length"),
+    "search": ("-search", figures.search, "tuning success rate of every recipe, per cell and length"),
+    "sequences": ("-sequences", figures.sequences, "training sequences to learn, against length"),
 }
 
 
@@ -132,6 +136,8 @@ def markdown(run: SuiteRun, environment: dict[str, str], plots: dict[str, str] |
     if "capability" in plots:
         lines += [f"![{FIGURES['capability'][2]}]({plots['capability']})", ""]
     lines += ["## Cases", "", _case_table(run), ""]
+    lines += search_section(run, plots, FIGURES["search"][2])
+    lines += sequences_section(run, plots, FIGURES["sequences"][2])
     lines += _why_section(run, plots)
     lines += _generalisation_section(run)
     if run.baseline is not None:
@@ -355,6 +361,11 @@ def _case_table(run: SuiteRun) -> str:
         "diverged",
         "time (s)",
     ]
+    if searched(run):
+        headers.append("recipe")
+        for row, (cell, length) in zip(rows, run.ordered_cases, strict=True):
+            record = run.records.get((cell, length))
+            row.append("" if record is None else recipe_text(record))
     return tabulate(rows, headers=headers, tablefmt="github")
 
 
@@ -400,10 +411,10 @@ def run_from_json(data: Any) -> SuiteRun:
     """
     f = Fields(data, "")
     version = f.raw("schema_version")
-    if version != SCHEMA_VERSION:
+    if isinstance(version, bool) or version not in READS:
         raise StoredDataError(
             f"schema_version {version!r}: this version of pytest-rnnmemory reads reports of version "
-            f"{SCHEMA_VERSION}"
+            f"{' and '.join(map(str, READS))}"
         )
     meta = SuiteMeta(
         name=f.text("suite"),

@@ -180,6 +180,21 @@ class ModelSection:
     hidden: int = key(
         1, doc="Hidden units per cell; 1 is the classic single-unit experiment.", check=integer(1, MAX_HIDDEN)
     )
+    init: str = key(
+        "torch",
+        doc="Initialisation of the built-in gated cells: `torch` (torch's own, every weight and bias uniform in ±1/sqrt(hidden)) or `chrono` (Tallec & Ollivier 2018; see *Initialisation*). No effect on `rnn`, `memoryless` or your own cells.",
+        check=one_of("torch", "chrono"),
+    )
+    forget_bias: float = key(
+        0.0,
+        doc="Added to the LSTM forget gate's input-side bias after initialisation (Jozefowicz et al. 2015 recommend 1). No effect on other cells.",
+        check=number(-100.0, 100.0),
+    )
+    chrono_tmax: int = key(
+        0,
+        doc="T_max of `chrono` initialisation, the longest dependency it prepares for; 0 means the case's length.",
+        check=integer(0, MAX_LENGTH),
+    )
 
 
 @dataclass(frozen=True)
@@ -210,6 +225,21 @@ class TrainSection:
         0.0,
         doc="Clip each trial's gradient norm to this value; 0 turns clipping off.",
         check=number(0.0, 1e9),
+    )
+    stop: str = key(
+        "budget",
+        doc="`budget`: every trial trains for the whole budget and succeeds when its final validation metric reaches the threshold. `learned`: a trial stops for good once its validation metric reaches the threshold (checked every `eval_every` sequences), and succeeds when its metric on a fresh test set reaches it; the report gives the training sequences each trial needed.",
+        check=one_of("budget", "learned"),
+    )
+    eval_every: int = key(
+        0,
+        doc='With `stop = "learned"`: training sequences between two checks of the validation metric; 0 means one epoch (`samples`).',
+        check=integer(0, MAX_SEQUENCES),
+    )
+    test_samples: int = key(
+        0,
+        doc='With `stop = "learned"`: fresh test sequences per trial, from a stream of their own, that decide success; 0 means `val_samples`.',
+        check=integer(0, MAX_SEQUENCES),
     )
     engine: str = key(
         "auto",
@@ -257,6 +287,34 @@ class VerdictSection:
     )
 
 
+#: What ``[search]`` may vary: the recipe, never the budget or the question.
+SEARCHABLE = (
+    "train.lr",
+    "train.optimizer",
+    "train.clip",
+    "train.batch_size",
+    "model.init",
+    "model.forget_bias",
+    "model.hidden",
+)
+#: The most recipes a grid may hold.
+MAX_RECIPES = 64
+
+
+@dataclass(frozen=True)
+class SearchSection:
+    trials: int = key(
+        10,
+        doc="The most tuning trials a recipe gets. Tuning trials choose the recipe and never count in the verdict.",
+        check=integer(1, MAX_TRIALS),
+    )
+    scope: str = key(
+        "case",
+        doc="`case`: a recipe is chosen per cell and length; `cell`: one recipe per cell for all its lengths, by the successes summed over them.",
+        check=one_of("case", "cell"),
+    )
+
+
 @dataclass(frozen=True)
 class Overrides:
     """What the command line changes in every suite it runs (``None``: keep the suite's)."""
@@ -266,6 +324,8 @@ class Overrides:
     trials: int | None = None
     seed: int | None = None
     profile: str | None = None
+    #: ``False``: run each suite's base recipe alone, without its ``[search]`` (``--rnn-search=off``).
+    search: bool = True
 
 
 #: The sections of a suite file, in the order the README documents them.
@@ -275,6 +335,7 @@ SECTIONS: dict[str, type] = {
     "train": TrainSection,
     "success": SuccessSection,
     "verdict": VerdictSection,
+    "search": SearchSection,
 }
 
 #: Sections whose keys are not fixed by this schema: ``[task]`` belongs to the task,
@@ -325,6 +386,42 @@ def _section_from_json(cls: type, fields: Fields) -> Any:
     return cls(**values)
 
 
+#: A grid of recipes: each searched key with its values, in the file's order.
+Grid = tuple[tuple[str, tuple[Any, ...]], ...]
+
+_BUDGET = ("train.samples", "train.val_samples", "train.epochs", "train.stop", "train.eval_every")
+_QUESTION = ("task", "success", "verdict", "suite")
+
+
+def check_grid_axis(key: str, values: Any) -> str | None:
+    """What is wrong with ``search."key" = values`` (``None``: nothing)."""
+    if key not in SEARCHABLE:
+        section = key.split(".", 1)[0]
+        if key in _BUDGET or key == "train.test_samples":
+            why = "the budget is not searched: the largest budget would always win"
+        elif section in _QUESTION:
+            why = f"[{section}] is not searched: it changes the question, not the recipe"
+        else:
+            why = "not a searchable key"
+        return f"{why}; searchable: {', '.join(SEARCHABLE)}"
+    if not isinstance(values, list) or not values:
+        return "must be a non-empty list of values to try"
+    section, name = key.split(".")
+    f = keys_of(SECTIONS[section])[name]
+    for i, value in enumerate(values):
+        problem = check_value(f, value)
+        if problem:
+            return f"[{i}] = {value!r}: {problem}"
+    if len({repr(v) for v in values}) != len(values):
+        return "must not list a value twice"
+    return None
+
+
+def grid_size(grid: Grid) -> int:
+    """How many recipes a grid holds: the product of its lists' lengths."""
+    return math.prod(len(values) for _, values in grid)
+
+
 @dataclass(frozen=True)
 class SuiteConfig:
     """A suite as it ran: every section resolved, defaults filled in, and the task's parameters."""
@@ -335,6 +432,9 @@ class SuiteConfig:
     train: TrainSection
     success: SuccessSection
     verdict: VerdictSection
+    search: SearchSection = SearchSection()
+    #: The recipes ``[search]`` tries (empty: the base recipe alone).
+    grid: Grid = ()
 
     def to_json(self) -> dict[str, Any]:
         """Every section and key, in the schema's order (the ``config`` of a JSON report)."""
@@ -345,20 +445,33 @@ class SuiteConfig:
             "train": section_json(self.train),
             "success": section_json(self.success),
             "verdict": section_json(self.verdict),
+            "search": {**section_json(self.search), **{key: list(values) for key, values in self.grid}},
         }
 
     @classmethod
     def from_json(cls, data: Any, where: str = "config") -> SuiteConfig:
         """Read what :meth:`to_json` wrote; :class:`.StoredDataError` names a key that is wrong."""
         fields = Fields(data, where)
+        raw_search = fields.mapping("search") if fields.has("search") else {}
+        grid = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in raw_search.items() if "." in k)
+        for key, values in raw_search.items():
+            if "." in key:
+                problem = check_grid_axis(key, values)
+                if problem:
+                    raise StoredDataError(f"{fields.at('search')}.{key}: {problem}")
+        plain = {k: v for k, v in raw_search.items() if "." not in k}
         sections = {
-            name: _section_from_json(section, fields.fields(name)) for name, section in SECTIONS.items()
+            name: _section_from_json(
+                section, Fields(plain, fields.at(name)) if name == "search" else fields.fields(name)
+            )
+            for name, section in SECTIONS.items()
+            if name != "search" or fields.has("search")
         }
         task = fields.mapping("task") if fields.has("task") else {}
         for name, value in task.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise StoredDataError(f"{fields.at('task')}.{name}: expected a number, got {value!r}")
-        return cls(task=dict(task), **sections)
+        return cls(task=dict(task), grid=grid, **sections)
 
     @property
     def controls(self) -> tuple[str, ...]:

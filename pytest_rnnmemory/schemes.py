@@ -123,6 +123,10 @@ class Vmap(TrialMajor):
         self.base = copy.deepcopy(module).to("meta")
         self.buffers = buffers
 
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep the buffers of the trials ``rows`` selects."""
+        self.buffers = {name: value[rows] for name, value in self.buffers.items()}
+
     def hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
         def one(p, b, x):
             return torch.func.functional_call(self.base, (p, b), (x,))

@@ -7,7 +7,7 @@ import hashlib
 import torch
 
 #: The independent random streams of one trial; ``eval-<length>`` streams test it at other lengths.
-STREAMS = ("init", "train", "val", "order", "shuffle")
+STREAMS = ("init", "train", "val", "test", "order", "shuffle")
 EVAL_PREFIX = "eval-"
 
 
@@ -20,6 +20,11 @@ def derive_seed(*parts: object) -> int:
 def trial_seed(seed: int, suite: str, cell: str, length: int, trial: int) -> int:
     """The seed of one trial: a function of (seed, suite, cell, length, trial index)."""
     return derive_seed("trial", seed, suite, cell, length, trial)
+
+
+def tuning_seed(seed: int, suite: str, cell: str, length: int, trial: int) -> int:
+    """The seed of one tuning trial: never a trial seed, and the same for every recipe of a grid."""
+    return derive_seed("tune", seed, suite, cell, length, trial)
 
 
 def stream(trial_seed_: int, name: str) -> torch.Generator:

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import seeds
-from .cells import build_cell
+from .cells import build_cell, recurrence_of
 from .schemes import Scheme, make_scheme
 from .spec import CaseSpec
 from .tasks import IGNORE, Task, scored_steps
@@ -49,6 +49,7 @@ class Readout(nn.Module):
 def initial_modules(spec: CaseSpec, task: Task) -> list[tuple[nn.Module, Readout]]:
     """Each trial's cell and readout, initialised from its own ``init`` stream (on the CPU)."""
     modules = []
+    recurrence, model = recurrence_of(spec.cell), spec.model
     for seed in spec.trial_seeds:
         with torch.random.fork_rng(devices=[]):
             # The CPU generator only: modules are built on the CPU, and torch.manual_seed would
@@ -56,6 +57,8 @@ def initial_modules(spec: CaseSpec, task: Task) -> list[tuple[nn.Module, Readout
             torch.default_generator.manual_seed(seeds.derive_seed(seed, "init"))
             cell = build_cell(spec.cell, task.input_size, spec.hidden)
             readout = Readout(spec.hidden, task.outputs)
+            if recurrence is not None:
+                recurrence.initialise(cell, model.init, model.forget_bias, model.chrono_tmax or spec.length)
         modules.append((cell, readout))
     return modules
 
@@ -86,9 +89,18 @@ class FlatParams:
         """Where each named parameter starts in a trial's row."""
         return {name: a for name, (a, _, _) in self.layout.items()}
 
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep the rows of the trials ``rows`` selects, as a new leaf tensor."""
+        self.flat = self.flat.detach()[rows].clone().requires_grad_()
+        self.n = self.flat.shape[0]
+
     def detached(self) -> dict[str, torch.Tensor]:
-        flat = self.flat.detach().cpu()
-        return {name: flat[:, a:b].reshape(self.n, *shape) for name, (a, b, shape) in self.layout.items()}
+        return self.unflatten(self.flat.detach().cpu())
+
+    def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Rows of weights ``[n, P]`` laid out as this tensor's, by name: ``[n, ...]`` each."""
+        n = flat.shape[0]
+        return {name: flat[:, a:b].reshape(n, *shape) for name, (a, b, shape) in self.layout.items()}
 
 
 class StackedModel:
@@ -194,6 +206,16 @@ class StackedModel:
         flat = self.params.flat
         self.diverged |= ~torch.isfinite(flat).all(1)
         flat.masked_fill_(self.diverged.unsqueeze(1), 0.0)
+
+    @torch.no_grad()
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep the trials ``rows`` selects (a bool mask) and drop the others from every tensor."""
+        self.params.keep(rows)
+        self.diverged = self.diverged[rows]
+        self.n = int(rows.sum())
+        keep = getattr(self.scheme, "keep", None)
+        if keep is not None:
+            keep(rows)
 
     def final_weights(self) -> dict[str, torch.Tensor]:
         """Every trial's weights by name, stacked over trials, on the CPU."""

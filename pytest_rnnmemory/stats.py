@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from enum import Enum
 from functools import lru_cache
@@ -22,6 +23,8 @@ class Verdict(str, Enum):
 
 
 LEARNS, FAILS, INCONCLUSIVE = Verdict.LEARNS, Verdict.FAILS, Verdict.INCONCLUSIVE
+#: How tables show a verdict.
+MARKS = {LEARNS: "✓", FAILS: "✗", INCONCLUSIVE: "?"}
 VERDICTS = tuple(Verdict)
 
 #: The most trials :func:`trials_to_settle` will suggest.
@@ -147,3 +150,53 @@ def expected_trials(n: int, stage: int, rate: float, p0: float = 0.5, alpha: flo
             else:
                 used += p * m
     return float(used)
+
+
+@dataclass(frozen=True)
+class SequencesToLearn:
+    """How many training sequences a case's trials needed to learn: the median and its 95% interval.
+
+    Trials that never learned are censored at the budget, all at the same point,
+    so the Kaplan-Meier estimate is the empirical distribution and its median
+    the ``ceil(n / 2)``-th smallest value; the interval is the distribution-free
+    one between two order statistics (Conover), at least 95%. ``None`` in
+    ``median`` or ``high`` means more than the budget.
+    """
+
+    median: int | None
+    low: int | None
+    high: int | None
+    learned: int
+    trials: int
+    budget: int
+
+    def text(self) -> str:
+        """``median [low, high]``, with ``> budget`` where fewer than half (or too few) learned."""
+
+        def show(value: int | None) -> str:
+            return f"> {self.budget:,}" if value is None else f"{value:,}"
+
+        return f"{show(self.median)} [{show(self.low)}, {show(self.high)}]"
+
+
+def sequences_to_learn(values: list[int | None], budget: int, confidence: float = 0.95) -> SequencesToLearn:
+    """The median training sequences to learn over trials (``None``: never learned) and its interval."""
+    n = len(values)
+    ranked = sorted(values, key=lambda v: (v is None, v or 0))
+
+    def at(rank: int) -> int | None:  # 1-based rank; past the learned trials lies the budget
+        return ranked[rank - 1] if 1 <= rank <= n else None
+
+    # Ranks l and u with P(X_(l) <= median <= X_(u)) = P(l <= B <= u - 1) >= confidence, B ~ Bin(n, 1/2).
+    low_rank = int(binom.ppf((1 - confidence) / 2, n, 0.5))
+    while low_rank > 0 and binom.cdf(n - low_rank, n, 0.5) - binom.cdf(low_rank - 1, n, 0.5) < confidence:
+        low_rank -= 1
+    high_rank = n - low_rank + 1
+    return SequencesToLearn(
+        median=at(math.ceil(n / 2)),
+        low=at(low_rank) if low_rank >= 1 else 0,
+        high=at(high_rank),
+        learned=sum(v is not None for v in values),
+        trials=n,
+        budget=budget,
+    )

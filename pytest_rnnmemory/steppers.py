@@ -23,32 +23,43 @@ from .tasks import scored_steps
 
 
 class Stepper(Protocol):
-    def epoch(self, order: torch.Tensor) -> torch.Tensor:
-        """Train on every trial's sequences once, in ``order`` (int64 ``[n, S]``); mean losses ``[n]``."""
+    def train(self, order: torch.Tensor) -> torch.Tensor:
+        """Train on the sequences ``order`` names (int64 ``[n, m]``), ``batch_size`` at a time.
+
+        Returns each trial's minibatch losses summed, ``[n]``.
+        """
         ...
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep training these trials only (a bool mask over the trials now training)."""
+        ...
+
+
+def minibatches(count: int, batch_size: int) -> int:
+    """How many minibatches ``count`` sequences make, the last one perhaps short."""
+    return math.ceil(count / batch_size)
 
 
 class AutogradStepper:
     """Forward through the scheme, backward through autograd, then torch's optimizer."""
 
     def __init__(self, model: StackedModel, data: Sequences, train: TrainSection) -> None:
-        self.model, self.data, self.train = model, data, train
+        self.model, self.data, self.section = model, data, train
         self.optimizer = make_optimizer(train.optimizer, [model.flat], train.lr, model.device)
-        self.trial_index = torch.arange(model.n, device=model.device).unsqueeze(1)
+        self.state_param = model.flat
         # Scored steps per sequence, so that a minibatch's count is one slice-sum.
         self.scored = scored_steps(data.y).sum(-1)
 
-    def epoch(self, order: torch.Tensor) -> torch.Tensor:
-        model, train = self.model, self.train
-        # Shuffle once per epoch so that every minibatch is a contiguous slice.
-        xs = model.scheme.arrange(self.data.x[self.trial_index, order])
-        ys = self.data.y[self.trial_index, order]
-        scored = self.scored[self.trial_index, order]
-        samples = order.shape[1]
+    def train(self, order: torch.Tensor) -> torch.Tensor:
+        model, train = self.model, self.section
+        trial_index = torch.arange(model.n, device=model.device).unsqueeze(1)
+        # Gathered in order once, so that every minibatch is a contiguous slice.
+        xs = model.scheme.arrange(self.data.x[trial_index, order])
+        ys = self.data.y[trial_index, order]
+        scored = self.scored[trial_index, order]
         total = torch.zeros(model.n, device=model.device)
-        batches = 0
-        for start in range(0, samples, train.batch_size):
-            stop = min(start + train.batch_size, samples)
+        for start in range(0, order.shape[1], train.batch_size):
+            stop = min(start + train.batch_size, order.shape[1])
             batch = model.scheme.rows(xs, start, stop)
             losses = self._backward(batch, ys[:, start:stop], scored[:, start:stop].sum(1))
             if train.clip > 0:
@@ -56,8 +67,20 @@ class AutogradStepper:
             self.optimizer.step()
             model.freeze_diverged()
             total += losses.detach()
-            batches += 1
-        return total / batches
+        return total
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """The model has dropped the other trials: carry torch's optimizer state of these over."""
+        old, new = self.state_param, self.model.flat
+        state = self.optimizer.state.get(old, {})
+        self.optimizer = make_optimizer(self.section.optimizer, [new], self.section.lr, self.model.device)
+        self.optimizer.state[new] = {
+            k: v[rows].clone() if torch.is_tensor(v) and v.dim() and v.shape[0] == rows.shape[0] else v
+            for k, v in state.items()
+        }
+        self.state_param = new
+        self.scored = self.scored[rows]
+        self.data = self.data.keep(rows)
 
     def _backward(self, batch: torch.Tensor, y: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Each trial's loss ``[n]``; marks diverging trials, leaves the live ones' gradient in ``grad``."""
@@ -81,14 +104,18 @@ class KernelStepper:
     """A scheme that trains whole epochs itself (``native``): cell, loss, gradient and update in one call."""
 
     def __init__(self, model: StackedModel, data: Sequences, train: TrainSection) -> None:
-        self.model, self.data, self.train = model, data, train
+        self.model, self.data, self.section = model, data, train
         flat = model.flat
         self.kernel = model.scheme.training(  # type: ignore[attr-defined]
             model.params.offsets(), model.task.regression, model.n, flat.shape[1], train
         )
 
+    def keep(self, rows: torch.Tensor) -> None:
+        self.kernel.keep(rows)
+        self.data = self.data.keep(rows)
+
     @torch.no_grad()
-    def epoch(self, order: torch.Tensor) -> torch.Tensor:
+    def train(self, order: torch.Tensor) -> torch.Tensor:
         model, data = self.model, self.data
         return self.kernel.epoch(
             model.flat,
@@ -99,15 +126,10 @@ class KernelStepper:
             model.diverged,
             model.spec.hidden,
             model.task.outputs,
-            self.train.batch_size,
+            self.section.batch_size,
         )
 
 
 def make_stepper(model: StackedModel, data: Sequences, train: TrainSection, *, trains: bool) -> Stepper:
     """The kernel's own training where the scheme ``trains``, else autograd and torch's optimizer."""
     return KernelStepper(model, data, train) if trains else AutogradStepper(model, data, train)
-
-
-def masked(losses: torch.Tensor, diverged: torch.Tensor) -> torch.Tensor:
-    """An epoch's losses with a diverged trial's as NaN."""
-    return losses.masked_fill(diverged, math.nan)

@@ -12,6 +12,7 @@ from typing import Any
 from . import seeds
 from .gate import Claim
 from .loading import STAGES, Draft, Problems, resolve_eval_lengths
+from .recipes import Recipe, recipes_of
 from .records import SuiteMeta
 from .schema import (
     ModelSection,
@@ -57,24 +58,43 @@ class Case:
         return self.suite.task.chance(self.length)
 
     def trial_seeds(self) -> tuple[int, ...]:
+        """The seeds of the verdict's trials."""
         s = self.suite
         return tuple(
             seeds.trial_seed(s.meta.seed, s.name, self.cell, self.length, i) for i in range(s.verdict.trials)
         )
 
-    def spec(self) -> CaseSpec:
-        """What the engine needs to train this case's trials."""
+    def tuning_seeds(self, start: int, stop: int) -> tuple[int, ...]:
+        """The seeds of tuning trials ``start .. stop - 1``: the same for every recipe, never a trial's."""
         s = self.suite
+        return tuple(
+            seeds.tuning_seed(s.meta.seed, s.name, self.cell, self.length, i) for i in range(start, stop)
+        )
+
+    def at(self, length: int) -> Case:
+        """The case of the same cell at another length of the suite."""
+        return Case(self.suite, self.cell, length, self.control)
+
+    @property
+    def searched(self) -> bool:
+        """Whether this case's recipe comes from a search (a grid of more than one recipe)."""
+        return len(recipes_of(self.suite.config.grid)) > 1
+
+    def spec(self, recipe: Recipe | None = None, trial_seeds: tuple[int, ...] | None = None) -> CaseSpec:
+        """What the engine needs to train this case's trials: the suite's recipe, or ``recipe`` over it;
+        the verdict's trials, or those of ``trial_seeds``."""
+        s = self.suite
+        model, train = (recipe or Recipe()).apply(s.model, s.train)
         return CaseSpec(
             task=s.meta.task,
             task_params=dict(s.task.values),
             cell=self.trained_cell,
             length=self.length,
-            model=s.model,
-            train=s.train,
+            model=model,
+            train=train,
             metric=s.success.metric,
             threshold=s.success.threshold,
-            trial_seeds=self.trial_seeds(),
+            trial_seeds=self.trial_seeds() if trial_seeds is None else trial_seeds,
             shuffle_labels=self.cell == "shuffled",
             eval_lengths=self.eval_lengths,
         )
@@ -84,9 +104,12 @@ class Case:
         s = self.suite
         control = {"control": True, "trained_cell": self.trained_cell} if self.control else {}
         evaluated = {"eval_lengths": list(self.eval_lengths)} if self.eval_lengths else {}
+        search = s.config.to_json()["search"]
+        searched = {"search": search} if self.searched else {}
         return {
             **control,
             **evaluated,
+            **searched,
             "suite": s.name,
             "task": s.meta.task,
             "task_params": dict(s.task.values),

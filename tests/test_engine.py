@@ -7,10 +7,13 @@ import pytest
 import torch
 
 from pytest_rnnmemory import schemes, seeds, stacked
+from pytest_rnnmemory.cells import CELLS
+from pytest_rnnmemory.cells.native import native_available
 from pytest_rnnmemory.data import TrialData, sample_trials
 from pytest_rnnmemory.engine import GRADIENT_SEQUENCES, train, train_case
 from pytest_rnnmemory.errors import SchemeError
 from pytest_rnnmemory.outcome import CaseOutcome
+from pytest_rnnmemory.schema import ModelSection
 from pytest_rnnmemory.schemes import choose_scheme
 from pytest_rnnmemory.stacked import initial_modules
 from pytest_rnnmemory.tasks import make_task
@@ -78,6 +81,88 @@ def test_one_trial_follows_torch_nn_and_adam(cell):
             optimizer.step()
     torch.testing.assert_close(weights["weight_hh"][index], rnn.weight_hh_l0.detach(), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(weights["readout.weight"][index], linear.weight.detach(), rtol=1e-4, atol=1e-5)
+
+
+def chrono_by_hand(spec, index, gates):
+    """The trial's torch-initialised biases with chrono's and the forget bias's changes, from the formula.
+
+    u is drawn from the trial's init stream after its cell and readout, uniform in [1, T_max - 1];
+    each listed gate's total bias becomes sign * log u, all of it in the input-side bias.
+    """
+    torch_spec = dataclasses.replace(spec, model=ModelSection(hidden=spec.hidden))
+    cell_module, readout = initial_modules(torch_spec, make_task(spec.task))[index]
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seeds.derive_seed(spec.trial_seeds[index], "init"))
+        CELLS[spec.cell](1, spec.hidden)
+        stacked.Readout(spec.hidden, 2)
+        tmax = spec.model.chrono_tmax or spec.length
+        u = 1.0 + torch.rand(spec.hidden) * (tmax - 2)
+    h = spec.hidden
+    with torch.no_grad():
+        for gate, sign in gates:
+            cell_module.bias_ih[gate * h : (gate + 1) * h] = sign * torch.log(u)
+            cell_module.bias_hh[gate * h : (gate + 1) * h] = 0.0
+        if spec.cell == "lstm":
+            cell_module.bias_ih[h : 2 * h] += spec.model.forget_bias
+    return cell_module, readout
+
+
+@pytest.mark.parametrize("scheme", ["native", "stepwise", "fused", "vmap"])
+@pytest.mark.parametrize(
+    ("cell", "gates", "model"),
+    [
+        ("lstm", ((1, 1.0), (0, -1.0)), {"init": "chrono"}),
+        ("lstm", ((1, 1.0), (0, -1.0)), {"init": "chrono", "forget_bias": 1.0, "chrono_tmax": 40}),
+        ("lstm", (), {"forget_bias": 1.0}),
+        ("gru", ((1, 1.0),), {"init": "chrono"}),
+    ],
+)
+def test_chrono_and_forget_bias_train_as_torch_nn_with_those_biases_set_by_hand(scheme, cell, gates, model):
+    if scheme == "native" and not native_available():
+        pytest.skip("the native kernel is unavailable here")
+    spec = spec_for(cell, length=12, samples=40, batch_size=16, epochs=2, hidden=3, model=model)
+    if model.get("init") != "chrono":
+        gates = ()
+    index = 1
+    cell_module, readout = chrono_by_hand(spec, index, gates)
+    ours = initial_modules(spec, make_task(spec.task))[index][0]
+    for name in ("bias_ih", "bias_hh", "weight_ih", "weight_hh"):
+        torch.testing.assert_close(getattr(ours, name), getattr(cell_module, name), rtol=0, atol=1e-7)
+    rnn = TORCH_CELLS[cell](1, spec.hidden, batch_first=True)
+    linear = torch.nn.Linear(spec.hidden, 2)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(rnn, f"{name}_l0").copy_(getattr(cell_module, name))
+        linear.weight.copy_(readout.weight)
+        linear.bias.copy_(readout.bias)
+    x, y = trial_data(spec, "train", spec.train.samples)
+    x, y = x[index], y[index][1][:, -1]
+    order = seeds.stream(spec.trial_seeds[index], "order")
+    optimizer = torch.optim.Adam([*rnn.parameters(), *linear.parameters()], lr=spec.train.lr)
+    for _ in range(spec.train.epochs):
+        perm = torch.randperm(spec.train.samples, generator=order)
+        for start in range(0, spec.train.samples, spec.train.batch_size):
+            idx = perm[start : start + spec.train.batch_size]
+            optimizer.zero_grad()
+            out, _ = rnn(x[idx])
+            torch.nn.functional.cross_entropy(linear(out[:, -1]), y[idx]).backward()
+            optimizer.step()
+    weights = train(spec, scheme=scheme).weights
+    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        torch.testing.assert_close(
+            weights[name][index], getattr(rnn, f"{name}_l0").detach(), rtol=1e-4, atol=1e-5
+        )
+    torch.testing.assert_close(weights["readout.weight"][index], linear.weight.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_init_and_forget_bias_change_nothing_for_cells_without_gates():
+    plain = initial_modules(spec_for("rnn", hidden=3), make_task("latching"))
+    chrono = initial_modules(
+        spec_for("rnn", hidden=3, model={"init": "chrono", "forget_bias": 1.0}), make_task("latching")
+    )
+    for (a, _), (b, _) in zip(plain, chrono, strict=True):
+        for name, value in a.named_parameters():
+            assert torch.equal(value, dict(b.named_parameters())[name])
 
 
 def test_trials_are_independent_models():
@@ -282,3 +367,81 @@ def test_trials_trained_in_two_parts_join_into_the_outcome_of_one_run():
             assert joined.eval_metrics[4] == pytest.approx(whole.eval_metrics[4], abs=1e-6)
         else:
             assert getattr(joined, f.name) == getattr(whole, f.name), f.name
+
+
+# --- Training that stops when learned -------------------------------------------------------------
+
+
+def learned_spec(cell="rnn", trials=4, **train):
+    recipe = dict(task="or", length=3, hidden=3, samples=64, val_samples=32, epochs=4, lr=0.05)
+    recipe |= dict(stop="learned", eval_every=16, test_samples=48) | train
+    return spec_for(cell, trials=trials, **recipe)
+
+
+@pytest.mark.parametrize("scheme", ["native", "stepwise", "fused", "vmap"])
+def test_trials_that_stop_at_different_times_train_as_each_would_alone(scheme):
+    if scheme == "native" and not native_available():
+        pytest.skip("the native kernel is unavailable here")
+    spec = learned_spec()
+    batch = train(spec, scheme=scheme)
+    stops = batch.outcome.sequences
+    assert len(set(stops)) > 1, f"trials should stop at different times here, got {stops}"
+    for i in range(spec.trials):
+        single = train(alone(spec, i), scheme=scheme)
+        assert single.outcome.sequences == (stops[i],)
+        assert single.outcome.metrics[0] == pytest.approx(batch.outcome.metrics[i], abs=1e-6)
+        assert single.outcome.val_metric[0] == pytest.approx(batch.outcome.val_metric[i], abs=1e-6)
+        for name, value in single.weights.items():
+            torch.testing.assert_close(batch.weights[name][i], value[0], rtol=1e-4, atol=1e-5)
+
+
+def test_a_trial_stops_at_the_first_check_its_validation_metric_reaches_the_threshold():
+    spec = learned_spec(trials=3)
+    outcome = train_case(spec)
+    assert outcome.budget == 4 * 64
+    for stop, curve in zip(outcome.sequences, outcome.val_metric, strict=True):
+        if stop is None:
+            assert max(curve) < spec.threshold
+            continue
+        assert stop % 16 == 0 and 0 < stop <= outcome.budget
+        # The curve holds one value per epoch and a last one where it stopped, which reached it.
+        assert curve[-1] >= spec.threshold
+        assert all(value < spec.threshold for value in curve[:-1])
+
+
+def test_success_is_decided_on_the_fresh_test_set_not_the_validation_set():
+    spec = learned_spec(trials=3)
+    outcome = train_case(spec)
+    stopped = [i for i, s in enumerate(outcome.sequences) if s is not None]
+    assert stopped
+    # The final metric is the test set's: it differs from the validation value it stopped on.
+    assert any(outcome.metrics[i] != outcome.val_metric[i][-1] for i in stopped)
+
+
+def test_a_trial_that_learned_leaves_the_batch(monkeypatch):
+    from pytest_rnnmemory import steppers
+
+    rows = []
+    original = steppers.AutogradStepper.train
+
+    def counting(self, order):
+        rows.append(order.shape[0])
+        return original(self, order)
+
+    monkeypatch.setattr(steppers.AutogradStepper, "train", counting)
+    outcome = train_case(learned_spec(trials=4), scheme="stepwise")
+    assert rows[0] == 4
+    assert rows[-1] == sum(s is None for s in outcome.sequences) or rows[-1] < 4
+    assert sorted(rows, reverse=True) == rows and rows[-1] < rows[0]
+
+
+def test_a_case_whose_trials_all_learned_ends():
+    outcome = train_case(learned_spec(trials=3, epochs=50))
+    assert all(s is not None for s in outcome.sequences)
+    assert max(len(curve) for curve in outcome.val_metric) < 50
+
+
+def test_without_stopping_every_trial_trains_the_whole_budget_and_no_sequences_are_counted():
+    outcome = train_case(learned_spec(trials=2, stop="budget"))
+    assert outcome.sequences == (None, None)
+    assert [len(curve) for curve in outcome.val_metric] == [4, 4]

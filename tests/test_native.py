@@ -196,7 +196,7 @@ def test_native_training_reads_the_data_wherever_it_lies(layout):
             [torch.randperm(40, generator=torch.Generator().manual_seed(i)) for i in range(3)]
         )
         stepper = KernelStepper(model, dataclasses.replace(data, x=x, y=y), spec.train)
-        losses = stepper.epoch(order)
+        losses = stepper.train(order)
         trained.append((losses, model.flat.detach().clone()))
     (losses, flat), (moved_losses, moved_flat) = trained
     assert torch.equal(moved_losses, losses)

@@ -88,7 +88,7 @@ def test_a_cell_that_learns_passes_and_the_report_is_written(project):
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*rnnmemory capability*", "*✓ 6/6*", "*frontier*rnn 2*"])
     report = read_report(project, "ortask")
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == 2
     (case,) = report["cases"]
     assert (case["cell"], case["length"], case["k"], case["n"], case["verdict"]) == ("rnn", 2, 6, 6, "learns")
     assert len(case["trials"]) == 6
@@ -790,3 +790,86 @@ def test_suites_broken_every_way_leave_the_good_suite_and_its_report_alone(proje
     assert "Traceback" not in out and "INTERNALERROR" not in out
     assert read_report(project, "good")["cases"][0]["k"] == 5
     assert sorted(p.stem for p in (project.path / "reports").glob("*.json")) == ["good"]
+
+
+# -- the recipe search -----------------------------------------------------------------------------
+
+SEARCH = '\n[search]\n"model.init" = ["torch", "chrono"]\n"train.lr" = [0.01, 0.05]\ntrials = 4\n'
+
+
+@pytest.mark.slow
+def test_a_searched_suite_names_the_recipe_of_each_verdict_and_every_recipes_tuning(project):
+    text = suite_text("latching", cells=("lstm",), lengths=(8,), trials=6, extra=SEARCH)
+    write_suite(project, "latch", text)
+    result = project.runpytest("--rnn-suite=latch", "--junitxml=out.xml")
+    (case,) = read_report(project, "latch")["cases"]
+    search = case["search"]
+    assert [r["label"] for r in search["recipes"]] == [
+        "init=torch, lr=0.01",
+        "init=torch, lr=0.05",
+        "init=chrono, lr=0.01",
+        "init=chrono, lr=0.05",
+    ]
+    chosen = next(r for r in search["recipes"] if r["index"] == search["chosen"])
+    assert case["recipe"] == chosen["recipe"]
+    assert chosen["n"] == 4 and sorted(r["n"] for r in search["recipes"]) == [2, 2, 4, 4]
+    # The verdict's trials are fresh: none of their seeds is a tuning trial's.
+    markdown = (project.path / "reports" / "latch.md").read_text()
+    assert "## Recipe search" in markdown
+    assert f"with {chosen['label']}, the best of 4 on tuning trials" in markdown
+    assert "latch-search.png" in markdown
+    assert (
+        f'name="rnnmemory_recipe" value="{", ".join(f"{k}={v}" for k, v in chosen["recipe"].items())}"'
+        in ((project.path / "out.xml").read_text())
+    )
+    if case["verdict"] != "learns":
+        result.stdout.fnmatch_lines([f"*with recipe {chosen['label']}, the best of 4 on tuning trials*"])
+    # --rnn-search=off runs the suite's own recipe, under another configuration.
+    project.runpytest("--rnn-suite=latch", "--rnn-search=off")
+    (plain,) = read_report(project, "latch")["cases"]
+    assert plain["recipe"] == {} and plain["search"] is None
+    assert plain["config_hash"] != case["config_hash"]
+
+
+@pytest.mark.slow
+def test_a_cell_scoped_search_tunes_once_for_all_the_cells_lengths(project):
+    text = suite_text("or", cells=("rnn",), lengths=(2, 3), trials=3, extra=SEARCH + 'scope = "cell"\n')
+    write_suite(project, "ortask", text)
+    project.runpytest("--rnn-suite=ortask", "-k", "L3")
+    report = read_report(project, "ortask")
+    (case,) = report["cases"]
+    # Tuned at both lengths though only L3 ran: its counts at L3 are of tuning trials at L3.
+    assert case["search"]["scope"] == "cell"
+    result = project.runpytest("--rnn-suite=ortask", "-k", "L2")
+    merged = read_report(project, "ortask")
+    assert [c["recipe"] for c in merged["cases"]] == [case["recipe"]] * 2
+    assert "from earlier runs" not in result.stdout.str()
+
+
+@pytest.mark.slow
+def test_stopping_when_learned_reports_the_sequences_each_case_needed(project):
+    extra = "\n[success]\nthreshold = 0.9\n"
+    text = suite_text("or", cells=("rnn",), lengths=(2,), trials=5, extra=extra).replace(
+        "lr = 0.05", 'lr = 0.05\nstop = "learned"\neval_every = 64\ntest_samples = 64'
+    )
+    write_suite(project, "ortask", text)
+    project.runpytest("--rnn-suite=ortask")
+    (case,) = read_report(project, "ortask")["cases"]
+    assert case["budget"] == 3 * 256
+    learned = [t["sequences"] for t in case["trials"] if t["sequences"] is not None]
+    assert case["sequences"]["learned"] == len(learned) and all(s % 64 == 0 for s in learned)
+    markdown = (project.path / "reports" / "ortask.md").read_text()
+    assert "## Sequences to learn" in markdown and "ortask-sequences.png" in markdown
+
+
+@pytest.mark.slow
+def test_a_long_run_says_how_long_before_it_trains(project):
+    write_suite(project, "ortask", suite_text("or", trials=4))
+    project.runpytest("--rnn-suite=ortask")  # measures this machine's rate
+    result = project.runpytest("--rnn-suite=ortask", "--rnn-rerun")
+    assert "of training for" not in result.stdout.str()  # a few seconds: nothing to announce
+    write_suite(project, "big", suite_text("or", trials=4).replace("epochs = 3", "epochs = 100000"))
+    result = project.runpytest("--rnn-suite=big", "--collect-only")
+    result.stdout.fnmatch_lines(
+        ["rnnmemory: about * min of training for 1 case(s) (from the rates earlier cases*"]
+    )

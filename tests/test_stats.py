@@ -304,3 +304,34 @@ def test_the_fast_verdict_agrees_with_decide(n):
         assert [verdict_of(k, n, p0) for k in range(n + 1)] == [
             decide(k, n, p0).verdict for k in range(n + 1)
         ]
+
+
+# --- Sequences to learn: the median of censored trials and its interval ------------------------------
+
+from pytest_rnnmemory.stats import sequences_to_learn  # noqa: E402
+
+
+def test_the_median_is_the_middle_order_statistic_and_the_interval_ranks_cover_95_percent():
+    values = [100 * (i + 1) for i in range(30)]
+    got = sequences_to_learn(values, 10_000)
+    # 30 trials: the median is the 15th value; ranks 10 and 21 cover it with
+    # P(10 <= B <= 20) = 0.957 for B ~ Binomial(30, 1/2), ranks 11 and 20 with only 0.901.
+    coverage = sum(math.comb(30, b) for b in range(10, 21)) / 2**30
+    narrower = sum(math.comb(30, b) for b in range(11, 20)) / 2**30
+    assert coverage >= 0.95 > narrower
+    assert (got.median, got.low, got.high) == (1500, 1000, 2100)
+    assert (got.learned, got.trials, got.budget) == (30, 30, 10_000)
+
+
+def test_trials_that_never_learned_lie_beyond_the_budget():
+    got = sequences_to_learn([300, 100, None, 200, None, None, None], 5000)
+    assert got.median is None  # 3 of 7 learned: the median is more than the budget
+    assert got.text().startswith("> 5,000 [")
+    half = sequences_to_learn([300, 100, None, 200, None], 5000)
+    assert half.median == 300 and half.high is None
+
+
+def test_too_few_trials_cannot_bound_the_median():
+    got = sequences_to_learn([10, 20, 30, 40, 50], 100)
+    # P(1 <= B <= 4) = 30/32 < 0.95 for 5 trials: no order statistic bounds it.
+    assert (got.low, got.high) == (0, None)

@@ -703,3 +703,79 @@ def test_a_built_in_only_scheme_with_a_user_cell_is_refused_for_every_such_schem
         )
         (problem,) = problems_of(path)
         assert f'train.engine = "{scheme}": runs the built-in cells only' in problem
+
+
+# --- [search]: a grid of recipes ----------------------------------------------------------------------
+
+SEARCHED = MINIMAL + '[search]\n"train.lr" = [0.01, 0.05]\n"model.init" = ["torch", "chrono"]\n'
+
+
+def test_a_search_is_the_grid_of_its_lists(tmp_path):
+    suite = load_suite(write(tmp_path, SEARCHED))
+    assert suite.config.grid == (("train.lr", (0.01, 0.05)), ("model.init", ("torch", "chrono")))
+    assert (suite.config.search.trials, suite.config.search.scope) == (10, "case")
+    assert suite.cases()[0].searched
+
+
+def test_the_search_may_be_written_with_unquoted_dotted_keys(tmp_path):
+    text = MINIMAL + '[search]\ntrain.lr = [0.01, 0.05]\nmodel.init = ["torch", "chrono"]\n'
+    assert (
+        load_suite(write(tmp_path, text)).config.grid
+        == load_suite(write(tmp_path, SEARCHED, "b.toml")).config.grid
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "fragment"),
+    [
+        ('"train.epochs" = [5, 10]', 'search."train.epochs" = [5, 10]: the budget is not searched'),
+        ('"train.samples" = [500]', "the budget is not searched: the largest budget would always win"),
+        ('"success.threshold" = [0.9]', "[success] is not searched: it changes the question"),
+        ('"task.noise" = [0.1]', "[task] is not searched: it changes the question"),
+        ('"train.engine" = ["native"]', "not a searchable key; searchable: train.lr, train.optimizer"),
+        ('"train.lr" = []', "must be a non-empty list of values to try"),
+        ('"train.lr" = [0.01, nan]', "[1] = nan: must be a finite number"),
+        ('"model.init" = ["torch", "xavier"]', "[1] = 'xavier': must be one of 'torch', 'chrono'"),
+        ('"train.lr" = [0.01, 0.01]', "must not list a value twice"),
+        ('"train.lr" = 0.01', "must be a non-empty list of values to try"),
+        ("trials = 0", "search.trials = 0: must be an integer >= 1"),
+        ('scope = "run"', "search.scope = \"run\": must be one of 'case', 'cell'"),
+    ],
+)
+def test_a_bad_search_entry_is_one_line(tmp_path, entry, fragment):
+    assert fragment in single_problem(tmp_path, MINIMAL + f"[search]\n{entry}\n")
+
+
+def test_a_grid_past_the_limit_names_its_size(tmp_path):
+    lrs = ", ".join(str(0.001 * (i + 1)) for i in range(9))
+    text = (
+        MINIMAL
+        + f'[search]\n"train.lr" = [{lrs}]\n"train.batch_size" = [8, 16, 32, 64, 128, 256, 512, 1024]\n'
+    )
+    assert "a grid of 9 x 8 = 72 recipes; at most 64 are searched" in single_problem(tmp_path, text)
+
+
+def test_profiles_change_the_search_and_the_command_line_turns_it_off(tmp_path):
+    text = SEARCHED + '[profiles.quick]\nsearch."model.init" = ["chrono"]\nsearch.trials = 4\n'
+    quick = load_suite(write(tmp_path, text), Overrides(profile="quick")).config
+    assert quick.grid == (("train.lr", (0.01, 0.05)), ("model.init", ("chrono",)))
+    assert quick.search.trials == 4
+    off = load_suite(write(tmp_path, text), Overrides(search=False))
+    assert off.config.grid == () and not off.cases()[0].searched
+
+
+def test_a_suite_without_search_keeps_its_hashes_and_a_changed_grid_changes_them(tmp_path):
+    plain = load_suite(write(tmp_path, MINIMAL)).cases()[0]
+    assert "search" not in plain.configuration()
+    one = load_suite(write(tmp_path, SEARCHED, "a.toml")).cases()[0]
+    other = load_suite(write(tmp_path, SEARCHED.replace("0.05]", "0.1]"), "b.toml")).cases()[0]
+    assert len({plain.config_hash(), one.config_hash(), other.config_hash()}) == 3
+
+
+def test_tuning_seeds_are_the_same_for_every_recipe_and_never_a_verdict_seed(tmp_path):
+    case = load_suite(write(tmp_path, SEARCHED), Overrides(trials=50)).cases()[0]
+    tuning = case.tuning_seeds(0, 50)
+    assert set(tuning).isdisjoint(case.trial_seeds())
+    assert case.tuning_seeds(10, 20) == tuning[10:20]
+    recipe = case.spec(recipe=None, trial_seeds=tuning[:3])
+    assert recipe.trial_seeds == tuning[:3]

@@ -55,6 +55,9 @@ RECURRENCES: dict[str, Recurrence] = {
             native_code=native.LSTM,
             native_keeps_gates=True,
             native_kept_rows=2,
+            # gates i, f, g, o: the forget gate's bias log u, the input gate's -log u
+            chrono_gates=((1, 1.0), (0, -1.0)),
+            forget_gate=1,
         ),
         Recurrence(
             name="gru",
@@ -68,6 +71,8 @@ RECURRENCES: dict[str, Recurrence] = {
             native_code=native.GRU,
             native_keeps_gates=True,
             native_kept_rows=1,
+            # gates r, z, n: h = (1 - z) n + z h_prev, so z keeps the old state: its bias +log u
+            chrono_gates=((1, 1.0),),
         ),
     )
 }
@@ -77,6 +82,13 @@ CELLS: dict[str, type[nn.Module]] = {
     **{name: r.module for name, r in RECURRENCES.items()},
     "memoryless": Memoryless,
 }
+
+
+def ignored_keys(cell: str) -> frozenset[str]:
+    """The recipe keys that have no effect on ``cell`` (init and forget bias act on gated built-ins only)."""
+    recurrence = RECURRENCES.get(cell)
+    keys = ("model.init", "model.forget_bias")
+    return frozenset(k for k in keys if recurrence is None or recurrence.ignores(k))
 
 
 def recurrence_of(name: str) -> Recurrence | None:

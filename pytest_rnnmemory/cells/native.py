@@ -38,7 +38,6 @@ import ctypes
 import functools
 import hashlib
 import logging
-import math
 import os
 import platform
 import shlex
@@ -408,6 +407,10 @@ class Training:
         self.state = torch.zeros(2, trials, width)
         self.kernel = _kernel()
 
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep the optimizer state of these trials only (``rows``: a bool mask or indices)."""
+        self.state = self.state[:, rows].contiguous()
+
     def epoch(
         self,
         flat: torch.Tensor,
@@ -420,17 +423,18 @@ class Training:
         classes: int,
         batch_size: int,
     ) -> torch.Tensor:
-        """Train on every trial's data once, in ``order``; each trial's mean minibatch loss ``[n]``.
+        """Train on the sequences ``order`` names; each trial's minibatch losses summed, ``[n]``.
 
         ``flat`` (``[n, P]``, contiguous) is updated in place. ``x [n, S, T, I]`` and
         targets ``y [n, S, T - first]`` are read where they lie if each sequence is
         contiguous in them (as in the engine's stacked data), else copied; ``order``
-        (int64 ``[n, S]``) is each trial's order of its ``S`` sequences, taken
+        (int64 ``[n, m]``) names, per trial, the ``m`` sequences to train on, in order,
         ``batch_size`` at a time. ``diverged`` (bool ``[n]``) marks the trials whose loss
         or weights turned non-finite; their weights are zeroed and they send back
         no gradient, as on the engine's autograd path.
         """
-        n, samples, steps, inputs = x.shape
+        n, _, steps, inputs = x.shape
+        samples = order.shape[1]
         x, y = _sequences_contiguous(x, 2), _sequences_contiguous(y, 1)
         order = order.contiguous()
         total = flat.new_zeros(n)
@@ -466,4 +470,4 @@ class Training:
                     self.clock,
                 )
             )
-        return total / math.ceil(samples / batch_size)  # the mean over minibatches, as on autograd's path
+        return total

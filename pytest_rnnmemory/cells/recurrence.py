@@ -46,3 +46,33 @@ class Recurrence:
     native_code: int
     native_keeps_gates: bool
     native_kept_rows: int
+    #: ``chrono`` initialisation (Tallec & Ollivier 2018): the gate blocks whose total bias becomes
+    #: ``sign * log u``, ``u`` uniform in ``[1, T_max - 1]`` per unit (empty: no chrono form).
+    chrono_gates: tuple[tuple[int, float], ...] = ()
+    #: The forget gate's block, which ``model.forget_bias`` shifts (``None``: the cell has none).
+    forget_gate: int | None = None
+
+    def initialise(self, module: nn.Module, init: str, forget_bias: float, tmax: int) -> None:
+        """Set ``module``'s biases as ``model.init`` and ``model.forget_bias`` ask, drawing from torch's
+        current generator (the trial's ``init`` stream, after its weights and readout are drawn).
+
+        ``chrono`` puts each listed gate's total bias in the input-side bias and zeroes the
+        hidden-side one; ``forget_bias`` is then added to the forget gate's input-side bias.
+        """
+        hidden = module.hidden_size
+        with torch.no_grad():
+            if init == "chrono" and self.chrono_gates:
+                log_u = torch.log1p(torch.rand(hidden) * max(tmax - 2, 0))  # log u, u in [1, T_max - 1]
+                for gate, sign in self.chrono_gates:
+                    block = slice(gate * hidden, (gate + 1) * hidden)
+                    module.bias_ih[block] = sign * log_u
+                    module.bias_hh[block] = 0.0
+            if forget_bias and self.forget_gate is not None:
+                block = slice(self.forget_gate * hidden, (self.forget_gate + 1) * hidden)
+                module.bias_ih[block] += forget_bias
+
+    def ignores(self, key: str) -> bool:
+        """Whether a recipe key has no effect on this cell."""
+        return (key == "model.init" and not self.chrono_gates) or (
+            key == "model.forget_bias" and self.forget_gate is None
+        )

@@ -1,0 +1,60 @@
+"""How long a run's training will take, from rates measured by earlier cases on this machine.
+
+A case's work is the sequence-steps its trials train on (trials x epochs x
+sequences x steps), tuning trials included; a rate is the sequence-steps per
+second an earlier case of the same cell, hidden size and device trained at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from .recipes import recipes_of, rungs
+from .suite import Case
+
+#: Runs estimated to train for longer than this say so, and how long, before they start.
+ANNOUNCE_S = 60.0
+
+
+def rate_key(cell: str, hidden: int, device: str) -> str:
+    """Where a measured rate is kept: cell, hidden size and device type."""
+    return f"{cell}|{hidden}|{device.split(':')[0]}"
+
+
+def work(case: Case) -> int:
+    """Sequence-steps the case trains on: its verdict's trials and, where it searches, its tuning trials."""
+    suite = case.suite
+    steps = suite.task.steps(case.length)
+    per_trial = suite.train.epochs * suite.train.samples * steps
+    trials = suite.verdict.trials
+    recipes = len(recipes_of(suite.config.grid))
+    if case.searched:
+        schedule = rungs(recipes, suite.config.search.trials)
+        alive, done = recipes, 0
+        for m in schedule:
+            trials += alive * (m - done)
+            alive, done = max(1, -(-alive // 2)), m
+    return trials * per_trial
+
+
+def seconds(cases: Iterable[Case], rates: Mapping[str, float], device: str) -> float | None:
+    """The estimated training time of ``cases``; ``None`` where no rate of a similar case is known."""
+    if not rates:
+        return None
+    fallback = min(rates.values())  # the slowest rate measured, where this cell's is unknown
+    total = 0.0
+    for case in cases:
+        rate = rates.get(rate_key(case.trained_cell, case.suite.model.hidden, device), fallback)
+        total += work(case) / rate
+    return total
+
+
+def announce(total: float, cases: int, stored: int) -> str:
+    """The line a long run prints before it trains."""
+    minutes = total / 60
+    text = f"{minutes:.0f} min" if minutes >= 2 else f"{total:.0f} s"
+    note = f"; {stored} more from stored results" if stored else ""
+    return (
+        f"rnnmemory: about {text} of training for {cases} case(s){note} "
+        "(from the rates earlier cases trained at on this machine)"
+    )

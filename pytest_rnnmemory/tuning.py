@@ -1,0 +1,54 @@
+"""Choosing a case's recipe from its suite's grid: tuning trials trained by the engine, compared by
+successive halving (:mod:`.recipes`)."""
+
+from __future__ import annotations
+
+from .cells import ignored_keys
+from .engine import Progress, train_case
+from .recipes import Recipe, Search, TuningTrial, recipes_of, successive_halving
+from .suite import Case
+
+
+def search_recipe(case: Case, device: str = "cpu", progress: Progress | None = None) -> Search:
+    """The search for ``case``'s recipe: at its own length (``search.scope = "case"``) or at every
+    length of the suite (``"cell"``), on tuning trials that never count in a verdict."""
+    suite = case.suite
+    config = suite.config
+    recipes = recipes_of(config.grid)
+    lengths = [case.length] if config.search.scope == "case" else list(suite.meta.lengths)
+    threshold = suite.success.threshold
+
+    def run(recipe: Recipe, start: int, stop: int) -> dict[int, list[TuningTrial]]:
+        results = {}
+        for length in lengths:
+            at = case.at(length)
+            spec = at.spec(recipe, at.tuning_seeds(start, stop))
+            outcome = train_case(spec, device=device, progress=progress, curves=False)
+            successes = outcome.successes(threshold)
+            sequences = outcome.sequences or (None,) * outcome.trials
+            results[length] = [
+                TuningTrial(success, metric, needed)
+                for success, metric, needed in zip(successes, outcome.metrics, sequences, strict=True)
+            ]
+        return results
+
+    return successive_halving(
+        recipes,
+        config.search.trials,
+        run,
+        stops=config.train.stop == "learned",
+        same_as=repeats(recipes, ignored_keys(case.trained_cell)),
+    )
+
+
+def repeats(recipes: list[Recipe], ignored: frozenset[str]) -> dict[int, int]:
+    """Each recipe that is another, earlier one for a cell on which the ``ignored`` keys have no effect."""
+    first: dict[tuple, int] = {}
+    same: dict[int, int] = {}
+    for recipe in recipes:
+        effective = recipe.without(ignored)
+        if effective in first:
+            same[recipe.index] = first[effective]
+        else:
+            first[effective] = recipe.index
+    return same

@@ -1,0 +1,120 @@
+"""Recipes, the grid, and choosing among recipes by successive halving on tuning trials."""
+
+import math
+
+import pytest
+
+from pytest_rnnmemory.calibration import search_error_rates
+from pytest_rnnmemory.recipes import Recipe, TuningTrial, recipes_of, rungs, successive_halving
+from pytest_rnnmemory.schema import ModelSection, TrainSection
+
+GRID = (("train.lr", (0.01, 0.05)), ("model.init", ("torch", "chrono")))
+
+
+def test_the_grid_is_the_product_of_its_lists_the_first_key_slowest():
+    recipes = recipes_of(GRID)
+    assert [r.values for r in recipes] == [
+        (("train.lr", 0.01), ("model.init", "torch")),
+        (("train.lr", 0.01), ("model.init", "chrono")),
+        (("train.lr", 0.05), ("model.init", "torch")),
+        (("train.lr", 0.05), ("model.init", "chrono")),
+    ]
+    assert [r.index for r in recipes] == [0, 1, 2, 3]
+    assert recipes[1].label == "lr=0.01, init=chrono"
+
+
+def test_a_recipe_changes_only_its_keys():
+    model, train = recipes_of(GRID)[3].apply(ModelSection(hidden=4), TrainSection(epochs=7))
+    assert (model.hidden, model.init, train.lr, train.epochs) == (4, "chrono", 0.05, 7)
+    assert Recipe().apply(ModelSection(), TrainSection()) == (ModelSection(), TrainSection())
+
+
+@pytest.mark.parametrize(
+    ("recipes", "trials", "expected"),
+    [
+        (1, 10, []),
+        (2, 10, [10]),
+        (4, 10, [5, 10]),
+        (8, 10, [3, 5, 10]),
+        (16, 10, [2, 3, 5, 10]),
+        (4, 1, [1, 1]),
+    ],
+)
+def test_successive_halving_halves_the_recipes_and_ends_with_two_at_the_full_count(recipes, trials, expected):
+    assert rungs(recipes, trials) == expected
+
+
+def scripted(rates, metrics=None):
+    """Tuning trials whose i-th trial of recipe r succeeds where i < rates[r] * 10, and the calls made."""
+    calls = []
+
+    def run(recipe, start, stop):
+        calls.append((recipe.index, start, stop))
+        rate = rates[recipe.index]
+        metric = (metrics or {}).get(recipe.index, rate)
+        return {5: [TuningTrial(i < rate * 10, metric) for i in range(start, stop)]}
+
+    return run, calls
+
+
+def test_the_recipe_with_most_successes_is_chosen_and_each_trial_is_trained_once():
+    recipes = recipes_of((("train.lr", (1, 2, 3, 4)),))
+    run, calls = scripted({0: 0.2, 1: 0.9, 2: 0.5, 3: 0.7})
+    search = successive_halving(recipes, 10, run)
+    assert search.recipe.index == 1
+    # Rung 1: all four get trials 0-4; rung 2: the two best get trials 5-9 (the same seeds for each).
+    assert calls == [(0, 0, 5), (1, 0, 5), (2, 0, 5), (3, 0, 5), (1, 5, 10), (3, 5, 10)]
+    assert search.trained == 30
+    assert [t.ran for t in search.tunings] == [5, 10, 5, 10]
+
+
+def test_ties_go_to_the_higher_median_metric_then_to_the_earlier_recipe():
+    recipes = recipes_of((("train.lr", (1, 2, 3)),))
+    run, _ = scripted({0: 0.5, 1: 0.5, 2: 0.5}, metrics={0: 0.6, 1: 0.8, 2: 0.8})
+    assert successive_halving(recipes, 4, run).recipe.index == 1
+
+
+def test_with_stopping_on_learning_fewer_sequences_to_learn_break_a_tie():
+    recipes = recipes_of((("train.lr", (1, 2)),))
+
+    def run(recipe, start, stop):
+        needed = 800 if recipe.index == 0 else 300
+        return {5: [TuningTrial(True, 1.0, needed) for _ in range(start, stop)]}
+
+    assert successive_halving(recipes, 4, run, stops=True).recipe.index == 1
+    assert successive_halving(recipes, 4, run, stops=False).recipe.index == 0
+
+
+def test_a_recipe_that_is_another_for_the_cell_is_not_trained_and_never_wins_over_it():
+    recipes = recipes_of(GRID)
+    run, calls = scripted({0: 0.9, 1: 0.9, 2: 0.3, 3: 0.3})
+    search = successive_halving(recipes, 10, run, same_as={1: 0, 3: 2})
+    assert {index for index, _, _ in calls} == {0, 2}
+    assert search.recipe.index == 0
+    assert search.tunings[1].same_as == 0 and search.tunings[1].trials == search.tunings[0].trials
+
+
+def test_a_grid_of_one_recipe_trains_no_tuning_trial():
+    run, calls = scripted({0: 0.5})
+    search = successive_halving([Recipe()], 10, run)
+    assert calls == [] and search.recipe == Recipe()
+
+
+# --- The statistics of a search, by simulation through the plugin's own selection and verdict ---------
+
+RUNS = 3000
+
+
+def mc_tolerance(rate, runs):
+    return 4 * math.sqrt(rate * (1 - rate) / runs)
+
+
+def test_fresh_verdict_trials_keep_false_learns_at_alpha_whatever_the_grid_and_the_tuning_count_does_not():
+    """Every recipe at a true rate of p0 = 0.5: the verdict on 30 fresh trials of the chosen recipe says
+    learns in at most alpha of runs; the chosen recipe's own tuning count, with 16 recipes, far more often."""
+    rows = {row.recipes: row for row in search_error_rates((1, 4, 16), runs=RUNS)}
+    for row in rows.values():
+        assert row.fresh <= 0.05 + mc_tolerance(0.05, RUNS)
+    assert rows[16].best_of_tuning > 0.05 + mc_tolerance(0.05, RUNS)
+    assert rows[16].best_of_grid > 0.05 + mc_tolerance(0.05, RUNS)
+    assert rows[1].best_of_tuning < rows[4].best_of_tuning < rows[16].best_of_tuning
