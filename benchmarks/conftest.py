@@ -5,6 +5,7 @@ from __future__ import annotations
 
 def pytest_terminal_summary(terminalreporter):
     search_cost_summary(terminalreporter)
+    user_cell_summary(terminalreporter)
     engine_summary(terminalreporter)
 
 
@@ -76,3 +77,20 @@ def search_cost_summary(terminalreporter):
     ]
     headers = ["case", "plain s", "searched s", "cost", "tuning trials", "in trials", "recipe chosen"]
     terminalreporter.write_line(tabulate(rows, headers=headers))
+
+
+def user_cell_summary(terminalreporter):
+    from tabulate import tabulate
+
+    from benchmarks.test_user_cell_speed import RESULTS
+
+    if not RESULTS:
+        return
+    terminalreporter.section("users' cells: the engine against the per-trial loop (same run, same machine)")
+    rows = [
+        [case, r["scheme"], f"{r['loop_s']:.1f}", f"{r['engine_s']:.2f}", f"{r['ratio']:.1f}x"]
+        for case, r in RESULTS.items()
+    ]
+    terminalreporter.write_line(
+        tabulate(rows, headers=["cell", "scheme", "loop s (30 trials)", "engine s", "speed-up"])
+    )

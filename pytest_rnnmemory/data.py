@@ -15,6 +15,7 @@ import torch
 from . import seeds
 from .spec import CaseSpec
 from .tasks import IGNORE, Task, scored_steps, unscored
+from .usercode import DATA, user_code
 
 #: A trial's targets from its own first scored step on: (that step, ``y [S, T - step]``).
 Targets = tuple[int, torch.Tensor]
@@ -38,12 +39,14 @@ def sample_trials(
     targets to other sequences (the ``shuffled`` control).
     """
     stacked, targets = None, []
+    users = ":" in spec.task
     for i, seed in enumerate(spec.trial_seeds):
         generator = seeds.stream(seed, stream)
-        if eval_length is None:
-            x, y = task.sample(spec.length, count, generator)
-        else:
-            x, y = task.sample_longer(spec.length, eval_length, count, generator)
+        with user_code("task", spec.task, DATA, active=users):
+            if eval_length is None:
+                x, y = task.sample(spec.length, count, generator)
+            else:
+                x, y = task.sample_longer(spec.length, eval_length, count, generator)
         if shuffle:
             y = y[torch.randperm(len(y), generator=seeds.stream(seed, "shuffle"))]
         if stacked is None:

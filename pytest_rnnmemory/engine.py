@@ -117,7 +117,12 @@ def _train(
 ) -> TrainedCase:
     started = time.perf_counter()
     task = make_task(spec.task, spec.task_params)
-    chosen = choose_scheme(spec.cell, spec.hidden, spec.trials, scheme or spec.train.engine, str(device))
+    calls = (
+        spec.train.epochs * minibatches(spec.train.samples, spec.train.batch_size) * task.steps(spec.length)
+    )
+    chosen = choose_scheme(
+        spec.cell, spec.hidden, spec.trials, scheme or spec.train.engine, str(device), calls
+    )
     model = StackedModel(spec, task, device, chosen)
     data = TrialData.draw(spec, task, device)
     stepper = make_stepper(model, data.train, spec.train, trains=SCHEMES[chosen].trains)

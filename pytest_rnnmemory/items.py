@@ -17,6 +17,7 @@ from .runlog import IMPLIED, RECORD, RUN_LOG, implied_payload, record_payload
 from .spec import CaseSpec
 from .stats import Verdict, trials_to_settle
 from .suite import Case, Suite, display_path, load_suite
+from .usercode import UserCodeError
 
 #: The marker every item of a suite carries (``-m memory_case``). No cell's name is part of it, so
 #: that ``-k rnn`` selects the rnn cases, not every case.
@@ -39,6 +40,9 @@ class _OwnFailures(pytest.Item):
     """An item whose expected failures are explained by their message alone, without a traceback."""
 
     def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, UserCodeError):
+            case = getattr(self, "case", None)
+            return excinfo.value.describe(f"{case.suite.name} {case.id}" if case else self.name)
         if isinstance(excinfo.value, (CaseFailure, RnnMemoryError)):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style=style)

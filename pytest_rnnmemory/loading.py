@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cells import CELLS, cell_class, check_cell, recurrence_of
+from .cells import cell_class, is_user_cell
+from .cells.protocol import check_cell
 from .errors import CellError, SuiteError, TaskError
 from .gate import Claim
 from .schema import (
@@ -317,12 +318,19 @@ def check_cells(draft: Draft) -> None:
         if not isinstance(cell, str):
             continue
         try:
-            if cell in CELLS or draft.task is None or model is None:
+            if not is_user_cell(cell) or draft.task is None or model is None:
                 cell_class(cell)
             else:
-                check_cell(cell, draft.task.input_size, model.hidden)
+                check_cell(cell, draft.task.input_size, model.hidden, model.cell_args)
         except CellError as exc:
             draft.problems.add(f"suite.cells[{i}] = {show(cell)}", str(exc))
+    if model is not None and model.cell_args:
+        builtin = [c for c in draft.raw_list("cells") if isinstance(c, str) and not is_user_cell(c)]
+        if builtin:
+            draft.problems.add(
+                f"model.cell_args = {show(dict(model.cell_args))}",
+                f"is for your own cells' constructors, and {', '.join(builtin)} are built in",
+            )
 
 
 def check_eval_lengths(draft: Draft) -> None:
@@ -367,12 +375,12 @@ def check_scheme(draft: Draft) -> None:
     entry = SCHEMES[requested]
     if not entry.builtin_only:
         return
-    builtin_free = ", ".join(repr(name) for name, e in SCHEMES.items() if not e.builtin_only)
+    builtin_free = " or ".join(repr(name) for name, e in SCHEMES.items() if not e.builtin_only)
     meta: SuiteSection = draft.sections["suite"]
     named = [(f"suite.cells[{i}]", cell) for i, cell in enumerate(meta.cells)]
     named += [(f"suite.controls[{i}]", c) for i, c in enumerate(meta.controls) if c != "shuffled"]
     for key, cell in named:
-        if recurrence_of(cell) is None:
+        if not entry.serves(cell):
             draft.problems.add(
                 where,
                 f"runs the built-in cells only, and {key} = {show(cell)} is not one; "

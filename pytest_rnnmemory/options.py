@@ -49,6 +49,8 @@ class RunOptions:
     frontier: bool = False
     #: Run each suite's ``[search]`` (``--rnn-search=on``, the default) or its base recipe alone.
     search: bool = True
+    #: Draw the reports' figures (``--rnn-figures=on``, the default).
+    figures: bool = True
 
     def overrides(self) -> Overrides:
         """The overrides every suite gets."""
@@ -147,6 +149,12 @@ def add_options(parser: pytest.Parser) -> None:
         "off: run each suite's base recipe alone",
     )
     group.addoption(
+        "--rnn-figures",
+        choices=("on", "off"),
+        default=None,
+        help="on (default): draw the reports' figures; off: write the markdown and JSON alone",
+    )
+    group.addoption(
         "--rnn-cache-dir",
         metavar="DIR",
         help="where finished cases are stored (default: pytest's cache folder, .pytest_cache)",
@@ -161,6 +169,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("rnn_inconclusive", "fail or skip", default="fail")
     parser.addini("rnn_progress", "auto, on or off: live progress of long cases", default="auto")
     parser.addini("rnn_search", "on or off: each suite's [search] of recipes", default="on")
+    parser.addini("rnn_figures", "on or off: the reports' figures", default="on")
 
 
 def read_options(config: pytest.Config) -> RunOptions:
@@ -194,7 +203,8 @@ def read_options(config: pytest.Config) -> RunOptions:
         cache_dir=_path_option(config, "rnn_cache_dir"),
         rerun=config.getoption("rnn_rerun"),
         frontier=config.getoption("rnn_frontier"),
-        search=_search(config),
+        search=_on_off(config, "rnn_search"),
+        figures=_on_off(config, "rnn_figures"),
     )
 
 
@@ -216,10 +226,10 @@ def resolve_device(value: str) -> str:
     return value
 
 
-def _search(config: pytest.Config) -> bool:
-    value = config.getoption("rnn_search") or config.getini("rnn_search")
+def _on_off(config: pytest.Config, name: str) -> bool:
+    value = config.getoption(name) or config.getini(name)
     if value not in ("on", "off"):
-        raise pytest.UsageError(f"rnn_search = {value}: must be on or off")
+        raise pytest.UsageError(f"{name} = {value}: must be on or off")
     return value == "on"
 
 

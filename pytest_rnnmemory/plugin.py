@@ -7,13 +7,14 @@ suite is selected or collected (the imports inside the hooks below).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from .options import OPTIONS, RunOptions, add_options, read_options, resolve_device
 from .runlog import PROGRESS_ONLY, RUN_LOG, RunLog
-from .suite_files import read_toml
+from .suite_files import is_suite_file, read_toml
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -28,6 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(log, "rnnmemory-runlog")
     if options.profile and options.selected:
         _check_profile(options)
+    _check_named_files(config)
     _live_progress(config, options)
     if options.selected:
         # Fail early on a device that is not here, before any suite is collected.
@@ -35,6 +37,17 @@ def pytest_configure(config: pytest.Config) -> None:
         # On pytest-xdist workers too: they get no paths from the controller when the
         # user gave none, and would collect the testpaths instead.
         _add_suite_args(config, options.selected)
+
+
+def _check_named_files(config: pytest.Config) -> None:
+    """A ``.toml`` file named on the command line is collected as a suite wherever it lies; one that
+    holds no ``[suite]`` table is a usage error that says so."""
+    for arg in config.args:
+        path = Path(arg.split("::")[0])
+        if path.suffix == ".toml" and path.is_file() and not is_suite_file(path):
+            raise pytest.UsageError(
+                f"{arg}: not a suite file: it has no [suite] table (see the README's *Suite files*)"
+            )
 
 
 def _live_progress(config: pytest.Config, options: RunOptions) -> None:
@@ -115,10 +128,10 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
 
 def _suites_in_args(config: pytest.Config, options: RunOptions) -> bool:
+    paths = [Path(a.split("::")[0]).resolve() for a in config.args]
     return any(
-        options.suites_dir == Path(a.split("::")[0]).resolve()
-        or options.suites_dir in Path(a.split("::")[0]).resolve().parents
-        for a in config.args
+        options.suites_dir == p or options.suites_dir in p.parents or (p.suffix == ".toml" and p.is_file())
+        for p in paths
     )
 
 
@@ -127,13 +140,19 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
         return None
     options: RunOptions = parent.config.stash[OPTIONS]
     resolved = file_path.resolve()
+    named = parent.session.isinitpath(file_path)  # named on the command line: a suite wherever it lies
     if options.selected is not None:
-        if resolved not in options.selected:
+        if resolved not in options.selected and not named:
             return None
-    elif options.suites_dir not in resolved.parents:
+    elif options.suites_dir not in resolved.parents and not named:
         return None
     from .items import SuiteFile  # the engine and torch: only once a suite is collected
 
+    if parent.config.rootpath not in resolved.parents:
+        # pytest names a file outside the rootdir that is itself a given path by nothing at all;
+        # its node id keeps the file, as the user can find it from where pytest ran.
+        shown = os.path.relpath(resolved, parent.config.invocation_params.dir)
+        return SuiteFile.from_parent(parent, path=file_path, nodeid=shown.replace(os.sep, "/"))
     return SuiteFile.from_parent(parent, path=file_path)
 
 

@@ -452,22 +452,26 @@ def _missing_case(data: Any, where: str) -> tuple[str, int]:
     return (f.text("cell"), f.integer("length", minimum=1))
 
 
-def write_reports(run: SuiteRun, report_dir: Path, environment: dict[str, str]) -> list[Path]:
-    """Write ``<suite>.md``, ``<suite>.json`` and, with matplotlib, the figures; return the paths."""
+def write_reports(
+    run: SuiteRun, report_dir: Path, environment: dict[str, str], *, figures: bool = True
+) -> list[Path]:
+    """Write ``<suite>.md``, ``<suite>.json`` and (unless ``figures`` is off) the figures; the paths."""
     report_dir.mkdir(parents=True, exist_ok=True)
     written = []
     plots: dict[str, str] = {}
     for name, (suffix, draw, _) in FIGURES.items():
         png = report_dir / f"{run.name}{suffix}.png"
-        if run.records and draw(run, png):
+        if figures and run.records and draw(run, png):
             plots[name] = png.name
             written.append(png)
         elif png.exists():
             png.unlink()  # an earlier run's figure would contradict this report
     md = report_dir / f"{run.name}.md"
     text = markdown(run, environment, plots)
-    if run.records and not plots:
-        text += "\nInstall the `plot` extra (`pip install pytest-rnnmemory[plot]`) for the figures.\n"
+    if run.records and not figures:
+        text += "\nFigures were not drawn (`--rnn-figures=off`).\n"
+    elif run.records and not plots:
+        text += "\nInstall matplotlib (`pip install matplotlib`) for the figures.\n"
     write_atomic(md, text)
     written.append(md)
     js = report_dir / f"{run.name}.json"

@@ -106,7 +106,8 @@ class RunLog:
             if not run.ran:
                 self.notes.append(f"{run.name}: no case finished, so its report is left as it was")
                 continue
-            self.written += write_reports(run.completed_by(self._previous(run)), options.report_dir, env)
+            shown = run.completed_by(self._previous(run))
+            self.written += write_reports(shown, options.report_dir, env, figures=options.figures)
         if options.save_baseline is not None:
             records = [r for run in self.runs.values() for r in run.records.values()]
             count = save_baseline(options.save_baseline, records, env)

@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from .errors import StoredDataError
@@ -35,7 +36,17 @@ MAX_LENGTH = 100_000_000
 
 def key(default: Any = dataclasses.MISSING, *, doc: str, check: Check | None = None) -> Any:
     """A schema key: its default (none for a required key), what it means, and its rule."""
-    return field(default=default, metadata={"doc": doc, "check": check})
+    metadata = {"doc": doc, "check": check}
+    if isinstance(default, Mapping):  # a table: each section gets its own, read-only
+        return field(default_factory=lambda: MappingProxyType(dict(default)), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def default_of(f: dataclasses.Field) -> Any:
+    """A key's default (``dataclasses.MISSING`` for a required key)."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def integer(minimum: int, maximum: int = MAX_INTEGER) -> Check:
@@ -64,6 +75,21 @@ def number(low: float, high: float, *, low_open: bool = False, high_open: bool =
         return None
 
     return check
+
+
+def table_of_values(value: Any) -> str | None:
+    """A table of plain values (numbers, strings, booleans, lists of them), as constructor arguments."""
+
+    def plain(v: Any) -> bool:
+        if isinstance(v, float):
+            return math.isfinite(v)
+        if isinstance(v, list):
+            return all(plain(item) for item in v)
+        return isinstance(v, (str, int, bool))
+
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and plain(v) for k, v in value.items()):
+        return "must be a table of names and plain values (finite numbers, strings, booleans, lists)"
+    return None
 
 
 def one_of(*allowed: str) -> Check:
@@ -194,6 +220,11 @@ class ModelSection:
         0,
         doc="T_max of `chrono` initialisation, the longest dependency it prepares for; 0 means the case's length.",
         check=integer(0, MAX_LENGTH),
+    )
+    cell_args: Mapping[str, Any] = key(
+        {},
+        doc="Keyword arguments for your own cell's constructor, as a table (`{ dropout = 0.0 }`): it is called as `Cell(input_size, hidden_size, **cell_args)`.",
+        check=table_of_values,
     )
 
 
@@ -349,7 +380,7 @@ def keys_of(section: type) -> dict[str, dataclasses.Field]:
 
 
 def is_required(f: dataclasses.Field) -> bool:
-    return f.default is dataclasses.MISSING
+    return default_of(f) is dataclasses.MISSING
 
 
 def check_value(f: dataclasses.Field, value: Any) -> str | None:
@@ -359,11 +390,16 @@ def check_value(f: dataclasses.Field, value: Any) -> str | None:
 
 
 def section_json(section: Any) -> dict[str, Any]:
-    """A section's keys and values as JSON data (tuples as lists), in the schema's order."""
-    return {
-        f.name: list(value) if isinstance(value := getattr(section, f.name), tuple) else value
-        for f in dataclasses.fields(section)
-    }
+    """A section's keys and values as JSON data (tuples as lists, tables as dicts), in the schema's order."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return list(value)
+        if isinstance(value, Mapping):
+            return dict(value)
+        return value
+
+    return {f.name: plain(getattr(section, f.name)) for f in dataclasses.fields(section)}
 
 
 def _section_from_json(cls: type, fields: Fields) -> Any:

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import copy
 import difflib
+import logging
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -24,6 +27,7 @@ from torch import nn
 from .cells import recurrence_of
 from .cells.native import Training, native_available, unavailable_reason
 from .cells.recurrence import Recurrence
+from .cells.step import StepSequence
 from .errors import SchemeError
 from .schema import TrainSection
 
@@ -134,6 +138,97 @@ class Vmap(TrialMajor):
         return torch.func.vmap(one)(params, self.buffers, batch)
 
 
+class Compiled(Vmap):
+    """Any protocol cell under ``torch.func.vmap``, compiled by ``torch.compile`` (Inductor).
+
+    A step cell compiles its one time step (which does not depend on the length, so one
+    compiled step serves every case of the cell), a sequence cell its whole forward; the
+    engine runs the time loop. Compiled code is kept for the process and, by Inductor, in
+    its cache on disk for later runs. Where compiling fails, the cell runs as under
+    ``vmap``, after a one-line note.
+    """
+
+    def __init__(self, module: nn.Module, buffers: dict[str, torch.Tensor]) -> None:
+        super().__init__(module, buffers)
+        self.step = isinstance(module, StepSequence)
+        target = module.cell if self.step else module
+        self.key = (type(target).__module__, type(target).__qualname__, self.step)
+        self.parts = module.parts if self.step else 1
+
+    def hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
+        if self.key in _FAILED:
+            return super().hidden(params, batch)
+        try:
+            return self._hidden(params, batch)
+        except Exception as exc:
+            _FAILED.add(self.key)
+            LOG.warning(
+                "compiling cell %s failed (%s); it runs under torch.func.vmap instead",
+                ".".join(self.key[:2]),
+                str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__,
+            )
+            return super().hidden(params, batch)
+
+    def _hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
+        if not self.step:
+            return _compiled(self.key, lambda: _sequence_fn(self.base))(params, self.buffers, batch)
+        strip = len("cell.")
+        cell_params = {k[strip:]: v for k, v in params.items()}
+        cell_buffers = {k[strip:]: v for k, v in self.buffers.items()}
+        step = _compiled(self.key, lambda: _step_fn(self.base.cell))
+        n, b, steps, _ = batch.shape
+        zeros = batch.new_zeros(n, b, self.base.hidden_size)
+        state: Any = zeros if self.parts == 1 else (zeros,) * self.parts
+        outputs = []
+        for t in range(steps):
+            state = step(cell_params, cell_buffers, batch[:, :, t], state)
+            outputs.append(state if self.parts == 1 else state[0])
+        return torch.stack(outputs, dim=2)
+
+
+#: Compiled functions by cell class, for the process; classes whose compiling failed.
+_COMPILED: dict[tuple, Callable] = {}
+_FAILED: set[tuple] = set()
+
+
+def _compiled(key: tuple, build: Callable[[], Callable]) -> Callable:
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(build(), dynamic=True)
+    return _COMPILED[key]
+
+
+def _step_fn(base: nn.Module) -> Callable:
+    def one(p, b, x, state):
+        return torch.func.functional_call(base, (p, b), (x, state))
+
+    return torch.func.vmap(one)
+
+
+def _sequence_fn(base: nn.Module) -> Callable:
+    def one(p, b, x):
+        return torch.func.functional_call(base, (p, b), (x,))
+
+    return torch.func.vmap(one)
+
+
+def compiler_missing() -> str | None:
+    """Why ``torch.compile`` cannot build code here (``None``: a C++ compiler is there for Inductor)."""
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return None
+    return "no C++ compiler for torch.compile's Inductor backend"
+
+
+#: ``RNNMEMORY_COMPILE``: ``off`` never compiles a user's cell unless ``train.engine = "compiled"``
+#: asks; ``on`` always does under ``auto``; unset, ``auto`` compiles where it pays
+#: (:data:`COMPILE_MIN_CALLS`).
+COMPILE_SWITCH = "RNNMEMORY_COMPILE"
+
+#: Cell calls (epochs x minibatches x steps) from which compiling pays under ``auto``: the first
+#: compile of a step takes 10 to 20 s on a 2-core CPU, and saves about 0.3 ms a call.
+COMPILE_MIN_CALLS = 100_000
+
+
 #: ``build(recurrence, module, buffers)``: the scheme for trials of one cell (``recurrence`` is
 #: ``None`` for a cell that is not a built-in recurrence; ``module`` is one trial's cell as built).
 Build = Callable[["Recurrence | None", nn.Module, dict[str, torch.Tensor]], Scheme]
@@ -160,10 +255,17 @@ class SchemeEntry:
     #: Whether it trains whole epochs itself (loss, gradient and optimizer step) instead of autograd.
     trains: bool = False
 
+    def serves(self, cell: str) -> bool:
+        """Whether this scheme runs ``cell`` at all (whatever the device)."""
+        if not self.builtin_only:
+            return True
+        recurrence = recurrence_of(cell)
+        return recurrence is not None and self.name in recurrence.schemes
+
     def refusal(self, cell: str, device: str) -> str | None:
         """Why this scheme cannot run ``cell`` on a ``device`` (a device type); ``None`` if it can."""
-        if self.builtin_only and recurrence_of(cell) is None:
-            built_in = ", ".join(name for name, entry in SCHEMES.items() if not entry.builtin_only)
+        if not self.serves(cell):
+            built_in = " or ".join(repr(name) for name, entry in SCHEMES.items() if not entry.builtin_only)
             return (
                 f"train.engine = {self.name!r} runs the built-in cells only ({', '.join(_builtin_names())}), "
                 f"not {cell!r}; use 'auto' or {built_in}"
@@ -181,6 +283,8 @@ def _builtin_names() -> list[str]:
 
     return list(RECURRENCES)
 
+
+LOG = logging.getLogger("pytest_rnnmemory")
 
 #: Every scheme, in the order the README lists them.
 SCHEMES: dict[str, SchemeEntry] = {
@@ -218,6 +322,15 @@ SCHEMES: dict[str, SchemeEntry] = {
             devices=("cpu", "cuda"),
             build=lambda recurrence, module, buffers: Vmap(module, buffers),
         ),
+        SchemeEntry(
+            name="compiled",
+            summary="any cell that follows the cell protocol, through torch.func.vmap compiled by "
+            "torch.compile (one time step of a step cell)",
+            builtin_only=False,
+            devices=("cpu", "cuda"),
+            build=lambda recurrence, module, buffers: Compiled(module, buffers),
+            unavailable=compiler_missing,
+        ),
     )
 }
 
@@ -240,7 +353,9 @@ def unknown_scheme(name: str) -> str:
     return f"unknown scheme{hint}; allowed: {', '.join(ENGINE_CHOICES)}"
 
 
-def choose_scheme(cell: str, hidden: int, trials: int, requested: str = "auto", device: str = "cpu") -> str:
+def choose_scheme(
+    cell: str, hidden: int, trials: int, requested: str = "auto", device: str = "cpu", calls: int = 0
+) -> str:
     """The scheme that trains ``trials`` trials of ``cell`` fastest (or the one requested).
 
     A requested scheme that cannot run the case raises :class:`.SchemeError`
@@ -249,8 +364,9 @@ def choose_scheme(cell: str, hidden: int, trials: int, requested: str = "auto", 
     :data:`NATIVE_MAX_HIDDEN` hidden units when its kernel builds; without it,
     ``fused`` where torch's CPU kernel runs whole sequences (oneDNN's LSTM) and
     the case is narrow, ``stepwise`` otherwise; on CUDA,
-    ``fused`` (cuDNN) while trials x hidden stays narrow; ``vmap`` for any
-    other cell.
+    ``fused`` (cuDNN) while trials x hidden stays narrow. Any other cell runs under
+    ``vmap``, ``compiled`` where its ``calls`` (epochs x minibatches x steps) pay for
+    compiling (:data:`COMPILE_SWITCH` decides otherwise).
     """
     kind = torch.device(device).type
     if requested != "auto":
@@ -262,13 +378,17 @@ def choose_scheme(cell: str, hidden: int, trials: int, requested: str = "auto", 
         return requested
     recurrence = recurrence_of(cell)
     if recurrence is None:
-        return "vmap"
+        switch = os.environ.get(COMPILE_SWITCH, "").lower()
+        pays = switch == "on" or (switch != "off" and calls >= COMPILE_MIN_CALLS)
+        return "compiled" if pays and SCHEMES["compiled"].refusal(cell, kind) is None else "vmap"
     narrow = trials * hidden <= FUSED_MAX_WIDTH
     if kind == "cuda":
-        return "fused" if narrow else "stepwise"
-    if kind == "cpu" and hidden <= NATIVE_MAX_HIDDEN and native_available():
-        return "native"
-    return "fused" if recurrence.fused_whole_sequence_on_cpu and narrow else "stepwise"
+        chosen = "fused" if narrow else "stepwise"
+    elif kind == "cpu" and hidden <= NATIVE_MAX_HIDDEN and native_available():
+        chosen = "native"
+    else:
+        chosen = "fused" if recurrence.fused_whole_sequence_on_cpu and narrow else "stepwise"
+    return chosen if chosen in recurrence.schemes else "vmap"
 
 
 def make_scheme(name: str, cell: str, module: nn.Module, buffers: dict[str, torch.Tensor]) -> Scheme:

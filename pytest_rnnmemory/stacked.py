@@ -18,10 +18,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import seeds
-from .cells import build_cell, recurrence_of
+from .cells import build_cell, is_user_cell, recurrence_of
+from .errors import CellError
 from .schemes import Scheme, make_scheme
 from .spec import CaseSpec
 from .tasks import IGNORE, Task, scored_steps
+from .usercode import BACKWARD, FORWARD, INIT, UserCodeError, user_code
 
 #: Prefix of the readout's weights among a case's parameters.
 READOUT = "readout."
@@ -55,7 +57,12 @@ def initial_modules(spec: CaseSpec, task: Task) -> list[tuple[nn.Module, Readout
             # The CPU generator only: modules are built on the CPU, and torch.manual_seed would
             # also queue a reseed of every accelerator's generator, at a cost, outside the fork.
             torch.default_generator.manual_seed(seeds.derive_seed(seed, "init"))
-            cell = build_cell(spec.cell, task.input_size, spec.hidden)
+            try:
+                cell = build_cell(spec.cell, task.input_size, spec.hidden, model.cell_args)
+            except CellError as exc:
+                if exc.__cause__ is None or not is_user_cell(spec.cell):
+                    raise
+                raise UserCodeError("cell", spec.cell, INIT, exc.__cause__) from exc.__cause__
             readout = Readout(spec.hidden, task.outputs)
             if recurrence is not None:
                 recurrence.initialise(cell, model.init, model.forget_bias, model.chrono_tmax or spec.length)
@@ -108,6 +115,8 @@ class StackedModel:
 
     def __init__(self, spec: CaseSpec, task: Task, device: torch.device, scheme: str) -> None:
         self.spec, self.task, self.device = spec, task, device
+        #: Whether the cell is a user's own code (its errors are reported with the user's frames).
+        self.user = is_user_cell(spec.cell)
         self.n = spec.trials
         modules = initial_modules(spec, task)
         cells = [m[0] for m in modules]
@@ -129,7 +138,8 @@ class StackedModel:
     def forward(self, params: dict[str, torch.Tensor], batch: torch.Tensor, first: int) -> torch.Tensor:
         """Outputs ``[n, b, T', C]`` at the steps from ``first`` on, for an arranged minibatch."""
         cell = {k: v for k, v in params.items() if not k.startswith(READOUT)}
-        hidden = self.scheme.hidden(cell, batch)[:, :, first:]
+        with user_code("cell", self.spec.cell, FORWARD, active=self.user):
+            hidden = self.scheme.hidden(cell, batch)[:, :, first:]
         n, b, steps, width = hidden.shape
         weight, bias = params[f"{READOUT}weight"], params[f"{READOUT}bias"]
         scores = torch.baddbmm(bias.unsqueeze(1), hidden.reshape(n, b * steps, width), weight.transpose(1, 2))
@@ -197,7 +207,8 @@ class StackedModel:
         params = {k: v.detach() for k, v in self.params.views().items()}
         logits = self.forward(params, self.scheme.arrange(x), first)
         per_sequence = self.step_losses(logits, y).sum(-1) / scored_steps(y).sum(-1).clamp_min(1)
-        (grad,) = torch.autograd.grad(per_sequence.sum(), x)
+        with user_code("cell", self.spec.cell, BACKWARD, active=self.user):
+            (grad,) = torch.autograd.grad(per_sequence.sum(), x)
         return grad[:, :, 0, :].norm(dim=-1).median(dim=1).values.detach()
 
     @torch.no_grad()

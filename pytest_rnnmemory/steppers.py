@@ -20,6 +20,7 @@ from .optimizers import make_optimizer
 from .schema import TrainSection
 from .stacked import StackedModel
 from .tasks import scored_steps
+from .usercode import BACKWARD, STEP, user_code
 
 
 class Stepper(Protocol):
@@ -64,7 +65,8 @@ class AutogradStepper:
             losses = self._backward(batch, ys[:, start:stop], scored[:, start:stop].sum(1))
             if train.clip > 0:
                 self._clip(train.clip)
-            self.optimizer.step()
+            with user_code("cell", model.spec.cell, STEP, active=model.user):
+                self.optimizer.step()
             model.freeze_diverged()
             total += losses.detach()
         return total
@@ -89,7 +91,8 @@ class AutogradStepper:
         losses = model.trial_losses(logits, y, counts)
         model.diverged |= ~torch.isfinite(losses)
         self.optimizer.zero_grad(set_to_none=False)
-        losses.masked_fill(model.diverged, 0.0).sum().backward()
+        with user_code("cell", model.spec.cell, BACKWARD, active=model.user):
+            losses.masked_fill(model.diverged, 0.0).sum().backward()
         return losses
 
     @torch.no_grad()

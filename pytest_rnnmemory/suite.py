@@ -22,6 +22,7 @@ from .schema import (
     SuiteSection,
     TrainSection,
     VerdictSection,
+    default_of,
 )
 from .spec import CaseSpec
 from .suite_files import read_toml
@@ -195,7 +196,7 @@ def _changed(section: Any) -> dict[str, Any]:
     return {
         f.name: getattr(section, f.name)
         for f in dataclasses.fields(section)
-        if f.default is dataclasses.MISSING or getattr(section, f.name) != f.default
+        if default_of(f) is dataclasses.MISSING or getattr(section, f.name) != default_of(f)
     }
 
 

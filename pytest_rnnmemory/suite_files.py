@@ -40,3 +40,12 @@ def suite_files(folder: Path) -> dict[str, list[Path]]:
     for path in files:
         named.setdefault(suite_name(path), []).append(path)
     return named
+
+
+def is_suite_file(path: Path) -> bool:
+    """Whether a TOML file holds a ``[suite]`` table (a file whose TOML cannot be read may: it is a
+    suite whose error its item reports)."""
+    try:
+        return isinstance(read_toml(path).get("suite"), dict)
+    except SuiteError:
+        return True

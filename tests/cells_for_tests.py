@@ -34,3 +34,174 @@ class TorchRNN(nn.RNN):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x)[0]
+
+
+# --- Cells as users write them, from their papers -------------------------------------------------
+
+
+class StepGRU(nn.Module):
+    """A GRU written step by step with nn.Linear gates, as users write one (torch's equations)."""
+
+    rnnmemory_state = ("h",)
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.x2h = nn.Linear(input_size, 3 * hidden_size)
+        self.h2h = nn.Linear(hidden_size, 3 * hidden_size)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        xr, xz, xn = self.x2h(x).chunk(3, dim=-1)
+        hr, hz, hn = self.h2h(h).chunk(3, dim=-1)
+        r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        return (1 - z) * n + z * h
+
+
+class IndRNN(nn.Module):
+    """IndRNN (Li et al. 2018): h_t = relu(W x_t + u * h_(t-1) + b), each unit its own recurrent weight."""
+
+    rnnmemory_state = ("h",)
+
+    def __init__(self, input_size: int, hidden_size: int, recurrent_max: float = 1.0) -> None:
+        super().__init__()
+        self.inp = nn.Linear(input_size, hidden_size)
+        self.u = nn.Parameter(torch.empty(hidden_size).uniform_(0.0, recurrent_max))
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.inp(x) + self.u * h)
+
+
+class MinGRU(nn.Module):
+    """A minGRU-like gated linear recurrence (Feng et al. 2024), run as a parallel scan in log space:
+    h_t = (1 - z_t) h_(t-1) + z_t g(x_t), z_t = sigmoid(W_z x_t), as a sequence cell."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.z = nn.Linear(input_size, hidden_size)
+        self.h = nn.Linear(input_size, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.z(x)
+        log_z = -nn.functional.softplus(-k)  # log sigmoid(k)
+        log_keep = -nn.functional.softplus(k)  # log (1 - sigmoid(k))
+        candidate = self.h(x)
+        log_g = torch.where(
+            candidate >= 0, (nn.functional.relu(candidate) + 0.5).log(), -nn.functional.softplus(-candidate)
+        )
+        # h_t = sum_s exp(sum_(s<r<=t) log_keep_r + log_z_s + log_g_s): a cumulative log-sum-exp.
+        a = torch.cumsum(log_keep, dim=1)
+        return torch.exp(a + torch.logcumsumexp(log_z + log_g - a, dim=1))
+
+
+class OrthogonalRNN(nn.Module):
+    """A tanh RNN whose recurrent matrix stays orthogonal (torch.nn.utils.parametrizations.orthogonal)."""
+
+    rnnmemory_state = ("h",)
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(input_size, hidden_size)
+        self.rec = nn.utils.parametrizations.orthogonal(nn.Linear(hidden_size, hidden_size, bias=False))
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.inp(x) + self.rec(h))
+
+
+class PeepholeLSTM(nn.Module):
+    """An LSTM step with peepholes (Gers & Schmidhuber 2000) and an (h, c) state."""
+
+    rnnmemory_state = ("h", "c")
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.gates = nn.Linear(input_size + hidden_size, 4 * hidden_size)
+        self.peep = nn.Parameter(torch.zeros(3, hidden_size))
+
+    def forward(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        h, c = state
+        i, f, g, o = self.gates(torch.cat([x, h], dim=-1)).chunk(4, dim=-1)
+        i = torch.sigmoid(i + self.peep[0] * c)
+        f = torch.sigmoid(f + self.peep[1] * c)
+        c = f * c + i * torch.tanh(g)
+        o = torch.sigmoid(o + self.peep[2] * c)
+        return o * torch.tanh(c), c
+
+
+class BackwardFails(nn.Module):
+    """A step cell whose backward pass raises on batches of more than two sequences (so that it passes
+    the load-time check and fails in training): the plugin must show this file's frame."""
+
+    rnnmemory_state = ("h",)
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(input_size, hidden_size)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return _Exploding.apply(torch.tanh(self.inp(x) + h))
+
+
+class _Exploding(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(value):
+        return value.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad):
+        if grad.shape[0] > 2:
+            raise ValueError("this cell's backward pass is broken on purpose")
+        return grad
+
+
+class NoGradient(nn.Module):
+    """Breaks the protocol: its states are computed without the parameters' gradient."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(input_size, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.inp(x)).detach()
+
+
+class NanAtInit(nn.Module):
+    """Breaks the protocol: NaN states from the start."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(input_size, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inp(x) * float("nan")
+
+
+class DoubleStates(nn.Module):
+    """Breaks the protocol: float64 states."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(input_size, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.inp(x)).double()
+
+
+class StepForgetsC(nn.Module):
+    """Breaks the step protocol: declares an (h, c) state and returns h alone."""
+
+    rnnmemory_state = ("h", "c")
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(input_size, hidden_size)
+
+    def forward(self, x, state):
+        return torch.tanh(self.inp(x) + state[0])

@@ -53,3 +53,10 @@ def test_processes_writing_one_file_at_once_each_replace_it_whole(tmp_path):
         assert all(pool.map(_write_many, [(path, text, 150) for text in texts]))
     assert path.read_text() in texts
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_an_atomic_write_gives_the_file_a_plain_writes_permissions(tmp_path):
+    plain, atomic = tmp_path / "plain.txt", tmp_path / "atomic.txt"
+    plain.write_text("x")
+    write_atomic(atomic, "x")
+    assert atomic.stat().st_mode == plain.stat().st_mode

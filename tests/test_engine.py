@@ -277,8 +277,23 @@ def test_the_shuffled_control_trains_on_moved_targets_and_validates_on_true_ones
 
 def test_the_memoryless_control_cannot_latch():
     outcome = train_case(spec_for("memoryless", task="latching", length=4))
-    assert outcome.scheme == "vmap"
+    assert outcome.scheme == ("native" if native_available() else "vmap")
     assert max(outcome.metrics) < 0.75
+
+
+@pytest.mark.parametrize("task", ["latching", "adding", "addition"])
+def test_the_memoryless_control_trains_in_the_native_kernel_as_under_vmap(task):
+    if not native_available():
+        pytest.skip("the native kernel is unavailable here")
+    spec = spec_for("memoryless", task=task, length=3 if task == "addition" else 10, hidden=3, clip=0.5)
+    native, vmapped = train(spec, scheme="native"), train(spec, scheme="vmap")
+    for name, value in vmapped.weights.items():
+        torch.testing.assert_close(native.weights[name], value, rtol=1e-4, atol=1e-5, msg=name)
+    assert native.outcome.metrics == pytest.approx(vmapped.outcome.metrics, abs=1e-6)
+    # Its recurrent weights stay at zero: it remembers nothing in either scheme.
+    assert not native.weights["weight_hh"].any() and not native.weights["bias_hh"].any()
+    with pytest.raises(SchemeError, match="runs the built-in cells only"):
+        choose_scheme("memoryless", hidden=3, trials=3, requested="stepwise")
 
 
 # --- Regression tasks, length generalisation, the gradient diagnostic ---------------------------------

@@ -873,3 +873,76 @@ def test_a_long_run_says_how_long_before_it_trains(project):
     result.stdout.fnmatch_lines(
         ["rnnmemory: about * min of training for 1 case(s) (from the rates earlier cases*"]
     )
+
+
+# -- your own cell ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_outside_cells_and_torchs_cells_run_a_suite_through_the_plugin(project):
+    cells = ("usercells:StepGRU", "usercells:IndRNN", "usercells:MinGRU", "usercells:OrthogonalRNN")
+    cells += ("usercells:PeepholeLSTM", "torch.nn:GRUCell", "torch.nn:LSTMCell")
+    write_suite(project, "ortask", suite_text("or", cells=cells, trials=3))
+    result = project.runpytest("--rnn-suite=ortask")
+    assert "Traceback" not in result.stdout.str()
+    report = read_report(project, "ortask")
+    schemes = {c["cell"]: c["scheme"] for c in report["cases"]}
+    assert len(schemes) == len(cells)
+    assert schemes["torch.nn:LSTMCell"] in ("native", "stepwise", "fused")
+    assert schemes["usercells:StepGRU"] == "vmap"
+
+
+@pytest.mark.slow
+def test_torchs_cell_from_the_command_line_and_constructor_arguments_from_the_suite(project):
+    write_suite(project, "ortask", suite_text("or", trials=3))
+    result = project.runpytest("--rnn-suite=ortask", "--cell=torch.nn:GRUCell")
+    (case,) = read_report(project, "ortask")["cases"]
+    assert case["cell"] == "torch.nn:GRUCell" and "Traceback" not in result.stdout.str()
+    text = suite_text("or", cells=("usercells:IndRNN",), trials=3, extra="").replace(
+        "hidden = 3", "hidden = 3\ncell_args = { recurrent_max = 0.5 }"
+    )
+    write_suite(project, "ind", text)
+    result = project.runpytest("--rnn-suite=ind")
+    assert read_report(project, "ind")["config"]["model"]["cell_args"] == {"recurrent_max": 0.5}
+    bad = text.replace("recurrent_max = 0.5", "recurrnt_max = 0.5")
+    write_suite(project, "ind", bad)
+    result = project.runpytest("--rnn-suite=ind")
+    result.stdout.fnmatch_lines(
+        ["*suite.cells[[]0[]] = \"usercells:IndRNN\": cell 'usercells:IndRNN': *recurrnt_max*"]
+    )
+
+
+@pytest.mark.slow
+def test_a_cell_that_fails_in_training_shows_its_own_frames_under_a_line_naming_cell_case_and_phase(project):
+    write_suite(project, "latch", suite_text("latching", cells=("usercells:BackwardFails",), lengths=(3,)))
+    result = project.runpytest("--rnn-suite=latch")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    after = out.split("latch: usercells:BackwardFails at length 3", 1)[1]
+    failure = after.split("\n", 1)[1].split("=====", 1)[0]
+    lines = failure.strip().splitlines()
+    first = (
+        "cell 'usercells:BackwardFails' failed in the backward pass in case latch usercells:BackwardFails-L3"
+    )
+    assert lines[0] == first
+    assert any("usercells.py" in line and "in backward" in line for line in lines)
+    assert lines[-1].strip() == "ValueError: this cell's backward pass is broken on purpose"
+    assert len(lines) < 15
+    assert "_pytest" not in failure and "torch/autograd" not in failure and "pytest_rnnmemory" not in failure
+
+
+@pytest.mark.slow
+def test_a_suite_file_named_on_the_command_line_runs_wherever_it_lies(project, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("mine") / "my_suite.toml"
+    elsewhere.write_text(suite_text("or", trials=3))
+    (elsewhere.parent / "test_beside.py").write_text("def test_beside(): pass\n")
+    beside = str(elsewhere.parent / "test_beside.py")
+    result = project.runpytest(str(elsewhere), beside, "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*my_suite.toml::rnn-L2", "*test_beside.py::test_beside", "2 tests*"])
+    result = project.runpytest(f"--rnn-suite={elsewhere}", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*my_suite.toml::rnn-L2", "1 test collected*"])
+    other = elsewhere.with_name("settings.toml")
+    other.write_text("[tool.thing]\nx = 1\n")
+    result = project.runpytest(str(other))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*settings.toml: not a suite file: it has no [[]suite[]] table*"])

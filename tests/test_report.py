@@ -152,7 +152,7 @@ def test_without_matplotlib_the_report_says_how_to_get_the_figures(tmp_path, mon
     data = report_data(lengths=(5,))
     written = write_reports(run_from_json(data), tmp_path, {})
     assert sorted(p.name for p in written) == ["demo.json", "demo.md"]
-    assert "pip install pytest-rnnmemory[plot]" in (tmp_path / "demo.md").read_text()
+    assert "pip install matplotlib" in (tmp_path / "demo.md").read_text()
 
 
 def test_the_json_report_carries_each_cases_failure_pattern():

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from pytest_rnnmemory.errors import SuiteError
-from pytest_rnnmemory.schema import SECTIONS, Overrides, SuiteConfig, keys_of
+from pytest_rnnmemory.schema import SECTIONS, Overrides, SuiteConfig, default_of, keys_of
 from pytest_rnnmemory.suite import load_suite
 
 MINIMAL = """
@@ -502,9 +502,9 @@ def test_every_key_with_a_default_passes_its_own_check():
     for section, cls in SECTIONS.items():
         for name, f in keys_of(cls).items():
             check = f.metadata.get("check")
-            if f.default is dataclasses.MISSING or check is None or f.default == "":
+            if default_of(f) is dataclasses.MISSING or check is None or default_of(f) == "":
                 continue
-            assert check(f.default) is None, (section, name, f.default)
+            assert check(default_of(f)) is None, (section, name, default_of(f))
 
 
 @pytest.mark.parametrize("selected", [None, "quick"])
@@ -531,7 +531,7 @@ def test_a_builtin_only_engine_with_a_user_cell_is_a_suite_error(tmp_path):
     (problem,) = problems_of(path)
     assert problem == (
         f'{path}: train.engine = "fused": runs the built-in cells only, and suite.cells[1] = '
-        "\"tests.cells_for_tests:ZeroRecurrence\" is not one; use 'auto' or 'vmap'"
+        "\"tests.cells_for_tests:ZeroRecurrence\" is not one; use 'auto' or 'vmap' or 'compiled'"
     )
 
 
@@ -542,7 +542,7 @@ def test_a_builtin_only_engine_with_a_user_cell_is_a_suite_error(tmp_path):
             "tests.cells_for_tests:WrongShape",
             "forward must return hidden states [batch, steps, hidden] = [2, 3, 1]",
         ),
-        ("tests.cells_for_tests:TorchRNN", "cannot be batched this way (PyTorch issue 105982)"),
+        ("tests.cells_for_tests:TorchRNN", "have no batching rule (PyTorch issue 105982)"),
         ("tests.cells_for_tests:Nope", "module 'tests.cells_for_tests' has no attribute 'Nope'"),
     ],
 )

@@ -17,7 +17,9 @@ module, its stepwise recurrence, its code in the native kernel and one entry the
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Mapping
+from typing import Any
+
 from torch import nn
 
 from ..errors import CellError
@@ -25,6 +27,7 @@ from ..imports import import_object
 from . import native, stepwise
 from .builtin import GRU, LSTM, ElmanRNN, Memoryless
 from .recurrence import Recurrence
+from .step import StepSequence, is_step_cell, state_parts
 
 #: The built-in recurrent cells, each as every scheme runs it.
 RECURRENCES: dict[str, Recurrence] = {
@@ -74,14 +77,26 @@ RECURRENCES: dict[str, Recurrence] = {
             # gates r, z, n: h = (1 - z) n + z h_prev, so z keeps the old state: its bias +log u
             chrono_gates=((1, 1.0),),
         ),
+        Recurrence(
+            name="memoryless",
+            module=Memoryless,
+            gates=1,
+            fused_op="rnn_tanh",
+            fused_whole_sequence_on_cpu=False,
+            cell_state=False,
+            bias_hh_inside=False,
+            stepwise=stepwise.elman,
+            native_code=native.MEMORYLESS,
+            native_keeps_gates=False,
+            native_kept_rows=0,
+            # the fused and stepwise recurrences would train its zero recurrent weights
+            schemes=frozenset({"native"}),
+        ),
     )
 }
 
 #: Built-in cells by the name a suite or ``--cell`` uses.
-CELLS: dict[str, type[nn.Module]] = {
-    **{name: r.module for name, r in RECURRENCES.items()},
-    "memoryless": Memoryless,
-}
+CELLS: dict[str, type[nn.Module]] = {name: r.module for name, r in RECURRENCES.items()}
 
 
 def ignored_keys(cell: str) -> frozenset[str]:
@@ -91,15 +106,31 @@ def ignored_keys(cell: str) -> frozenset[str]:
     return frozenset(k for k in keys if recurrence is None or recurrence.ignores(k))
 
 
+#: torch's own cells compute a built-in cell's equations, with the same weights, names and
+#: initialisation: they run as that built-in cell, in every scheme and at its speed.
+TORCH_CELLS: dict[str, str] = {
+    "torch.nn:RNNCell": "rnn",
+    "torch.nn:GRUCell": "gru",
+    "torch.nn:LSTMCell": "lstm",
+}
+
+
 def recurrence_of(name: str) -> Recurrence | None:
     """The built-in recurrent cell ``name`` as the schemes run it (``None``: not one)."""
-    return RECURRENCES.get(name)
+    return RECURRENCES.get(TORCH_CELLS.get(name, name))
+
+
+def is_user_cell(name: str) -> bool:
+    """Whether ``name`` is a user's own cell (code the suite imports), not one this package knows."""
+    return name not in CELLS and name not in TORCH_CELLS
 
 
 def cell_class(name: str) -> type[nn.Module]:
     """The class for a built-in cell name or a ``package.module:Class`` path."""
     if name in CELLS:
         return CELLS[name]
+    if name in TORCH_CELLS:
+        return RECURRENCES[TORCH_CELLS[name]].module
     if ":" not in name:
         raise CellError(
             f"unknown cell {name!r}; built-in cells: {', '.join(CELLS)}; "
@@ -114,54 +145,30 @@ def cell_class(name: str) -> type[nn.Module]:
     return cls
 
 
-def build_cell(name: str, input_size: int, hidden_size: int) -> nn.Module:
-    """One cell ``name`` built for ``input_size`` and ``hidden_size``, its protocol checked."""
+def build_cell(
+    name: str, input_size: int, hidden_size: int, cell_args: Mapping[str, Any] | None = None
+) -> nn.Module:
+    """One cell ``name`` built for ``input_size`` and ``hidden_size`` (and a user's ``cell_args``).
+
+    A step cell comes back wrapped in a :class:`.StepSequence`, so that every
+    cell maps whole sequences to hidden states.
+    """
     cls = cell_class(name)
+    cell_args = dict(cell_args or {})
+    if cell_args and not is_user_cell(name):
+        raise CellError(f"cell {name!r} is built in and takes no model.cell_args")
     try:
-        module = cls(input_size, hidden_size)
+        module = cls(input_size, hidden_size, **cell_args)
     except Exception as exc:  # a user's constructor may raise anything
-        raise CellError(f"cell {name!r}: {name}({input_size}, {hidden_size}) raised {exc!r}") from exc
+        shown = ", ".join([str(input_size), str(hidden_size), *(f"{k}={v!r}" for k, v in cell_args.items())])
+        raise CellError(f"cell {name!r}: {name}({shown}) raised {exc!r}") from exc
     if not isinstance(module, nn.Module):
         raise CellError(f"cell {name!r} must build a torch.nn.Module, got {type(module).__name__}")
     if not any(True for _ in module.parameters()):
         raise CellError(f"cell {name!r} has no parameters to train")
+    if is_step_cell(cls):
+        return StepSequence(module, hidden_size, state_parts(cls))
     return module
-
-
-def check_cell(name: str, input_size: int, hidden_size: int) -> None:
-    """Build cell ``name`` and run it on a tiny batch; raise :class:`CellError` if it breaks the protocol."""
-    module = build_cell(name, input_size, hidden_size)
-    x = torch.zeros(2, 3, input_size)
-    try:
-        with torch.no_grad():
-            out = module(x)
-    except Exception as exc:
-        raise CellError(f"cell {name!r}: forward on a [2, 3, {input_size}] batch raised {exc!r}") from exc
-    expected = (2, 3, hidden_size)
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise CellError(
-            f"cell {name!r}: forward must return hidden states [batch, steps, hidden] = "
-            f"{list(expected)}, got {got}"
-        )
-    # The engine runs a user's cell for every trial at once under torch.func.vmap.
-    params, buffers = torch.func.stack_module_state([module, build_cell(name, input_size, hidden_size)])
-    try:
-        with torch.no_grad():
-            torch.func.vmap(lambda p, b, x_: torch.func.functional_call(module, (p, b), (x_,)))(
-                params, buffers, torch.zeros(2, 2, 3, input_size)
-            )
-    except RuntimeError as exc:
-        hint = (
-            " torch.nn.RNN, LSTM and GRU modules cannot be batched this way (PyTorch issue 105982);"
-            " write the recurrence with tensor operations, as pytest_rnnmemory/cells/builtin.py does"
-            if "Batching rule not implemented" in str(exc)
-            else ""
-        )
-        raise CellError(
-            f"cell {name!r}: the engine trains all trials at once with torch.func.vmap, which "
-            f"failed: {str(exc).splitlines()[0]}.{hint}"
-        ) from exc
 
 
 __all__ = [
@@ -174,6 +181,5 @@ __all__ = [
     "Recurrence",
     "build_cell",
     "cell_class",
-    "check_cell",
     "recurrence_of",
 ]

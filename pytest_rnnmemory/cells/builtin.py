@@ -111,19 +111,22 @@ class GRU(_Recurrent):
 
 
 class Memoryless(nn.Module):
-    """A control that remembers nothing: ``h_t = tanh(W x_t + b)``, from the current input alone.
+    """A control that remembers nothing: ``h_t = tanh(W_ih x_t + b_ih)``, from the current input alone.
 
     Whatever it learns needs no memory; a suite whose criterion it meets
-    measures something other than memory.
+    measures something other than memory. It holds ``weight_hh`` and ``bias_hh``
+    too, at zero and unused (they take no gradient), so that its weights have the
+    layout of the Elman cell's and the native kernel trains it as fast as one.
     """
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(hidden_size, input_size))
-        self.bias = nn.Parameter(torch.empty(hidden_size))
+        self.input_size, self.hidden_size = input_size, hidden_size
         bound = 1.0 / math.sqrt(hidden_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
+        self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size).uniform_(-bound, bound))
+        self.weight_hh = nn.Parameter(torch.zeros(hidden_size, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(hidden_size).uniform_(-bound, bound))
+        self.bias_hh = nn.Parameter(torch.zeros(hidden_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(x @ self.weight.T + self.bias)
+        return torch.tanh(x @ self.weight_ih.T + self.bias_ih)

@@ -43,7 +43,8 @@
 #include <xmmintrin.h>
 #endif
 
-enum { RNN_TANH = 0, LSTM = 1, GRU = 2 };
+/* MEMORYLESS: h_t = tanh(pre_t), the recurrent weights and bias held at zero and never trained */
+enum { RNN_TANH = 0, LSTM = 1, GRU = 2, MEMORYLESS = 3 };
 
 /* the target of a step that is not scored (cross-entropy's ignore_index) */
 #define IGNORE_TARGET (-100)
@@ -265,7 +266,9 @@ static int forward(int cell, int64_t steps, int64_t n, int64_t b, int64_t hidden
         const float *h_prev = t ? states + (t - 1) * width : zeros;
         float *h = states + t * width;
         float *a = gates ? gates + t * rows * lanes : act_tmp;
-        if (cell == RNN_TANH) {
+        if (cell == MEMORYLESS) {
+            for (int64_t l = 0; l < width; l++) h[l] = tanh_(p[l]);
+        } else if (cell == RNN_TANH) {
             recur(lanes, rows, hidden, w, p, h_prev, h);
             for (int64_t l = 0; l < width; l++) h[l] = tanh_(h[l]);
         } else if (cell == LSTM) {
@@ -314,7 +317,10 @@ static int backward(int cell, int64_t steps, int64_t n, int64_t b, int64_t hidde
         const float *carry = carry_buf + (t & 1) * width;
         float *carry_next = carry_buf + ((t + 1) & 1) * width;
         float *d = d_pre + t * rows * lanes;
-        if (cell == RNN_TANH) {
+        if (cell == MEMORYLESS) {
+            elman_back_lanes(width, g, zeros, h, d); /* nothing carries over from later steps */
+            continue;                               /* and no recurrent weight takes a gradient */
+        } else if (cell == RNN_TANH) {
             elman_back_lanes(width, g, carry, h, d);
             recur_t(lanes, rows, hidden, w, NULL, d, carry_next);
         } else if (cell == LSTM) {
@@ -555,8 +561,9 @@ static int train_step(int cell, int regression, int64_t steps, int64_t first, in
         for (int64_t l = 0; l < rows * lanes; l++) b_in[l] += b_hh[l];
     }
     input_steps(lanes, steps, inputs, rows, w_ih, b_in, xl, pre);
+    const int keeps = cell == LSTM || cell == GRU;
     if (forward(cell, steps, n, b, hidden, pre, wp[W_HH], cell == GRU ? wp[B_HH] : NULL, states,
-                cell == RNN_TANH ? NULL : gates, cell == RNN_TANH ? NULL : extra))
+                keeps ? gates : NULL, keeps ? extra : NULL))
         goto done;
 
     spread(n, b, read_w, wp[W_OUT], w_out);
@@ -593,7 +600,10 @@ static int train_step(int cell, int regression, int64_t steps, int64_t first, in
     input_steps_back(lanes, steps, inputs, rows, w_ih, xl, pre, acc_ih, acc_bias, NULL);
     per_trial(n, b, rows * inputs, acc_ih, gp[W_IH]);
     per_trial(n, b, rows, acc_bias, gp[B_IH]);
-    if (cell != GRU) memcpy(gp[B_HH], gp[B_IH], sizeof(float) * n * rows);
+    if (cell == MEMORYLESS)
+        memset(gp[B_HH], 0, sizeof(float) * n * rows);
+    else if (cell != GRU)
+        memcpy(gp[B_HH], gp[B_IH], sizeof(float) * n * rows);
     for (int p = 0; p < PARAMS; p++) pack(n, sizes[p], gp[p], width_p, offset[p], grad);
     for (int64_t j = 0; j < n; j++)
         if (diverged[j]) memset(grad + j * width_p, 0, sizeof(float) * width_p);

@@ -51,6 +51,9 @@ class Recurrence:
     chrono_gates: tuple[tuple[int, float], ...] = ()
     #: The forget gate's block, which ``model.forget_bias`` shifts (``None``: the cell has none).
     forget_gate: int | None = None
+    #: The built-in-only schemes that run it (a cell with weights that must not train runs in
+    #: the native kernel alone, which holds them; ``vmap`` runs every cell).
+    schemes: frozenset[str] = frozenset({"native", "stepwise", "fused"})
 
     def initialise(self, module: nn.Module, init: str, forget_bias: float, tmax: int) -> None:
         """Set ``module``'s biases as ``model.init`` and ``model.forget_bias`` ask, drawing from torch's

@@ -1,0 +1,101 @@
+"""Users' own cells in the engine against the same cells in the per-trial loop users write today.
+
+    pytest benchmarks/test_user_cell_speed.py --benchmark-only
+
+Work: latching, L = 50, 30 trials, one epoch of 8000 sequences, batch 16, Adam,
+at hidden sizes 1 and 8. The cells are the outside cells of the tests
+(``tests/cells_for_tests.py``): a GRU written step by step with ``nn.Linear``
+gates as users write one, an IndRNN (Li et al. 2018), and a minGRU-like
+parallel-scan cell. The per-trial loop trains one trial after another (timed on
+3 and scaled to 30 by the median trial), the engine all 30 at once; both on one
+thread, in this process, one after the other, and the table prints the ratio.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from pytest_rnnmemory.engine import train_case
+from pytest_rnnmemory.schema import ModelSection, TrainSection
+from pytest_rnnmemory.spec import CaseSpec
+from pytest_rnnmemory.tasks import make_task
+from tests import cells_for_tests
+
+TRIALS, SAMPLES, VAL, BATCH, LR, LENGTH = 30, 8000, 2000, 16, 0.001, 50
+LOOP_TRIALS = 3
+CASES = [(cell, hidden) for cell in ("StepGRU", "IndRNN", "MinGRU") for hidden in (1, 8)]
+
+RESULTS: dict[str, dict] = {}
+
+
+class _Sequence(nn.Module):
+    """A step cell run over a sequence, as a user's loop runs it."""
+
+    def __init__(self, cell: nn.Module, hidden: int) -> None:
+        super().__init__()
+        self.cell, self.hidden = cell, hidden
+
+    def forward(self, x):
+        if not hasattr(self.cell, "rnnmemory_state"):
+            return self.cell(x)
+        h = x.new_zeros(x.shape[0], self.hidden)
+        states = []
+        for t in range(x.shape[1]):
+            h = self.cell(x[:, t], h)
+            states.append(h)
+        return torch.stack(states, 1)
+
+
+def per_trial_loop(cell: str, hidden: int) -> float:
+    """Seconds for 30 trials trained one after another, scaled from the median of a few."""
+    task = make_task("latching")
+    seconds = []
+    for seed in range(LOOP_TRIALS):
+        started = time.perf_counter()
+        g = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        x, y = task.sample(LENGTH, SAMPLES, g)
+        xv, yv = task.sample(LENGTH, VAL, g)
+        y, yv = y[:, -1], yv[:, -1]
+        model = _Sequence(getattr(cells_for_tests, cell)(1, hidden), hidden)
+        readout = nn.Linear(hidden, 2)
+        optimizer = torch.optim.Adam([*model.parameters(), *readout.parameters()], lr=LR)
+        order = torch.randperm(SAMPLES, generator=g)
+        for start in range(0, SAMPLES, BATCH):
+            idx = order[start : start + BATCH]
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(readout(model(x[idx])[:, -1]), y[idx]).backward()
+            optimizer.step()
+        with torch.no_grad():
+            (readout(model(xv)[:, -1]).argmax(1) == yv).float().mean().item()
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds) * TRIALS
+
+
+def engine_spec(cell: str, hidden: int) -> CaseSpec:
+    train = TrainSection(samples=SAMPLES, val_samples=VAL, epochs=1, batch_size=BATCH, lr=LR)
+    name = f"tests.cells_for_tests:{cell}"
+    return CaseSpec(
+        "latching", name, LENGTH, ModelSection(hidden=hidden), train, "accuracy", 0.95, tuple(range(TRIALS))
+    )
+
+
+@pytest.mark.parametrize(("cell", "hidden"), CASES, ids=[f"{c}-H{h}" for c, h in CASES])
+def test_a_users_cell_in_the_engine_against_its_per_trial_loop(benchmark, cell, hidden):
+    torch.set_num_threads(1)
+    loop_s = per_trial_loop(cell, hidden)
+    outcome = benchmark.pedantic(train_case, args=(engine_spec(cell, hidden),), rounds=1, iterations=1)
+    engine_s = benchmark.stats.stats.median
+    RESULTS[f"{cell}, hidden {hidden}"] = row = {
+        "scheme": outcome.scheme,
+        "loop_s": loop_s,
+        "engine_s": engine_s,
+        "ratio": loop_s / engine_s,
+    }
+    benchmark.extra_info.update(row)
+    assert len(outcome.metrics) == TRIALS

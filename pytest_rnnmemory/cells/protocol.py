@@ -1,0 +1,127 @@
+"""The cell protocol, checked when a suite loads: a user's cell builds, runs, learns and batches.
+
+Each check runs the cell on a tiny batch and, where it breaks the protocol,
+raises a :class:`.CellError` of one line that says what it did and what was
+expected: a constructor or forward that raises, a wrong shape or dtype, NaN
+outputs at initialisation, no gradient reaching its parameters, or a cell that
+``torch.func.vmap`` cannot batch (with the way around it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from ..errors import CellError
+from . import build_cell, cell_class
+from .step import is_step_cell, state_parts
+
+#: The input of the tiny batch: 2 sequences of 3 steps, drawn from a fixed generator.
+BATCH, STEPS = 2, 3
+
+
+def check_cell(
+    name: str, input_size: int, hidden_size: int, cell_args: Mapping[str, Any] | None = None
+) -> None:
+    """Build cell ``name``, run it forward and backward on a tiny batch, and batch two of it with vmap."""
+    module = build_cell(name, input_size, hidden_size, cell_args)
+    cls = cell_class(name)
+    x = torch.randn(BATCH, STEPS, input_size, generator=torch.Generator().manual_seed(0))
+    if is_step_cell(cls):
+        _check_step(name, module.cell, cls, x[:, 0], hidden_size)
+    try:
+        out = module(x)
+    except Exception as exc:
+        raise CellError(f"cell {name!r}: forward on a {list(x.shape)} batch raised {exc!r}") from exc
+    expected = (BATCH, STEPS, hidden_size)
+    what = "hidden states [batch, steps, hidden]" if not is_step_cell(cls) else "states [batch, hidden]"
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        shown = list(expected) if not is_step_cell(cls) else [BATCH, hidden_size]
+        raise CellError(f"cell {name!r}: forward must return {what} = {shown}, got {got}")
+    if out.dtype != torch.float32:
+        raise CellError(f"cell {name!r}: forward must return float32 states, got {out.dtype}")
+    if not torch.isfinite(out).all():
+        raise CellError(f"cell {name!r}: forward returns NaN or infinite states at initialisation")
+    _check_gradient(name, module, out)
+    _check_batching(name, input_size, hidden_size, cell_args, module)
+
+
+def _check_step(name: str, cell: torch.nn.Module, cls: type, x: torch.Tensor, hidden: int) -> None:
+    """One step from zero states returns a state of the declared parts, each ``[batch, hidden]``."""
+    parts = state_parts(cls)
+    zeros = x.new_zeros(BATCH, hidden)
+    state = zeros if len(parts) == 1 else (zeros,) * len(parts)
+    try:
+        new = cell(x, state)
+    except Exception as exc:
+        raise CellError(
+            f"cell {name!r}: forward(input [{BATCH}, {x.shape[1]}], state) raised {exc!r}; a step cell "
+            f"takes one step's input and its state ({', '.join(parts)}) and returns the next state"
+        ) from exc
+    tensors = (new,) if len(parts) == 1 else new
+    if (
+        not isinstance(tensors, tuple)
+        or len(tensors) != len(parts)
+        or not all(isinstance(t, torch.Tensor) and tuple(t.shape) == (BATCH, hidden) for t in tensors)
+    ):
+        got = (
+            tuple(new.shape)
+            if isinstance(new, torch.Tensor)
+            else [tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in new]
+            if isinstance(new, (tuple, list))
+            else type(new).__name__
+        )
+        form = "a tensor" if len(parts) == 1 else f"a tuple of {len(parts)} tensors ({', '.join(parts)})"
+        raise CellError(
+            f"cell {name!r}: a step must return the next state, {form} of [batch, hidden] = "
+            f"[{BATCH}, {hidden}], got {got}"
+        )
+
+
+def _check_gradient(name: str, module: torch.nn.Module, out: torch.Tensor) -> None:
+    """A loss on the states sends a gradient to its parameters."""
+    names = ", ".join(n for n, _ in module.named_parameters())
+    if not out.requires_grad:
+        raise CellError(
+            f"cell {name!r}: no gradient reaches its parameters ({names}): are the states computed "
+            "under torch.no_grad, detached, or not from the parameters?"
+        )
+    try:
+        out.square().sum().backward()
+    except Exception as exc:
+        raise CellError(f"cell {name!r}: backward through a [2, 3] batch raised {exc!r}") from exc
+    stuck = [n for n, p in module.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    if len(stuck) == sum(1 for _ in module.parameters()):
+        raise CellError(
+            f"cell {name!r}: no gradient reaches its parameters ({', '.join(stuck)}): are the states "
+            "computed under torch.no_grad, detached, or not from the parameters?"
+        )
+
+
+def _check_batching(
+    name: str, input_size: int, hidden: int, cell_args: Mapping[str, Any] | None, module: torch.nn.Module
+) -> None:
+    """Two trials of the cell run at once under ``torch.func.vmap``, as the engine runs a user's cell."""
+    other = build_cell(name, input_size, hidden, cell_args)
+    params, buffers = torch.func.stack_module_state([module, other])
+    try:
+        with torch.no_grad():
+            torch.func.vmap(lambda p, b, x_: torch.func.functional_call(module, (p, b), (x_,)))(
+                params, buffers, torch.zeros(2, BATCH, STEPS, input_size)
+            )
+    except RuntimeError as exc:
+        hint = ""
+        if "Batching rule not implemented" in str(exc):
+            hint = (
+                " torch.nn.RNN, LSTM and GRU modules, and LSTMCell, have no batching rule (PyTorch issue"
+                " 105982): name torch.nn:LSTMCell (or RNNCell, GRUCell) itself, which runs as the built-in"
+                " cell, or write the equations with tensor operations, as pytest_rnnmemory/cells/builtin.py"
+                " does"
+            )
+        raise CellError(
+            f"cell {name!r}: the engine trains all trials at once with torch.func.vmap, which "
+            f"failed: {str(exc).splitlines()[0]}.{hint}"
+        ) from exc

@@ -1,0 +1,55 @@
+"""Step cells: cells written as torch's own cells are, one time step at a time.
+
+A step cell's ``forward(input, state)`` maps one step's input ``[batch, I]`` and
+the state to the next state. The state is a tensor ``[batch, H]``, or a tuple
+of them (an LSTM's ``(h, c)``); the readout reads its first tensor. A class is
+a step cell when it subclasses ``torch.nn.RNNCellBase`` (torch's ``RNNCell``,
+``GRUCell``, ``LSTMCell``) or names the parts of its state in a class attribute,
+``rnnmemory_state = ("h",)`` or ``("h", "c")``: nothing is guessed from
+signatures. The engine runs the time loop, from zero states.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: The class attribute that makes a class a step cell and names the parts of its state.
+STATE_ATTRIBUTE = "rnnmemory_state"
+
+
+def is_step_cell(cls: type) -> bool:
+    """Whether a cell class follows the step protocol (a sequence cell otherwise)."""
+    return issubclass(cls, nn.RNNCellBase) or getattr(cls, STATE_ATTRIBUTE, None) is not None
+
+
+def state_parts(cls: type) -> tuple[str, ...]:
+    """The names of a step cell's state tensors, the readout's first."""
+    if issubclass(cls, nn.LSTMCell):
+        return ("h", "c")
+    if issubclass(cls, nn.RNNCellBase):
+        return ("h",)
+    return tuple(getattr(cls, STATE_ATTRIBUTE))
+
+
+class StepSequence(nn.Module):
+    """A step cell run over whole sequences: the cell protocol the engine trains.
+
+    ``forward(x [B, T, I]) -> states [B, T, H]``: the step cell ``cell`` from
+    zero states, step by step, its state's first tensor at every step.
+    """
+
+    def __init__(self, cell: nn.Module, hidden_size: int, parts: tuple[str, ...]) -> None:
+        super().__init__()
+        self.cell = cell
+        self.hidden_size = hidden_size
+        self.parts = len(parts)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        zeros = x.new_zeros(x.shape[0], self.hidden_size)
+        state: torch.Tensor | tuple[torch.Tensor, ...] = zeros if self.parts == 1 else (zeros,) * self.parts
+        outputs = []
+        for t in range(x.shape[1]):
+            state = self.cell(x[:, t], state)
+            outputs.append(state if self.parts == 1 else state[0])
+        return torch.stack(outputs, dim=1)

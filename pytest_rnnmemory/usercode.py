@@ -1,0 +1,80 @@
+"""A user's cell or task that fails while a case trains: which code, in which phase, and its own frames.
+
+The engine runs a user's code in phases (building the cell, its forward pass,
+the backward pass, the optimizer's step, drawing the task's data). An
+exception raised there becomes a :class:`UserCodeError` that names the code
+and the phase; its report shows the frames of the user's files, without
+torch's, pytest's or this package's own, as pytest cuts its own frames from a
+failing test function's traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import sysconfig
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import RnnMemoryError
+
+INIT, FORWARD, BACKWARD, STEP, DATA = (
+    "building it",
+    "its forward pass",
+    "the backward pass",
+    "the optimizer's step",
+    "drawing its data",
+)
+
+
+#: Packages whose frames are never the user's, where they are loaded.
+NOT_USERS = ("torch", "_pytest", "pytest", "pluggy", "functorch")
+
+
+def _roots() -> tuple[str, ...]:
+    """Where code lives that is not the user's: this package, torch, pytest, pluggy, the standard library."""
+    paths = [Path(__file__).parent, Path(sysconfig.get_paths()["stdlib"])]
+    for name in NOT_USERS:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", None):
+            paths.append(Path(module.__file__).parent)
+    return tuple(str(p.resolve()) for p in paths)
+
+
+class UserCodeError(RnnMemoryError):
+    """A user's cell or task raised while a case trained."""
+
+    def __init__(self, kind: str, name: str, phase: str, error: BaseException) -> None:
+        self.kind, self.name, self.phase, self.error = kind, name, phase, error
+        super().__init__(f"{kind} {name!r} failed in {phase}: {type(error).__name__}: {error}")
+
+    def frames(self) -> list[traceback.FrameSummary]:
+        """The frames of the user's own files, outermost first."""
+        roots = _roots()
+        summary = traceback.extract_tb(self.error.__traceback__)
+        return [f for f in summary if not str(Path(f.filename).resolve()).startswith(roots)]
+
+    def describe(self, case: str) -> str:
+        """The report of a failing case: the first line names code, case and phase; then the user's frames."""
+        lines = [f"{self.kind} {self.name!r} failed in {self.phase} in case {case}"]
+        frames = self.frames()
+        if frames:
+            lines.append("  the error arose in your code:")
+            lines += ["  " + line for line in "".join(traceback.format_list(frames)).rstrip().splitlines()]
+        lines.append(f"  {type(self.error).__name__}: {self.error}")
+        return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def user_code(kind: str, name: str, phase: str, *, active: bool = True) -> Iterator[None]:
+    """Run a phase of a user's cell or task ``name``; its exceptions become :class:`UserCodeError`."""
+    if not active:
+        yield
+        return
+    try:
+        yield
+    except RnnMemoryError:
+        raise
+    except Exception as exc:
+        raise UserCodeError(kind, name, phase, exc) from exc
