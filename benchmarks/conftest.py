@@ -6,6 +6,7 @@ from __future__ import annotations
 def pytest_terminal_summary(terminalreporter):
     search_cost_summary(terminalreporter)
     user_cell_summary(terminalreporter)
+    startup_summary(terminalreporter)
     engine_summary(terminalreporter)
 
 
@@ -88,9 +89,36 @@ def user_cell_summary(terminalreporter):
         return
     terminalreporter.section("users' cells: the engine against the per-trial loop (same run, same machine)")
     rows = [
-        [case, r["scheme"], f"{r['loop_s']:.1f}", f"{r['engine_s']:.2f}", f"{r['ratio']:.1f}x"]
+        [
+            case,
+            f"{r['loop_s']:.1f}",
+            f"{r['eager_s']:.2f}",
+            f"{r['eager_ratio']:.1f}x",
+            f"{r['first_s']:.1f}",
+            f"{r['engine_s']:.2f}" if r["compiled"] else "(did not compile)",
+            f"{r['ratio']:.1f}x" if r["compiled"] else "",
+        ]
         for case, r in RESULTS.items()
     ]
+    headers = [
+        "cell",
+        "loop s (30 trials)",
+        "vmap s",
+        "vmap speed-up",
+        "first compiled s",
+        "compiled s",
+        "compiled speed-up",
+    ]
+    terminalreporter.write_line(tabulate(rows, headers=headers))
+
+
+def startup_summary(terminalreporter):
+    from benchmarks.test_startup import RESULTS
+
+    if not RESULTS:
+        return
+    terminalreporter.section("a one-case suite's process against importing torch (medians of 5)")
     terminalreporter.write_line(
-        tabulate(rows, headers=["cell", "scheme", "loop s (30 trials)", "engine s", "speed-up"])
+        f"pytest on one case: {RESULTS['suite_s']:.2f} s; python -c 'import torch': "
+        f"{RESULTS['torch_s']:.2f} s; difference {RESULTS['difference_s']:.2f} s"
     )

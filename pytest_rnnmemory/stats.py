@@ -8,7 +8,35 @@ from enum import Enum
 from functools import lru_cache
 
 import numpy as np
-from scipy.stats import binom, binomtest
+from scipy.special import bdtr, bdtrc, betaincinv, binom
+
+# The binomial tails and interval from scipy.special, the functions scipy.stats' binomtest and binom
+# evaluate: importing scipy.stats takes most of a second, which every run would pay.
+
+
+def upper_tail(k: int | np.ndarray, n: int | np.ndarray, p: float) -> float | np.ndarray:
+    """P(X >= k) for X ~ Binomial(n, p): ``binomtest``'s one-sided p-value of "greater"."""
+    k = np.asarray(k)
+    return np.where(k <= 0, 1.0, bdtrc(np.maximum(k - 1, 0), n, p))[()]
+
+
+def lower_tail(k: int | np.ndarray, n: int | np.ndarray, p: float) -> float | np.ndarray:
+    """P(X <= k) for X ~ Binomial(n, p): ``binomtest``'s one-sided p-value of "less"."""
+    k = np.asarray(k)
+    return np.where(k < 0, 0.0, bdtr(np.maximum(k, 0), n, p))[()]
+
+
+def pmf(k: int, n: int, p: float) -> float:
+    """P(X = k) for X ~ Binomial(n, p)."""
+    return float(binom(n, k) * p**k * (1 - p) ** (n - k))
+
+
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) two-sided interval of a binomial rate from k successes of n."""
+    tail = (1 - confidence) / 2
+    low = 0.0 if k == 0 else float(betaincinv(k, n - k + 1, tail))
+    high = 1.0 if k == n else float(betaincinv(k + 1, n - k, 1 - tail))
+    return low, high
 
 
 class Verdict(str, Enum):
@@ -60,18 +88,17 @@ class Decision:
 def decide(k: int, n: int, p0: float = 0.5, alpha: float = 0.05) -> Decision:
     """``learns`` if the rate is significantly above ``p0``, ``fails`` if below, else ``inconclusive``.
 
-    Both are one-sided exact binomial tests (``scipy.stats.binomtest``) at
+    Both are one-sided exact binomial tests (those of ``scipy.stats.binomtest``) at
     level ``alpha``; as long as ``alpha < 0.5`` at most one of them can hold.
     """
     if n < 1 or not 0 <= k <= n:
         raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
-    greater = binomtest(k, n, p0, alternative="greater")
-    less = binomtest(k, n, p0, alternative="less")
-    # The interval must be two-sided; the one-sided tests' intervals are open at one end.
-    ci = binomtest(k, n, p0).proportion_ci(confidence_level=0.95, method="exact")
-    if greater.pvalue <= alpha:
+    p_greater, p_less = float(upper_tail(k, n, p0)), float(lower_tail(k, n, p0))
+    # The interval is two-sided; the one-sided tests' intervals are open at one end.
+    low, high = clopper_pearson(k, n)
+    if p_greater <= alpha:
         verdict = LEARNS
-    elif less.pvalue <= alpha:
+    elif p_less <= alpha:
         verdict = FAILS
     else:
         verdict = INCONCLUSIVE
@@ -80,10 +107,10 @@ def decide(k: int, n: int, p0: float = 0.5, alpha: float = 0.05) -> Decision:
         n=n,
         p0=p0,
         alpha=alpha,
-        p_greater=float(greater.pvalue),
-        p_less=float(less.pvalue),
-        ci_low=float(ci.low),
-        ci_high=float(ci.high),
+        p_greater=p_greater,
+        p_less=p_less,
+        ci_low=low,
+        ci_high=high,
         verdict=verdict,
     )
 
@@ -102,8 +129,8 @@ def trials_to_settle(k: int, n: int, p0: float = 0.5, alpha: float = 0.05) -> in
     m = np.arange(n, MAX_SUGGESTED_TRIALS + 1)
     successes = np.round(m * rate)  # half to even, as Python's round
     # The same tails as binomtest's one-sided p-values: P(X >= k) and P(X <= k).
-    p_greater = binom.sf(successes - 1, m, p0)
-    p_less = binom.cdf(successes, m, p0)
+    p_greater = upper_tail(successes, m, p0)
+    p_less = lower_tail(successes, m, p0)
     settles = np.flatnonzero((p_greater <= alpha) | (p_less <= alpha))
     return int(m[settles[0]]) if settles.size else None
 
@@ -123,9 +150,9 @@ def settled(k: int, m: int, n: int, p0: float = 0.5, alpha: float = 0.05) -> Ver
 @lru_cache(maxsize=65536)
 def verdict_of(k: int, n: int, p0: float = 0.5, alpha: float = 0.05) -> Verdict:
     """:func:`decide`'s verdict alone, from the same binomial tails, without the interval."""
-    if binom.sf(k - 1, n, p0) <= alpha:
+    if upper_tail(k, n, p0) <= alpha:
         return LEARNS
-    if binom.cdf(k, n, p0) <= alpha:
+    if lower_tail(k, n, p0) <= alpha:
         return FAILS
     return INCONCLUSIVE
 
@@ -141,7 +168,7 @@ def expected_trials(n: int, stage: int, rate: float, p0: float = 0.5, alpha: flo
         grown: dict[int, float] = {}
         for k, p in alive.items():
             for extra in range(step + 1):
-                grown[k + extra] = grown.get(k + extra, 0.0) + p * binom.pmf(extra, step, rate)
+                grown[k + extra] = grown.get(k + extra, 0.0) + p * pmf(extra, step, rate)
         m += step
         alive = {}
         for k, p in grown.items():
@@ -188,8 +215,8 @@ def sequences_to_learn(values: list[int | None], budget: int, confidence: float 
         return ranked[rank - 1] if 1 <= rank <= n else None
 
     # Ranks l and u with P(X_(l) <= median <= X_(u)) = P(l <= B <= u - 1) >= confidence, B ~ Bin(n, 1/2).
-    low_rank = int(binom.ppf((1 - confidence) / 2, n, 0.5))
-    while low_rank > 0 and binom.cdf(n - low_rank, n, 0.5) - binom.cdf(low_rank - 1, n, 0.5) < confidence:
+    low_rank = n // 2 + 1
+    while low_rank > 0 and lower_tail(n - low_rank, n, 0.5) - lower_tail(low_rank - 1, n, 0.5) < confidence:
         low_rank -= 1
     high_rank = n - low_rank + 1
     return SequencesToLearn(
