@@ -21,34 +21,85 @@ from .usercode import DATA, user_code
 Targets = tuple[int, torch.Tensor]
 
 
+def length_range(spec: CaseSpec, task: Task, rule: str) -> tuple[int, int]:
+    """The shortest and longest length a rule of ``train.lengths`` draws for ``spec``'s case."""
+    if rule == "up_to":
+        return task.min_length, spec.length
+    if rule == "spread":
+        return spec.length, spec.length + int(spec.train.spread * spec.length)
+    return spec.length, spec.length
+
+
+def sample_at_lengths(
+    task: Task, spec: CaseSpec, rule: str, count: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` sequences whose lengths follow ``rule`` (``train.lengths``), right-padded to the longest.
+
+    Each sequence is the task's at its own length, its targets scored by the task's rule
+    there; the steps after its end are zero inputs with unscored targets, so that a cell
+    running from zero states computes at its real steps exactly what it would on the
+    sequence alone, and the padding reaches no loss.
+    """
+    if rule == "fixed":
+        return task.sample(spec.length, count, generator)
+    low, high = length_range(spec, task, rule)
+    lengths = torch.randint(low, high + 1, (count,), generator=generator)
+    steps = task.steps(high)
+    x = torch.zeros(count, steps, task.input_size)
+    y = unscored(count, steps, regression=task.regression)
+    for length in torch.unique(lengths).tolist():
+        at = (lengths == length).nonzero().squeeze(1)
+        xs, ys = task.sample(length, len(at), generator)
+        x[at, : xs.shape[1]] = xs
+        y[at, : ys.shape[1]] = ys
+    return x, y
+
+
+class Streams:
+    """Each trial's generator of one stream, which later draws continue (streamed training data)."""
+
+    def __init__(self, spec: CaseSpec, name: str) -> None:
+        self.generators = [seeds.stream(seed, name) for seed in spec.trial_seeds]
+        self.shuffles = [seeds.stream(seed, "shuffle") for seed in spec.trial_seeds]
+
+    def keep(self, rows: list[int]) -> None:
+        """Draw for these trials only (indices among the trials now training)."""
+        self.generators = [self.generators[i] for i in rows]
+        self.shuffles = [self.shuffles[i] for i in rows]
+
+
 def sample_trials(
     spec: CaseSpec,
     task: Task,
-    stream: str,
+    stream: str | Streams,
     count: int,
     eval_length: int | None = None,
     shuffle: bool = False,
+    lengths: str = "fixed",
 ) -> tuple[torch.Tensor, list[Targets]]:
     """Each trial's sequences, ``x [n, S, T, I]`` stacked, and each trial's :data:`Targets`.
 
-    With ``eval_length``, the sequences that test the trials at that length.
-    Trials are drawn one after another and copied into place, so that one
-    trial's whole target tensor is alive at a time: on long sequences scored
-    at a few steps it is most of the memory, and memory the process takes
-    afresh costs a page fault per page. ``shuffle`` moves each trial's
-    targets to other sequences (the ``shuffled`` control).
+    ``stream`` names each trial's stream, or holds generators that earlier draws left off
+    (:class:`Streams`). With ``eval_length``, the sequences that test the trials at that
+    length; ``lengths`` is the rule of ``train.lengths``. Trials are drawn one after
+    another and copied into place, so that one trial's whole target tensor is alive at a
+    time: on long sequences scored at a few steps it is most of the memory, and memory the
+    process takes afresh costs a page fault per page. ``shuffle`` moves each trial's targets
+    to other sequences (the ``shuffled`` control).
     """
     stacked, targets = None, []
     users = ":" in spec.task
+    generators = stream.generators if isinstance(stream, Streams) else None
     for i, seed in enumerate(spec.trial_seeds):
-        generator = seeds.stream(seed, stream)
+        generator = generators[i] if generators is not None else seeds.stream(seed, stream)
         with user_code("task", spec.task, DATA, active=users):
             if eval_length is None:
-                x, y = task.sample(spec.length, count, generator)
+                x, y = sample_at_lengths(task, spec, lengths, count, generator)
             else:
                 x, y = task.sample_longer(spec.length, eval_length, count, generator)
         if shuffle:
-            y = y[torch.randperm(len(y), generator=seeds.stream(seed, "shuffle"))]
+            order = stream.shuffles[i] if isinstance(stream, Streams) else seeds.stream(seed, "shuffle")
+            y = y[torch.randperm(len(y), generator=order)]
         if stacked is None:
             stacked = x.new_empty((spec.trials, *x.shape))
         stacked[i] = x
@@ -101,13 +152,15 @@ class Sequences:
         cls,
         spec: CaseSpec,
         task: Task,
-        stream: str,
+        stream: str | Streams,
         count: int,
         device: torch.device,
         eval_length: int | None = None,
+        lengths: str = "fixed",
+        shuffle: bool = False,
     ) -> Sequences:
         """``count`` sequences per trial from each trial's stream ``stream``, on ``device``."""
-        x, targets = sample_trials(spec, task, stream, count, eval_length)
+        x, targets = sample_trials(spec, task, stream, count, eval_length, shuffle, lengths)
         first = min(own for own, _ in targets)
         return cls(x.to(device), stack_targets(targets, first, task.regression).to(device), first)
 
@@ -124,9 +177,23 @@ class TrialData:
     val: Sequences
 
     @classmethod
-    def draw(cls, spec: CaseSpec, task: Task, device: torch.device) -> TrialData:
-        x, y = sample_trials(spec, task, "train", spec.train.samples, shuffle=spec.shuffle_labels)
-        xv, yv = sample_trials(spec, task, "val", spec.train.val_samples)
+    def draw(
+        cls,
+        spec: CaseSpec,
+        task: Task,
+        device: torch.device,
+        streams: Streams | None = None,
+        count: int | None = None,
+    ) -> TrialData:
+        """``count`` training sequences per trial (``train.samples``; drawn from ``streams`` where they
+        are streamed) and the validation sequences."""
+        train, lengths = spec.train, spec.train.lengths
+        val_lengths = lengths if train.val_lengths == "train" else "fixed"
+        count = train.samples if count is None else count
+        x, y = sample_trials(
+            spec, task, streams or "train", count, shuffle=spec.shuffle_labels, lengths=lengths
+        )
+        xv, yv = sample_trials(spec, task, "val", train.val_samples, lengths=val_lengths)
         # Targets from the first step scored anywhere on only: the steps before it are never read.
         first = min(own for own, _ in [*y, *yv])
         regression = task.regression
@@ -134,6 +201,20 @@ class TrialData:
             Sequences(x.to(device), stack_targets(y, first, regression).to(device), first),
             Sequences(xv.to(device), stack_targets(yv, first, regression).to(device), first),
         )
+
+
+#: Streamed sequences drawn at once per trial, at most: a few hundred MiB of inputs over all trials.
+STREAM_FLOATS = 1 << 26
+
+
+def stream_piece(spec: CaseSpec, steps: int, inputs: int) -> int:
+    """Sequences per trial drawn at a time from a stream: the checks' interval, within memory, in
+    whole minibatches."""
+    train = spec.train
+    every = train.eval_every or max(1, train.max_sequences // 10)
+    fits = max(train.batch_size, STREAM_FLOATS // max(1, spec.trials * steps * inputs))
+    piece = min(every, fits, train.max_sequences)
+    return max(train.batch_size, piece // train.batch_size * train.batch_size)
 
 
 class EpochOrders:

@@ -13,6 +13,7 @@ Everything here is plain PyTorch and callable without pytest.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .data import EpochOrders, Sequences, TrialData
+from .data import EpochOrders, Sequences, Streams, TrialData, length_range, stream_piece
 from .outcome import CaseOutcome
 from .schemes import SCHEMES, choose_scheme
 from .seeds import EVAL_PREFIX
@@ -124,9 +125,11 @@ def _train(
         spec.cell, spec.hidden, spec.trials, scheme or spec.train.engine, str(device), calls
     )
     model = StackedModel(spec, task, device, chosen)
-    data = TrialData.draw(spec, task, device)
+    streams = Streams(spec, "train") if spec.train.data == "stream" else None
+    schedule = Schedule.of(spec, task)
+    data = TrialData.draw(spec, task, device, streams, schedule.sizes[0])
     stepper = make_stepper(model, data.train, spec.train, trains=SCHEMES[chosen].trains)
-    run = _Run(spec, task, model, data, stepper, curves)
+    run = _Run(spec, task, model, data, stepper, curves, schedule, streams)
     gradient = _input_gradient(model, data.train).cpu() if curves else torch.zeros(0)
     run.train(progress, started)
     eval_metrics = {length: _evaluate_at(model, spec, task, length) for length in spec.eval_lengths}
@@ -141,9 +144,32 @@ def _train(
         eval_metrics=eval_metrics,
         input_gradient=tuple(gradient.tolist()),
         sequences=tuple(run.sequences),
-        budget=spec.train.epochs * spec.train.samples,
+        budget=schedule.budget,
     )
     return TrainedCase(outcome, run.weights())
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The training sequences of each pass ("epoch"): ``samples`` per epoch over a fixed set, or
+    pieces of fresh sequences from each trial's stream, ``max_sequences`` in all."""
+
+    sizes: tuple[int, ...]
+    streamed: bool
+
+    @property
+    def budget(self) -> int:
+        return sum(self.sizes)
+
+    @classmethod
+    def of(cls, spec: CaseSpec, task: Task) -> Schedule:
+        train = spec.train
+        if train.data == "fixed":
+            return cls((train.samples,) * train.epochs, False)
+        _, longest = length_range(spec, task, train.lengths)
+        piece = stream_piece(spec, task.steps(longest), task.input_size)
+        whole, rest = divmod(train.max_sequences, piece)
+        return cls((piece,) * whole + ((rest,) if rest else ()), True)
 
 
 class _Run:
@@ -157,10 +183,18 @@ class _Run:
     """
 
     def __init__(
-        self, spec: CaseSpec, task: Task, model: StackedModel, data: TrialData, stepper: Stepper, curves: bool
+        self,
+        spec: CaseSpec,
+        task: Task,
+        model: StackedModel,
+        data: TrialData,
+        stepper: Stepper,
+        curves: bool,
+        schedule: Schedule,
+        streams: Streams | None,
     ):
         self.spec, self.task, self.model, self.data, self.stepper = spec, task, model, data, stepper
-        self.curves = curves
+        self.curves, self.schedule, self.streams = curves, schedule, streams
         n = spec.trials
         self.learned = spec.train.stop == "learned"
         self.test = (
@@ -182,13 +216,15 @@ class _Run:
 
     def train(self, progress: Progress | None, started: float) -> None:
         spec, model = self.spec, self.model
-        samples, batch, epochs = spec.train.samples, spec.train.batch_size, spec.train.epochs
-        every = (spec.train.eval_every or samples) if self.learned else samples
+        batch, sizes = spec.train.batch_size, self.schedule.sizes
+        epochs = len(sizes)
+        fixed_every = sizes[0] if not self.schedule.streamed else max(1, spec.train.max_sequences // 10)
+        every = (spec.train.eval_every or fixed_every) if self.learned else sizes[0]
         seen, check_at = 0, every
-        for epoch in range(epochs):
+        for epoch, samples in enumerate(sizes):
             if not self.alive:
                 break  # every trial has learned: the case ends
-            order = self.orders.next()
+            order = self._next_order(epoch, samples)
             total = torch.zeros(model.n, device=model.device)
             start = 0
             while start < samples:
@@ -217,6 +253,27 @@ class _Run:
                 point = ProgressPoint(epoch + 1, epochs, spec.trials, time.perf_counter() - started)
                 progress(point)
         self._finish()
+
+    def _next_order(self, epoch: int, samples: int) -> torch.Tensor:
+        """Each live trial's sequences of this pass, in order: a fresh shuffle of its fixed set, or,
+        streamed, its next fresh sequences (the first piece was drawn with the validation set)."""
+        if not self.schedule.streamed:
+            return self.orders.next()
+        if epoch > 0:
+            spec = self.spec
+            live = dataclasses.replace(spec, trial_seeds=tuple(spec.trial_seeds[i] for i in self.alive))
+            fresh = Sequences.draw(
+                live,
+                self.task,
+                self.streams,
+                samples,
+                self.model.device,
+                lengths=spec.train.lengths,
+                shuffle=spec.shuffle_labels,
+            )
+            self.data = TrialData(fresh, self.data.val)
+            self.stepper.use(fresh)
+        return torch.arange(samples, device=self.model.device).expand(self.model.n, samples).contiguous()
 
     def _evaluate(self, sequences: Sequences) -> torch.Tensor:
         return self.model.evaluate(self.spec.metric, sequences.x, sequences.y, sequences.first)
@@ -253,7 +310,10 @@ class _Run:
             self.data = TrialData(self.data.train.keep(rows), self.data.val.keep(rows))
             self.test = self.test.keep(rows)
             self.stepper.keep(rows)
-            self.orders.keep([row for row in range(len(rows)) if rows[row]])
+            kept = [row for row in range(len(rows)) if rows[row]]
+            self.orders.keep(kept)
+            if self.streams is not None:
+                self.streams.keep(kept)
         return rows
 
     def _finish(self) -> None:

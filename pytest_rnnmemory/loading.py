@@ -20,6 +20,7 @@ from typing import Any
 
 from .cells import cell_class, is_user_cell
 from .cells.protocol import check_cell
+from .data import STREAM_FLOATS
 from .errors import CellError, SuiteError, TaskError
 from .gate import Claim
 from .schema import (
@@ -29,6 +30,8 @@ from .schema import (
     Grid,
     ModelSection,
     Overrides,
+    ReferenceFigure,
+    ReferenceSection,
     SearchSection,
     SuccessSection,
     SuiteConfig,
@@ -78,6 +81,7 @@ class Draft:
     grid: Grid = ()
     claims: dict[str, Claim] = field(default_factory=dict)
     strict: bool = False
+    reference: ReferenceSection | None = None
 
     @property
     def raw_suite(self) -> dict[str, Any]:
@@ -104,6 +108,7 @@ class Draft:
             verdict=self.sections["verdict"],
             search=self.sections["search"],
             grid=self.grid,
+            reference=self.reference,
         )
 
 
@@ -209,6 +214,41 @@ def check_claims(draft: Draft) -> None:
     draft.strict = strict
 
 
+def check_reference(draft: Draft) -> None:
+    """The ``[reference]`` table: its keys and each figure's, checked like a section's; cells of the suite."""
+    reference = draft.data.get("reference")
+    if not isinstance(reference, dict):
+        return  # absent, or reported as a section that is not a table
+    problems = draft.problems
+    before = len(problems.lines)
+    figures = reference.get("figures", [])
+    head = {k: v for k, v in reference.items() if k != "figures"}
+    built_head = _build_section("reference", ReferenceSection, head, problems)
+    if not isinstance(figures, list) or not all(isinstance(f, dict) for f in figures):
+        problems.add(
+            f"reference.figures = {show(figures)}",
+            "must be tables, written [[reference.figures]] with keys " + ", ".join(keys_of(ReferenceFigure)),
+        )
+        return
+    if not figures:
+        problems.add(
+            "reference", "has no figures: add [[reference.figures]] tables (keys below in the README)"
+        )
+    cells = draft.raw_list("cells")
+    built = []
+    for i, raw in enumerate(figures):
+        where = f"reference.figures[{i}]"
+        figure = _build_section(where, ReferenceFigure, raw, problems)
+        if figure is not None and figure.cell not in cells:
+            problems.add(
+                f"{where}.cell = {show(figure.cell)}",
+                f"not a cell of this suite; suite.cells: {', '.join(map(str, cells))}",
+            )
+        built.append(figure)
+    if len(problems.lines) == before and built_head is not None:
+        draft.reference = dataclasses.replace(built_head, figures=tuple(built))
+
+
 def apply_overrides(draft: Draft) -> None:
     """The command line's cells, lengths, trials and seed, over the file and its profile."""
     o = draft.overrides
@@ -284,13 +324,18 @@ def check_sizes(draft: Draft) -> None:
     train: TrainSection = draft.sections["train"]
     verdict: VerdictSection = draft.sections["verdict"]
     trials = verdict.stage if 0 < verdict.stage < verdict.trials else verdict.trials
-    sequences = train.samples + train.val_samples
+    held_out = train.val_samples + (train.test_samples or train.val_samples if train.stop == "learned" else 0)
     inputs = draft.task.input_size
     memory = physical_memory()
     for i, length in enumerate(draft.raw_list("lengths")):
         if not isinstance(length, int) or isinstance(length, bool) or length < draft.task.min_length:
             continue  # reported by the schema or the task
-        steps = draft.task.steps(length)
+        longest = length + int(train.spread * length) if train.lengths == "spread" else length
+        steps = draft.task.steps(longest)
+        # Streamed data is drawn a piece at a time, at most STREAM_FLOATS of inputs over all trials.
+        every = train.eval_every or max(1, train.max_sequences // 10)
+        piece = min(every, train.max_sequences, max(1, STREAM_FLOATS // (trials * steps * inputs)))
+        sequences = (train.samples if train.data == "fixed" else piece) + held_out
         # Every trial's inputs as float32, and one trial's targets as int64 while they are drawn.
         needed = trials * sequences * steps * inputs * 4 + sequences * steps * 8
         if memory is not None and needed > memory:
@@ -362,6 +407,31 @@ def check_eval_lengths(draft: Draft) -> None:
                 return
 
 
+def check_training(draft: Draft) -> None:
+    """Streamed data has a budget, and the training lengths a rule draws are lengths the task has."""
+    train: TrainSection = draft.sections["train"]
+    if train.data == "stream" and train.max_sequences == 0:
+        draft.problems.add(
+            'train.data = "stream"',
+            "needs train.max_sequences, the training sequences each trial may see (its budget)",
+        )
+    if train.data == "fixed" and train.max_sequences:
+        draft.problems.add(
+            f"train.max_sequences = {train.max_sequences}",
+            'is the budget of streamed data: it applies with train.data = "stream" only '
+            "(fixed data trains epochs x samples)",
+        )
+    if train.lengths == "spread":
+        meta: SuiteSection = draft.sections["suite"]
+        for length in meta.lengths:
+            longest = length + int(train.spread * length)
+            try:
+                draft.task.check_length(longest)
+            except TaskError as exc:
+                draft.problems.add(f"train.spread = {train.spread}", f"gives length {longest}: {exc}")
+                return
+
+
 def check_scheme(draft: Draft) -> None:
     """``train.engine`` names ``auto`` or a scheme of the registry that serves every cell of the suite."""
     train: TrainSection = draft.sections["train"]
@@ -383,7 +453,8 @@ def check_scheme(draft: Draft) -> None:
         if not entry.serves(cell):
             draft.problems.add(
                 where,
-                f"runs the built-in cells only, and {key} = {show(cell)} is not one; "
+                f"runs the built-in cells {', '.join(entry.cells())} only, and {key} = {show(cell)} "
+                "is not one of them; "
                 f"use 'auto' or {builtin_free}",
             )
 
@@ -395,6 +466,7 @@ STAGES: tuple[tuple[Stage, ...], ...] = (
         check_profiles,
         apply_profile,
         check_claims,
+        check_reference,
         apply_overrides,
         build_sections,
         build_task,
@@ -402,7 +474,7 @@ STAGES: tuple[tuple[Stage, ...], ...] = (
         check_sizes,
         check_cells,
     ),
-    (check_eval_lengths,),
+    (check_eval_lengths, check_training),
     (check_scheme,),
 )
 

@@ -87,7 +87,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--cell",
         metavar="NAME[,NAME]",
-        help="cells to test instead of each suite's: rnn, lstm, gru or package.module:Class",
+        help="cells to test instead of each suite's: rnn, lstm, gru, lstm1997 or package.module:Class",
     )
     group.addoption("--rnn-length", metavar="L[,L]", help="lengths to test instead of each suite's")
     group.addoption(

@@ -14,6 +14,7 @@ from . import figures
 from .atomic import write_atomic
 from .diagnosis import BAND, Shape, shape_of
 from .errors import StoredDataError
+from .literature import AGREES, NOT_COMPARED, literature
 from .records import CaseRecord, ImpliedVerdict, SuiteMeta, frontier_text
 from .results import SuiteRun
 from .schema import SuiteConfig
@@ -135,6 +136,7 @@ def markdown(run: SuiteRun, environment: dict[str, str], plots: dict[str, str] |
     ]
     if "capability" in plots:
         lines += [f"![{FIGURES['capability'][2]}]({plots['capability']})", ""]
+    lines += _literature_section(run)
     lines += ["## Cases", "", _case_table(run), ""]
     lines += search_section(run, plots, FIGURES["search"][2])
     lines += sequences_section(run, plots, FIGURES["sequences"][2])
@@ -175,6 +177,78 @@ def markdown(run: SuiteRun, environment: dict[str, str], plots: dict[str, str] |
         "",
     ]
     return "\n".join(lines)
+
+
+_STATISTIC_TEXT = {
+    "mean_sequences": "mean training sequences to learn",
+    "best_accuracy": "best accuracy",
+    "success_rate": "success rate",
+}
+
+
+def _figure_text(statistic: str, value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.0f}" if statistic == "mean_sequences" else f"{value:.3f}"
+
+
+def _literature_section(run: SuiteRun) -> list[str]:
+    """The source's figures beside ours (see :mod:`.literature`)."""
+    reference = run.config.reference
+    if reference is None:
+        return []
+    rows = []
+    for c in literature(reference, run.records):
+        f = c.figure
+        statistic = _STATISTIC_TEXT[f.statistic]
+        if f.eval_length not in (0, f.length):
+            statistic += f" at length {f.eval_length}"
+        interval = (
+            ""
+            if c.low is None
+            else f" [{_figure_text(f.statistic, c.low)}, {_figure_text(f.statistic, c.high)}]"
+        )
+        verdict = "—" if c.verdict is None else f"{MARKS[c.verdict]} {c.verdict} ({c.k}/{c.n})"
+        why = f.differs if c.agreement not in (AGREES, NOT_COMPARED) else ""
+        rows.append(
+            [
+                f.cell,
+                f.length,
+                statistic,
+                f"{_figure_text(f.statistic, f.value)} (over {f.trials})",
+                _figure_text(f.statistic, c.ours) + interval,
+                c.agreement,
+                c.note,
+                verdict,
+                why,
+            ]
+        )
+    return [
+        "## Literature",
+        "",
+        f"**{reference.source}**" + (f": {reference.setup}" if reference.setup else ""),
+        "",
+        "Each published figure beside the same statistic over this run's verdict trials (never the "
+        "tuning trials that chose their recipe), with its 95% interval: Clopper-Pearson for a rate, a "
+        "percentile bootstrap for a mean or a best-of-k. *agrees*: the figure lies inside our interval.",
+        "",
+        tabulate(
+            rows,
+            headers=[
+                "cell",
+                "length",
+                "statistic",
+                "source",
+                "ours [95%]",
+                "",
+                "ours over",
+                "verdict",
+                "what differs",
+            ],
+            tablefmt="github",
+        ),
+        "",
+    ]
 
 
 def _why_section(run: SuiteRun, plots: dict[str, str]) -> list[str]:
@@ -373,8 +447,13 @@ def _toml(config: dict[str, Any]) -> str:
     out = []
     for section, values in config.items():
         out.append(f"[{section}]")
+        tables = {k: v for k, v in values.items() if isinstance(v, list) and v and isinstance(v[0], dict)}
         for k, v in values.items():
-            out.append(f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}")
+            if k not in tables:
+                out.append(f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}")
+        for k, rows in tables.items():  # arrays of tables, such as [[reference.figures]]
+            for row in rows:
+                out += ["", f"[[{section}.{k}]]", *[f"{name} = {json.dumps(v)}" for name, v in row.items()]]
         out.append("")
     return "\n".join(out).rstrip()
 
@@ -400,6 +479,9 @@ def to_json(run: SuiteRun, environment: dict[str, str]) -> dict[str, Any]:
         ],
         "missing": [{"cell": c, "length": n} for c, n in run.missing],
         "implied": [r.to_json() for _, r in sorted(run.implied.items())],
+        "literature": [c.to_json() for c in literature(run.config.reference, run.records)]
+        if run.config.reference
+        else [],
     }
 
 

@@ -32,6 +32,7 @@ MAX_SEQUENCES = 100_000_000
 MAX_EPOCHS = 1_000_000
 MAX_HIDDEN = 65_536
 MAX_LENGTH = 100_000_000
+MAX_BUDGET = 10**12
 
 
 def key(default: Any = dataclasses.MISSING, *, doc: str, check: Check | None = None) -> Any:
@@ -170,7 +171,8 @@ class SuiteSection:
         check=text,
     )
     cells: tuple[str, ...] = key(
-        doc="Cells to test: `rnn`, `lstm`, `gru` or `package.module:Class`.", check=names
+        doc="Cells to test: `rnn`, `lstm`, `gru`, `lstm1997` (see *Cells*) or `package.module:Class`.",
+        check=names,
     )
     lengths: tuple[int, ...] = key(
         doc="The lengths to test (what a length means is the task's; see docs/TASKS.md).", check=lengths
@@ -208,7 +210,7 @@ class ModelSection:
     )
     init: str = key(
         "torch",
-        doc="Initialisation of the built-in gated cells: `torch` (torch's own, every weight and bias uniform in ±1/sqrt(hidden)) or `chrono` (Tallec & Ollivier 2018; see *Initialisation*). No effect on `rnn`, `memoryless` or your own cells.",
+        doc="Initialisation of the built-in gated cells: `torch` (torch's own, every weight and bias uniform in ±1/sqrt(hidden)) or `chrono` (Tallec & Ollivier 2018; see *Initialisation*). No effect on `rnn`, `lstm1997` (which keeps the paper's), `memoryless` or your own cells.",
         check=one_of("torch", "chrono"),
     )
     forget_bias: float = key(
@@ -246,6 +248,31 @@ class TrainSection:
         check=integer(1, MAX_EPOCHS),
     )
     batch_size: int = key(16, doc="Sequences per optimizer step.", check=integer(1, MAX_SEQUENCES))
+    data: str = key(
+        "fixed",
+        doc="`fixed`: each trial trains on its `samples` sequences for `epochs` passes. `stream`: fresh sequences for every minibatch from the trial's own stream, `max_sequences` in all (as Hochreiter & Schmidhuber 1997 trained).",
+        check=one_of("fixed", "stream"),
+    )
+    max_sequences: int = key(
+        0,
+        doc='With `data = "stream"`: the training sequences each trial may see (its budget); required there.',
+        check=integer(0, MAX_BUDGET),
+    )
+    lengths: str = key(
+        "fixed",
+        doc="Lengths of the training sequences: `fixed` (the case's length L), `up_to` (uniform over the task's shortest length to L, the Chomsky-hierarchy benchmark's curriculum) or `spread` (uniform in [L, L + spread x L], as Hochreiter & Schmidhuber 1997).",
+        check=one_of("fixed", "up_to", "spread"),
+    )
+    spread: float = key(
+        0.1,
+        doc='With `lengths = "spread"`: how far past L training lengths reach, as a fraction of L.',
+        check=number(0.0, 10.0),
+    )
+    val_lengths: str = key(
+        "fixed",
+        doc="Lengths of the validation (and test) sequences: `fixed` (the case's length L) or `train` (drawn as the training lengths are).",
+        check=one_of("fixed", "train"),
+    )
     optimizer: str = key(
         "adam",
         doc="`adam`, `sgd` or `rmsprop` (torch's defaults otherwise).",
@@ -264,7 +291,7 @@ class TrainSection:
     )
     eval_every: int = key(
         0,
-        doc='With `stop = "learned"`: training sequences between two checks of the validation metric; 0 means one epoch (`samples`).',
+        doc='With `stop = "learned"`: training sequences between two checks of the validation metric; 0 means one epoch (`samples`), or a tenth of `max_sequences` with `data = "stream"`.',
         check=integer(0, MAX_SEQUENCES),
     )
     test_samples: int = key(
@@ -359,6 +386,68 @@ class Overrides:
     search: bool = True
 
 
+#: The statistics a ``[reference]`` figure may name, each computed over our trials the same way.
+STATISTICS = ("mean_sequences", "best_accuracy", "success_rate")
+
+
+@dataclass(frozen=True)
+class ReferenceFigure:
+    cell: str = key(doc="The cell of this suite the figure is set beside (one of `suite.cells`).", check=text)
+    length: int = key(
+        doc="The length of this suite's case the figure is set beside.", check=integer(1, MAX_LENGTH)
+    )
+    statistic: str = key(
+        doc="What the figure is: `mean_sequences` (the mean training sequences to learn, over the trials that learned), `best_accuracy` (the best final metric of `trials` trials) or `success_rate` (the fraction of trials that succeeded).",
+        check=one_of(*STATISTICS),
+    )
+    value: float = key(doc="The source's figure.", check=number(0.0, 1e12))
+    trials: int = key(
+        doc="The trials (or seeds) the source's figure is over; `best_accuracy` takes the best of this many of ours.",
+        check=integer(1, MAX_TRIALS),
+    )
+    eval_length: int = key(
+        0,
+        doc="For a figure measured at another length than trained: one of the case's evaluation lengths (`suite.eval_lengths`); 0: the trained length.",
+        check=integer(0, MAX_LENGTH),
+    )
+    differs: str = key(
+        "",
+        doc="What differs between the source's setup and ours, shown beside a figure that does not agree (no forget gate in 1997, fixed against variable length, budget).",
+        check=text,
+    )
+
+
+@dataclass(frozen=True)
+class ReferenceSection:
+    source: str = key(doc="The publication, as the report cites it.", check=text)
+    setup: str = key("", doc="The source's setup in a sentence.", check=text)
+    figures: tuple[ReferenceFigure, ...] = key(
+        (), doc="The source's figures, as `[[reference.figures]]` tables (keys below).", check=None
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "setup": self.setup,
+            "figures": [section_json(figure) for figure in self.figures],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> ReferenceSection:
+        fields = Fields(data, where)
+        figures = tuple(
+            _section_from_json(ReferenceFigure, Fields(figure, f"{fields.at('figures')}[{i}]"))
+            for i, figure in enumerate(fields.raw("figures") if fields.has("figures") else [])
+        )
+        plain = {k: v for k, v in fields.data.items() if k != "figures"}
+        head = _section_from_json(ReferenceSection, Fields(plain, where))
+        return dataclasses.replace(head, figures=figures)
+
+
+#: ``[reference]`` and each of its ``[[reference.figures]]``: documented and checked like the sections.
+REFERENCE: dict[str, type] = {"reference": ReferenceSection, "reference.figures": ReferenceFigure}
+
+
 #: The sections of a suite file, in the order the README documents them.
 SECTIONS: dict[str, type] = {
     "suite": SuiteSection,
@@ -371,7 +460,7 @@ SECTIONS: dict[str, type] = {
 
 #: Sections whose keys are not fixed by this schema: ``[task]`` belongs to the task,
 #: ``[expect]`` holds claims per cell (see :mod:`.gate`), ``[profiles.NAME]`` overrides any key above.
-FREE_SECTIONS = ("task", "expect", "profiles")
+FREE_SECTIONS = ("task", "expect", "profiles", "reference")
 
 
 def keys_of(section: type) -> dict[str, dataclasses.Field]:
@@ -425,7 +514,15 @@ def _section_from_json(cls: type, fields: Fields) -> Any:
 #: A grid of recipes: each searched key with its values, in the file's order.
 Grid = tuple[tuple[str, tuple[Any, ...]], ...]
 
-_BUDGET = ("train.samples", "train.val_samples", "train.epochs", "train.stop", "train.eval_every")
+_BUDGET = (
+    "train.samples",
+    "train.val_samples",
+    "train.epochs",
+    "train.stop",
+    "train.eval_every",
+    "train.data",
+    "train.max_sequences",
+)
 _QUESTION = ("task", "success", "verdict", "suite")
 
 
@@ -471,6 +568,8 @@ class SuiteConfig:
     search: SearchSection = SearchSection()
     #: The recipes ``[search]`` tries (empty: the base recipe alone).
     grid: Grid = ()
+    #: The published figures this suite reproduces (``None``: none).
+    reference: ReferenceSection | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Every section and key, in the schema's order (the ``config`` of a JSON report)."""
@@ -482,6 +581,7 @@ class SuiteConfig:
             "success": section_json(self.success),
             "verdict": section_json(self.verdict),
             "search": {**section_json(self.search), **{key: list(values) for key, values in self.grid}},
+            **({"reference": self.reference.to_json()} if self.reference else {}),
         }
 
     @classmethod
@@ -507,7 +607,12 @@ class SuiteConfig:
         for name, value in task.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise StoredDataError(f"{fields.at('task')}.{name}: expected a number, got {value!r}")
-        return cls(task=dict(task), grid=grid, **sections)
+        reference = (
+            ReferenceSection.from_json(fields.raw("reference"), fields.at("reference"))
+            if fields.has("reference")
+            else None
+        )
+        return cls(task=dict(task), grid=grid, reference=reference, **sections)
 
     @property
     def controls(self) -> tuple[str, ...]:

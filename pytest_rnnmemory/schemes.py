@@ -191,6 +191,11 @@ _COMPILED: dict[tuple, Callable] = {}
 _FAILED: set[tuple] = set()
 
 
+def failed_to_compile() -> frozenset[str]:
+    """The cells (``module.Class``) this process tried to compile and runs under ``vmap`` instead."""
+    return frozenset(".".join(key[:2]) for key in _FAILED)
+
+
 def _compiled(key: tuple, build: Callable[[], Callable]) -> Callable:
     if key not in _COMPILED:
         _COMPILED[key] = torch.compile(build(), dynamic=True)
@@ -245,7 +250,7 @@ class SchemeEntry:
     name: str
     #: One sentence for the README and for errors.
     summary: str
-    #: Whether it runs only the built-in recurrent cells (``rnn``, ``lstm``, ``gru``).
+    #: Whether it runs only the built-in recurrent cells (those whose :class:`.Recurrence` lists it).
     builtin_only: bool
     #: The device types it runs on.
     devices: tuple[str, ...]
@@ -262,12 +267,18 @@ class SchemeEntry:
         recurrence = recurrence_of(cell)
         return recurrence is not None and self.name in recurrence.schemes
 
+    def cells(self) -> list[str]:
+        """The built-in cells this built-in-only scheme runs."""
+        from .cells import RECURRENCES
+
+        return [name for name, recurrence in RECURRENCES.items() if self.name in recurrence.schemes]
+
     def refusal(self, cell: str, device: str) -> str | None:
         """Why this scheme cannot run ``cell`` on a ``device`` (a device type); ``None`` if it can."""
         if not self.serves(cell):
             built_in = " or ".join(repr(name) for name, entry in SCHEMES.items() if not entry.builtin_only)
             return (
-                f"train.engine = {self.name!r} runs the built-in cells only ({', '.join(_builtin_names())}), "
+                f"train.engine = {self.name!r} runs the built-in cells {', '.join(self.cells())} only, "
                 f"not {cell!r}; use 'auto' or {built_in}"
             )
         if device not in self.devices:
@@ -276,12 +287,6 @@ class SchemeEntry:
         if reason is not None:
             return f"train.engine = {self.name!r} is unavailable here: {reason}"
         return None
-
-
-def _builtin_names() -> list[str]:
-    from .cells import RECURRENCES
-
-    return list(RECURRENCES)
 
 
 LOG = logging.getLogger("pytest_rnnmemory")
@@ -382,12 +387,13 @@ def choose_scheme(
         pays = switch == "on" or (switch != "off" and calls >= COMPILE_MIN_CALLS)
         return "compiled" if pays and SCHEMES["compiled"].refusal(cell, kind) is None else "vmap"
     narrow = trials * hidden <= FUSED_MAX_WIDTH
+    fused = "fused" in recurrence.schemes
     if kind == "cuda":
-        chosen = "fused" if narrow else "stepwise"
+        chosen = "fused" if narrow and fused else "stepwise"
     elif kind == "cpu" and hidden <= NATIVE_MAX_HIDDEN and native_available():
         chosen = "native"
     else:
-        chosen = "fused" if recurrence.fused_whole_sequence_on_cpu and narrow else "stepwise"
+        chosen = "fused" if fused and recurrence.fused_whole_sequence_on_cpu and narrow else "stepwise"
     return chosen if chosen in recurrence.schemes else "vmap"
 
 

@@ -35,6 +35,10 @@ class Stepper(Protocol):
         """Keep training these trials only (a bool mask over the trials now training)."""
         ...
 
+    def use(self, data: Sequences) -> None:
+        """Train on these sequences from now on (the next piece of a stream)."""
+        ...
+
 
 def minibatches(count: int, batch_size: int) -> int:
     """How many minibatches ``count`` sequences make, the last one perhaps short."""
@@ -84,6 +88,10 @@ class AutogradStepper:
         self.scored = self.scored[rows]
         self.data = self.data.keep(rows)
 
+    def use(self, data: Sequences) -> None:
+        self.data = data
+        self.scored = scored_steps(data.y).sum(-1)
+
     def _backward(self, batch: torch.Tensor, y: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Each trial's loss ``[n]``; marks diverging trials, leaves the live ones' gradient in ``grad``."""
         model = self.model
@@ -116,6 +124,9 @@ class KernelStepper:
     def keep(self, rows: torch.Tensor) -> None:
         self.kernel.keep(rows)
         self.data = self.data.keep(rows)
+
+    def use(self, data: Sequences) -> None:
+        self.data = data
 
     @torch.no_grad()
     def train(self, order: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pytest_rnnmemory import schemes, seeds, stacked
-from pytest_rnnmemory.cells import CELLS
+from pytest_rnnmemory.cells import CELLS, LSTM1997, ignored_keys
 from pytest_rnnmemory.cells.native import native_available
 from pytest_rnnmemory.data import TrialData, sample_trials
 from pytest_rnnmemory.engine import GRADIENT_SEQUENCES, train, train_case
@@ -24,7 +24,9 @@ TORCH_CELLS = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
 
 def trial_data(spec, stream, count):
     """Each trial's sequences from its own stream: ``x [n, S, T, I]`` and each trial's (first step, y)."""
-    return sample_trials(spec, make_task(spec.task, spec.task_params), stream, count)
+    return sample_trials(
+        spec, make_task(spec.task, spec.task_params), stream, count, lengths=spec.train.lengths
+    )
 
 
 @pytest.mark.parametrize("scheme", ["fused", "stepwise", "vmap"])
@@ -237,7 +239,7 @@ def test_auto_scheme_follows_the_measurements(monkeypatch):
     assert choose_scheme("gru", hidden=1, trials=30) == "stepwise"
     assert choose_scheme("gru", hidden=1, trials=30, device="cuda") == "fused"
     assert choose_scheme("tests.cells_for_tests:ZeroRecurrence", hidden=1, trials=3) == "vmap"
-    with pytest.raises(SchemeError, match="built-in cells only"):
+    with pytest.raises(SchemeError, match=r"runs the built-in cells .* only, not"):
         choose_scheme("tests.cells_for_tests:ZeroRecurrence", hidden=1, trials=3, requested="fused")
     with pytest.raises(SchemeError, match=r"unknown scheme \(did you mean 'fused'\?\)"):
         choose_scheme("lstm", hidden=1, trials=3, requested="fusd")
@@ -292,8 +294,28 @@ def test_the_memoryless_control_trains_in_the_native_kernel_as_under_vmap(task):
     assert native.outcome.metrics == pytest.approx(vmapped.outcome.metrics, abs=1e-6)
     # Its recurrent weights stay at zero: it remembers nothing in either scheme.
     assert not native.weights["weight_hh"].any() and not native.weights["bias_hh"].any()
-    with pytest.raises(SchemeError, match="runs the built-in cells only"):
+    with pytest.raises(SchemeError, match="runs the built-in cells rnn, lstm, gru, lstm1997 only"):
         choose_scheme("memoryless", hidden=3, trials=3, requested="stepwise")
+
+
+def test_the_1997_lstm_starts_as_the_paper_did_and_trains_alike_in_every_scheme_that_runs_it():
+    cell = LSTM1997(1, 4)
+    # Input gates (first block) at -3 for the first half of the units, -6 for the second.
+    assert cell.bias_ih[:4].tolist() == [-3.0, -3.0, -6.0, -6.0]
+    assert (
+        not cell.bias_hh.any() and cell.weight_hh.abs().max() <= 0.1 and cell.bias_ih[4:].abs().max() <= 0.1
+    )
+    assert ignored_keys("lstm1997") == {"model.init", "model.forget_bias"}
+    spec = spec_for("lstm1997", task="adding", length=10, hidden=3, lr=0.5, optimizer="sgd", clip=1.0)
+    vmapped = train(spec, scheme="vmap")
+    for scheme in ("stepwise", *(("native",) if native_available() else ())):
+        fast = train(spec, scheme=scheme)
+        for name, value in vmapped.weights.items():
+            torch.testing.assert_close(fast.weights[name], value, rtol=1e-4, atol=1e-5, msg=name)
+    # torch has no fused op for it; on CUDA, auto picks the stepwise recurrence.
+    with pytest.raises(SchemeError, match="fused' runs the built-in cells rnn, lstm, gru only"):
+        choose_scheme("lstm1997", hidden=3, trials=3, requested="fused")
+    assert choose_scheme("lstm1997", hidden=1, trials=3, device="cuda") == "stepwise"
 
 
 # --- Regression tasks, length generalisation, the gradient diagnostic ---------------------------------
@@ -460,3 +482,77 @@ def test_without_stopping_every_trial_trains_the_whole_budget_and_no_sequences_a
     outcome = train_case(learned_spec(trials=2, stop="budget"))
     assert outcome.sequences == (None, None)
     assert [len(curve) for curve in outcome.val_metric] == [4, 4]
+
+
+# --- Variable-length and streamed training ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["native", "stepwise", "fused", "vmap"])
+def test_a_batch_of_mixed_lengths_trains_each_trial_as_torch_nn_on_its_unpadded_sequences(scheme):
+    """Lengths uniform in 1..L: each sequence runs at its own length (torch's packed sequences in the
+    reference), its loss at its own last step; the engine pads them and must train the same weights."""
+    if scheme == "native" and not native_available():
+        pytest.skip("the native kernel is unavailable here")
+    spec = spec_for("lstm", length=9, hidden=3, samples=48, epochs=2, lengths="up_to")
+    weights = train(spec, scheme=scheme).weights
+    index = 1
+    cell_module, readout = initial_modules(spec, make_task(spec.task))[index]
+    rnn = torch.nn.LSTM(1, spec.hidden, batch_first=True)
+    linear = torch.nn.Linear(spec.hidden, 2)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(rnn, f"{name}_l0").copy_(getattr(cell_module, name))
+        linear.weight.copy_(readout.weight)
+        linear.bias.copy_(readout.bias)
+    x, targets = trial_data(spec, "train", spec.train.samples)
+    x = x[index]
+    first, y = targets[index]
+    scored = y != -100
+    lengths = scored.float().argmax(1) + first + 1  # each sequence's last (scored) step, plus one
+    labels = y[torch.arange(len(y)), scored.float().argmax(1)]
+    order = seeds.stream(spec.trial_seeds[index], "order")
+    optimizer = torch.optim.Adam([*rnn.parameters(), *linear.parameters()], lr=spec.train.lr)
+    for _ in range(spec.train.epochs):
+        perm = torch.randperm(spec.train.samples, generator=order)
+        for start in range(0, spec.train.samples, spec.train.batch_size):
+            idx = perm[start : start + spec.train.batch_size]
+            packed = torch.nn.utils.rnn.pack_padded_sequence(
+                x[idx], lengths[idx], batch_first=True, enforce_sorted=False
+            )
+            _, (h, _) = rnn(packed)
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(linear(h[-1]), labels[idx]).backward()
+            optimizer.step()
+    assert len(set(lengths.tolist())) > 5  # the lengths really are mixed
+    for name in ("weight_ih", "weight_hh"):
+        torch.testing.assert_close(
+            weights[name][index], getattr(rnn, f"{name}_l0").detach(), rtol=1e-4, atol=1e-5
+        )
+    torch.testing.assert_close(weights["readout.weight"][index], linear.weight.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_lengths_up_to_and_spread_draw_every_length_of_their_range_and_score_each_at_its_own():
+    from pytest_rnnmemory.data import sample_at_lengths
+
+    task = make_task("adding")
+    spec = spec_for("lstm", task="adding", length=20, lengths="spread", spread=0.5)
+    x, y = sample_at_lengths(task, spec, "spread", 400, torch.Generator().manual_seed(0))
+    ends = (~torch.isnan(y)).float().argmax(1) + 1
+    assert x.shape == (400, 30, 2) and set(ends.tolist()) == set(range(20, 31))
+    # Padding is zero input after each sequence's end.
+    for row, end in zip(x, ends, strict=True):
+        assert not row[end:].any()
+    spec = spec_for("lstm", task="parity", length=12, lengths="up_to")
+    _, y = sample_at_lengths(make_task("parity"), spec, "up_to", 400, torch.Generator().manual_seed(0))
+    assert set(((y != -100).float().argmax(1) + 1).tolist()) == set(range(1, 13))
+
+
+def test_streamed_training_draws_fresh_sequences_every_piece_up_to_the_budget():
+    spec = spec_for("gru", task="parity", length=6, hidden=3, trials=2, data="stream", max_sequences=300)
+    spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, eval_every=100))
+    outcome = train_case(spec)
+    assert outcome.budget == 300
+    # Pieces of 96 (the check's interval in whole minibatches of 16), then the rest: 96, 96, 96, 12.
+    assert [len(curve) for curve in outcome.val_metric] == [4, 4]
+    single = train_case(alone(spec, 1))
+    assert single.metrics[0] == pytest.approx(outcome.metrics[1], abs=1e-6)

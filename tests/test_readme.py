@@ -4,11 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rnnmemory.schema import SECTIONS, keys_of
+from pytest_rnnmemory.schema import REFERENCE, SECTIONS, keys_of
 from pytest_rnnmemory.schemes import SCHEMES
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-KEYS = [(section, name, f) for section, cls in SECTIONS.items() for name, f in keys_of(cls).items()]
+KEYS = [
+    (section, name, f)
+    for section, cls in {**SECTIONS, **REFERENCE}.items()
+    for name, f in keys_of(cls).items()
+]
 
 
 @pytest.mark.parametrize(("section", "name", "field"), KEYS, ids=[f"{s}.{n}" for s, n, _ in KEYS])

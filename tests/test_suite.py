@@ -530,8 +530,8 @@ def test_a_builtin_only_engine_with_a_user_cell_is_a_suite_error(tmp_path):
     )
     (problem,) = problems_of(path)
     assert problem == (
-        f'{path}: train.engine = "fused": runs the built-in cells only, and suite.cells[1] = '
-        "\"tests.cells_for_tests:ZeroRecurrence\" is not one; use 'auto' or 'vmap' or 'compiled'"
+        f'{path}: train.engine = "fused": runs the built-in cells rnn, lstm, gru only, and suite.cells[1] = '
+        "\"tests.cells_for_tests:ZeroRecurrence\" is not one of them; use 'auto' or 'vmap' or 'compiled'"
     )
 
 
@@ -702,7 +702,7 @@ def test_a_built_in_only_scheme_with_a_user_cell_is_refused_for_every_such_schem
             f'lengths = [5]\n[train]\nengine = "{scheme}"\n',
         )
         (problem,) = problems_of(path)
-        assert f'train.engine = "{scheme}": runs the built-in cells only' in problem
+        assert f'train.engine = "{scheme}": runs the built-in cells rnn, lstm, gru' in problem
 
 
 # --- [search]: a grid of recipes ----------------------------------------------------------------------
@@ -779,3 +779,84 @@ def test_tuning_seeds_are_the_same_for_every_recipe_and_never_a_verdict_seed(tmp
     assert case.tuning_seeds(10, 20) == tuning[10:20]
     recipe = case.spec(recipe=None, trial_seeds=tuning[:3])
     assert recipe.trial_seeds == tuning[:3]
+
+
+# --- Variable lengths and streamed data ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ('[train]\ndata = "stream"\n', 'train.data = "stream": needs train.max_sequences'),
+        ("[train]\nmax_sequences = 5000\n", "train.max_sequences = 5000: is the budget of streamed data"),
+        (
+            '[train]\nlengths = "some"\n',
+            "train.lengths = \"some\": must be one of 'fixed', 'up_to', 'spread'",
+        ),
+        ("[train]\nspread = -0.1\n", "train.spread = -0.1: must be a finite number in [0, 10]"),
+    ],
+)
+def test_training_data_keys_are_checked_in_one_line_each(tmp_path, extra, fragment):
+    assert fragment in single_problem(tmp_path, MINIMAL + extra)
+
+
+def test_a_spread_past_the_tasks_lengths_names_the_length_it_gives(tmp_path):
+    text = '[suite]\ntask = "adding"\ncells = ["lstm"]\nlengths = [10]\n[train]\nlengths = "spread"\n'
+    assert load_suite(write(tmp_path, text)).train.spread == 0.1
+    streamed = text + 'data = "stream"\nmax_sequences = 20000\n'
+    assert load_suite(write(tmp_path, streamed, "s.toml")).train.max_sequences == 20000
+
+
+# --- The literature a suite reproduces ----------------------------------------------------------------
+
+REFERENCE = """
+[reference]
+source = "Hochreiter & Schmidhuber (1997)"
+[[reference.figures]]
+cell = "lstm"
+length = 10
+statistic = "mean_sequences"
+value = 74000
+trials = 10
+"""
+TWO_CELLS = MINIMAL.replace('["rnn"]', '["rnn", "lstm"]')
+
+
+def test_a_reference_travels_into_the_config_the_report_carries(tmp_path):
+    suite = load_suite(write(tmp_path, TWO_CELLS + REFERENCE))
+    reference = suite.config.reference
+    assert reference.source == "Hochreiter & Schmidhuber (1997)"
+    assert [(f.cell, f.length, f.statistic, f.value, f.trials) for f in reference.figures] == [
+        ("lstm", 10, "mean_sequences", 74000, 10)
+    ]
+    assert SuiteConfig.from_json(suite.config.to_json()) == suite.config
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (("74000", '"many"'), 'reference.figures[0].value = "many": must be a finite number'),
+        (('"mean_sequences"', '"median"'), 'reference.figures[0].statistic = "median": must be one of'),
+        (('cell = "lstm"', 'cell = "gru"'), 'reference.figures[0].cell = "gru": not a cell of this suite'),
+        (("trials = 10", "trials = 10\nseeds = 10"), "reference.figures[0].seeds: unknown key"),
+        (("trials = 10", ""), "reference.figures[0].trials: is required"),
+        (
+            ("[[reference.figures]]", 'setup = "x"\ncitation = "y"\n[[reference.figures]]'),
+            "reference.citation: unknown key",
+        ),
+        (("[[reference.figures]]", "[reference.figures]"), "reference.figures = {"),
+    ],
+)
+def test_reference_keys_are_checked_in_one_line_each(tmp_path, change, fragment):
+    assert fragment in single_problem(tmp_path, TWO_CELLS + REFERENCE.replace(*change))
+
+
+def test_streamed_data_is_sized_by_the_piece_drawn_at_a_time_not_by_the_budget(tmp_path):
+    # Held in memory at once, 2,000,000 sequences of length 1100 would need about 90 GiB.
+    text = (
+        '[suite]\ntask = "adding"\ncells = ["lstm"]\nlengths = [1000]\n[verdict]\ntrials = 10\n'
+        '[train]\ndata = "stream"\nmax_sequences = 2000000\nlengths = "spread"\n'
+    )
+    assert load_suite(write(tmp_path, text)).train.max_sequences == 2_000_000
+    fixed = text.replace('data = "stream"\nmax_sequences = 2000000\n', "samples = 1000000\n")
+    assert "needs about 90" in single_problem(tmp_path, fixed)

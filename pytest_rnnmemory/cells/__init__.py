@@ -8,7 +8,8 @@ shape ``[batch, steps, input_size]`` to the hidden states at every step,
 weights; its initialisation is the one it does in ``__init__``. The readout
 and the loss are the engine's, not the cell's.
 
-Built-in cells are named ``rnn``, ``lstm`` and ``gru``, and ``memoryless`` for
+Built-in cells are named ``rnn``, ``lstm`` and ``gru``, ``lstm1997`` for
+Hochreiter & Schmidhuber's LSTM without a forget gate, and ``memoryless`` for
 the control that ignores its past; a user's own cell is named by its import
 path, ``package.module:Class``. Each built-in recurrent cell has one
 :class:`.Recurrence` in :data:`RECURRENCES`: adding a built-in cell is its
@@ -25,7 +26,7 @@ from torch import nn
 from ..errors import CellError
 from ..imports import import_object
 from . import native, stepwise
-from .builtin import GRU, LSTM, ElmanRNN, Memoryless
+from .builtin import GRU, LSTM, LSTM1997, ElmanRNN, Memoryless
 from .recurrence import Recurrence
 from .step import StepSequence, is_step_cell, state_parts
 
@@ -76,6 +77,21 @@ RECURRENCES: dict[str, Recurrence] = {
             native_kept_rows=1,
             # gates r, z, n: h = (1 - z) n + z h_prev, so z keeps the old state: its bias +log u
             chrono_gates=((1, 1.0),),
+        ),
+        Recurrence(
+            name="lstm1997",
+            module=LSTM1997,
+            gates=3,
+            fused_op=None,
+            fused_whole_sequence_on_cpu=False,
+            cell_state=True,
+            bias_hh_inside=False,
+            stepwise=stepwise.lstm1997,
+            native_code=native.LSTM1997,
+            native_keeps_gates=True,
+            native_kept_rows=2,
+            # torch has no fused op for it; it keeps the paper's initialisation and has no forget gate
+            schemes=frozenset({"native", "stepwise"}),
         ),
         Recurrence(
             name="memoryless",
@@ -175,6 +191,7 @@ __all__ = [
     "CELLS",
     "GRU",
     "LSTM",
+    "LSTM1997",
     "RECURRENCES",
     "CellError",
     "ElmanRNN",

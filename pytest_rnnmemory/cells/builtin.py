@@ -1,9 +1,10 @@
-"""The built-in cells: torch's Elman RNN, LSTM and GRU, one sequence at a time.
+"""The built-in cells: torch's Elman RNN, LSTM and GRU, and the 1997 LSTM, one sequence at a time.
 
-Each follows the cell protocol (see :mod:`pytest_rnnmemory.cells`) and holds
-its weights exactly as the matching ``torch.nn`` module holds those of its
-first layer: same names, same gate order, same shapes, same initialisation
-(every weight and bias uniform in ``[-1/sqrt(H), 1/sqrt(H)]``). The schemes
+Each follows the cell protocol (see :mod:`pytest_rnnmemory.cells`). The first
+three hold their weights exactly as the matching ``torch.nn`` module holds
+those of its first layer: same names, same gate order, same shapes, same
+initialisation (every weight and bias uniform in ``[-1/sqrt(H), 1/sqrt(H)]``);
+the 1997 LSTM holds its three gate blocks the same way. The schemes
 run these modules under ``torch.func.vmap``, or compute the equations
 written here in their own way (:mod:`.stepwise`, :mod:`.fused`,
 :mod:`.native`); the tests hold them all to these modules.
@@ -106,6 +107,51 @@ class GRU(_Recurrent):
             z = torch.sigmoid(xz + hz)
             n = torch.tanh(xn + r * hn)
             h = (1 - z) * n + z * h
+            states.append(h)
+        return torch.stack(states, dim=1)
+
+
+class LSTM1997(_Recurrent):
+    """Hochreiter & Schmidhuber's 1997 LSTM: input and output gates, no forget gate::
+
+    i, g, o = W_ih x_t + b_ih + W_hh h_(t-1) + b_hh          (split in 3)
+    c_t = c_(t-1) + sigmoid(i) * (4 sigmoid(g) - 2)          the cell input squashed into [-2, 2]
+    h_t = sigmoid(o) * (2 sigmoid(c_t) - 1)                  the cell state squashed into [-1, 1]
+    h_(-1) = c_(-1) = 0
+
+    Each unit is a memory cell with its own gates (the paper's blocks of one cell) and
+    feeds back to every gate and cell input. The paper's initialisation for the adding
+    problem: every weight and bias uniform in ``[-0.1, 0.1]``, then the input gates'
+    biases at -3 in the first half of the units and -6 in the second (the paper's two
+    blocks), so that the cells first ignore their inputs; ``bias_hh`` starts at zero.
+    The gradient is the full one through time, where the paper truncated it at the cells.
+    """
+
+    gates = 3
+
+    #: The input gates' biases in the first and second half of the units.
+    INPUT_GATE_BIASES = (-3.0, -6.0)
+
+    def reset_parameters(self) -> None:
+        """The paper's initialisation (see the class)."""
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -0.1, 0.1)
+        with torch.no_grad():
+            half = (self.hidden_size + 1) // 2
+            first, second = self.INPUT_GATE_BIASES
+            self.bias_ih[:half] = first
+            self.bias_ih[half : self.hidden_size] = second
+            self.bias_hh.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self._input_part(x)
+        h = x.new_zeros(x.shape[0], self.hidden_size)
+        c = h
+        states = []
+        for t in range(x.shape[1]):
+            i, g, o = (pre[:, t] + h @ self.weight_hh.T + self.bias_hh).chunk(3, dim=-1)
+            c = c + torch.sigmoid(i) * (4.0 * torch.sigmoid(g) - 2.0)
+            h = torch.sigmoid(o) * (2.0 * torch.sigmoid(c) - 1.0)
             states.append(h)
         return torch.stack(states, dim=1)
 

@@ -5,9 +5,10 @@
  *
  *   x          [n][b][T][I]  the inputs, read through the strides given (training reads a copy of
  *                            each group of minibatches, see train_batches)
- *   weight_ih  [n][G*H][I]   per trial, rows in torch's gate order (lstm i, f, g, o; gru r, z, n)
+ *   weight_ih  [n][G*H][I]   per trial, rows in torch's gate order (lstm i, f, g, o; gru r, z, n;
+ *                            lstm1997 i, g, o)
  *   weight_hh  [n][G*H][H]
- *   bias       [n][G*H]      bias_ih, plus bias_hh for rnn_tanh and lstm
+ *   bias       [n][G*H]      bias_ih, plus bias_hh for every cell but gru
  *   bias_hh    [n][G*H]      gru only: b_hn sits inside r * (W_hn h + b_hn)
  *   pre        [T][G*H][L]   the input part of every gate pre-activation, bias included
  *   states     [T][H][L]     the hidden state after every step, h_(-1) = 0
@@ -15,6 +16,7 @@
  * What the backward pass needs is kept by the forward pass when it is given somewhere to keep it:
  *   lstm: gates [T][4H][L] (i, f, g, o after their nonlinearities), extra [T][2H][L] (c_t, tanh c_t)
  *   gru:  gates [T][3H][L] (r, z, n after their nonlinearities), extra [T][H][L] (W_hn h + b_hn)
+ *   lstm1997: gates [T][3H][L] (i, g, o after their nonlinearities), extra [T][2H][L] (c_t, sigmoid c_t)
  *
  * The recurrence's backward pass returns d loss / d pre, d loss / d weight_hh and, for gru,
  * d loss / d bias_hh; the input part's returns those of x, weight_ih and the bias. Weight gradients
@@ -44,7 +46,8 @@
 #endif
 
 /* MEMORYLESS: h_t = tanh(pre_t), the recurrent weights and bias held at zero and never trained */
-enum { RNN_TANH = 0, LSTM = 1, GRU = 2, MEMORYLESS = 3 };
+/* LSTM1997: Hochreiter & Schmidhuber's 1997 LSTM, gates i, g, o and no forget gate (see lstm97_lanes) */
+enum { RNN_TANH = 0, LSTM = 1, GRU = 2, MEMORYLESS = 3, LSTM1997 = 4 };
 
 /* the target of a step that is not scored (cross-entropy's ignore_index) */
 #define IGNORE_TARGET (-100)
@@ -200,6 +203,18 @@ static void lstm_lanes(int64_t lanes, out_t i_, out_t f_, out_t g_, out_t o_, in
     }
 }
 
+/* The 1997 cell: c_t = c_(t-1) + i g, h_t = o (2 sigmoid(c_t) - 1), g = 4 sigmoid(.) - 2 in [-2, 2].
+ * i_, g_, o_ hold the pre-activations on the way in and the gates on the way out; s_c is sigmoid(c_t). */
+static void lstm97_lanes(int64_t lanes, out_t i_, out_t g_, out_t o_, in_t c_prev, out_t c, out_t s_c,
+                         out_t h) {
+    for (int64_t l = 0; l < lanes; l++) {
+        const float i = sigmoid_(i_[l]), g = 4.0f * sigmoid_(g_[l]) - 2.0f, o = sigmoid_(o_[l]);
+        const float cn = c_prev[l] + i * g, s = sigmoid_(cn);
+        i_[l] = i, g_[l] = g, o_[l] = o;
+        c[l] = cn, s_c[l] = s, h[l] = o * (2.0f * s - 1.0f);
+    }
+}
+
 /* r_, z_, n_ hold W_hh h + b_hh on the way in and the gates on the way out */
 static void gru_lanes(int64_t lanes, in_t pr, in_t pz, in_t pn, out_t r_, out_t z_, out_t n_, in_t h_prev,
                       out_t gh_n, out_t h) {
@@ -231,6 +246,20 @@ static void lstm_back_lanes(int64_t lanes, in_t i_, in_t f_, in_t g_, in_t o_, i
     }
 }
 
+/* the 1997 cell: the cell state carries over whole (no forget gate) */
+static void lstm97_back_lanes(int64_t lanes, in_t i_, in_t g_, in_t o_, in_t s_c, in_t grad, in_t carry,
+                              out_t carry_c, out_t di, out_t dg, out_t d_o) {
+    for (int64_t l = 0; l < lanes; l++) {
+        const float i = i_[l], g = g_[l], o = o_[l], s = s_c[l];
+        const float dh = grad[l] + carry[l];
+        const float dc = carry_c[l] + dh * o * 2.0f * s * (1.0f - s);
+        di[l] = dc * g * i * (1.0f - i);
+        dg[l] = dc * i * (4.0f - g * g) * 0.25f;
+        d_o[l] = dh * (2.0f * s - 1.0f) * o * (1.0f - o);
+        carry_c[l] = dc;
+    }
+}
+
 /* gh*: d loss / d (W_hh h + b_hh); direct: d loss / d h_(t-1) through h_t = n + z (h_(t-1) - n) */
 static void gru_back_lanes(int64_t lanes, in_t r_, in_t z_, in_t n_, in_t gh_n, in_t h_prev, in_t grad,
                            in_t carry, out_t dr, out_t dz, out_t dn, out_t ghr, out_t ghz, out_t ghn,
@@ -247,7 +276,7 @@ static void gru_back_lanes(int64_t lanes, in_t r_, in_t z_, in_t n_, in_t gh_n, 
     }
 }
 
-static int64_t gates_of(int cell) { return cell == LSTM ? 4 : cell == GRU ? 3 : 1; }
+static int64_t gates_of(int cell) { return cell == LSTM ? 4 : cell == GRU || cell == LSTM1997 ? 3 : 1; }
 
 static int forward(int cell, int64_t steps, int64_t n, int64_t b, int64_t hidden, const float *pre,
                    const float *weight_hh, const float *bias_hh, float *states, float *gates, float *extra) {
@@ -271,6 +300,16 @@ static int forward(int cell, int64_t steps, int64_t n, int64_t b, int64_t hidden
         } else if (cell == RNN_TANH) {
             recur(lanes, rows, hidden, w, p, h_prev, h);
             for (int64_t l = 0; l < width; l++) h[l] = tanh_(h[l]);
+        } else if (cell == LSTM1997) {
+            /* kept: c_t and sigmoid(c_t) per step; else c alternates between two buffers */
+            float *c = extra ? extra + t * 2 * width : cell_tmp + ((t + 1) & 1) * width;
+            float *sc = extra ? c + width : other_tmp;
+            const float *c_prev = !t ? zeros : extra ? c - 2 * width : cell_tmp + (t & 1) * width;
+            recur(lanes, rows, hidden, w, p, h_prev, a);
+            for (int64_t u = 0; u < hidden; u++) {
+                lstm97_lanes(lanes, a + u * lanes, a + (hidden + u) * lanes, a + (2 * hidden + u) * lanes,
+                             c_prev + u * lanes, c + u * lanes, sc + u * lanes, h + u * lanes);
+            }
         } else if (cell == LSTM) {
             /* kept: c_t and tanh c_t per step; else c alternates between two buffers */
             float *c = extra ? extra + t * 2 * width : cell_tmp + ((t + 1) & 1) * width;
@@ -322,6 +361,14 @@ static int backward(int cell, int64_t steps, int64_t n, int64_t b, int64_t hidde
             continue;                               /* and no recurrent weight takes a gradient */
         } else if (cell == RNN_TANH) {
             elman_back_lanes(width, g, carry, h, d);
+            recur_t(lanes, rows, hidden, w, NULL, d, carry_next);
+        } else if (cell == LSTM1997) {
+            const float *a = gates + t * rows * lanes, *sc = extra + t * 2 * width + width;
+            for (int64_t u = 0; u < hidden; u++) {
+                const int64_t ui = u * lanes, ug = (hidden + u) * lanes, uo = (2 * hidden + u) * lanes;
+                lstm97_back_lanes(lanes, a + ui, a + ug, a + uo, sc + ui, g + ui, carry + ui, carry_c + ui, d + ui,
+                                  d + ug, d + uo);
+            }
             recur_t(lanes, rows, hidden, w, NULL, d, carry_next);
         } else if (cell == LSTM) {
             const float *a = gates + t * rows * lanes, *c = extra + t * 2 * width, *tc = c + width;
@@ -561,7 +608,7 @@ static int train_step(int cell, int regression, int64_t steps, int64_t first, in
         for (int64_t l = 0; l < rows * lanes; l++) b_in[l] += b_hh[l];
     }
     input_steps(lanes, steps, inputs, rows, w_ih, b_in, xl, pre);
-    const int keeps = cell == LSTM || cell == GRU;
+    const int keeps = cell == LSTM || cell == GRU || cell == LSTM1997;
     if (forward(cell, steps, n, b, hidden, pre, wp[W_HH], cell == GRU ? wp[B_HH] : NULL, states,
                 keeps ? gates : NULL, keeps ? extra : NULL))
         goto done;

@@ -71,7 +71,7 @@ FLAG_SETS = (
 BUILD_TIMEOUT_S = 300
 
 #: The cells of ``native.c`` (its ``enum``), named in each built-in cell's :class:`.Recurrence`.
-RNN_TANH, LSTM, GRU, MEMORYLESS = 0, 1, 2, 3
+RNN_TANH, LSTM, GRU, MEMORYLESS, LSTM1997 = 0, 1, 2, 3, 4
 
 
 class NativeUnavailable(SchemeError):

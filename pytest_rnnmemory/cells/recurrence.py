@@ -29,8 +29,9 @@ class Recurrence:
     module: type[nn.Module]
     #: Gate blocks stacked in the weights (``weight_ih [G*H, I]``).
     gates: int
-    #: torch's fused sequence op (``torch.lstm``, ``torch.gru``, ``torch.rnn_tanh``), for ``fused``.
-    fused_op: str
+    #: torch's fused sequence op (``torch.lstm``, ``torch.gru``, ``torch.rnn_tanh``), for ``fused``
+    #: (``None``: torch has none, and ``schemes`` leaves ``fused`` out).
+    fused_op: str | None
     #: Whether torch's CPU kernel for it runs a whole sequence in one call (oneDNN's LSTM), so that
     #: ``fused`` beats ``stepwise`` on the CPU for narrow cases; the others step under autograd.
     fused_whole_sequence_on_cpu: bool

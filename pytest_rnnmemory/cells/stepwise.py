@@ -191,6 +191,62 @@ class _LSTM(torch.autograd.Function):
         return d_gates, _recurrent_weight_grad(d_gates, _shifted(states))
 
 
+class _LSTM1997(torch.autograd.Function):
+    """The 1997 LSTM (no forget gate); ``pre`` holds the input part and both biases."""
+
+    @staticmethod
+    def forward(ctx, pre: torch.Tensor, weight_hh: torch.Tensor) -> torch.Tensor:
+        steps, n, b, rows = pre.shape
+        hidden = rows // 3
+        w_t = weight_hh.transpose(1, 2)
+        states = pre.new_empty(steps, n, b, hidden)
+        squashed = pre.new_empty(steps, n, b, hidden)  # sigmoid(c_t)
+        gates = pre.new_empty(steps, n, b, 3, hidden)  # i, g, o after their nonlinearities
+        h = pre.new_zeros(n, b, hidden)
+        c = pre.new_zeros(n, b, hidden)
+        for pre_t, act, s, state in zip(
+            pre.unbind(0), gates.unbind(0), squashed.unbind(0), states.unbind(0), strict=True
+        ):
+            raw = torch.baddbmm(pre_t, h, w_t).view(n, b, 3, hidden)
+            torch.sigmoid(raw, out=act)
+            act[:, :, 1].mul_(4.0).sub_(2.0)  # g = 4 sigmoid - 2
+            c = torch.addcmul(c, act[:, :, 0], act[:, :, 1])
+            torch.sigmoid(c, out=s)
+            h = torch.mul(act[:, :, 2], 2.0 * s - 1.0, out=state)
+        ctx.save_for_backward(states, squashed, gates, weight_hh)
+        return states
+
+    @staticmethod
+    def backward(ctx, grad_states: torch.Tensor):
+        states, squashed, gates, weight_hh = ctx.saved_tensors
+        steps, n, b, hidden = states.shape
+        i, g, o = (gates[..., k, :] for k in range(3))
+        to_cell = o * 2.0 * squashed * (1.0 - squashed)  # d h_t / d c_t
+        # The input and cell-input gates' derivatives are d(loss)/d(c_t) times these factors;
+        # 4 sigmoid' = (2 + g)(2 - g) / 4 for g = 4 sigmoid - 2.
+        cell_factors = torch.stack([g * i * (1.0 - i), i * (4.0 - g * g) * 0.25], dim=3)
+        out_factor = (2.0 * squashed - 1.0) * o * (1.0 - o)
+        d_gates = torch.empty_like(gates)
+        carry_h = torch.zeros_like(states[0])
+        carry_c = torch.zeros_like(states[0])
+        per_step = zip(
+            grad_states.unbind(0),
+            to_cell.unbind(0),
+            cell_factors.unbind(0),
+            out_factor.unbind(0),
+            d_gates.unbind(0),
+            strict=True,
+        )
+        for grad_t, to_cell_t, cell_factor_t, out_factor_t, d_t in reversed(list(per_step)):
+            d_h = grad_t + carry_h
+            carry_c = torch.addcmul(carry_c, d_h, to_cell_t)  # the cell state carries over whole
+            torch.mul(cell_factor_t, carry_c.unsqueeze(2), out=d_t[:, :, :2])
+            torch.mul(out_factor_t, d_h, out=d_t[:, :, 2])
+            carry_h = torch.bmm(d_t.view(n, b, 3 * hidden), weight_hh)
+        d_gates = d_gates.view(steps, n, b, 3 * hidden)
+        return d_gates, _recurrent_weight_grad(d_gates, _shifted(states))
+
+
 def elman(pre: torch.Tensor, weight_hh: torch.Tensor, bias_hh: torch.Tensor | None) -> torch.Tensor:
     """The Elman recurrence; both biases are in ``pre``."""
     return _Elman.apply(pre, weight_hh)
@@ -199,6 +255,11 @@ def elman(pre: torch.Tensor, weight_hh: torch.Tensor, bias_hh: torch.Tensor | No
 def lstm(pre: torch.Tensor, weight_hh: torch.Tensor, bias_hh: torch.Tensor | None) -> torch.Tensor:
     """The LSTM recurrence; both biases are in ``pre``."""
     return _LSTM.apply(pre, weight_hh)
+
+
+def lstm1997(pre: torch.Tensor, weight_hh: torch.Tensor, bias_hh: torch.Tensor | None) -> torch.Tensor:
+    """The 1997 LSTM's recurrence; both biases are in ``pre``."""
+    return _LSTM1997.apply(pre, weight_hh)
 
 
 def gru(pre: torch.Tensor, weight_hh: torch.Tensor, bias_hh: torch.Tensor | None) -> torch.Tensor:

@@ -1,0 +1,137 @@
+"""A source's figures beside ours: the statistic, its interval and the agreement, by hand."""
+
+import dataclasses
+import json
+
+import pytest
+
+from pytest_rnnmemory.literature import (
+    AGREES,
+    NOT_COMPARED,
+    OURS_BETTER,
+    OURS_WORSE,
+    agreement,
+    bootstrap,
+    compare,
+    percentile_interval,
+)
+from pytest_rnnmemory.records import GeneralisationRecord
+from pytest_rnnmemory.report import markdown, run_from_json, to_json
+from pytest_rnnmemory.schema import ReferenceFigure, ReferenceSection
+from pytest_rnnmemory.stats import decide
+from tests.records import record_with_metrics
+from tests.test_report import report_data
+
+
+def figure(statistic, value, trials=10, **more):
+    return ReferenceFigure(cell="lstm", length=10, statistic=statistic, value=value, trials=trials, **more)
+
+
+def with_sequences(record, sequences):
+    trials = tuple(dataclasses.replace(t, sequences=s) for t, s in zip(record.trials, sequences, strict=True))
+    return dataclasses.replace(record, trials=trials)
+
+
+def test_agreement_is_the_figure_inside_our_interval_and_else_the_better_side():
+    assert agreement(5, 4, 6, lower_is_better=False) == AGREES
+    assert agreement(4, 4, 6, lower_is_better=False) == AGREES  # the interval is closed
+    assert agreement(7, 4, 6, lower_is_better=False) == OURS_WORSE  # the source's accuracy is higher
+    assert agreement(3, 4, 6, lower_is_better=False) == OURS_BETTER
+    assert agreement(7, 4, 6, lower_is_better=True) == OURS_BETTER  # the source needed more sequences
+    assert agreement(3, 4, 6, lower_is_better=True) == OURS_WORSE
+
+
+def test_a_success_rate_gets_the_clopper_pearson_interval():
+    # 7 of 10: the exact 95% interval is [0.3475, 0.9333] (Beta(7, 4) and Beta(8, 3) quantiles).
+    record = record_with_metrics("lstm", 10, [1.0] * 7 + [0.5] * 3)
+    c = compare(figure("success_rate", 0.9), record)
+    assert c.ours == pytest.approx(0.7)
+    assert (c.low, c.high) == pytest.approx((0.3475, 0.9333), abs=1e-4)
+    assert c.agreement == AGREES
+    assert compare(figure("success_rate", 0.95), record).agreement == OURS_WORSE
+    assert compare(figure("success_rate", 0.3), record).agreement == OURS_BETTER
+    assert (c.k, c.n, str(c.verdict)) == (7, 10, "inconclusive")
+
+
+def test_sequences_to_learn_is_the_mean_over_the_trials_that_learned_with_a_bootstrap_interval():
+    record = with_sequences(record_with_metrics("lstm", 10, [1.0] * 3 + [0.5]), [1000, 2000, 3000, None])
+    c = compare(figure("mean_sequences", 74_000), record)
+    assert c.ours == 2000
+    # Resamples of three values: their mean lies between the least and the greatest.
+    assert 1000 <= c.low < 2000 < c.high <= 3000
+    assert c.agreement == OURS_BETTER  # the source needed more sequences than any of ours
+    assert c.note == "3 of 4 trials learned; the mean is over them"
+    assert compare(figure("mean_sequences", 500), record).agreement == OURS_WORSE
+    assert compare(figure("mean_sequences", 2000), record).agreement == AGREES
+
+
+def test_a_mean_needs_two_trials_that_learned():
+    record = with_sequences(record_with_metrics("lstm", 10, [1.0] + [0.5] * 3), [1000, None, None, None])
+    c = compare(figure("mean_sequences", 1000), record)
+    assert (c.agreement, c.ours, c.low) == (NOT_COMPARED, None, None)
+    assert "1 of 4 trials learned" in c.note
+
+
+def test_the_best_of_k_is_bootstrapped_from_our_trials():
+    # One trial in ten reaches 1.0. The best of 60 draws misses it with probability 0.9^60 = 0.0018,
+    # below 2.5%: the interval is [1.0, 1.0]. The best of 10 misses it with probability 0.349:
+    # the interval is [0.5, 1.0].
+    record = record_with_metrics("lstm", 10, [1.0] + [0.5] * 9)
+    sixty = compare(figure("best_accuracy", 1.0, trials=60), record)
+    assert (sixty.low, sixty.high, sixty.agreement) == (1.0, 1.0, AGREES)
+    assert compare(figure("best_accuracy", 0.99, trials=60), record).agreement == OURS_BETTER
+    ten = compare(figure("best_accuracy", 0.8, trials=10), record)
+    assert (ten.low, ten.high, ten.agreement) == (0.5, 1.0, AGREES)
+    assert percentile_interval(bootstrap([0.5] * 9 + [1.0], "best", k=10)) == (0.5, 1.0)
+
+
+def test_a_figure_at_an_evaluation_length_reads_the_trials_there():
+    record = record_with_metrics("lstm", 10, [1.0] * 4)
+    trials = tuple(dataclasses.replace(t, eval_metrics=(0.6,)) for t in record.trials)
+    record = dataclasses.replace(
+        record,
+        trials=trials,
+        generalisation=(GeneralisationRecord(100, decide(0, 4), 0.6, 0.6),),
+    )
+    at_100 = compare(figure("best_accuracy", 1.0, eval_length=100), record)
+    assert (at_100.ours, at_100.agreement) == (0.6, OURS_WORSE)
+    at_500 = compare(figure("best_accuracy", 1.0, eval_length=500), record)
+    assert at_500.agreement == NOT_COMPARED and "not evaluated at length 500" in at_500.note
+
+
+def test_a_figure_whose_case_did_not_run_is_not_compared():
+    c = compare(figure("success_rate", 1.0), None)
+    assert (c.agreement, c.verdict) == (NOT_COMPARED, None)
+
+
+def reference_report():
+    data = report_data()
+    data["config"]["reference"] = ReferenceSection(
+        source="Somebody et al. (2000)",
+        setup="a single unit",
+        figures=(
+            ReferenceFigure("lstm", 10, "success_rate", 0.2, 20, differs="they trained for longer"),
+            ReferenceFigure("rnn", 5, "success_rate", 0.9, 20),
+            ReferenceFigure("rnn", 7, "success_rate", 0.9, 20),
+        ),
+    ).to_json()
+    return data
+
+
+def test_the_report_sets_each_figure_beside_ours_with_the_verdict_and_what_differs():
+    run = run_from_json(reference_report())
+    text = markdown(run, {})
+    section = text.split("## Literature")[1].split("\n## ")[0]
+    assert "**Somebody et al. (2000)**: a single unit" in section
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in section.splitlines()]
+    lstm, rnn, missing = [row for row in rows if row and row[0] in ("rnn", "lstm")]
+    # lstm at 10: 9 of 10, interval [0.555, 0.997]; the source's 0.2 lies below it.
+    assert lstm[3:6] == ["0.200 (over 20)", "0.900 [0.555, 0.997]", "ours better"]
+    assert lstm[7:] == ["✓ learns (9/10)", "they trained for longer"]
+    assert rnn[5] == "agrees"
+    assert missing[5] == "not compared" and "did not run" in missing[6]
+    data = to_json(run, {})
+    assert [c["agreement"] for c in data["literature"]] == ["ours better", "agrees", "not compared"]
+    # The reference travels in the report's config: the report renders again from its JSON.
+    assert markdown(run_from_json(json.loads(json.dumps(data))), {}) == text
+    assert "[[reference.figures]]" in text
