@@ -232,7 +232,9 @@ def check_reference(draft: Draft) -> None:
         return
     if not figures:
         problems.add(
-            "reference", "has no figures: add [[reference.figures]] tables (keys below in the README)"
+            "reference",
+            "has no figures: add [[reference.figures]] tables with keys "
+            + ", ".join(keys_of(ReferenceFigure)),
         )
     cells = draft.raw_list("cells")
     built = []

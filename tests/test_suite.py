@@ -860,3 +860,10 @@ def test_streamed_data_is_sized_by_the_piece_drawn_at_a_time_not_by_the_budget(t
     assert load_suite(write(tmp_path, text)).train.max_sequences == 2_000_000
     fixed = text.replace('data = "stream"\nmax_sequences = 2000000\n', "samples = 1000000\n")
     assert "needs about 90" in single_problem(tmp_path, fixed)
+
+
+def test_a_reference_without_figures_names_the_keys_a_figure_takes(tmp_path):
+    text = TWO_CELLS + REFERENCE.split("[[reference.figures]]")[0]
+    assert "reference: has no figures: add [[reference.figures]] tables with keys cell, length" in (
+        single_problem(tmp_path, text)
+    )
