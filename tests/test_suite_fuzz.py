@@ -12,7 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_rnnmemory.errors import SuiteError
-from pytest_rnnmemory.schema import SECTIONS, Overrides, check_value, is_required, keys_of
+from pytest_rnnmemory.schema import (
+    SECTIONS,
+    Overrides,
+    ReferenceFigure,
+    ReferenceSection,
+    check_value,
+    is_required,
+    keys_of,
+)
 from pytest_rnnmemory.suite import load_suite
 from pytest_rnnmemory.tasks import TASKS
 
@@ -115,3 +123,42 @@ def test_the_fuzzed_keys_are_the_schemas():
         for f in dataclasses.fields(cls):
             assert f"{section}.{f.name}" in KEYS
             assert is_required(f) == (f"{section}.{f.name}" in ("suite.task", "suite.cells", "suite.lengths"))
+
+
+FIGURE = {"cell": "rnn", "length": 2, "statistic": "success_rate", "value": 0.5, "trials": 10}
+REFERENCE_KEYS = [f"reference.{name}" for name in keys_of(ReferenceSection) if name != "figures"]
+REFERENCE_KEYS += [f"reference.figures.{name}" for name in keys_of(ReferenceFigure)]
+
+reference_mutations = st.dictionaries(
+    st.sampled_from(REFERENCE_KEYS), st.sampled_from(ALWAYS_WRONG + SOMETIMES_WRONG), min_size=1, max_size=3
+)
+
+
+@settings(derandomize=True, max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutations=reference_mutations)
+def test_every_problem_of_a_reference_is_one_line_naming_its_key(tmp_path_factory, mutations):
+    head, figure = {"source": "Somebody (2000)"}, dict(FIGURE)
+    for path, value in mutations.items():
+        table = figure if path.startswith("reference.figures.") else head
+        key = path.rsplit(".", 1)[1]
+        if value is MISSING:
+            table.pop(key, None)
+        else:
+            table[key] = value
+    text = render(BASE) + render({"reference": head}) + "[[reference.figures]]\n"
+    text += "\n".join(f"{key} = {toml_value(value)}" for key, value in figure.items()) + "\n"
+    suite_file = tmp_path_factory.mktemp("fuzz") / "fuzzed.toml"
+    suite_file.write_text(text, encoding="utf-8")
+    try:
+        load_suite(suite_file, Overrides(), label="fuzzed.toml")
+    except SuiteError as exc:
+        lines = exc.problems
+        for line in lines:
+            assert line.startswith("fuzzed.toml: ") and "\n" not in line, line
+        for path, value in mutations.items():
+            if any(value is wrong or value == wrong for wrong in ALWAYS_WRONG):
+                where = path.replace("reference.figures.", "reference.figures[0].")
+                named = [line for line in lines if f"{where} = " in line]
+                assert len(named) == 1, (path, value, lines)
+        return
+    assert not any(any(v is w or v == w for w in ALWAYS_WRONG) for v in mutations.values())
