@@ -556,3 +556,17 @@ def test_streamed_training_draws_fresh_sequences_every_piece_up_to_the_budget():
     assert [len(curve) for curve in outcome.val_metric] == [4, 4]
     single = train_case(alone(spec, 1))
     assert single.metrics[0] == pytest.approx(outcome.metrics[1], abs=1e-6)
+
+
+def test_a_trial_with_exactly_the_threshold_right_reaches_it():
+    """950 right of 1000 is 0.95: counted in float32 it was 0.94999999 and fell short of 0.95."""
+    spec = spec_for("rnn", length=3, trials=2)
+    model = stacked.StackedModel(spec, make_task(spec.task), torch.device("cpu"), "stepwise")
+    x = torch.zeros(model.n, 1000, 3, 1)
+    y = torch.full((model.n, 1000, 3), -100)
+    y[:, :950, -1], y[:, 950:, -1] = 1, 0
+    model.forward = lambda params, arranged, first: arranged
+    model.right = lambda logits, part: part == 1  # the first 950 sequences are right
+    metrics = model.evaluate("accuracy", x, y, 0)
+    assert metrics.tolist() == [0.95, 0.95]
+    assert bool((metrics >= 0.95).all())
