@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from . import seeds
+from .schema import TrainSection
 from .spec import CaseSpec
 from .tasks import IGNORE, Task, scored_steps, unscored
 from .usercode import DATA, user_code
@@ -207,12 +208,11 @@ class TrialData:
 STREAM_FLOATS = 1 << 26
 
 
-def stream_piece(spec: CaseSpec, steps: int, inputs: int) -> int:
+def stream_piece(train: TrainSection, trials: int, steps: int, inputs: int) -> int:
     """Sequences per trial drawn at a time from a stream: the checks' interval, within memory, in
     whole minibatches."""
-    train = spec.train
     every = train.eval_every or max(1, train.max_sequences // 10)
-    fits = max(train.batch_size, STREAM_FLOATS // max(1, spec.trials * steps * inputs))
+    fits = max(train.batch_size, STREAM_FLOATS // max(1, trials * steps * inputs))
     piece = min(every, fits, train.max_sequences)
     return max(train.batch_size, piece // train.batch_size * train.batch_size)
 

@@ -3,12 +3,14 @@
 Each figure of a suite's ``[reference]`` names its statistic; ours is computed
 over the verdict's trials (never the tuning trials that chose their recipe),
 with a 95% interval: Clopper-Pearson for a success rate, a percentile
-bootstrap with a fixed seed for a mean or a best-of-k, where no exact interval
-exists. The figure *agrees* when it lies inside our interval.
+bootstrap with a fixed seed for a mean, and for the best of k trials the
+bootstrap distribution of a maximum, which is known exactly. The figure
+*agrees* when it lies inside our interval.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -66,13 +68,16 @@ class Comparison:
         }
 
 
-def bootstrap(values: Sequence[float], statistic: str, k: int = 0) -> np.ndarray:
-    """The statistic over resamples of ``values``: the mean of all, or the best of ``k`` draws."""
+def bootstrap_mean(values: Sequence[float]) -> np.ndarray:
+    """The mean of each of :data:`RESAMPLES` resamples of ``values`` (drawn in chunks of bounded memory)."""
     data = np.asarray(values, dtype=np.float64)
     rng = np.random.default_rng(BOOTSTRAP_SEED)
-    size = len(data) if statistic == "mean" else k
-    draws = data[rng.integers(0, len(data), size=(RESAMPLES, size))]
-    return draws.mean(axis=1) if statistic == "mean" else draws.max(axis=1)
+    chunk = max(1, 10_000_000 // len(data))
+    means = [
+        data[rng.integers(0, len(data), size=(min(chunk, RESAMPLES - start), len(data)))].mean(axis=1)
+        for start in range(0, RESAMPLES, chunk)
+    ]
+    return np.concatenate(means)
 
 
 def percentile_interval(estimates: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
@@ -80,6 +85,23 @@ def percentile_interval(estimates: np.ndarray, confidence: float = 0.95) -> tupl
     tail = (1 - confidence) / 2
     low, high = np.quantile(estimates, [tail, 1 - tail])
     return float(low), float(high)
+
+
+def best_of(values: Sequence[float], k: int, confidence: float = 0.95) -> tuple[float, float, float]:
+    """The median and central interval of the best of ``k`` draws from ``values`` (with replacement).
+
+    The bootstrap distribution of a maximum, computed exactly: the best of k draws is at
+    most the j-th smallest value with probability (j / n)^k.
+    """
+    ranked = np.sort(np.asarray(values, dtype=np.float64))
+    n = len(ranked)
+    at_most = (np.searchsorted(ranked, ranked, side="right") / n) ** k  # P(best <= each value)
+
+    def quantile(q: float) -> float:
+        return float(ranked[np.argmax(at_most >= q)])
+
+    tail = (1 - confidence) / 2
+    return quantile(0.5), quantile(tail), quantile(1 - tail)
 
 
 def agreement(value: float, low: float, high: float, *, lower_is_better: bool) -> str:
@@ -95,10 +117,10 @@ def _metrics(record: CaseRecord, eval_length: int) -> list[float] | None:
     if eval_length in (0, record.length):
         return [t.metric for t in record.trials]
     lengths = [g.length for g in record.generalisation]
-    if eval_length not in lengths:
+    if eval_length not in lengths or any(len(t.eval_metrics) != len(lengths) for t in record.trials):
         return None
     i = lengths.index(eval_length)
-    return [t.eval_metrics[i] for t in record.trials if len(t.eval_metrics) > i]
+    return [t.eval_metrics[i] for t in record.trials]
 
 
 def compare(figure: ReferenceFigure, record: CaseRecord | None) -> Comparison:
@@ -126,23 +148,26 @@ def compare(figure: ReferenceFigure, record: CaseRecord | None) -> Comparison:
         return Comparison(figure, value, low, high, said, note, record.verdict, record.k, record.n)
 
     n = len(record.trials)
-    if figure.statistic == "success_rate":
-        k = sum(t.success for t in record.trials)
-        return ours(k / n, clopper_pearson(k, n), f"{k} of {n} trials", lower_is_better=False)
     if figure.statistic == "mean_sequences":
         learned = [t.sequences for t in record.trials if t.sequences is not None]
         if len(learned) < 2:
             note = f"{len(learned)} of {n} trials learned within the budget; a mean needs two"
             return ours(None, None, note, lower_is_better=True)
         note = f"{len(learned)} of {n} trials learned; the mean is over them"
-        interval = percentile_interval(bootstrap(learned, "mean"))
+        interval = percentile_interval(bootstrap_mean(learned))
         return ours(float(np.mean(learned)), interval, note, lower_is_better=True)
     metrics = _metrics(record, figure.eval_length)
-    if not metrics:
+    if metrics is None:
         return ours(None, None, f"the case was not evaluated at length {figure.eval_length}", False)
-    best = bootstrap(metrics, "best", k=figure.trials)
-    note = f"the best of {figure.trials} of our {len(metrics)} trials (bootstrap)"
-    return ours(float(np.median(best)), percentile_interval(best), note, lower_is_better=False)
+    finite = [m for m in metrics if math.isfinite(m)]
+    if len(finite) < len(metrics) or not finite:
+        return ours(None, None, f"{len(metrics) - len(finite)} of {n} trials have no finite metric", False)
+    if figure.statistic == "success_rate":
+        k = sum(m >= record.threshold and not t.diverged for m, t in zip(metrics, record.trials, strict=True))
+        return ours(k / n, clopper_pearson(k, n), f"{k} of {n} trials", lower_is_better=False)
+    median, low, high = best_of(metrics, figure.trials)
+    note = f"the best of {figure.trials} drawn from our {len(metrics)} trials (exact bootstrap)"
+    return ours(median, (low, high), note, lower_is_better=False)
 
 
 def literature(reference: ReferenceSection, records: Mapping[CaseKey, CaseRecord]) -> list[Comparison]:

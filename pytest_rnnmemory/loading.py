@@ -20,7 +20,7 @@ from typing import Any
 
 from .cells import cell_class, is_user_cell
 from .cells.protocol import check_cell
-from .data import STREAM_FLOATS
+from .data import stream_piece
 from .errors import CellError, SuiteError, TaskError
 from .gate import Claim
 from .schema import (
@@ -226,7 +226,7 @@ def check_reference(draft: Draft) -> None:
     built_head = _build_section("reference", ReferenceSection, head, problems)
     if not isinstance(figures, list) or not all(isinstance(f, dict) for f in figures):
         problems.add(
-            f"reference.figures = {show(figures)}",
+            f"reference.figures = {json.dumps(figures, default=str)}",
             "must be tables, written [[reference.figures]] with keys " + ", ".join(keys_of(ReferenceFigure)),
         )
         return
@@ -236,17 +236,34 @@ def check_reference(draft: Draft) -> None:
             "has no figures: add [[reference.figures]] tables with keys "
             + ", ".join(keys_of(ReferenceFigure)),
         )
-    cells = draft.raw_list("cells")
+    # The file's own cells: a profile or the command line may run fewer, and a figure whose case
+    # did not run is reported as not compared.
+    suite = draft.data.get("suite")
+    cells = suite.get("cells") if isinstance(suite, dict) else None
+    cells = cells if isinstance(cells, list) else []
     built = []
     for i, raw in enumerate(figures):
         where = f"reference.figures[{i}]"
         figure = _build_section(where, ReferenceFigure, raw, problems)
-        if figure is not None and figure.cell not in cells:
+        built.append(figure)
+        if figure is None:
+            continue
+        if figure.cell not in cells:
             problems.add(
                 f"{where}.cell = {show(figure.cell)}",
                 f"not a cell of this suite; suite.cells: {', '.join(map(str, cells))}",
             )
-        built.append(figure)
+        if figure.statistic != "mean_sequences" and figure.value > 1:
+            problems.add(
+                f"{where}.value = {figure.value!r}",
+                f"a {figure.statistic} lies in [0, 1] (write 100% as 1.0)",
+            )
+        if figure.statistic == "mean_sequences" and figure.eval_length:
+            problems.add(
+                f"{where}.eval_length = {figure.eval_length}",
+                "applies to best_accuracy and success_rate only: training sequences are counted at the "
+                "trained length",
+            )
     if len(problems.lines) == before and built_head is not None:
         draft.reference = dataclasses.replace(built_head, figures=tuple(built))
 
@@ -326,7 +343,9 @@ def check_sizes(draft: Draft) -> None:
     train: TrainSection = draft.sections["train"]
     verdict: VerdictSection = draft.sections["verdict"]
     trials = verdict.stage if 0 < verdict.stage < verdict.trials else verdict.trials
-    held_out = train.val_samples + (train.test_samples or train.val_samples if train.stop == "learned" else 0)
+    held_out = train.val_samples + (
+        (train.test_samples or train.val_samples) if train.stop == "learned" else 0
+    )
     inputs = draft.task.input_size
     memory = physical_memory()
     for i, length in enumerate(draft.raw_list("lengths")):
@@ -334,10 +353,9 @@ def check_sizes(draft: Draft) -> None:
             continue  # reported by the schema or the task
         longest = length + int(train.spread * length) if train.lengths == "spread" else length
         steps = draft.task.steps(longest)
-        # Streamed data is drawn a piece at a time, at most STREAM_FLOATS of inputs over all trials.
-        every = train.eval_every or max(1, train.max_sequences // 10)
-        piece = min(every, train.max_sequences, max(1, STREAM_FLOATS // (trials * steps * inputs)))
-        sequences = (train.samples if train.data == "fixed" else piece) + held_out
+        drawn = train.samples if train.data == "fixed" else stream_piece(train, trials, steps, inputs)
+        sequences = drawn + held_out
+        budget = "train.samples" if train.data == "fixed" else "train.eval_every, train.val_samples"
         # Every trial's inputs as float32, and one trial's targets as int64 while they are drawn.
         needed = trials * sequences * steps * inputs * 4 + sequences * steps * 8
         if memory is not None and needed > memory:
@@ -345,7 +363,7 @@ def check_sizes(draft: Draft) -> None:
                 f"suite.lengths[{i}] = {length}",
                 f"needs about {needed / 2**30:.3g} GiB for one case's data ({trials} trials x {sequences} "
                 f"sequences x {steps} steps x {inputs} input(s) x 4 bytes), and this machine has "
-                f"{memory / 2**30:.3g} GiB; lower train.samples or verdict.trials, or train the trials in "
+                f"{memory / 2**30:.3g} GiB; lower {budget} or verdict.trials, or train the trials in "
                 "stages (verdict.stage)",
             )
 

@@ -230,7 +230,8 @@ def _literature_section(run: SuiteRun) -> list[str]:
         "",
         "Each published figure beside the same statistic over this run's verdict trials (never the "
         "tuning trials that chose their recipe), with its 95% interval: Clopper-Pearson for a rate, a "
-        "percentile bootstrap for a mean or a best-of-k. *agrees*: the figure lies inside our interval.",
+        "percentile bootstrap for a mean, and for the best of k the bootstrap distribution of a maximum "
+        "(exact). *agrees*: the figure lies inside our interval.",
         "",
         tabulate(
             rows,

@@ -435,9 +435,12 @@ class ReferenceSection:
     @classmethod
     def from_json(cls, data: Any, where: str) -> ReferenceSection:
         fields = Fields(data, where)
-        figures = tuple(
-            _section_from_json(ReferenceFigure, Fields(figure, f"{fields.at('figures')}[{i}]"))
-            for i, figure in enumerate(fields.raw("figures") if fields.has("figures") else [])
+        figures = (
+            fields.objects(
+                "figures", lambda figure, at: _section_from_json(ReferenceFigure, Fields(figure, at))
+            )
+            if fields.has("figures")
+            else ()
         )
         plain = {k: v for k, v in fields.data.items() if k != "figures"}
         head = _section_from_json(ReferenceSection, Fields(plain, where))

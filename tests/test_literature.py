@@ -2,7 +2,9 @@
 
 import dataclasses
 import json
+import math
 
+import numpy as np
 import pytest
 
 from pytest_rnnmemory.literature import (
@@ -11,9 +13,9 @@ from pytest_rnnmemory.literature import (
     OURS_BETTER,
     OURS_WORSE,
     agreement,
-    bootstrap,
+    best_of,
+    bootstrap_mean,
     compare,
-    percentile_interval,
 )
 from pytest_rnnmemory.records import GeneralisationRecord
 from pytest_rnnmemory.report import markdown, run_from_json, to_json
@@ -54,15 +56,19 @@ def test_a_success_rate_gets_the_clopper_pearson_interval():
 
 
 def test_sequences_to_learn_is_the_mean_over_the_trials_that_learned_with_a_bootstrap_interval():
-    record = with_sequences(record_with_metrics("lstm", 10, [1.0] * 3 + [0.5]), [1000, 2000, 3000, None])
+    record = with_sequences(record_with_metrics("lstm", 10, [1.0] * 3 + [0.5]), [1000, 2000, 6000, None])
     c = compare(figure("mean_sequences", 74_000), record)
-    assert c.ours == 2000
+    assert c.ours == 3000  # the mean, not the median (2000)
     # Resamples of three values: their mean lies between the least and the greatest.
-    assert 1000 <= c.low < 2000 < c.high <= 3000
+    assert 1000 <= c.low < 3000 < c.high <= 6000
     assert c.agreement == OURS_BETTER  # the source needed more sequences than any of ours
     assert c.note == "3 of 4 trials learned; the mean is over them"
     assert compare(figure("mean_sequences", 500), record).agreement == OURS_WORSE
-    assert compare(figure("mean_sequences", 2000), record).agreement == AGREES
+    assert compare(figure("mean_sequences", 3000), record).agreement == AGREES
+    # The bootstrap of a mean: the spread of resampled means is the data's over sqrt(n).
+    means = bootstrap_mean([1000.0, 2000.0, 6000.0])
+    assert means.mean() == pytest.approx(3000, rel=0.02)
+    assert means.std() == pytest.approx(np.std([1000, 2000, 6000]) / np.sqrt(3), rel=0.05)
 
 
 def test_a_mean_needs_two_trials_that_learned():
@@ -82,7 +88,17 @@ def test_the_best_of_k_is_bootstrapped_from_our_trials():
     assert compare(figure("best_accuracy", 0.99, trials=60), record).agreement == OURS_BETTER
     ten = compare(figure("best_accuracy", 0.8, trials=10), record)
     assert (ten.low, ten.high, ten.agreement) == (0.5, 1.0, AGREES)
-    assert percentile_interval(bootstrap([0.5] * 9 + [1.0], "best", k=10)) == (0.5, 1.0)
+    # The median of the best of 10: 0.9^10 = 0.349 < 0.5, so it is 1.0; of the best of 5,
+    # 0.9^5 = 0.59 >= 0.5, so it is 0.5.
+    assert best_of([0.5] * 9 + [1.0], 10)[0] == 1.0
+    assert best_of([0.5] * 9 + [1.0], 5)[0] == 0.5
+    # Exact, so no memory grows with k: the best of 100,000 draws.
+    assert best_of([0.5] * 9 + [1.0], 100_000) == (1.0, 1.0, 1.0)
+    # Against resampling by brute force.
+    rng = np.random.default_rng(1)
+    values = rng.random(7)
+    drawn = values[rng.integers(0, 7, size=(200_000, 3))].max(axis=1)
+    assert best_of(values, 3) == pytest.approx(tuple(np.quantile(drawn, [0.5, 0.025, 0.975])), abs=0.05)
 
 
 def test_a_figure_at_an_evaluation_length_reads_the_trials_there():
@@ -97,6 +113,18 @@ def test_a_figure_at_an_evaluation_length_reads_the_trials_there():
     assert (at_100.ours, at_100.agreement) == (0.6, OURS_WORSE)
     at_500 = compare(figure("best_accuracy", 1.0, eval_length=500), record)
     assert at_500.agreement == NOT_COMPARED and "not evaluated at length 500" in at_500.note
+    # A success rate at an evaluation length counts the trials that succeed there, not at 10.
+    rate = compare(figure("success_rate", 0.9, eval_length=100), record)
+    assert (rate.ours, rate.note) == (0.0, "0 of 4 trials")
+
+
+def test_a_trial_without_a_finite_metric_leaves_the_figure_not_compared():
+    record = record_with_metrics("lstm", 10, [1.0, 1.0, 0.5])
+    record = dataclasses.replace(
+        record, trials=(*record.trials[:2], dataclasses.replace(record.trials[2], metric=math.nan))
+    )
+    c = compare(figure("best_accuracy", 1.0), record)
+    assert (c.agreement, c.ours) == (NOT_COMPARED, None)
 
 
 def test_a_figure_whose_case_did_not_run_is_not_compared():

@@ -7,7 +7,8 @@ import textwrap
 
 import pytest
 
-from pytest_rnnmemory.errors import SuiteError
+from pytest_rnnmemory import loading
+from pytest_rnnmemory.errors import StoredDataError, SuiteError
 from pytest_rnnmemory.schema import SECTIONS, Overrides, SuiteConfig, default_of, keys_of
 from pytest_rnnmemory.suite import load_suite
 
@@ -844,14 +845,40 @@ def test_a_reference_travels_into_the_config_the_report_carries(tmp_path):
             ("[[reference.figures]]", 'setup = "x"\ncitation = "y"\n[[reference.figures]]'),
             "reference.citation: unknown key",
         ),
-        (("[[reference.figures]]", "[reference.figures]"), "reference.figures = {"),
+        (("[[reference.figures]]", "[reference.figures]"), 'reference.figures = {"cell": "lstm"'),
+        (
+            ('"mean_sequences"', '"success_rate"'),
+            "reference.figures[0].value = 74000: a success_rate lies in [0, 1]",
+        ),
+        (
+            ("trials = 10", "trials = 10\neval_length = 20"),
+            "reference.figures[0].eval_length = 20: applies to",
+        ),
     ],
 )
 def test_reference_keys_are_checked_in_one_line_each(tmp_path, change, fragment):
     assert fragment in single_problem(tmp_path, TWO_CELLS + REFERENCE.replace(*change))
 
 
-def test_streamed_data_is_sized_by_the_piece_drawn_at_a_time_not_by_the_budget(tmp_path):
+def test_a_profile_that_runs_fewer_cells_keeps_the_references_of_the_others(tmp_path):
+    text = TWO_CELLS + REFERENCE + '[profiles.rnn_only]\nsuite.cells = ["rnn"]\n'
+    suite = load_suite(write(tmp_path, text), Overrides(profile="rnn_only"))
+    assert suite.config.suite.cells == ("rnn",) and suite.config.reference.figures[0].cell == "lstm"
+
+
+def test_a_stored_reference_whose_figures_are_not_a_list_names_the_key():
+    config = load_suite_config_json()
+    config["reference"] = {"source": "x", "figures": None}
+    with pytest.raises(StoredDataError, match=r"config.reference.figures: expected a list, got None"):
+        SuiteConfig.from_json(config)
+
+
+def load_suite_config_json():
+    return json.loads(json.dumps(load_suite("suites/adding_1997.toml").config.to_json()))
+
+
+def test_streamed_data_is_sized_by_the_piece_drawn_at_a_time_not_by_the_budget(tmp_path, monkeypatch):
+    monkeypatch.setattr(loading, "physical_memory", lambda: 24 * 2**30)
     # Held in memory at once, 2,000,000 sequences of length 1100 would need about 90 GiB.
     text = (
         '[suite]\ntask = "adding"\ncells = ["lstm"]\nlengths = [1000]\n[verdict]\ntrials = 10\n'
