@@ -13,10 +13,12 @@ from pytest_rnnmemory.report import FIGURES, markdown, run_from_json, to_json
 from tests.records import record_with_metrics
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
-COMMITTED = sorted(p for p in REPORTS.glob("*.json") if p.name != "baseline-quick.json")
+COMMITTED = sorted(
+    p for p in [*REPORTS.glob("*.json"), *REPORTS.glob("long/*.json")] if p.name != "baseline-quick.json"
+)
 
 
-@pytest.mark.parametrize("path", COMMITTED, ids=[p.stem for p in COMMITTED])
+@pytest.mark.parametrize("path", COMMITTED, ids=[str(p.relative_to(REPORTS)) for p in COMMITTED])
 def test_a_committed_report_renders_again_byte_for_byte_from_its_json(path):
     data = json.loads(path.read_text(encoding="utf-8"))
     run = run_from_json(data)
