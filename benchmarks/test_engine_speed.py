@@ -25,7 +25,6 @@ that happens once per machine and source, and its time is printed apart.
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -35,18 +34,16 @@ import pytest
 import torch
 from torch import nn
 
+from benchmarks import per_trial
+from benchmarks.per_trial import BATCH, LOOP_TRIALS, LR, SAMPLES, TRIALS, VAL
 from pytest_rnnmemory import schemes
 from pytest_rnnmemory.cells.native import native_available, unavailable_reason
 from pytest_rnnmemory.engine import train_case
 from pytest_rnnmemory.schema import ModelSection, TrainSection
 from pytest_rnnmemory.schemes import choose_scheme
 from pytest_rnnmemory.spec import CaseSpec
-from pytest_rnnmemory.tasks import make_task
 
-TRIALS = 30
-SAMPLES, VAL, BATCH, LR = 8000, 2000, 16, 0.001
 #: Trials of the per-trial loop actually timed; the time is scaled to TRIALS.
-LOOP_TRIALS = 3
 #: Runs of the engine timed; like the loop, it is measured by its median run.
 ENGINE_ROUNDS = 3
 CASES = [("rnn", 50), ("lstm", 50), ("rnn", 200), ("lstm", 200)]
@@ -60,34 +57,21 @@ NATIVE: dict[str, object] = {}
 DEFAULT_THREADS = torch.get_num_threads()
 
 
-def per_trial_loop(cell: str, length: int, trials: int) -> float:
-    """Train ``trials`` trials one after another as a user's script does; seconds for 30 trials.
+class _Outputs(nn.Module):
+    """torch's ``RNN`` or ``LSTM`` of one unit, its outputs alone."""
 
-    Scaled from the median trial's time.
-    """
-    task = make_task("latching")
-    modules = {"rnn": nn.RNN, "lstm": nn.LSTM}
-    seconds = []
-    for seed in range(trials):
-        started = time.perf_counter()
-        g = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        x, y = task.sample(length, SAMPLES, g)
-        xv, yv = task.sample(length, VAL, g)
-        y, yv = y[:, -1], yv[:, -1]
-        rnn, readout = modules[cell](1, 1, batch_first=True), nn.Linear(1, 2)
-        optimizer = torch.optim.Adam([*rnn.parameters(), *readout.parameters()], lr=LR)
-        order = torch.randperm(SAMPLES, generator=g)
-        for start in range(0, SAMPLES, BATCH):
-            idx = order[start : start + BATCH]
-            optimizer.zero_grad()
-            out, _ = rnn(x[idx])
-            nn.functional.cross_entropy(readout(out[:, -1]), y[idx]).backward()
-            optimizer.step()
-        with torch.no_grad():
-            (readout(rnn(xv)[0][:, -1]).argmax(1) == yv).float().mean().item()
-        seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds) * TRIALS
+    def __init__(self, module: type[nn.Module]) -> None:
+        super().__init__()
+        self.rnn = module(1, 1, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[0]
+
+
+def per_trial_loop(cell: str, length: int, trials: int) -> float:
+    """Train ``trials`` trials one after another as a user's script does; seconds for 30 trials."""
+    module = {"rnn": nn.RNN, "lstm": nn.LSTM}[cell]
+    return per_trial.per_trial_loop(lambda: _Outputs(module), 1, length, trials)
 
 
 def engine_spec(cell: str, length: int) -> CaseSpec:

@@ -15,22 +15,21 @@ cases of a run do); all on one thread, in this process, one after the other.
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import pytest
 import torch
 from torch import nn
 
+from benchmarks import per_trial
+from benchmarks.per_trial import BATCH, LR, SAMPLES, TRIALS, VAL
 from pytest_rnnmemory import schemes
 from pytest_rnnmemory.engine import train_case
 from pytest_rnnmemory.schema import ModelSection, TrainSection
 from pytest_rnnmemory.spec import CaseSpec
-from pytest_rnnmemory.tasks import make_task
 from tests import cells_for_tests
 
-TRIALS, SAMPLES, VAL, BATCH, LR, LENGTH = 30, 8000, 2000, 16, 0.001, 50
-LOOP_TRIALS = 3
+LENGTH = 50
 CASES = [(cell, hidden) for cell in ("StepGRU", "IndRNN", "MinGRU") for hidden in (1, 8)]
 
 RESULTS: dict[str, dict] = {}
@@ -56,28 +55,9 @@ class _Sequence(nn.Module):
 
 def per_trial_loop(cell: str, hidden: int) -> float:
     """Seconds for 30 trials trained one after another, scaled from the median of a few."""
-    task = make_task("latching")
-    seconds = []
-    for seed in range(LOOP_TRIALS):
-        started = time.perf_counter()
-        g = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        x, y = task.sample(LENGTH, SAMPLES, g)
-        xv, yv = task.sample(LENGTH, VAL, g)
-        y, yv = y[:, -1], yv[:, -1]
-        model = _Sequence(getattr(cells_for_tests, cell)(1, hidden), hidden)
-        readout = nn.Linear(hidden, 2)
-        optimizer = torch.optim.Adam([*model.parameters(), *readout.parameters()], lr=LR)
-        order = torch.randperm(SAMPLES, generator=g)
-        for start in range(0, SAMPLES, BATCH):
-            idx = order[start : start + BATCH]
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(readout(model(x[idx])[:, -1]), y[idx]).backward()
-            optimizer.step()
-        with torch.no_grad():
-            (readout(model(xv)[:, -1]).argmax(1) == yv).float().mean().item()
-        seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds) * TRIALS
+    return per_trial.per_trial_loop(
+        lambda: _Sequence(getattr(cells_for_tests, cell)(1, hidden), hidden), hidden, LENGTH
+    )
 
 
 def engine_spec(cell: str, hidden: int, engine: str = "vmap") -> CaseSpec:

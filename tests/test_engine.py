@@ -22,6 +22,18 @@ from tests.specs import alone, spec_for
 TORCH_CELLS = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
 
 
+def torch_twin(cell, cell_module, readout):
+    """``torch.nn``'s own cell and a ``Linear`` readout holding one trial's initial weights."""
+    rnn = TORCH_CELLS[cell](1, cell_module.hidden_size, batch_first=True)
+    linear = torch.nn.Linear(cell_module.hidden_size, 2)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(rnn, f"{name}_l0").copy_(getattr(cell_module, name))
+        linear.weight.copy_(readout.weight)
+        linear.bias.copy_(readout.bias)
+    return rnn, linear
+
+
 def trial_data(spec, stream, count):
     """Each trial's sequences from its own stream: ``x [n, S, T, I]`` and each trial's (first step, y)."""
     return sample_trials(
@@ -62,13 +74,7 @@ def test_one_trial_follows_torch_nn_and_adam(cell):
     index = 1
     seed = spec.trial_seeds[index]
     cell_module, readout = initial_modules(spec, make_task(spec.task))[index]
-    rnn = TORCH_CELLS[cell](1, spec.hidden, batch_first=True)
-    linear = torch.nn.Linear(spec.hidden, 2)
-    with torch.no_grad():
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            getattr(rnn, f"{name}_l0").copy_(getattr(cell_module, name))
-        linear.weight.copy_(readout.weight)
-        linear.bias.copy_(readout.bias)
+    rnn, linear = torch_twin(cell, cell_module, readout)
     x, y = trial_data(spec, "train", spec.train.samples)
     x, y = x[index], y[index][1][:, -1]
     order = seeds.stream(seed, "order")
@@ -130,13 +136,7 @@ def test_chrono_and_forget_bias_train_as_torch_nn_with_those_biases_set_by_hand(
     ours = initial_modules(spec, make_task(spec.task))[index][0]
     for name in ("bias_ih", "bias_hh", "weight_ih", "weight_hh"):
         torch.testing.assert_close(getattr(ours, name), getattr(cell_module, name), rtol=0, atol=1e-7)
-    rnn = TORCH_CELLS[cell](1, spec.hidden, batch_first=True)
-    linear = torch.nn.Linear(spec.hidden, 2)
-    with torch.no_grad():
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            getattr(rnn, f"{name}_l0").copy_(getattr(cell_module, name))
-        linear.weight.copy_(readout.weight)
-        linear.bias.copy_(readout.bias)
+    rnn, linear = torch_twin(cell, cell_module, readout)
     x, y = trial_data(spec, "train", spec.train.samples)
     x, y = x[index], y[index][1][:, -1]
     order = seeds.stream(spec.trial_seeds[index], "order")
@@ -497,13 +497,7 @@ def test_a_batch_of_mixed_lengths_trains_each_trial_as_torch_nn_on_its_unpadded_
     weights = train(spec, scheme=scheme).weights
     index = 1
     cell_module, readout = initial_modules(spec, make_task(spec.task))[index]
-    rnn = torch.nn.LSTM(1, spec.hidden, batch_first=True)
-    linear = torch.nn.Linear(spec.hidden, 2)
-    with torch.no_grad():
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            getattr(rnn, f"{name}_l0").copy_(getattr(cell_module, name))
-        linear.weight.copy_(readout.weight)
-        linear.bias.copy_(readout.bias)
+    rnn, linear = torch_twin("lstm", cell_module, readout)
     x, targets = trial_data(spec, "train", spec.train.samples)
     x = x[index]
     first, y = targets[index]
