@@ -95,6 +95,7 @@ def user_cell_summary(terminalreporter):
             f"{r['eager_s']:.2f}",
             f"{r['eager_ratio']:.1f}x",
             f"{r['first_s']:.1f}",
+            f"{r['cached_s']:.1f}",
             f"{r['engine_s']:.2f}" if r["compiled"] else "(did not compile)",
             f"{r['ratio']:.1f}x" if r["compiled"] else "",
         ]
@@ -105,8 +106,9 @@ def user_cell_summary(terminalreporter):
         "loop s (30 trials)",
         "vmap s",
         "vmap speed-up",
-        "first compiled s",
-        "compiled s",
+        "compiled, first case, empty cache s",
+        "compiled, first case, cache on disk s",
+        "compiled, later cases s",
         "compiled speed-up",
     ]
     terminalreporter.write_line(tabulate(rows, headers=headers))

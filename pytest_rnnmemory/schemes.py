@@ -19,16 +19,17 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 from torch import nn
 
-from .cells import recurrence_of
+from .cells import cell_class, recurrence_of
+from .cells.compiled import CompiledCell, Signature
 from .cells.native import Training, native_available, unavailable_reason
 from .cells.recurrence import Recurrence
-from .cells.step import StepSequence
-from .errors import SchemeError
+from .cells.step import StepSequence, is_step_cell
+from .errors import CellError, SchemeError
 from .schema import TrainSection
 
 
@@ -139,27 +140,28 @@ class Vmap(TrialMajor):
 
 
 class Compiled(Vmap):
-    """Any protocol cell under ``torch.func.vmap``, compiled by ``torch.compile`` (Inductor).
+    """Any protocol cell, its forward and backward compiled by Inductor (:mod:`.cells.compiled`).
 
     A step cell compiles its one time step (which does not depend on the length, so one
-    compiled step serves every case of the cell), a sequence cell its whole forward; the
-    engine runs the time loop. Compiled code is kept for the process and, by Inductor, in
-    its cache on disk for later runs. Where compiling fails, the cell runs as under
+    compiled step serves every case of the cell with the same trials and minibatch), a
+    sequence cell its whole forward. Code is compiled for the widest minibatch a case trains
+    on and kept for the process; other shapes (a last, partial minibatch) and evaluation at
+    shapes not compiled run as under ``vmap``. Where compiling fails, the cell runs as under
     ``vmap``, after a one-line note.
     """
 
     def __init__(self, module: nn.Module, buffers: dict[str, torch.Tensor]) -> None:
         super().__init__(module, buffers)
         self.step = isinstance(module, StepSequence)
-        target = module.cell if self.step else module
-        self.key = (type(target).__module__, type(target).__qualname__, self.step)
-        self.parts = module.parts if self.step else 1
+        self.cell = type(module.cell if self.step else module)
+        self.key = (self.cell.__module__, self.cell.__qualname__, self.step)
+        self.widest = 0
 
     def hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
         if self.key in _FAILED:
             return super().hidden(params, batch)
         try:
-            return self._hidden(params, batch)
+            compiled = self._compiled(params, batch)
         except Exception as exc:
             _FAILED.add(self.key)
             LOG.warning(
@@ -167,53 +169,48 @@ class Compiled(Vmap):
                 ".".join(self.key[:2]),
                 str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__,
             )
+            compiled = None
+        if compiled is None:
             return super().hidden(params, batch)
+        strip = len("cell.") if self.step else 0
+        return compiled.hidden(
+            {k[strip:]: v for k, v in params.items()}, {k[strip:]: v for k, v in self.buffers.items()}, batch
+        )
 
-    def _hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
-        if not self.step:
-            return _compiled(self.key, lambda: _sequence_fn(self.base))(params, self.buffers, batch)
-        strip = len("cell.")
-        cell_params = {k[strip:]: v for k, v in params.items()}
-        cell_buffers = {k[strip:]: v for k, v in self.buffers.items()}
-        step = _compiled(self.key, lambda: _step_fn(self.base.cell))
-        n, b, steps, _ = batch.shape
-        zeros = batch.new_zeros(n, b, self.base.hidden_size)
-        state: Any = zeros if self.parts == 1 else (zeros,) * self.parts
-        outputs = []
-        for t in range(steps):
-            state = step(cell_params, cell_buffers, batch[:, :, t], state)
-            outputs.append(state if self.parts == 1 else state[0])
-        return torch.stack(outputs, dim=2)
+    def _compiled(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> CompiledCell | None:
+        """The compiled cell for this call's shapes, compiling it for a training minibatch."""
+        signature = Signature.of(self.cell, {**params, **self.buffers}, batch, self.step)
+        found = _COMPILED.get(signature)
+        training = torch.is_grad_enabled() and any(p.requires_grad for p in params.values())
+        if found is None and training and batch.shape[1] >= self.widest:
+            base = self.base.cell if self.step else self.base
+            strip = len("cell.") if self.step else 0
+            found = _COMPILED[signature] = CompiledCell(
+                base,
+                self.base.parts if self.step else 0,
+                self.base.hidden_size if self.step else int(self._width(params, batch)),
+                {k[strip:]: v for k, v in params.items()},
+                {k[strip:]: v for k, v in self.buffers.items()},
+                batch,
+            )
+        if training:
+            self.widest = max(self.widest, batch.shape[1])
+        return found
+
+    def _width(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> int:
+        with torch.no_grad():
+            return Vmap.hidden(self, params, batch[:, :1, :1]).shape[-1]
 
 
-#: Compiled functions by cell class, for the process; classes whose compiling failed.
-_COMPILED: dict[tuple, Callable] = {}
+#: Compiled cells by :class:`~.cells.compiled.Signature`, for the process; classes whose
+#: compiling failed.
+_COMPILED: dict[Signature, CompiledCell] = {}
 _FAILED: set[tuple] = set()
 
 
 def failed_to_compile() -> frozenset[str]:
     """The cells (``module.Class``) this process tried to compile and runs under ``vmap`` instead."""
     return frozenset(".".join(key[:2]) for key in _FAILED)
-
-
-def _compiled(key: tuple, build: Callable[[], Callable]) -> Callable:
-    if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(build(), dynamic=True)
-    return _COMPILED[key]
-
-
-def _step_fn(base: nn.Module) -> Callable:
-    def one(p, b, x, state):
-        return torch.func.functional_call(base, (p, b), (x, state))
-
-    return torch.func.vmap(one)
-
-
-def _sequence_fn(base: nn.Module) -> Callable:
-    def one(p, b, x):
-        return torch.func.functional_call(base, (p, b), (x,))
-
-    return torch.func.vmap(one)
 
 
 def compiler_missing() -> str | None:
@@ -229,9 +226,12 @@ def compiler_missing() -> str | None:
 #: (:data:`COMPILE_MIN_CALLS`).
 COMPILE_SWITCH = "RNNMEMORY_COMPILE"
 
-#: Cell calls (epochs x minibatches x steps) from which compiling pays under ``auto``: the first
-#: compile of a step takes 10 to 20 s on a 2-core CPU, and saves about 0.3 ms a call.
-COMPILE_MIN_CALLS = 100_000
+#: Cell calls (epochs x minibatches x steps) from which compiling a step cell pays under ``auto``.
+#: Measured (``benchmarks/test_user_cell_speed.py``, 30 trials, minibatch 16, a 2-core CPU): the
+#: first compile of a process into an empty cache costs 11 to 12 s (Inductor's start included;
+#: a later cell's takes 2 to 5 s), and a compiled call saves 0.09 ms (IndRNN) to 0.3 ms (a
+#: step-written GRU) against ``vmap``: the IndRNN's first case breaks even near 130,000 calls.
+COMPILE_MIN_CALLS = 150_000
 
 
 #: ``build(recurrence, module, buffers)``: the scheme for trials of one cell (``recurrence`` is
@@ -329,8 +329,8 @@ SCHEMES: dict[str, SchemeEntry] = {
         ),
         SchemeEntry(
             name="compiled",
-            summary="any cell that follows the cell protocol, through torch.func.vmap compiled by "
-            "torch.compile (one time step of a step cell)",
+            summary="any cell that follows the cell protocol, its forward and backward under "
+            "torch.func.vmap traced once and compiled by Inductor (one time step of a step cell)",
             builtin_only=False,
             devices=("cpu", "cuda"),
             build=lambda recurrence, module, buffers: Compiled(module, buffers),
@@ -370,8 +370,10 @@ def choose_scheme(
     ``fused`` where torch's CPU kernel runs whole sequences (oneDNN's LSTM) and
     the case is narrow, ``stepwise`` otherwise; on CUDA,
     ``fused`` (cuDNN) while trials x hidden stays narrow. Any other cell runs under
-    ``vmap``, ``compiled`` where its ``calls`` (epochs x minibatches x steps) pay for
-    compiling (:data:`COMPILE_SWITCH` decides otherwise).
+    ``vmap``; a step cell ``compiled`` where its ``calls`` (epochs x minibatches x
+    steps) pay for compiling (:data:`COMPILE_SWITCH` decides otherwise). A sequence
+    cell is not compiled under ``auto``: the one measured, a scan cell, spends its
+    time in ATen kernels that Inductor calls as they are, and gained nothing.
     """
     kind = torch.device(device).type
     if requested != "auto":
@@ -384,7 +386,7 @@ def choose_scheme(
     recurrence = recurrence_of(cell)
     if recurrence is None:
         switch = os.environ.get(COMPILE_SWITCH, "").lower()
-        pays = switch == "on" or (switch != "off" and calls >= COMPILE_MIN_CALLS)
+        pays = switch == "on" or (switch != "off" and calls >= COMPILE_MIN_CALLS and _steps(cell))
         return "compiled" if pays and SCHEMES["compiled"].refusal(cell, kind) is None else "vmap"
     narrow = trials * hidden <= FUSED_MAX_WIDTH
     fused = "fused" in recurrence.schemes
@@ -395,6 +397,14 @@ def choose_scheme(
     else:
         chosen = "fused" if fused and recurrence.fused_whole_sequence_on_cpu and narrow else "stepwise"
     return chosen if chosen in recurrence.schemes else "vmap"
+
+
+def _steps(cell: str) -> bool:
+    """Whether a user's cell is a step cell (one that does not import is left to the suite's check)."""
+    try:
+        return is_step_cell(cell_class(cell))
+    except CellError:
+        return False
 
 
 def make_scheme(name: str, cell: str, module: nn.Module, buffers: dict[str, torch.Tensor]) -> Scheme:

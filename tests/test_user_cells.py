@@ -1,5 +1,7 @@
 """Cells as users write them: step cells, torch's own cells, cells from their papers, and their errors."""
 
+from typing import ClassVar
+
 import pytest
 import torch
 
@@ -106,13 +108,40 @@ def test_torchs_lstm_cell_under_vmap_names_the_way_around_it():
         del module.WrappedLSTMCell
 
 
+def _stacked(name: str, trials: int, hidden: int):
+    """``trials`` of cell ``name`` as the engine stacks them: the module, its weights and buffers."""
+    spec = spec_for(f"tests.cells_for_tests:{name}", hidden=hidden, trials=trials)
+    cells = [modules[0] for modules in initial_modules(spec, make_task("latching"))]
+    params, buffers = torch.func.stack_module_state(cells)
+    return cells[0], {k: v.detach().requires_grad_() for k, v in params.items()}, buffers
+
+
+def _hidden_and_grads(scheme, params, batch):
+    hidden = scheme.hidden(params, batch)
+    # a loss on every step and every unit, so that every step's backward is checked
+    weights = torch.linspace(-1, 1, hidden[0, 0].numel()).view(hidden.shape[2:])
+    grads = torch.autograd.grad((hidden * weights).square().sum(), list(params.values()))
+    return hidden.detach(), dict(zip(params, grads, strict=True))
+
+
 @pytest.mark.slow
-def test_a_compiled_step_cell_trains_as_it_does_under_vmap(monkeypatch):
-    """The one test that compiles (tens of seconds on a 2-core CPU): torch.compile of one time step."""
-    from pytest_rnnmemory.schemes import compiler_missing
+def test_compiled_cells_give_the_hidden_states_and_gradients_of_vmap():
+    """The one test that compiles (tens of seconds on a 2-core CPU): a step cell with one state
+    tensor, one with (h, c), and a sequence cell, each through Inductor against vmap; then the
+    step cell trains as it does under vmap."""
+    from pytest_rnnmemory.schemes import Compiled, Vmap, compiler_missing, failed_to_compile
 
     if compiler_missing():
         pytest.skip(compiler_missing())
+    batch = torch.randn(3, 4, 7, 1, generator=torch.Generator().manual_seed(0))
+    for name in ("StepGRU", "PeepholeLSTM", "MinGRU"):
+        module, params, buffers = _stacked(name, trials=3, hidden=2)
+        eager = _hidden_and_grads(Vmap(module, buffers), params, batch)
+        compiled = _hidden_and_grads(Compiled(module, buffers), params, batch)
+        assert f"tests.cells_for_tests.{name}" not in failed_to_compile()
+        torch.testing.assert_close(compiled[0], eager[0], rtol=1e-5, atol=1e-6, msg=name)
+        for key, grad in eager[1].items():
+            torch.testing.assert_close(compiled[1][key], grad, rtol=1e-4, atol=1e-6, msg=f"{name} {key}")
     spec = spec_for(
         "tests.cells_for_tests:StepGRU", task="latching", length=6, hidden=2, samples=48, epochs=2
     )
@@ -123,6 +152,82 @@ def test_a_compiled_step_cell_trains_as_it_does_under_vmap(monkeypatch):
     assert compiled.outcome.metrics == pytest.approx(eager.outcome.metrics, abs=1e-6)
 
 
+class _Counted:
+    """Stands in for a compiled cell: counts what was compiled and runs the cell under vmap."""
+
+    built: ClassVar[list] = []
+
+    def __init__(self, base, parts, hidden, params, buffers, batch):
+        from pytest_rnnmemory.cells.step import StepSequence
+
+        self.module = StepSequence(base, hidden, ("h",) * parts) if parts else base
+        _Counted.built.append(tuple(batch.shape))
+
+    def hidden(self, params, buffers, batch):
+        prefix = "cell." if hasattr(self.module, "parts") else ""
+        with_prefix = {f"{prefix}{k}": v for k, v in params.items()}
+        return torch.func.vmap(
+            lambda p, b, x: torch.func.functional_call(self.module.to("meta"), (p, b), (x,))
+        )(with_prefix, {f"{prefix}{k}": v for k, v in buffers.items()}, batch)
+
+
+def test_compiled_code_is_built_for_the_widest_training_minibatch_alone(monkeypatch):
+    """A last, partial minibatch and evaluation at a shape never compiled run under vmap; the
+    compiled step of a step cell serves every length; the process keeps it for later cases."""
+    from pytest_rnnmemory import schemes
+
+    monkeypatch.setattr(schemes, "CompiledCell", _Counted)
+    monkeypatch.setattr(schemes, "_COMPILED", {})
+    monkeypatch.setattr(_Counted, "built", [])
+    module, params, buffers = _stacked("StepGRU", trials=2, hidden=3)
+    scheme = schemes.Compiled(module, buffers)
+
+    def minibatch(size, steps=5):
+        return torch.randn(2, size, steps, 1)
+
+    with torch.no_grad():
+        scheme.hidden(params, minibatch(50))  # evaluation before training: nothing to compile for
+    assert _Counted.built == []
+    scheme.hidden(params, minibatch(8))
+    scheme.hidden(params, minibatch(8, steps=9))  # another length: the same compiled step
+    scheme.hidden(params, minibatch(3))  # the last, partial minibatch
+    with torch.no_grad():
+        scheme.hidden(params, minibatch(8))
+        scheme.hidden(params, minibatch(50))
+    assert _Counted.built == [(2, 8, 5, 1)]
+    schemes.Compiled(module, buffers).hidden(params, minibatch(8, steps=20))  # a later case
+    assert _Counted.built == [(2, 8, 5, 1)]
+    sequence, sequence_params, sequence_buffers = _stacked("MinGRU", trials=2, hidden=3)
+    scheme = schemes.Compiled(sequence, sequence_buffers)
+    scheme.hidden(sequence_params, minibatch(8))
+    scheme.hidden(sequence_params, minibatch(8, steps=9))  # a sequence cell compiles per length
+    assert _Counted.built == [(2, 8, 5, 1), (2, 8, 5, 1), (2, 8, 9, 1)]
+
+
+def test_a_cell_that_does_not_compile_runs_under_vmap_after_one_note(monkeypatch, caplog):
+    from pytest_rnnmemory import schemes
+
+    def refuses(*args):
+        raise RuntimeError("Inductor cannot lower this op\nand a second line")
+
+    monkeypatch.setattr(schemes, "CompiledCell", refuses)
+    monkeypatch.setattr(schemes, "_COMPILED", {})
+    monkeypatch.setattr(schemes, "_FAILED", set())
+    module, params, buffers = _stacked("IndRNN", trials=2, hidden=3)
+    batch = torch.randn(2, 4, 5, 1)
+    expected = _hidden_and_grads(schemes.Vmap(module, buffers), params, batch)
+    scheme = schemes.Compiled(module, buffers)
+    for _ in range(2):
+        got = _hidden_and_grads(scheme, params, batch)
+        torch.testing.assert_close(got[0], expected[0])
+    notes = [r.getMessage() for r in caplog.records if "compiling cell" in r.getMessage()]
+    assert notes == [
+        "compiling cell tests.cells_for_tests.IndRNN failed (Inductor cannot lower this op); "
+        "it runs under torch.func.vmap instead"
+    ]
+    assert schemes.failed_to_compile() == {"tests.cells_for_tests.IndRNN"}
+
+
 def test_auto_compiles_a_users_cell_only_where_it_pays(monkeypatch):
     from pytest_rnnmemory.schemes import COMPILE_MIN_CALLS, choose_scheme, compiler_missing
 
@@ -131,6 +236,8 @@ def test_auto_compiles_a_users_cell_only_where_it_pays(monkeypatch):
     expected = "vmap" if compiler_missing() else "compiled"
     assert choose_scheme(cell, 1, 30, calls=COMPILE_MIN_CALLS) == expected
     assert choose_scheme(cell, 1, 30, calls=COMPILE_MIN_CALLS - 1) == "vmap"
+    # a sequence cell is not compiled under auto: the scan cell measured gained nothing
+    assert choose_scheme("tests.cells_for_tests:MinGRU", 1, 30, calls=10 * COMPILE_MIN_CALLS) == "vmap"
     monkeypatch.setenv("RNNMEMORY_COMPILE", "off")
     assert choose_scheme(cell, 1, 30, calls=10 * COMPILE_MIN_CALLS) == "vmap"
     assert choose_scheme("lstm", 1, 30, calls=10 * COMPILE_MIN_CALLS) != "compiled"
