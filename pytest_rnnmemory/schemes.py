@@ -172,10 +172,12 @@ class Compiled(Vmap):
             compiled = None
         if compiled is None:
             return super().hidden(params, batch)
+        return compiled.hidden(self._own(params), self._own(self.buffers), batch)
+
+    def _own(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Tensors by the cell's own names: the engine's wrapper of a step cell prefixes them."""
         strip = len("cell.") if self.step else 0
-        return compiled.hidden(
-            {k[strip:]: v for k, v in params.items()}, {k[strip:]: v for k, v in self.buffers.items()}, batch
-        )
+        return {k[strip:]: v for k, v in tensors.items()}
 
     def _compiled(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> CompiledCell | None:
         """The compiled cell for this call's shapes, compiling it for a training minibatch."""
@@ -183,14 +185,12 @@ class Compiled(Vmap):
         found = _COMPILED.get(signature)
         training = torch.is_grad_enabled() and any(p.requires_grad for p in params.values())
         if found is None and training and batch.shape[1] >= self.widest:
-            base = self.base.cell if self.step else self.base
-            strip = len("cell.") if self.step else 0
             found = _COMPILED[signature] = CompiledCell(
-                base,
+                self.base.cell if self.step else self.base,
                 self.base.parts if self.step else 0,
-                self.base.hidden_size if self.step else int(self._width(params, batch)),
-                {k[strip:]: v for k, v in params.items()},
-                {k[strip:]: v for k, v in self.buffers.items()},
+                self.base.hidden_size if self.step else self._width(params, batch),
+                self._own(params),
+                self._own(self.buffers),
                 batch,
             )
         if training:
