@@ -228,10 +228,11 @@ COMPILE_SWITCH = "RNNMEMORY_COMPILE"
 
 #: Cell calls (epochs x minibatches x steps) from which compiling a step cell pays under ``auto``.
 #: Measured (``benchmarks/test_user_cell_speed.py``, 30 trials, minibatch 16, a 2-core CPU): the
-#: first compile of a process into an empty cache costs 11 to 12 s (Inductor's start included;
-#: a later cell's takes 2 to 5 s), and a compiled call saves 0.09 ms (IndRNN) to 0.3 ms (a
-#: step-written GRU) against ``vmap``: the IndRNN's first case breaks even near 130,000 calls.
-COMPILE_MIN_CALLS = 150_000
+#: first compile of a process into an empty cache costs 11 to 14 s (Inductor's start included;
+#: a later cell's 2 to 7 s), and a compiled call saves 0.09 ms (the IndRNN) to 0.35 ms (the
+#: step-written GRU) against ``vmap``: a cell as cheap as the IndRNN, compiled first in its
+#: process, would break even at 110,000 to 155,000 calls.
+COMPILE_MIN_CALLS = 160_000
 
 
 #: ``build(recurrence, module, buffers)``: the scheme for trials of one cell (``recurrence`` is
