@@ -143,25 +143,41 @@ class Compiled(Vmap):
     """Any protocol cell, its forward and backward compiled by Inductor (:mod:`.cells.compiled`).
 
     A step cell compiles its one time step (which does not depend on the length, so one
-    compiled step serves every case of the cell with the same trials and minibatch), a
-    sequence cell its whole forward. Code is compiled for the widest minibatch a case trains
-    on and kept for the process; other shapes (a last, partial minibatch) and evaluation at
-    shapes not compiled run as under ``vmap``. Where compiling fails, the cell runs as under
+    compiled step serves every case of the cell built alike, with the same trials and
+    minibatch), a sequence cell its whole forward. Code is compiled for the widest minibatch
+    a case trains on, for the trials the case starts with, and kept for the process; once
+    trials stop (``train.stop = "learned"``), the rest run through that code in the places
+    of the stopped ones, whose results are dropped. Other shapes (a last, partial
+    minibatch), evaluation at shapes not compiled and a gradient with respect to the input
+    run as under ``vmap``. Where compiling or compiled code fails, the cell runs as under
     ``vmap``, after a one-line note.
     """
 
     def __init__(self, module: nn.Module, buffers: dict[str, torch.Tensor]) -> None:
         super().__init__(module, buffers)
         self.step = isinstance(module, StepSequence)
-        self.cell = type(module.cell if self.step else module)
-        self.key = (self.cell.__module__, self.cell.__qualname__, self.step)
+        cell = module.cell if self.step else module
+        self.key = (type(cell).__module__, type(cell).__qualname__, self.step)
         self.widest = 0
+        #: Each kept trial's place among the trials the case started with (set by the first call).
+        self.places: torch.Tensor | None = None
+        self.started = 0
+        #: Code for a cell that :func:`~.cells.compiled.configuration` cannot describe: this case's.
+        self.own: dict[tuple, CompiledCell] = {}
+
+    def keep(self, rows: torch.Tensor) -> None:
+        super().keep(rows)
+        if self.places is not None:
+            self.places = self.places[rows.cpu()]
 
     def hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
-        if self.key in _FAILED:
+        if self.key in _FAILED or batch.requires_grad:
             return super().hidden(params, batch)
+        if self.places is None:
+            self.started = batch.shape[0]
+            self.places = torch.arange(self.started)
         try:
-            compiled = self._compiled(params, batch)
+            hidden = self._hidden(params, batch)
         except Exception as exc:
             _FAILED.add(self.key)
             LOG.warning(
@@ -169,37 +185,63 @@ class Compiled(Vmap):
                 ".".join(self.key[:2]),
                 str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__,
             )
-            compiled = None
+            hidden = None
+        return super().hidden(params, batch) if hidden is None else hidden
+
+    def _hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor | None:
+        """The hidden states through compiled code, or ``None`` where there is none for this call."""
+        buffers, started = self.buffers, self.started
+        if len(self.places) < started:
+            # Every place the case started with, each stopped trial's filled by a kept one: the
+            # code compiled for the starting trials runs, and the stopped places' results, which
+            # no loss reaches, are dropped.
+            fill = torch.zeros(started, dtype=torch.long)
+            fill[self.places] = torch.arange(len(self.places))
+            fill = fill.to(batch.device)
+            params = {k: v[fill] for k, v in params.items()}
+            buffers = {k: v[fill] for k, v in buffers.items()}
+            batch = batch[fill]
+        compiled = self._compiled(params, buffers, batch)
         if compiled is None:
-            return super().hidden(params, batch)
-        return compiled.hidden(self._own(params), self._own(self.buffers), batch)
+            return None
+        hidden = compiled.hidden(self._own(params), self._own(buffers), batch)
+        return hidden if len(self.places) == batch.shape[0] else hidden[self.places.to(batch.device)]
 
     def _own(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Tensors by the cell's own names: the engine's wrapper of a step cell prefixes them."""
         strip = len("cell.") if self.step else 0
         return {k[strip:]: v for k, v in tensors.items()}
 
-    def _compiled(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> CompiledCell | None:
+    def _compiled(
+        self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], batch: torch.Tensor
+    ) -> CompiledCell | None:
         """The compiled cell for this call's shapes, compiling it for a training minibatch."""
-        signature = Signature.of(self.cell, {**params, **self.buffers}, batch, self.step)
-        found = _COMPILED.get(signature)
+        signature = Signature.of(self.base, {**params, **buffers}, batch, self.step)
+        cache: dict = _COMPILED if signature is not None else self.own
+        key = signature if signature is not None else (tuple(batch.shape),)
+        found = cache.get(key)
         training = torch.is_grad_enabled() and any(p.requires_grad for p in params.values())
         if found is None and training and batch.shape[1] >= self.widest:
-            found = _COMPILED[signature] = CompiledCell(
+            found = cache[key] = CompiledCell(
                 self.base.cell if self.step else self.base,
                 self.base.parts if self.step else 0,
-                self.base.hidden_size if self.step else self._width(params, batch),
+                self.base.hidden_size if self.step else self._width(params, buffers, batch),
                 self._own(params),
-                self._own(self.buffers),
+                self._own(buffers),
                 batch,
             )
         if training:
             self.widest = max(self.widest, batch.shape[1])
         return found
 
-    def _width(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> int:
+    def _width(
+        self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], batch: torch.Tensor
+    ) -> int:
+        def one(p, b, x):
+            return torch.func.functional_call(self.base, (p, b), (x,))
+
         with torch.no_grad():
-            return Vmap.hidden(self, params, batch[:, :1, :1]).shape[-1]
+            return torch.func.vmap(one)(params, buffers, batch[:, :1, :1]).shape[-1]
 
 
 #: Compiled cells by :class:`~.cells.compiled.Signature`, for the process; classes whose

@@ -142,8 +142,25 @@ def test_compiled_cells_give_the_hidden_states_and_gradients_of_vmap():
         torch.testing.assert_close(compiled[0], eager[0], rtol=1e-5, atol=1e-6, msg=name)
         for key, grad in eager[1].items():
             torch.testing.assert_close(compiled[1][key], grad, rtol=1e-4, atol=1e-6, msg=f"{name} {key}")
+        # trial 1 stops: the others run through the code compiled for three trials
+        scheme, kept = Compiled(module, buffers), torch.tensor([True, False, True])
+        _hidden_and_grads(scheme, params, batch)
+        scheme.keep(kept)
+        fewer = {k: v.detach()[kept].requires_grad_() for k, v in params.items()}
+        eager = _hidden_and_grads(Vmap(module, {k: v[kept] for k, v in buffers.items()}), fewer, batch[kept])
+        compiled = _hidden_and_grads(scheme, fewer, batch[kept])
+        torch.testing.assert_close(compiled[0], eager[0], rtol=1e-5, atol=1e-6, msg=name)
+        for key, grad in eager[1].items():
+            torch.testing.assert_close(compiled[1][key], grad, rtol=1e-4, atol=1e-6, msg=f"{name} {key}")
+    # one minibatch an epoch: the gradient diagnostic's sequences have the compiled shape
     spec = spec_for(
-        "tests.cells_for_tests:StepGRU", task="latching", length=6, hidden=2, samples=48, epochs=2
+        "tests.cells_for_tests:StepGRU",
+        task="latching",
+        length=6,
+        hidden=2,
+        samples=48,
+        epochs=2,
+        batch_size=48,
     )
     compiled, eager = train(spec, scheme="compiled"), train(spec, scheme="vmap")
     assert compiled.outcome.scheme == "compiled"
@@ -202,6 +219,90 @@ def test_compiled_code_is_built_for_the_widest_training_minibatch_alone(monkeypa
     scheme.hidden(sequence_params, minibatch(8))
     scheme.hidden(sequence_params, minibatch(8, steps=9))  # a sequence cell compiles per length
     assert _Counted.built == [(2, 8, 5, 1), (2, 8, 5, 1), (2, 8, 9, 1)]
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """The compiled scheme with :class:`_Counted` in place of Inductor, and empty caches."""
+    from pytest_rnnmemory import schemes
+
+    monkeypatch.setattr(schemes, "CompiledCell", _Counted)
+    monkeypatch.setattr(schemes, "_COMPILED", {})
+    monkeypatch.setattr(schemes, "_FAILED", set())
+    monkeypatch.setattr(_Counted, "built", [])
+    return schemes
+
+
+def test_cells_built_with_other_arguments_share_no_compiled_code(counted):
+    """Compiled code is traced from a cell's attributes as well as its weights' shapes."""
+    module, params, buffers = _stacked("IndRNN", trials=2, hidden=3)
+    batch = torch.randn(2, 4, 5, 1)
+    counted.Compiled(module, buffers).hidden(params, batch)
+    other = build_cell("tests.cells_for_tests:IndRNN", 1, 3)
+    counted.Compiled(other, buffers).hidden(params, batch)  # built alike: the same code
+    assert len(_Counted.built) == 1
+    other.cell.scale = 3.0  # as a cell_args value kept by __init__ would be
+    counted.Compiled(other, buffers).hidden(params, batch)
+    assert len(_Counted.built) == 2
+    other.cell.activation = lambda h: h  # not describable: compiled for its case alone
+    scheme = counted.Compiled(other, buffers)
+    scheme.hidden(params, batch)
+    scheme.hidden(params, batch)
+    counted.Compiled(other, buffers).hidden(params, batch)
+    assert len(_Counted.built) == 4
+
+
+def test_configuration_describes_a_cells_plain_attributes():
+    from pytest_rnnmemory.cells.compiled import configuration
+    from tests.cells_for_tests import IndRNN, StepGRU
+
+    assert configuration(StepGRU(1, 3)) == configuration(StepGRU(1, 3))
+    assert configuration(StepGRU(1, 3)) != configuration(IndRNN(1, 3))
+    cell = StepGRU(1, 3)
+    cell.mask = torch.tensor([1.0, 0.0])
+    described = configuration(cell)
+    cell.mask = torch.tensor([0.0, 1.0])
+    assert configuration(cell) != described
+    cell.act = torch.tanh
+    assert configuration(cell) is not None
+    cell.act = lambda h: h
+    assert configuration(cell) is None
+
+
+def test_trials_that_stop_leave_their_places_to_the_others(counted):
+    """After trials stop, the kept ones run through the code compiled for the trials the case
+    started with, with the hidden states and gradients they have alone, and nothing compiles."""
+    module, params, buffers = _stacked("StepGRU", trials=4, hidden=3)
+    batch = torch.randn(4, 6, 5, 1, generator=torch.Generator().manual_seed(1))
+    scheme = counted.Compiled(module, buffers)
+    _hidden_and_grads(scheme, params, batch)
+    for kept in (torch.tensor([True, False, True, True]), torch.tensor([False, True, True])):
+        scheme.keep(kept)
+        params = {k: v.detach()[kept].requires_grad_() for k, v in params.items()}
+        buffers = {k: v[kept] for k, v in buffers.items()}
+        batch = batch[kept]
+        got = _hidden_and_grads(scheme, params, batch)
+        expected = _hidden_and_grads(counted.Vmap(module, buffers), params, batch)
+        torch.testing.assert_close(got[0], expected[0])
+        for key, grad in expected[1].items():
+            torch.testing.assert_close(got[1][key], grad, msg=key)
+    assert _Counted.built == [(4, 6, 5, 1)]
+
+
+def test_a_gradient_with_respect_to_the_input_runs_under_vmap(counted, monkeypatch):
+    """The vanishing-gradient diagnostic differentiates the input, which compiled code does not."""
+    module, params, buffers = _stacked("StepGRU", trials=2, hidden=3)
+    batch = torch.randn(2, 8, 5, 1)
+    scheme = counted.Compiled(module, buffers)
+    scheme.hidden(params, batch)
+    calls = []
+    monkeypatch.setattr(_Counted, "hidden", lambda *args: calls.append(args))
+    x = batch.clone().requires_grad_()
+    hidden = scheme.hidden({k: v.detach() for k, v in params.items()}, x)
+    (grad,) = torch.autograd.grad(hidden.sum(), x)
+    assert calls == []
+    assert grad.abs().sum() > 0
+    assert counted.failed_to_compile() == frozenset()
 
 
 def test_a_cell_that_does_not_compile_runs_under_vmap_after_one_note(monkeypatch, caplog):

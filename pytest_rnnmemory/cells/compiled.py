@@ -20,6 +20,7 @@ so a later run finds it.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -29,27 +30,91 @@ from torch import nn
 
 @dataclass(frozen=True)
 class Signature:
-    """What compiled code is specialised to: the cell, its trials' tensors and a minibatch."""
+    """What compiled code is specialised to: the cell, its trials' tensors and a minibatch.
 
-    cell: tuple[str, str]
-    names: tuple[str, ...]
-    shapes: tuple[tuple[int, ...], ...]
+    ``configuration`` is what else makes the cell compute what it computes
+    (:func:`configuration`): two cases whose cells were built with different
+    ``model.cell_args`` share no code.
+    """
+
+    cell: type
+    configuration: tuple
+    tensors: tuple[tuple[str, tuple[int, ...], torch.dtype], ...]
     batch: tuple[int, ...]
     dtype: torch.dtype
     device: str
 
     @classmethod
-    def of(cls, cell: type, tensors: dict[str, torch.Tensor], batch: torch.Tensor, step: bool) -> Signature:
-        """The signature of a call; a step cell's leaves the length out, which its graphs do not depend on."""
+    def of(
+        cls, cell: nn.Module, tensors: dict[str, torch.Tensor], batch: torch.Tensor, step: bool
+    ) -> Signature | None:
+        """The signature of a call; a step cell's leaves the length out, which its graphs do not
+        depend on. ``None`` for a cell :func:`configuration` cannot describe."""
+        described = configuration(cell)
+        if described is None:
+            return None
         n, b, steps, inputs = batch.shape
         return cls(
-            (cell.__module__, cell.__qualname__),
-            tuple(tensors),
-            tuple(tuple(t.shape) for t in tensors.values()),
+            type(cell),
+            described,
+            tuple((name, tuple(t.shape), t.dtype) for name, t in tensors.items()),
             (n, b, inputs) if step else (n, b, steps, inputs),
             batch.dtype,
             str(batch.device),
         )
+
+
+#: The attributes every ``nn.Module`` keeps for itself; hooks are described apart.
+_MODULE_INTERNALS = frozenset(vars(nn.Module()))
+_HOOKS = frozenset(k for k in _MODULE_INTERNALS if "hook" in k)
+#: Plain tensors in a cell are constants of its traced graph: described by value up to this size.
+_MAX_DESCRIBED_ELEMENTS = 4096
+
+
+def configuration(module: nn.Module) -> tuple | None:
+    """What, besides its weights, makes a module compute what it computes: the class and plain
+    attributes of it and of every submodule (numbers, strings, small tensors, functions by
+    name, containers of these), and whether any hooks are set. ``None`` where an attribute is
+    none of these: such a cell's compiled code is kept for its case alone."""
+    described = []
+    for name, sub in module.named_modules():
+        hooks = any(len(getattr(sub, k)) for k in _HOOKS if hasattr(getattr(sub, k), "__len__"))
+        attributes = []
+        for key, value in sorted(vars(sub).items()):
+            if key in _MODULE_INTERNALS:
+                continue
+            plain = _describe(value)
+            if plain is None:
+                return None
+            attributes.append((key, plain))
+        described.append((name, type(sub), hooks, tuple(attributes)))
+    return tuple(described)
+
+
+def _describe(value: object) -> object | None:
+    if value is None or isinstance(value, bool | int | float | complex | str | bytes | torch.dtype):
+        return ("value", value)
+    if isinstance(value, torch.device):
+        return ("device", str(value))
+    if isinstance(value, torch.Tensor):
+        if value.device.type == "meta" or value.numel() > _MAX_DESCRIBED_ELEMENTS:
+            return None
+        return ("tensor", value.dtype, tuple(value.shape), tuple(value.detach().cpu().flatten().tolist()))
+    if isinstance(value, tuple | list | frozenset | set):
+        items = [
+            _describe(v) for v in (sorted(value, key=repr) if isinstance(value, set | frozenset) else value)
+        ]
+        return None if any(i is None for i in items) else (type(value).__name__, tuple(items))
+    if isinstance(value, dict):
+        items = [(_describe(k), _describe(v)) for k, v in value.items()]
+        return None if any(k is None or v is None for k, v in items) else ("dict", tuple(items))
+    if inspect.ismethod(value):  # bound to an object this cannot describe
+        return None
+    if callable(value) and hasattr(value, "__module__") and hasattr(value, "__qualname__"):
+        if "<locals>" in value.__qualname__ or "<lambda>" in value.__qualname__:
+            return None
+        return ("function", value.__module__, value.__qualname__)
+    return None
 
 
 class CompiledCell:
@@ -169,8 +234,8 @@ class CompiledCell:
         for t in reversed(range(len(xs))):
             state = [s[t] for s in stacked]
             out = self._backward(*weights, *summed, xs[t], *state, at_output[t], *arriving)
-            summed, arriving = out[:count], _dense(out[count:])
-        return list(summed)
+            summed, arriving = _dense(out[:count]), _dense(out[count:])
+        return summed
 
 
 def _dense(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
