@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .cells import cell_class, recurrence_of
-from .cells.compiled import CompiledCell, Signature
+from .cells.compiled import CompiledCell, Signature, configuration
 from .cells.native import Training, native_available, unavailable_reason
 from .cells.recurrence import Recurrence
 from .cells.step import StepSequence, is_step_cell
@@ -159,6 +159,7 @@ class Compiled(Vmap):
         cell = module.cell if self.step else module
         self.key = (type(cell).__module__, type(cell).__qualname__, self.step)
         self.widest = 0
+        self.configuration = configuration(self.base)
         #: Each kept trial's place among the trials the case started with (set by the first call).
         self.places: torch.Tensor | None = None
         self.started = 0
@@ -181,7 +182,7 @@ class Compiled(Vmap):
         except Exception as exc:
             _FAILED.add(self.key)
             LOG.warning(
-                "compiling cell %s failed (%s); it runs under torch.func.vmap instead",
+                "cell %s did not compile or run compiled (%s); it runs under torch.func.vmap instead",
                 ".".join(self.key[:2]),
                 str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__,
             )
@@ -216,9 +217,11 @@ class Compiled(Vmap):
         self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], batch: torch.Tensor
     ) -> CompiledCell | None:
         """The compiled cell for this call's shapes, compiling it for a training minibatch."""
-        signature = Signature.of(self.base, {**params, **buffers}, batch, self.step)
-        cache: dict = _COMPILED if signature is not None else self.own
-        key = signature if signature is not None else (tuple(batch.shape),)
+        if self.configuration is None:  # a cell that cannot be compared: code for this case alone
+            cache, key = self.own, (tuple(batch.shape),)
+        else:
+            cache = _COMPILED
+            key = Signature.of(self.base, self.configuration, {**params, **buffers}, batch, self.step)
         found = cache.get(key)
         training = torch.is_grad_enabled() and any(p.requires_grad for p in params.values())
         if found is None and training and batch.shape[1] >= self.widest:

@@ -305,6 +305,20 @@ def test_a_gradient_with_respect_to_the_input_runs_under_vmap(counted, monkeypat
     assert counted.failed_to_compile() == frozenset()
 
 
+def test_compiled_code_that_fails_as_it_runs_falls_back_to_vmap(counted, monkeypatch, caplog):
+    def fails(*args):
+        raise RuntimeError("expected stride 8, got 12")
+
+    monkeypatch.setattr(_Counted, "hidden", fails)
+    module, params, buffers = _stacked("IndRNN", trials=2, hidden=3)
+    batch = torch.randn(2, 4, 5, 1)
+    got = _hidden_and_grads(counted.Compiled(module, buffers), params, batch)
+    expected = _hidden_and_grads(counted.Vmap(module, buffers), params, batch)
+    torch.testing.assert_close(got[0], expected[0])
+    assert counted.failed_to_compile() == {"tests.cells_for_tests.IndRNN"}
+    assert "(expected stride 8, got 12); it runs under torch.func.vmap instead" in caplog.text
+
+
 def test_a_cell_that_does_not_compile_runs_under_vmap_after_one_note(monkeypatch, caplog):
     from pytest_rnnmemory import schemes
 
@@ -321,9 +335,9 @@ def test_a_cell_that_does_not_compile_runs_under_vmap_after_one_note(monkeypatch
     for _ in range(2):
         got = _hidden_and_grads(scheme, params, batch)
         torch.testing.assert_close(got[0], expected[0])
-    notes = [r.getMessage() for r in caplog.records if "compiling cell" in r.getMessage()]
+    notes = [r.getMessage() for r in caplog.records if "compile" in r.getMessage()]
     assert notes == [
-        "compiling cell tests.cells_for_tests.IndRNN failed (Inductor cannot lower this op); "
+        "cell tests.cells_for_tests.IndRNN did not compile or run compiled (Inductor cannot lower this op); "
         "it runs under torch.func.vmap instead"
     ]
     assert schemes.failed_to_compile() == {"tests.cells_for_tests.IndRNN"}

@@ -46,13 +46,15 @@ class Signature:
 
     @classmethod
     def of(
-        cls, cell: nn.Module, tensors: dict[str, torch.Tensor], batch: torch.Tensor, step: bool
-    ) -> Signature | None:
-        """The signature of a call; a step cell's leaves the length out, which its graphs do not
-        depend on. ``None`` for a cell :func:`configuration` cannot describe."""
-        described = configuration(cell)
-        if described is None:
-            return None
+        cls,
+        cell: nn.Module,
+        described: tuple,
+        tensors: dict[str, torch.Tensor],
+        batch: torch.Tensor,
+        step: bool,
+    ) -> Signature:
+        """The signature of a call to ``cell``, whose :func:`configuration` is ``described``; a step
+        cell's leaves the length out, which its graphs do not depend on."""
         n, b, steps, inputs = batch.shape
         return cls(
             type(cell),
