@@ -263,6 +263,10 @@ def test_configuration_describes_a_cells_plain_attributes():
     described = configuration(cell)
     cell.mask = torch.tensor([0.0, 1.0])
     assert configuration(cell) != described
+    cell.scale = 1
+    as_int = configuration(cell)
+    cell.scale = 1.0  # an equal number, but another constant in the traced graph
+    assert configuration(cell) != as_int
     cell.act = torch.tanh
     assert configuration(cell) is not None
     cell.act = lambda h: h

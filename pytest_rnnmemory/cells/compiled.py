@@ -2,10 +2,10 @@
 
 ``torch.compile`` of one time step pays Dynamo's guards and AOTAutograd's wrappers
 at every call, about 0.1 ms a step forward and back on a CPU (profiled), more than
-a small cell's own kernels take.
-Here the cell of every trial at once (``torch.func.vmap``) and its
-vector-Jacobian product (``torch.func.vjp``) are traced once to ATen graphs
-(``make_fx``) and compiled by Inductor, and one autograd node runs a minibatch.
+a small cell's own kernels take. Here the cell of every trial at once
+(``torch.func.vmap``) and its vector-Jacobian product (``torch.func.vjp``) are
+traced once to ATen graphs (``make_fx``) and compiled by Inductor, and one
+autograd node runs a minibatch.
 
 A step cell's graphs are one time step, which does not depend on the length:
 the forward loop keeps each step's state, and the backward loop runs from the
@@ -95,7 +95,8 @@ def configuration(module: nn.Module) -> tuple | None:
 
 def _describe(value: object) -> object | None:
     if value is None or isinstance(value, bool | int | float | complex | str | bytes | torch.dtype):
-        return ("value", value)
+        # the type too: 1, 1.0 and True are equal keys, but not the same constant in a graph
+        return ("value", type(value).__name__, value)
     if isinstance(value, torch.device):
         return ("device", str(value))
     if isinstance(value, torch.Tensor):
