@@ -34,6 +34,25 @@ def torch_twin(cell, cell_module, readout):
     return rnn, linear
 
 
+def train_twin(spec, index, rnn, linear, loss):
+    """Train torch.nn's twin of trial ``index`` as the engine trains the trial: Adam at the recipe's
+    rate, over the trial's own minibatch order; ``loss(idx)`` is the loss of the sequences ``idx``."""
+    order = seeds.stream(spec.trial_seeds[index], "order")
+    optimizer = torch.optim.Adam([*rnn.parameters(), *linear.parameters()], lr=spec.train.lr)
+    for _ in range(spec.train.epochs):
+        perm = torch.randperm(spec.train.samples, generator=order)
+        for start in range(0, spec.train.samples, spec.train.batch_size):
+            idx = perm[start : start + spec.train.batch_size]
+            optimizer.zero_grad()
+            loss(idx).backward()
+            optimizer.step()
+
+
+def last_step_loss(rnn, linear, x, y):
+    """A minibatch's cross-entropy at the last step, through torch.nn's twin."""
+    return lambda idx: torch.nn.functional.cross_entropy(linear(rnn(x[idx])[0][:, -1]), y[idx])
+
+
 def trial_data(spec, stream, count):
     """Each trial's sequences from its own stream: ``x [n, S, T, I]`` and each trial's (first step, y)."""
     return sample_trials(
@@ -72,21 +91,10 @@ def test_one_trial_follows_torch_nn_and_adam(cell):
     weights = train(spec, scheme="fused").weights
 
     index = 1
-    seed = spec.trial_seeds[index]
     cell_module, readout = initial_modules(spec, make_task(spec.task))[index]
     rnn, linear = torch_twin(cell, cell_module, readout)
     x, y = trial_data(spec, "train", spec.train.samples)
-    x, y = x[index], y[index][1][:, -1]
-    order = seeds.stream(seed, "order")
-    optimizer = torch.optim.Adam([*rnn.parameters(), *linear.parameters()], lr=spec.train.lr)
-    for _ in range(spec.train.epochs):
-        perm = torch.randperm(spec.train.samples, generator=order)
-        for start in range(0, spec.train.samples, spec.train.batch_size):
-            idx = perm[start : start + spec.train.batch_size]
-            optimizer.zero_grad()
-            out, _ = rnn(x[idx])
-            torch.nn.functional.cross_entropy(linear(out[:, -1]), y[idx]).backward()
-            optimizer.step()
+    train_twin(spec, index, rnn, linear, last_step_loss(rnn, linear, x[index], y[index][1][:, -1]))
     torch.testing.assert_close(weights["weight_hh"][index], rnn.weight_hh_l0.detach(), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(weights["readout.weight"][index], linear.weight.detach(), rtol=1e-4, atol=1e-5)
 
@@ -138,17 +146,7 @@ def test_chrono_and_forget_bias_train_as_torch_nn_with_those_biases_set_by_hand(
         torch.testing.assert_close(getattr(ours, name), getattr(cell_module, name), rtol=0, atol=1e-7)
     rnn, linear = torch_twin(cell, cell_module, readout)
     x, y = trial_data(spec, "train", spec.train.samples)
-    x, y = x[index], y[index][1][:, -1]
-    order = seeds.stream(spec.trial_seeds[index], "order")
-    optimizer = torch.optim.Adam([*rnn.parameters(), *linear.parameters()], lr=spec.train.lr)
-    for _ in range(spec.train.epochs):
-        perm = torch.randperm(spec.train.samples, generator=order)
-        for start in range(0, spec.train.samples, spec.train.batch_size):
-            idx = perm[start : start + spec.train.batch_size]
-            optimizer.zero_grad()
-            out, _ = rnn(x[idx])
-            torch.nn.functional.cross_entropy(linear(out[:, -1]), y[idx]).backward()
-            optimizer.step()
+    train_twin(spec, index, rnn, linear, last_step_loss(rnn, linear, x[index], y[index][1][:, -1]))
     weights = train(spec, scheme=scheme).weights
     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
         torch.testing.assert_close(
@@ -504,19 +502,15 @@ def test_a_batch_of_mixed_lengths_trains_each_trial_as_torch_nn_on_its_unpadded_
     scored = y != -100
     lengths = scored.float().argmax(1) + first + 1  # each sequence's last (scored) step, plus one
     labels = y[torch.arange(len(y)), scored.float().argmax(1)]
-    order = seeds.stream(spec.trial_seeds[index], "order")
-    optimizer = torch.optim.Adam([*rnn.parameters(), *linear.parameters()], lr=spec.train.lr)
-    for _ in range(spec.train.epochs):
-        perm = torch.randperm(spec.train.samples, generator=order)
-        for start in range(0, spec.train.samples, spec.train.batch_size):
-            idx = perm[start : start + spec.train.batch_size]
-            packed = torch.nn.utils.rnn.pack_padded_sequence(
-                x[idx], lengths[idx], batch_first=True, enforce_sorted=False
-            )
-            _, (h, _) = rnn(packed)
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(linear(h[-1]), labels[idx]).backward()
-            optimizer.step()
+
+    def packed_loss(idx):  # each sequence at its own length: torch's packed sequences
+        packed = torch.nn.utils.rnn.pack_padded_sequence(
+            x[idx], lengths[idx], batch_first=True, enforce_sorted=False
+        )
+        _, (h, _) = rnn(packed)
+        return torch.nn.functional.cross_entropy(linear(h[-1]), labels[idx])
+
+    train_twin(spec, index, rnn, linear, packed_loss)
     assert len(set(lengths.tolist())) > 5  # the lengths really are mixed
     for name in ("weight_ih", "weight_hh"):
         torch.testing.assert_close(
