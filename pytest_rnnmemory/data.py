@@ -27,7 +27,7 @@ def length_range(spec: CaseSpec, task: Task, rule: str) -> tuple[int, int]:
     if rule == "up_to":
         return task.min_length, spec.length
     if rule == "spread":
-        return spec.length, spec.length + int(spec.train.spread * spec.length)
+        return spec.length, spec.train.longest(spec.length)
     return spec.length, spec.length
 
 
@@ -211,9 +211,8 @@ STREAM_FLOATS = 1 << 26
 def stream_piece(train: TrainSection, trials: int, steps: int, inputs: int) -> int:
     """Sequences per trial drawn at a time from a stream: the checks' interval, within memory, in
     whole minibatches."""
-    every = train.eval_every or max(1, train.max_sequences // 10)
     fits = max(train.batch_size, STREAM_FLOATS // max(1, trials * steps * inputs))
-    piece = min(every, fits, train.max_sequences)
+    piece = min(train.check_interval, fits, train.max_sequences)
     return max(train.batch_size, piece // train.batch_size * train.batch_size)
 
 

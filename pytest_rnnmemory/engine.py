@@ -118,15 +118,17 @@ def _train(
 ) -> TrainedCase:
     started = time.perf_counter()
     task = make_task(spec.task, spec.task_params)
-    calls = (
-        spec.train.epochs * minibatches(spec.train.samples, spec.train.batch_size) * task.steps(spec.length)
-    )
+    schedule = Schedule.of(spec, task)
     chosen = choose_scheme(
-        spec.cell, spec.hidden, spec.trials, scheme or spec.train.engine, str(device), calls
+        spec.cell,
+        spec.hidden,
+        spec.trials,
+        scheme or spec.train.engine,
+        str(device),
+        schedule.calls(spec, task),
     )
     model = StackedModel(spec, task, device, chosen)
     streams = Streams(spec, "train") if spec.train.data == "stream" else None
-    schedule = Schedule.of(spec, task)
     data = TrialData.draw(spec, task, device, streams, schedule.sizes[0])
     stepper = make_stepper(model, data.train, spec.train, trains=SCHEMES[chosen].trains)
     run = _Run(spec, task, model, data, stepper, curves, schedule, streams)
@@ -155,21 +157,26 @@ class Schedule:
     pieces of fresh sequences from each trial's stream, ``max_sequences`` in all."""
 
     sizes: tuple[int, ...]
-    streamed: bool
 
     @property
     def budget(self) -> int:
         return sum(self.sizes)
 
+    def calls(self, spec: CaseSpec, task: Task) -> int:
+        """Cell calls of the whole schedule (minibatches x steps, at the longest length): what
+        compiling a cell must pay for."""
+        _, longest = length_range(spec, task, spec.train.lengths)
+        return sum(minibatches(size, spec.train.batch_size) for size in self.sizes) * task.steps(longest)
+
     @classmethod
     def of(cls, spec: CaseSpec, task: Task) -> Schedule:
         train = spec.train
         if train.data == "fixed":
-            return cls((train.samples,) * train.epochs, False)
+            return cls((train.samples,) * train.epochs)
         _, longest = length_range(spec, task, train.lengths)
         piece = stream_piece(spec.train, spec.trials, task.steps(longest), task.input_size)
         whole, rest = divmod(train.max_sequences, piece)
-        return cls((piece,) * whole + ((rest,) if rest else ()), True)
+        return cls((piece,) * whole + ((rest,) if rest else ()))
 
 
 class _Run:
@@ -204,7 +211,8 @@ class _Run:
             if self.learned
             else None
         )
-        self.orders = EpochOrders(spec, model.device)
+        #: A fresh order of each trial's fixed training set every epoch (streamed data comes in order).
+        self.orders = EpochOrders(spec, model.device) if streams is None else None
         #: The trials still training, by their index in the case, in the order of the batch's rows.
         self.alive = list(range(n))
         self.losses: list[list[float]] = [[] for _ in range(n)]
@@ -218,8 +226,7 @@ class _Run:
         spec, model = self.spec, self.model
         batch, sizes = spec.train.batch_size, self.schedule.sizes
         epochs = len(sizes)
-        fixed_every = sizes[0] if not self.schedule.streamed else max(1, spec.train.max_sequences // 10)
-        every = (spec.train.eval_every or fixed_every) if self.learned else sizes[0]
+        every = spec.train.check_interval if self.learned else sizes[0]
         seen, check_at = 0, every
         for epoch, samples in enumerate(sizes):
             if not self.alive:
@@ -240,7 +247,8 @@ class _Run:
                     val = self._evaluate(self.data.val)
                     if stop == samples:
                         self._epoch_end(total, val, samples)
-                    rows = self._stop((val >= spec.threshold) & ~model.diverged, val, total, done, seen)
+                    reached = (val >= spec.threshold) & ~model.diverged
+                    rows = self._stop(reached, val, total, done, seen, ended=stop == samples)
                     order, total = order[rows], total[rows]
                     if not self.alive:
                         break
@@ -257,7 +265,7 @@ class _Run:
     def _next_order(self, epoch: int, samples: int) -> torch.Tensor:
         """Each live trial's sequences of this pass, in order: a fresh shuffle of its fixed set, or,
         streamed, its next fresh sequences (the first piece was drawn with the validation set)."""
-        if not self.schedule.streamed:
+        if self.orders is not None:
             return self.orders.next()
         if epoch > 0:
             spec = self.spec
@@ -287,18 +295,27 @@ class _Run:
             self.metrics[i].append(float(val[row]))
 
     def _stop(
-        self, reached: torch.Tensor, val: torch.Tensor, total: torch.Tensor, trained: int, seen: int
+        self,
+        reached: torch.Tensor,
+        val: torch.Tensor,
+        total: torch.Tensor,
+        trained: int,
+        seen: int,
+        ended: bool,
     ) -> torch.Tensor:
-        """Stop the trials that ``reached`` the threshold; the rows of the others, which train on."""
+        """Stop the trials that ``reached`` the threshold; the rows of the others, which train on.
+
+        ``trained`` sequences of this pass are behind; ``ended``: the pass is over, and its
+        curve point already recorded.
+        """
         if not reached.any():
             return ~reached
         test = self._evaluate(self.test)
-        mid_epoch = trained < self.spec.train.samples
         losses = total / minibatches(trained, self.spec.train.batch_size)
         flat = self.model.flat.detach()
         for row, i in enumerate(self.alive):
             if reached[row]:
-                if mid_epoch:  # the curves end where the trial stopped
+                if not ended:  # the curves end where the trial stopped
                     self.losses[i].append(float(losses[row]))
                     self.metrics[i].append(float(val[row]))
                 self.sequences[i], self.final[i] = seen, float(test[row])
@@ -311,7 +328,8 @@ class _Run:
             self.test = self.test.keep(rows)
             self.stepper.keep(rows)
             kept = [row for row in range(len(rows)) if rows[row]]
-            self.orders.keep(kept)
+            if self.orders is not None:
+                self.orders.keep(kept)
             if self.streams is not None:
                 self.streams.keep(kept)
         return rows

@@ -351,7 +351,7 @@ def check_sizes(draft: Draft) -> None:
     for i, length in enumerate(draft.raw_list("lengths")):
         if not isinstance(length, int) or isinstance(length, bool) or length < draft.task.min_length:
             continue  # reported by the schema or the task
-        longest = length + int(train.spread * length) if train.lengths == "spread" else length
+        longest = train.longest(length)
         steps = draft.task.steps(longest)
         drawn = train.samples if train.data == "fixed" else stream_piece(train, trials, steps, inputs)
         sequences = drawn + held_out
@@ -444,7 +444,7 @@ def check_training(draft: Draft) -> None:
     if train.lengths == "spread":
         meta: SuiteSection = draft.sections["suite"]
         for length in meta.lengths:
-            longest = length + int(train.spread * length)
+            longest = train.longest(length)
             try:
                 draft.task.check_length(longest)
             except TaskError as exc:

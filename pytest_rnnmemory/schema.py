@@ -305,6 +305,17 @@ class TrainSection:
         check=text,
     )
 
+    @property
+    def check_interval(self) -> int:
+        """Training sequences between two checks of the validation metric under ``stop = "learned"``."""
+        if self.eval_every:
+            return self.eval_every
+        return self.samples if self.data == "fixed" else max(1, self.max_sequences // 10)
+
+    def longest(self, length: int) -> int:
+        """The longest sequence this recipe trains on in a case of ``length``."""
+        return length + int(self.spread * length) if self.lengths == "spread" else length
+
 
 @dataclass(frozen=True)
 class SuccessSection:

@@ -115,12 +115,11 @@ def sequences_section(run: SuiteRun, plots: dict[str, str], caption: str) -> lis
     if not records:
         return []
     train = run.config.train
-    fixed_every = train.max_sequences // 10 if train.data == "stream" else train.samples
     lines = [
         "## Sequences to learn",
         "",
         "Training sequences each trial saw before its validation metric reached the threshold (checked "
-        f"every {train.eval_every or fixed_every:,} sequences); its success was then "
+        f"every {train.check_interval:,} sequences); its success was then "
         "decided on a fresh test set. Trials that never reached it are censored at the budget, so the "
         "median is the Kaplan-Meier median, and `> budget` means fewer than half learned; the interval is "
         "the distribution-free 95% interval of the median.",

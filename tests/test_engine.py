@@ -546,6 +546,30 @@ def test_streamed_training_draws_fresh_sequences_every_piece_up_to_the_budget():
     assert single.metrics[0] == pytest.approx(outcome.metrics[1], abs=1e-6)
 
 
+@pytest.mark.parametrize("data", ["fixed", "stream"])
+def test_a_trial_that_stops_at_the_end_of_a_pass_has_that_check_once_in_its_curve(data):
+    """At a threshold of 0 every trial stops at the first check, which ends a pass of 96 sequences."""
+    spec = learned_spec(trials=2, eval_every=96, samples=96, epochs=3)
+    spec = dataclasses.replace(spec, threshold=0.0)
+    if data == "stream":
+        # train.samples does not apply to streamed data: a pass is a piece of 96
+        stream = dataclasses.replace(spec.train, data="stream", max_sequences=300, samples=2000)
+        spec = dataclasses.replace(spec, train=stream)
+    outcome = train_case(spec)
+    assert outcome.sequences == (96, 96)
+    assert [len(curve) for curve in outcome.val_metric] == [1, 1]
+
+
+def test_the_cell_calls_that_choose_a_scheme_count_the_streamed_budget_at_the_longest_length():
+    from pytest_rnnmemory.engine import Schedule
+
+    task = make_task("parity")
+    streamed = spec_for("gru", task="parity", length=6, data="stream", max_sequences=1600, samples=48)
+    assert Schedule.of(streamed, task).calls(streamed, task) == 1600 // 16 * task.steps(6)
+    spread = spec_for("gru", task="parity", length=6, lengths="spread", spread=0.5, samples=48, epochs=2)
+    assert Schedule.of(spread, task).calls(spread, task) == 2 * 3 * task.steps(9)
+
+
 def test_a_trial_with_exactly_the_threshold_right_reaches_it():
     """950 right of 1000 is 0.95: counted in float32 it was 0.94999999 and fell short of 0.95."""
     spec = spec_for("rnn", length=3, trials=2)
