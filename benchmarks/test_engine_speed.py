@@ -43,7 +43,6 @@ from pytest_rnnmemory.schema import ModelSection, TrainSection
 from pytest_rnnmemory.schemes import choose_scheme
 from pytest_rnnmemory.spec import CaseSpec
 
-#: Trials of the per-trial loop actually timed; the time is scaled to TRIALS.
 #: Runs of the engine timed; like the loop, it is measured by its median run.
 ENGINE_ROUNDS = 3
 CASES = [("rnn", 50), ("lstm", 50), ("rnn", 200), ("lstm", 200)]

@@ -17,22 +17,18 @@ of the run, which reuses the compiled cell.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 import time
 
 import pytest
 import torch
-from torch import nn
 
 from benchmarks import per_trial
 from benchmarks.per_trial import BATCH, LR, SAMPLES, TRIALS, VAL
 from pytest_rnnmemory import schemes
+from pytest_rnnmemory.cells import build_cell
 from pytest_rnnmemory.engine import train_case
 from pytest_rnnmemory.schema import ModelSection, TrainSection
 from pytest_rnnmemory.spec import CaseSpec
-from tests import cells_for_tests
 
 LENGTH = 50
 CASES = [(cell, hidden) for cell in ("StepGRU", "IndRNN", "MinGRU") for hidden in (1, 8)]
@@ -40,28 +36,11 @@ CASES = [(cell, hidden) for cell in ("StepGRU", "IndRNN", "MinGRU") for hidden i
 RESULTS: dict[str, dict] = {}
 
 
-class _Sequence(nn.Module):
-    """A step cell run over a sequence, as a user's loop runs it."""
-
-    def __init__(self, cell: nn.Module, hidden: int) -> None:
-        super().__init__()
-        self.cell, self.hidden = cell, hidden
-
-    def forward(self, x):
-        if not hasattr(self.cell, "rnnmemory_state"):
-            return self.cell(x)
-        h = x.new_zeros(x.shape[0], self.hidden)
-        states = []
-        for t in range(x.shape[1]):
-            h = self.cell(x[:, t], h)
-            states.append(h)
-        return torch.stack(states, 1)
-
-
 def per_trial_loop(cell: str, hidden: int) -> float:
     """Seconds for 30 trials trained one after another, scaled from the median of a few."""
+    # The cell run over whole sequences as the engine's own wrapper runs a step cell.
     return per_trial.per_trial_loop(
-        lambda: _Sequence(getattr(cells_for_tests, cell)(1, hidden), hidden), hidden, LENGTH
+        lambda: build_cell(f"tests.cells_for_tests:{cell}", 1, hidden), hidden, LENGTH
     )
 
 
@@ -80,12 +59,15 @@ def test_a_users_cell_in_the_engine_against_its_per_trial_loop(benchmark, cell, 
     started = time.perf_counter()
     train_case(engine_spec(cell, hidden))
     eager_s = time.perf_counter() - started
-    with tempfile.TemporaryDirectory() as cache, _inductor_cache(cache):
+    from torch._inductor.utils import clear_caches, fresh_cache
+
+    with fresh_cache():  # an empty cache on disk, and Inductor's in-memory caches cleared
         schemes._COMPILED.clear()
         started = time.perf_counter()
         train_case(engine_spec(cell, hidden, "compiled"))  # compiles into an empty cache
         first_s = time.perf_counter() - started
         schemes._COMPILED.clear()
+        clear_caches()  # as a new process would be: only the cache on disk is left
         started = time.perf_counter()
         train_case(engine_spec(cell, hidden, "compiled"))  # finds the compiled code on disk
         cached_s = time.perf_counter() - started
@@ -107,17 +89,3 @@ def test_a_users_cell_in_the_engine_against_its_per_trial_loop(benchmark, cell, 
     }
     benchmark.extra_info.update(row)
     assert len(outcome.metrics) == TRIALS
-
-
-@contextlib.contextmanager
-def _inductor_cache(path: str):
-    """Inductor's cache on disk at ``path`` for the block."""
-    saved = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = path
-    try:
-        yield
-    finally:
-        if saved is None:
-            del os.environ["TORCHINDUCTOR_CACHE_DIR"]
-        else:
-            os.environ["TORCHINDUCTOR_CACHE_DIR"] = saved

@@ -24,7 +24,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from .cells import cell_class, recurrence_of
+from .cells import RECURRENCES, cell_class, recurrence_of
 from .cells.compiled import CompiledCell, Signature, configuration
 from .cells.native import Training, native_available, unavailable_reason
 from .cells.recurrence import Recurrence
@@ -315,8 +315,6 @@ class SchemeEntry:
 
     def cells(self) -> list[str]:
         """The built-in cells this built-in-only scheme runs."""
-        from .cells import RECURRENCES
-
         return [name for name, recurrence in RECURRENCES.items() if self.name in recurrence.schemes]
 
     def refusal(self, cell: str, device: str) -> str | None:

@@ -300,26 +300,20 @@ static int forward(int cell, int64_t steps, int64_t n, int64_t b, int64_t hidden
         } else if (cell == RNN_TANH) {
             recur(lanes, rows, hidden, w, p, h_prev, h);
             for (int64_t l = 0; l < width; l++) h[l] = tanh_(h[l]);
-        } else if (cell == LSTM1997) {
-            /* kept: c_t and sigmoid(c_t) per step; else c alternates between two buffers */
+        } else if (cell == LSTM || cell == LSTM1997) {
+            /* kept: c_t and its squashed form (tanh c_t; sigmoid c_t in the 1997 cell) per step;
+               else c alternates between two buffers */
             float *c = extra ? extra + t * 2 * width : cell_tmp + ((t + 1) & 1) * width;
-            float *sc = extra ? c + width : other_tmp;
+            float *sq = extra ? c + width : other_tmp;
             const float *c_prev = !t ? zeros : extra ? c - 2 * width : cell_tmp + (t & 1) * width;
             recur(lanes, rows, hidden, w, p, h_prev, a);
             for (int64_t u = 0; u < hidden; u++) {
-                lstm97_lanes(lanes, a + u * lanes, a + (hidden + u) * lanes, a + (2 * hidden + u) * lanes,
-                             c_prev + u * lanes, c + u * lanes, sc + u * lanes, h + u * lanes);
-            }
-        } else if (cell == LSTM) {
-            /* kept: c_t and tanh c_t per step; else c alternates between two buffers */
-            float *c = extra ? extra + t * 2 * width : cell_tmp + ((t + 1) & 1) * width;
-            float *tc = extra ? c + width : other_tmp;
-            const float *c_prev = !t ? zeros : extra ? c - 2 * width : cell_tmp + (t & 1) * width;
-            recur(lanes, rows, hidden, w, p, h_prev, a);
-            for (int64_t u = 0; u < hidden; u++) {
-                lstm_lanes(lanes, a + u * lanes, a + (hidden + u) * lanes, a + (2 * hidden + u) * lanes,
-                           a + (3 * hidden + u) * lanes, c_prev + u * lanes, c + u * lanes, tc + u * lanes,
-                           h + u * lanes);
+                float *g0 = a + u * lanes, *g1 = a + (hidden + u) * lanes, *g2 = a + (2 * hidden + u) * lanes;
+                if (cell == LSTM)
+                    lstm_lanes(lanes, g0, g1, g2, a + (3 * hidden + u) * lanes, c_prev + u * lanes, c + u * lanes,
+                               sq + u * lanes, h + u * lanes);
+                else
+                    lstm97_lanes(lanes, g0, g1, g2, c_prev + u * lanes, c + u * lanes, sq + u * lanes, h + u * lanes);
             }
         } else {
             float *gh_n = extra ? extra + t * width : other_tmp;
@@ -608,7 +602,7 @@ static int train_step(int cell, int regression, int64_t steps, int64_t first, in
         for (int64_t l = 0; l < rows * lanes; l++) b_in[l] += b_hh[l];
     }
     input_steps(lanes, steps, inputs, rows, w_ih, b_in, xl, pre);
-    const int keeps = cell == LSTM || cell == GRU || cell == LSTM1997;
+    const int keeps = gates_of(cell) > 1;
     if (forward(cell, steps, n, b, hidden, pre, wp[W_HH], cell == GRU ? wp[B_HH] : NULL, states,
                 keeps ? gates : NULL, keeps ? extra : NULL))
         goto done;

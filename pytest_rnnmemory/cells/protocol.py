@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from ..errors import CellError
-from . import build_cell, cell_class
-from .step import is_step_cell, state_parts
+from . import build_cell
+from .step import StepSequence, state_parts, zero_state
 
 #: The input of the tiny batch: 2 sequences of 3 steps, drawn from a fixed generator.
 BATCH, STEPS = 2, 3
@@ -27,19 +27,19 @@ def check_cell(
 ) -> None:
     """Build cell ``name``, run it forward and backward on a tiny batch, and batch two of it with vmap."""
     module = build_cell(name, input_size, hidden_size, cell_args)
-    cls = cell_class(name)
+    step = isinstance(module, StepSequence)
     x = torch.randn(BATCH, STEPS, input_size, generator=torch.Generator().manual_seed(0))
-    if is_step_cell(cls):
-        _check_step(name, module.cell, cls, x[:, 0], hidden_size)
+    if step:
+        _check_step(name, module.cell, type(module.cell), x[:, 0], hidden_size)
     try:
         out = module(x)
     except Exception as exc:
         raise CellError(f"cell {name!r}: forward on a {list(x.shape)} batch raised {exc!r}") from exc
     expected = (BATCH, STEPS, hidden_size)
-    what = "hidden states [batch, steps, hidden]" if not is_step_cell(cls) else "states [batch, hidden]"
+    what = "states [batch, hidden]" if step else "hidden states [batch, steps, hidden]"
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        shown = list(expected) if not is_step_cell(cls) else [BATCH, hidden_size]
+        shown = [BATCH, hidden_size] if step else list(expected)
         raise CellError(f"cell {name!r}: forward must return {what} = {shown}, got {got}")
     if out.dtype != torch.float32:
         raise CellError(f"cell {name!r}: forward must return float32 states, got {out.dtype}")
@@ -52,8 +52,7 @@ def check_cell(
 def _check_step(name: str, cell: torch.nn.Module, cls: type, x: torch.Tensor, hidden: int) -> None:
     """One step from zero states returns a state of the declared parts, each ``[batch, hidden]``."""
     parts = state_parts(cls)
-    zeros = x.new_zeros(BATCH, hidden)
-    state = zeros if len(parts) == 1 else (zeros,) * len(parts)
+    state = zero_state(x, BATCH, hidden, len(parts))
     try:
         new = cell(x, state)
     except Exception as exc:
@@ -83,22 +82,22 @@ def _check_step(name: str, cell: torch.nn.Module, cls: type, x: torch.Tensor, hi
 
 def _check_gradient(name: str, module: torch.nn.Module, out: torch.Tensor) -> None:
     """A loss on the states sends a gradient to its parameters."""
-    names = ", ".join(n for n, _ in module.named_parameters())
-    if not out.requires_grad:
-        raise CellError(
-            f"cell {name!r}: no gradient reaches its parameters ({names}): are the states computed "
-            "under torch.no_grad, detached, or not from the parameters?"
+
+    def unreached(names: list[str]) -> CellError:
+        return CellError(
+            f"cell {name!r}: no gradient reaches its parameters ({', '.join(names)}): are the states "
+            "computed under torch.no_grad, detached, or not from the parameters?"
         )
+
+    if not out.requires_grad:
+        raise unreached([n for n, _ in module.named_parameters()])
     try:
         out.square().sum().backward()
     except Exception as exc:
         raise CellError(f"cell {name!r}: backward through a [2, 3] batch raised {exc!r}") from exc
     stuck = [n for n, p in module.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
     if len(stuck) == sum(1 for _ in module.parameters()):
-        raise CellError(
-            f"cell {name!r}: no gradient reaches its parameters ({', '.join(stuck)}): are the states "
-            "computed under torch.no_grad, detached, or not from the parameters?"
-        )
+        raise unreached(stuck)
 
 
 def _check_batching(

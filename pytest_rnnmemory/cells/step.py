@@ -32,6 +32,15 @@ def state_parts(cls: type) -> tuple[str, ...]:
     return tuple(getattr(cls, STATE_ATTRIBUTE))
 
 
+def zero_state(
+    x: torch.Tensor, batch: int, hidden: int, parts: int
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """A step cell's state before the first step: zeros ``[batch, hidden]``, a tuple of ``parts`` of them
+    for a state of more than one tensor."""
+    zeros = x.new_zeros(batch, hidden)
+    return zeros if parts == 1 else (zeros,) * parts
+
+
 class StepSequence(nn.Module):
     """A step cell run over whole sequences: the cell protocol the engine trains.
 
@@ -46,8 +55,7 @@ class StepSequence(nn.Module):
         self.parts = len(parts)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        zeros = x.new_zeros(x.shape[0], self.hidden_size)
-        state: torch.Tensor | tuple[torch.Tensor, ...] = zeros if self.parts == 1 else (zeros,) * self.parts
+        state = zero_state(x, x.shape[0], self.hidden_size, self.parts)
         outputs = []
         for t in range(x.shape[1]):
             state = self.cell(x[:, t], state)
