@@ -437,11 +437,7 @@ class ReferenceSection:
     )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "setup": self.setup,
-            "figures": [section_json(figure) for figure in self.figures],
-        }
+        return section_json(self)
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> ReferenceSection:
@@ -493,11 +489,14 @@ def check_value(f: dataclasses.Field, value: Any) -> str | None:
 
 
 def section_json(section: Any) -> dict[str, Any]:
-    """A section's keys and values as JSON data (tuples as lists, tables as dicts), in the schema's order."""
+    """A section's keys and values as JSON data (tuples as lists, tables as dicts, sections within
+    it, such as ``[[reference.figures]]``, as their own), in the schema's order."""
 
     def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return section_json(value)
         if isinstance(value, tuple):
-            return list(value)
+            return [plain(v) for v in value]
         if isinstance(value, Mapping):
             return dict(value)
         return value
