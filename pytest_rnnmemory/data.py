@@ -15,7 +15,7 @@ import torch
 from . import seeds
 from .schema import TrainSection
 from .spec import CaseSpec
-from .tasks import IGNORE, Task, scored_steps, unscored
+from .tasks import IGNORE, Task, is_user_task, scored_steps, unscored
 from .usercode import DATA, user_code
 
 #: A trial's targets from its own first scored step on: (that step, ``y [S, T - step]``).
@@ -89,7 +89,7 @@ def sample_trials(
     to other sequences (the ``shuffled`` control).
     """
     stacked, targets = None, []
-    users = ":" in spec.task
+    users = is_user_task(spec.task)
     generators = stream.generators if isinstance(stream, Streams) else None
     for i, seed in enumerate(spec.trial_seeds):
         generator = generators[i] if generators is not None else seeds.stream(seed, stream)

@@ -20,6 +20,11 @@ TASKS: dict[str, type[Task]] = {
 }
 
 
+def is_user_task(name: str) -> bool:
+    """Whether ``name`` is a user's own task (code the suite imports), not one this package knows."""
+    return name not in TASKS
+
+
 def task_class(name: str) -> type[Task]:
     """The task class for a built-in name or a ``package.module:Class`` path."""
     if name in TASKS:
@@ -40,4 +45,4 @@ def make_task(name: str, params: dict[str, float] | None = None) -> Task:
     return task_class(name)(**(params or {}))
 
 
-__all__ = ["IGNORE", "TASKS", "Task", "make_task", "scored_steps", "task_class", "unscored"]
+__all__ = ["IGNORE", "TASKS", "Task", "is_user_task", "make_task", "scored_steps", "task_class", "unscored"]
