@@ -12,6 +12,7 @@ and devices it serves, and whether it can run here. The suite check, the
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import logging
@@ -28,6 +29,7 @@ from .cells import RECURRENCES, cell_class, recurrence_of
 from .cells.compiled import CompiledCell, Signature, configuration
 from .cells.native import Training, native_available, unavailable_reason
 from .cells.recurrence import Recurrence
+from .cells.scan import fast_scans
 from .cells.step import StepSequence, is_step_cell
 from .errors import CellError, SchemeError
 from .schema import TrainSection
@@ -136,7 +138,10 @@ class Vmap(TrialMajor):
         def one(p, b, x):
             return torch.func.functional_call(self.base, (p, b), (x,))
 
-        return torch.func.vmap(one)(params, self.buffers, batch)
+        # A sequence cell's scan in log space runs in the native kernel. A step cell is left
+        # without: the context would cost every one of its many small calls a Python hop.
+        with contextlib.nullcontext() if isinstance(self.base, StepSequence) else fast_scans():
+            return torch.func.vmap(one)(params, self.buffers, batch)
 
 
 class Compiled(Vmap):

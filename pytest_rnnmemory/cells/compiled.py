@@ -13,6 +13,9 @@ last step to the first, recomputing a step's insides from its input state, so
 memory holds states only. A sequence cell's graphs are its whole forward and
 backward, for one length.
 
+A cell's ``torch.logcumsumexp`` is traced as the native kernel's scan
+(:mod:`.scan`), which the compiled code calls as it is.
+
 Compiled code is specialised to the shapes, dtype and device it was traced
 with: :class:`Signature`. Inductor keeps what it compiled in its cache on disk,
 so a later run finds it.
@@ -26,6 +29,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from .scan import fast_scans
 
 
 @dataclass(frozen=True)
@@ -273,7 +278,7 @@ def _compile(function: Callable, example: list[torch.Tensor]) -> Callable:
     # Every input its own tensor: the tracer maps a tensor to one input, so a tensor
     # passed twice would make the graph read one input for the other.
     example = [t.clone() for t in example]
-    with torch.no_grad():
+    with torch.no_grad(), fast_scans():
         graph = make_fx(function)(*example)
     # Inductor keeps compiled graphs on disk only for a fake mode with a shape environment.
     from torch._guards import TracingContext, tracing

@@ -781,6 +781,112 @@ static int train_batches(int cell, int regression, int64_t steps, int64_t first,
     return status;
 }
 
+/* A cumulative log-sum-exp along the middle dimension of [outer][T][inner], for users' cells
+ * (scan.py): y_0 = x_0, y_t = log(exp(y_(t-1)) + exp(x_t)), as torch.logcumsumexp computes it.
+ * The scans run over [T][L] blocks (lanes innermost, vectorised): a block of one outer index
+ * where inner is wide, else a few outer indices' sequences copied together into a buffer. */
+
+/* exp(d) for d <= 0, exactly 0 below -87 where exp_ would clamp */
+static inline float decay_(float d) { return d < -87.0f ? 0.0f : exp_(d); }
+
+static inline float log_add_exp_(float a, float b) {
+    const float hi = a > b ? a : b, lo = a > b ? b : a;
+    const float u = decay_(lo - hi), s = 1.0f + u;
+    /* log1p(u) that keeps a small u: log(1 + u) * u / ((1 + u) - 1) (Goldberg) */
+    const float l = s == 1.0f ? u : log_(s) * (u / (s - 1.0f));
+    /* equal terms, infinities included (where lo - hi is NaN), add log 2 */
+    return lo == hi ? hi + 0.693147180559945309f : hi + l;
+}
+
+static void log_cum_sum_exp(int64_t steps, int64_t lanes, in_t x, out_t y) {
+    memcpy(y, x, (size_t)lanes * sizeof(float));
+    for (int64_t t = 1; t < steps; t++) {
+        in_t prev = y + (t - 1) * lanes, now = x + t * lanes;
+        out_t out = y + t * lanes;
+        for (int64_t l = 0; l < lanes; l++) out[l] = log_add_exp_(prev[l], now[l]);
+    }
+}
+
+/* d y_s / d x_t = exp(x_t - y_s) for s >= t, so dx_t = exp(x_t - y_t) r_t with
+ * r_t = g_t + exp(y_t - y_(t+1)) r_(t+1): every factor is at most 1, as y never decreases and
+ * y_t >= x_t. r_t is kept in dx_t until r_(t-1) has read it. Equal values (infinities
+ * included) differ by 0. */
+static inline float gap_(float below, float above) { return below == above ? 0.0f : below - above; }
+
+static void log_cum_sum_exp_back(int64_t steps, int64_t lanes, in_t x, in_t y, in_t g, out_t dx) {
+    const int64_t last = (steps - 1) * lanes;
+    memcpy(dx + last, g + last, (size_t)lanes * sizeof(float));
+    for (int64_t t = steps - 2; t >= 0; t--) {
+        const int64_t at = t * lanes, next = at + lanes;
+        for (int64_t l = 0; l < lanes; l++) {
+            const float r_next = dx[next + l];
+            dx[at + l] = g[at + l] + decay_(gap_(y[at + l], y[next + l])) * r_next;
+            dx[next + l] = decay_(gap_(x[next + l], y[next + l])) * r_next;
+        }
+    }
+    for (int64_t l = 0; l < lanes; l++) dx[l] *= decay_(gap_(x[l], y[l]));
+}
+
+/* lanes scanned together when the inner dimension is narrower */
+#define SCAN_LANES 256
+
+/* [c][T][inner] at src <-> [T][c * inner] at block */
+static void to_block(int64_t c, int64_t steps, int64_t inner, const float *src, float *block) {
+    if (inner == 1) { /* a transpose, kept apart so that the compiler sees no inner loop */
+        for (int64_t t = 0; t < steps; t++)
+            for (int64_t j = 0; j < c; j++) block[t * c + j] = src[j * steps + t];
+        return;
+    }
+    for (int64_t j = 0; j < c; j++)
+        for (int64_t t = 0; t < steps; t++)
+            for (int64_t i = 0; i < inner; i++) block[(t * c + j) * inner + i] = src[(j * steps + t) * inner + i];
+}
+
+static void from_block(int64_t c, int64_t steps, int64_t inner, const float *block, float *dst) {
+    if (inner == 1) {
+        for (int64_t j = 0; j < c; j++)
+            for (int64_t t = 0; t < steps; t++) dst[j * steps + t] = block[t * c + j];
+        return;
+    }
+    for (int64_t j = 0; j < c; j++)
+        for (int64_t t = 0; t < steps; t++)
+            for (int64_t i = 0; i < inner; i++) dst[(j * steps + t) * inner + i] = block[(t * c + j) * inner + i];
+}
+
+/* y = logcumsumexp(x) (backward: dx from x, y and g) over [outer][T][inner] */
+static int log_cum_sum_exp_all(int backward, int64_t outer, int64_t steps, int64_t inner, const float *x,
+                               const float *y, const float *g, float *out) {
+    const int64_t whole = steps * inner;
+    if (inner >= SCAN_LANES) {
+        for (int64_t o = 0; o < outer; o++) {
+            const int64_t at = o * whole;
+            if (backward)
+                log_cum_sum_exp_back(steps, inner, x + at, y + at, g + at, out + at);
+            else
+                log_cum_sum_exp(steps, inner, x + at, out + at);
+        }
+        return 0;
+    }
+    const int64_t per = SCAN_LANES / inner;
+    float *buffer = malloc((size_t)(backward ? 4 : 2) * (size_t)(per * whole) * sizeof(float));
+    if (buffer == NULL) return -1;
+    float *bx = buffer, *bo = buffer + per * whole, *by = bo + per * whole, *bg = by + per * whole;
+    for (int64_t o = 0; o < outer; o += per) {
+        const int64_t c = outer - o < per ? outer - o : per, at = o * whole;
+        to_block(c, steps, inner, x + at, bx);
+        if (backward) {
+            to_block(c, steps, inner, y + at, by);
+            to_block(c, steps, inner, g + at, bg);
+            log_cum_sum_exp_back(steps, c * inner, bx, by, bg, bo);
+        } else {
+            log_cum_sum_exp(steps, c * inner, bx, bo);
+        }
+        from_block(c, steps, inner, bo, out + at);
+    }
+    free(buffer);
+    return 0;
+}
+
 static unsigned int flush_subnormals(void) {
 #if defined(__SSE__)
     const unsigned int before = _mm_getcsr();
@@ -846,6 +952,21 @@ int rnnm_train_batches(int cell, int regression, int64_t steps, int64_t first, i
     const int status = train_batches(cell, regression, steps, first, n, count, batch, inputs, hidden, classes,
                                      flat, width_p, offset, x, x_stride, y, y_stride, order, order_stride,
                                      diverged, total, optimizer, hyper, state, clock);
+    restore_subnormals(mode);
+    return status;
+}
+
+int rnnm_logcumsumexp(int64_t outer, int64_t steps, int64_t inner, const float *x, float *y) {
+    const unsigned int mode = flush_subnormals();
+    const int status = log_cum_sum_exp_all(0, outer, steps, inner, x, NULL, NULL, y);
+    restore_subnormals(mode);
+    return status;
+}
+
+int rnnm_logcumsumexp_backward(int64_t outer, int64_t steps, int64_t inner, const float *x, const float *y,
+                               const float *g, float *dx) {
+    const unsigned int mode = flush_subnormals();
+    const int status = log_cum_sum_exp_all(1, outer, steps, inner, x, y, g, dx);
     restore_subnormals(mode);
     return status;
 }

@@ -30,6 +30,9 @@ hidden states ``[T, H, n, b]``), so that each step's arithmetic runs over
 For training, :class:`Training` runs whole minibatches per call and no
 autograd: cell, readout, each trial's loss, the gradient of the live trials'
 losses, the clip and the optimizer's update, on the flat weights in place.
+
+The kernel also holds a cumulative log-sum-exp for users' scan cells, which
+:mod:`.scan` serves.
 """
 
 from __future__ import annotations
@@ -147,6 +150,10 @@ def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
         + [ctypes.c_void_p] * 3
     )
     library.rnnm_train_batches.restype = ctypes.c_int
+    library.rnnm_logcumsumexp.argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 2
+    library.rnnm_logcumsumexp.restype = ctypes.c_int
+    library.rnnm_logcumsumexp_backward.argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 4
+    library.rnnm_logcumsumexp_backward.restype = ctypes.c_int
     return library
 
 
