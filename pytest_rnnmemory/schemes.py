@@ -129,6 +129,10 @@ class Vmap(TrialMajor):
     def __init__(self, module: nn.Module, buffers: dict[str, torch.Tensor]) -> None:
         self.base = copy.deepcopy(module).to("meta")
         self.buffers = buffers
+        # A user's sequence cell scans in log space in the native kernel. The package's own
+        # modules (the built-in cells, the time loop around a step cell) are left without: the
+        # context would cost every one of their many small calls a Python hop.
+        self.scans = not type(module).__module__.startswith(f"{__package__}.")
 
     def keep(self, rows: torch.Tensor) -> None:
         """Keep the buffers of the trials ``rows`` selects."""
@@ -138,9 +142,7 @@ class Vmap(TrialMajor):
         def one(p, b, x):
             return torch.func.functional_call(self.base, (p, b), (x,))
 
-        # A sequence cell's scan in log space runs in the native kernel. A step cell is left
-        # without: the context would cost every one of its many small calls a Python hop.
-        with contextlib.nullcontext() if isinstance(self.base, StepSequence) else fast_scans():
+        with fast_scans() if self.scans else contextlib.nullcontext():
             return torch.func.vmap(one)(params, self.buffers, batch)
 
 

@@ -118,3 +118,24 @@ def test_a_sequence_cell_under_vmap_scans_in_the_kernel_as_each_trial_would_in_t
         )
         for key, mine, their in zip(params, our_grads, their_grads, strict=True):
             torch.testing.assert_close(mine[i], their, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_the_packages_own_modules_run_without_the_scan_context(monkeypatch):
+    """The built-in cells and the time loop around a step cell make many small calls, each of
+    which the context would send through Python: they run without it."""
+    from pytest_rnnmemory import schemes
+    from pytest_rnnmemory.cells import build_cell
+
+    entered = []
+    monkeypatch.setattr(schemes, "fast_scans", lambda: entered.append(1) or fast_scans())
+    batch = torch.randn(2, 3, 4, 1)
+    for name, scans in (
+        ("lstm", False),
+        ("tests.cells_for_tests:StepGRU", False),
+        ("tests.cells_for_tests:MinGRU", True),
+    ):
+        module = build_cell(name, 1, 2)
+        params = {k: torch.stack([v.detach()] * 2) for k, v in module.named_parameters()}
+        entered.clear()
+        schemes.Vmap(module, {}).hidden(params, batch)
+        assert bool(entered) is scans, name
