@@ -139,3 +139,33 @@ def test_the_packages_own_modules_run_without_the_scan_context(monkeypatch):
         entered.clear()
         schemes.Vmap(module, {}).hidden(params, batch)
         assert bool(entered) is scans, name
+
+
+def test_a_long_scan_keeps_its_running_value_exact_and_its_memory_small():
+    """Ten million steps of one sequence: the running value is not rounded to float32 at every
+    step, and the kernel's working memory is a block's, not 256 sequences' of this length."""
+    x = torch.zeros(10_000_000, requires_grad=True)
+    with fast_scans():
+        y = torch.logcumsumexp(x, 0)
+    exact = torch.arange(1, x.numel() + 1, dtype=torch.float64).log()
+    torch.testing.assert_close(y.detach().double(), exact, rtol=2e-7, atol=1e-6)
+    (grad,) = torch.autograd.grad(y, x, torch.ones_like(y))
+    # d sum_t y_t / d x_s = sum_(t >= s) 1 / (t + 1), the tail of the harmonic series
+    tail = (1 / exact.exp()).flip(0).cumsum(0).flip(0)
+    torch.testing.assert_close(grad.double(), tail, rtol=1e-5, atol=1e-5)
+
+
+def test_what_the_scan_does_not_differentiate_raises_instead_of_answering_wrong():
+    x = torch.randn(6, dtype=torch.float32, requires_grad=True)
+    with fast_scans():
+        y = torch.logcumsumexp(x, 0)
+    (grad,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+    with pytest.raises(NotImplementedError, match="second derivative"):
+        torch.autograd.grad(grad.sum(), x)
+    with fast_scans(), pytest.raises(NotImplementedError, match="forward-mode"):
+        torch.func.jvp(lambda v: torch.logcumsumexp(v, 0), (x.detach(),), (torch.ones(6),))
+
+
+def test_a_dimension_out_of_range_is_torchs_error():
+    with fast_scans(), pytest.raises(IndexError, match="out of range"):
+        torch.logcumsumexp(torch.randn(3, 4), 2)

@@ -784,47 +784,59 @@ static int train_batches(int cell, int regression, int64_t steps, int64_t first,
 /* A cumulative log-sum-exp along the middle dimension of [outer][T][inner], for users' cells
  * (scan.py): y_0 = x_0, y_t = log(exp(y_(t-1)) + exp(x_t)), as torch.logcumsumexp computes it.
  * The scans run over [T][L] blocks (lanes innermost, vectorised): a block of one outer index
- * where inner is wide, else a few outer indices' sequences copied together into a buffer. */
+ * where inner is wide, else a few outer indices' sequences copied together into a buffer. What
+ * is carried from step to step (y, and the backward pass's r) is kept in double, as torch keeps
+ * its running value: in float its rounding would grow with the length. */
 
 /* exp(d) for d <= 0, exactly 0 below -87 where exp_ would clamp */
 static inline float decay_(float d) { return d < -87.0f ? 0.0f : exp_(d); }
 
-static inline float log_add_exp_(float a, float b) {
-    const float hi = a > b ? a : b, lo = a > b ? b : a;
-    const float u = decay_(lo - hi), s = 1.0f + u;
+/* log(exp(a) + exp(b)), the running value a in double */
+static inline double log_add_exp_(double a, float x) {
+    const double b = x, hi = a > b ? a : b, lo = a > b ? b : a;
+    const float u = decay_((float)(lo - hi)), s = 1.0f + u;
     /* log1p(u) that keeps a small u: log(1 + u) * u / ((1 + u) - 1) (Goldberg) */
     const float l = s == 1.0f ? u : log_(s) * (u / (s - 1.0f));
     /* equal terms, infinities included (where lo - hi is NaN), add log 2 */
-    return lo == hi ? hi + 0.693147180559945309f : hi + l;
+    return lo == hi ? hi + 0.6931471805599453 : hi + (double)l;
 }
 
-static void log_cum_sum_exp(int64_t steps, int64_t lanes, in_t x, out_t y) {
-    memcpy(y, x, (size_t)lanes * sizeof(float));
+static void log_cum_sum_exp(int64_t steps, int64_t lanes, in_t x, out_t y, double *restrict carry) {
+    for (int64_t l = 0; l < lanes; l++) y[l] = (float)(carry[l] = x[l]);
     for (int64_t t = 1; t < steps; t++) {
-        in_t prev = y + (t - 1) * lanes, now = x + t * lanes;
+        in_t now = x + t * lanes;
         out_t out = y + t * lanes;
-        for (int64_t l = 0; l < lanes; l++) out[l] = log_add_exp_(prev[l], now[l]);
+        for (int64_t l = 0; l < lanes; l++) out[l] = (float)(carry[l] = log_add_exp_(carry[l], now[l]));
     }
 }
 
 /* d y_s / d x_t = exp(x_t - y_s) for s >= t, so dx_t = exp(x_t - y_t) r_t with
  * r_t = g_t + exp(y_t - y_(t+1)) r_(t+1): every factor is at most 1, as y never decreases and
- * y_t >= x_t. r_t is kept in dx_t until r_(t-1) has read it. Equal values (infinities
- * included) differ by 0. */
+ * y_t >= x_t. Equal values (infinities included) differ by 0. */
 static inline float gap_(float below, float above) { return below == above ? 0.0f : below - above; }
 
-static void log_cum_sum_exp_back(int64_t steps, int64_t lanes, in_t x, in_t y, in_t g, out_t dx) {
+/* exp(y_t - y_(t+1)) as 1 / (1 + exp(x_(t+1) - y_t)), which does not subtract two nearly equal
+ * values of y: along a long scan their difference is below float32's rounding of either */
+static inline double keep_(float y_now, float x_next) {
+    const float d = gap_(x_next, y_now), u = decay_(d > 0.0f ? -d : d);
+    /* in double: a factor within float32's rounding of 1, repeated over the scan, would drift */
+    return d > 0.0f ? (double)u / (1.0 + (double)u) : 1.0 / (1.0 + (double)u);
+}
+
+static void log_cum_sum_exp_back(int64_t steps, int64_t lanes, in_t x, in_t y, in_t g, out_t dx,
+                                 double *restrict r) {
     const int64_t last = (steps - 1) * lanes;
-    memcpy(dx + last, g + last, (size_t)lanes * sizeof(float));
+    for (int64_t l = 0; l < lanes; l++) {
+        r[l] = g[last + l];
+        dx[last + l] = (float)((double)decay_(gap_(x[last + l], y[last + l])) * r[l]);
+    }
     for (int64_t t = steps - 2; t >= 0; t--) {
         const int64_t at = t * lanes, next = at + lanes;
         for (int64_t l = 0; l < lanes; l++) {
-            const float r_next = dx[next + l];
-            dx[at + l] = g[at + l] + decay_(gap_(y[at + l], y[next + l])) * r_next;
-            dx[next + l] = decay_(gap_(x[next + l], y[next + l])) * r_next;
+            r[l] = (double)g[at + l] + keep_(y[at + l], x[next + l]) * r[l];
+            dx[at + l] = (float)((double)decay_(gap_(x[at + l], y[at + l])) * r[l]);
         }
     }
-    for (int64_t l = 0; l < lanes; l++) dx[l] *= decay_(gap_(x[l], y[l]));
 }
 
 /* lanes scanned together when the inner dimension is narrower */
@@ -857,33 +869,39 @@ static void from_block(int64_t c, int64_t steps, int64_t inner, const float *blo
 static int log_cum_sum_exp_all(int backward, int64_t outer, int64_t steps, int64_t inner, const float *x,
                                const float *y, const float *g, float *out) {
     const int64_t whole = steps * inner;
-    if (inner >= SCAN_LANES) {
-        for (int64_t o = 0; o < outer; o++) {
-            const int64_t at = o * whole;
-            if (backward)
-                log_cum_sum_exp_back(steps, inner, x + at, y + at, g + at, out + at);
-            else
-                log_cum_sum_exp(steps, inner, x + at, out + at);
-        }
-        return 0;
+    /* outer indices a block holds: one scans in place */
+    int64_t per = SCAN_LANES / inner;
+    per = per > outer ? outer : per < 1 ? 1 : per;
+    const int64_t lanes = per * inner, buffered = per > 1 ? (backward ? 4 : 2) * per * whole : 0;
+    double *carry = malloc((size_t)lanes * sizeof(double));
+    float *buffer = buffered ? malloc((size_t)buffered * sizeof(float)) : NULL;
+    if (carry == NULL || (buffered && buffer == NULL)) {
+        free(carry);
+        free(buffer);
+        return -1;
     }
-    const int64_t per = SCAN_LANES / inner;
-    float *buffer = malloc((size_t)(backward ? 4 : 2) * (size_t)(per * whole) * sizeof(float));
-    if (buffer == NULL) return -1;
     float *bx = buffer, *bo = buffer + per * whole, *by = bo + per * whole, *bg = by + per * whole;
     for (int64_t o = 0; o < outer; o += per) {
         const int64_t c = outer - o < per ? outer - o : per, at = o * whole;
+        if (per == 1) {
+            if (backward)
+                log_cum_sum_exp_back(steps, inner, x + at, y + at, g + at, out + at, carry);
+            else
+                log_cum_sum_exp(steps, inner, x + at, out + at, carry);
+            continue;
+        }
         to_block(c, steps, inner, x + at, bx);
         if (backward) {
             to_block(c, steps, inner, y + at, by);
             to_block(c, steps, inner, g + at, bg);
-            log_cum_sum_exp_back(steps, c * inner, bx, by, bg, bo);
+            log_cum_sum_exp_back(steps, c * inner, bx, by, bg, bo, carry);
         } else {
-            log_cum_sum_exp(steps, c * inner, bx, bo);
+            log_cum_sum_exp(steps, c * inner, bx, bo, carry);
         }
         from_block(c, steps, inner, bo, out + at);
     }
     free(buffer);
+    free(carry);
     return 0;
 }
 
