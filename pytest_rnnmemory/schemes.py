@@ -423,8 +423,8 @@ def choose_scheme(
     ``fused`` (cuDNN) while trials x hidden stays narrow. Any other cell runs under
     ``vmap``; a step cell ``compiled`` where its ``calls`` (epochs x minibatches x
     steps) pay for compiling (:data:`COMPILE_SWITCH` decides otherwise). A sequence
-    cell is not compiled under ``auto``: the one measured, a scan cell, spends its
-    time in ATen kernels that Inductor calls as they are, and gained nothing.
+    cell is not compiled under ``auto``: its compiled code serves one length, and a
+    case whose lengths vary would compile once for each.
     """
     kind = torch.device(device).type
     if requested != "auto":
