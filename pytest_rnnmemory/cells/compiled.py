@@ -2,12 +2,12 @@
 
 ``torch.compile`` of one time step pays Dynamo's guards and AOTAutograd's wrappers
 at every call, about 0.1 ms a step forward and back on a CPU (profiled), more than
-a small cell's own kernels take. Here the cell of every trial at once
+a small cell's own kernels take. Here a step cell of every trial at once
 (``torch.func.vmap``) and its vector-Jacobian product (``torch.func.vjp``) are
 traced once to ATen graphs (``make_fx``) and compiled by Inductor, and one
 autograd node runs a minibatch.
 
-A step cell's graphs are one time step, which does not depend on the length:
+These graphs are one time step, which does not depend on the length:
 the forward loop keeps each step's state, and the backward loop runs from the
 last step to the first, recomputing a step's insides from its input state, so
 memory holds states only. A sequence cell, called once a minibatch, is compiled
