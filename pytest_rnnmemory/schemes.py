@@ -423,8 +423,8 @@ def choose_scheme(
     ``fused`` (cuDNN) while trials x hidden stays narrow. Any other cell runs under
     ``vmap``; a step cell ``compiled`` where its ``calls`` (epochs x minibatches x
     steps) pay for compiling (:data:`COMPILE_SWITCH` decides otherwise). A sequence
-    cell is not compiled under ``auto``: its compiled code serves one length, and a
-    case whose lengths vary would compile once for each.
+    cell is not compiled under ``auto``: its graph is compiled again for every length,
+    and grows with the length where the cell loops over time in Python.
     """
     kind = torch.device(device).type
     if requested != "auto":
