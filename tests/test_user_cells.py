@@ -1,5 +1,6 @@
 """Cells as users write them: step cells, torch's own cells, cells from their papers, and their errors."""
 
+from collections import Counter
 from typing import ClassVar
 
 import pytest
@@ -152,6 +153,15 @@ def test_compiled_cells_give_the_hidden_states_and_gradients_of_vmap():
         torch.testing.assert_close(compiled[0], eager[0], rtol=1e-5, atol=1e-6, msg=name)
         for key, grad in eager[1].items():
             torch.testing.assert_close(compiled[1][key], grad, rtol=1e-4, atol=1e-6, msg=f"{name} {key}")
+    # the sequence cell's compiled code scans in the native kernel, once forward and once back:
+    # its backward reads what its forward kept instead of running the forward again
+    module, params, buffers = _stacked("MinGRU", trials=3, hidden=2)
+    scheme = Compiled(module, buffers)
+    _hidden_and_grads(scheme, params, batch)
+    with torch.profiler.profile() as profiled:
+        _hidden_and_grads(scheme, params, batch)
+    scans = Counter(e.name for e in profiled.events() if e.name.startswith("rnnmemory::"))
+    assert scans == {"rnnmemory::logcumsumexp": 1, "rnnmemory::logcumsumexp_backward": 1}
     # one minibatch an epoch: the gradient diagnostic's sequences have the compiled shape
     spec = spec_for(
         "tests.cells_for_tests:StepGRU",
