@@ -169,3 +169,5 @@ def test_what_the_scan_does_not_differentiate_raises_instead_of_answering_wrong(
 def test_a_dimension_out_of_range_is_torchs_error():
     with fast_scans(), pytest.raises(IndexError, match="out of range"):
         torch.logcumsumexp(torch.randn(3, 4), 2)
+    with pytest.raises(IndexError, match="out of range"):  # the operator itself, called directly
+        scan.logcumsumexp(torch.randn(3, 4), -3)

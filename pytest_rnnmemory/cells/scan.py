@@ -35,6 +35,8 @@ from . import native
 
 def _around(x: torch.Tensor, dim: int) -> tuple[int, int, int]:
     """``x``'s shape as ``[outer, T, inner]`` around the scanned dimension ``dim``."""
+    if not -x.dim() <= dim < x.dim():
+        raise IndexError(f"dimension {dim} is out of range for a tensor of {x.dim()} dimensions")
     dim = dim % x.dim()
     return math.prod(x.shape[:dim]), x.shape[dim], math.prod(x.shape[dim + 1 :])
 
