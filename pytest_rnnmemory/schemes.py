@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .cells import RECURRENCES, cell_class, recurrence_of
-from .cells.compiled import CompiledCell, Signature, configuration
+from .cells.compiled import CompiledCell, Signature, compile_cell, configuration
 from .cells.native import Training, native_available, unavailable_reason
 from .cells.recurrence import Recurrence
 from .cells.scan import fast_scans
@@ -139,11 +139,18 @@ class Vmap(TrialMajor):
         self.buffers = {name: value[rows] for name, value in self.buffers.items()}
 
     def hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
+        return self._vmapped(params, self.buffers, batch)
+
+    def _vmapped(
+        self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], batch: torch.Tensor
+    ) -> torch.Tensor:
+        """The cell of every trial at once, with the weights and buffers given."""
+
         def one(p, b, x):
             return torch.func.functional_call(self.base, (p, b), (x,))
 
         with fast_scans() if self.scans else contextlib.nullcontext():
-            return torch.func.vmap(one)(params, self.buffers, batch)
+            return torch.func.vmap(one)(params, buffers, batch)
 
 
 class Compiled(Vmap):
@@ -232,7 +239,7 @@ class Compiled(Vmap):
         found = cache.get(key)
         training = torch.is_grad_enabled() and any(p.requires_grad for p in params.values())
         if found is None and training and batch.shape[1] >= self.widest:
-            found = cache[key] = CompiledCell(
+            found = cache[key] = compile_cell(
                 self.base.cell if self.step else self.base,
                 self.base.parts if self.step else 0,
                 self.base.hidden_size if self.step else self._width(params, buffers, batch),
@@ -247,11 +254,9 @@ class Compiled(Vmap):
     def _width(
         self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], batch: torch.Tensor
     ) -> int:
-        def one(p, b, x):
-            return torch.func.functional_call(self.base, (p, b), (x,))
-
+        """A sequence cell's width: its output's, on one step of one sequence."""
         with torch.no_grad():
-            return torch.func.vmap(one)(params, buffers, batch[:, :1, :1]).shape[-1]
+            return self._vmapped(params, buffers, batch[:, :1, :1]).shape[-1]
 
 
 #: Compiled cells by :class:`~.cells.compiled.Signature`, for the process; classes whose

@@ -203,7 +203,7 @@ def test_compiled_code_is_built_for_the_widest_training_minibatch_alone(monkeypa
     compiled step of a step cell serves every length; the process keeps it for later cases."""
     from pytest_rnnmemory import schemes
 
-    monkeypatch.setattr(schemes, "CompiledCell", _Counted)
+    monkeypatch.setattr(schemes, "compile_cell", _Counted)
     monkeypatch.setattr(schemes, "_COMPILED", {})
     monkeypatch.setattr(_Counted, "built", [])
     module, params, buffers = _stacked("StepGRU", trials=2, hidden=3)
@@ -236,7 +236,7 @@ def counted(monkeypatch):
     """The compiled scheme with :class:`_Counted` in place of Inductor, and empty caches."""
     from pytest_rnnmemory import schemes
 
-    monkeypatch.setattr(schemes, "CompiledCell", _Counted)
+    monkeypatch.setattr(schemes, "compile_cell", _Counted)
     monkeypatch.setattr(schemes, "_COMPILED", {})
     monkeypatch.setattr(schemes, "_FAILED", set())
     monkeypatch.setattr(_Counted, "built", [])
@@ -339,7 +339,7 @@ def test_a_cell_that_does_not_compile_runs_under_vmap_after_one_note(monkeypatch
     def refuses(*args):
         raise RuntimeError("Inductor cannot lower this op\nand a second line")
 
-    monkeypatch.setattr(schemes, "CompiledCell", refuses)
+    monkeypatch.setattr(schemes, "compile_cell", refuses)
     monkeypatch.setattr(schemes, "_COMPILED", {})
     monkeypatch.setattr(schemes, "_FAILED", set())
     module, params, buffers = _stacked("IndRNN", trials=2, hidden=3)

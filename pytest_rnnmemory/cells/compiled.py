@@ -130,13 +130,54 @@ def _describe(value: object) -> object | None:
     return None
 
 
-class CompiledCell:
-    """One cell's compiled forward and backward for one :class:`Signature`.
+def compile_cell(
+    base: nn.Module,
+    parts: int,
+    hidden: int,
+    params: dict[str, torch.Tensor],
+    buffers: dict[str, torch.Tensor],
+    batch: torch.Tensor,
+) -> CompiledCell:
+    """``base`` (its weights unused: each call passes every trial's, stacked) compiled for every
+    trial at once: a step cell whose state has ``parts`` tensors of width ``hidden``, for the
+    shapes of ``params``, ``buffers`` and the training minibatch ``batch``; a sequence cell
+    (``parts == 0``) at its first call, which is a training call."""
+    if parts:
+        return CompiledStep(base, parts, hidden, params, buffers, batch)
+    return CompiledSequence(base, params, buffers)
 
-    ``base`` is the cell (its weights unused: each call passes every trial's,
-    stacked), ``parts`` the number of tensors in a step cell's state (``0`` for
-    a sequence cell), ``hidden`` its width. The example tensors fix a step cell's
-    shapes; a sequence cell compiles at its first call, which is a training call.
+
+def _vmapped(base: nn.Module, param_names: tuple[str, ...], buffer_names: tuple[str, ...]) -> Callable:
+    """``base`` of every trial at once, called as ``(weights, *args)``: the trials' parameters,
+    then buffers, stacked, in the order of the names."""
+    count = len(param_names)
+
+    def one(weights: Sequence[torch.Tensor], *args: torch.Tensor):
+        params = dict(zip(param_names, weights[:count], strict=True))
+        buffers = dict(zip(buffer_names, weights[count:], strict=True))
+        return torch.func.functional_call(base, (params, buffers), args)
+
+    return torch.func.vmap(one)
+
+
+class CompiledSequence:
+    """A sequence cell's forward and backward, compiled at the first call for its shapes."""
+
+    def __init__(
+        self, base: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]
+    ) -> None:
+        self._run = _compile_differentiable(_vmapped(base, tuple(params), tuple(buffers)))
+
+    def hidden(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], batch: torch.Tensor):
+        """Every trial's hidden states ``[n, b, T, H]``, differentiable in ``params``."""
+        return self._run(*params.values(), *buffers.values(), batch)
+
+
+class CompiledStep:
+    """A step cell's compiled step forward and backward, for one :class:`Signature`.
+
+    ``parts`` is the number of tensors in its state, ``hidden`` its width; the example
+    tensors fix the shapes.
     """
 
     def __init__(
@@ -150,30 +191,17 @@ class CompiledCell:
     ) -> None:
         self.parts, self.width = parts, hidden
         self.param_names, self.buffer_names = tuple(params), tuple(buffers)
-        if parts:
-            weights = [t.detach().contiguous() for t in (*params.values(), *buffers.values())]
-            n, b = batch.shape[:2]
-            x = batch[:, :, 0].detach().contiguous()
-            state = [x.new_zeros(n, b, hidden) for _ in range(parts)]
-            forward, backward = self._step_functions(base)
-            grads = [t.clone() for t in weights[: len(params)]]
-            self._forward = _compile(forward, [*weights, x, *state])
-            self._backward = _compile(backward, [*weights, *grads, x, *state, state[0], *state])
-        else:
-            self._sequence = _compile_differentiable(self._vmapped(base))
-
-    def _vmapped(self, base: nn.Module) -> Callable:
-        names, count = self.param_names, len(self.param_names)
-
-        def one(weights: Sequence[torch.Tensor], *args: torch.Tensor):
-            params = dict(zip(names, weights[:count], strict=True))
-            buffers = dict(zip(self.buffer_names, weights[count:], strict=True))
-            return torch.func.functional_call(base, (params, buffers), args)
-
-        return torch.func.vmap(one)
+        weights = [t.detach().contiguous() for t in (*params.values(), *buffers.values())]
+        n, b = batch.shape[:2]
+        x = batch[:, :, 0].detach().contiguous()
+        state = [x.new_zeros(n, b, hidden) for _ in range(parts)]
+        forward, backward = self._step_functions(base)
+        grads = [t.clone() for t in weights[: len(params)]]
+        self._forward = _compile(forward, [*weights, x, *state])
+        self._backward = _compile(backward, [*weights, *grads, x, *state, state[0], *state])
 
     def _step_functions(self, base: nn.Module) -> tuple[Callable, Callable]:
-        cell, parts = self._vmapped(base), self.parts
+        cell, parts = _vmapped(base, self.param_names, self.buffer_names), self.parts
         count, weighed = len(self.param_names), len(self.param_names) + len(self.buffer_names)
 
         def step(weights, x, state):
@@ -200,12 +228,10 @@ class CompiledCell:
 
     def hidden(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], batch: torch.Tensor):
         """Every trial's hidden states ``[n, b, T, H]``, differentiable in ``params``."""
-        if not self.parts:
-            return self._sequence(*params.values(), *buffers.values(), batch)
         return _Run.apply(self, batch, len(params), *params.values(), *buffers.values())
 
     def run_forward(self, weights: list[torch.Tensor], batch: torch.Tensor) -> tuple[torch.Tensor, list]:
-        """A step cell's hidden states ``[n, b, T, H]`` and what the backward pass needs."""
+        """The hidden states ``[n, b, T, H]`` and what the backward pass needs."""
         xs = batch.permute(2, 0, 1, 3).contiguous()  # time first: each step's input is contiguous
         n, b = batch.shape[:2]
         state = [xs.new_zeros(n, b, self.width) for _ in range(self.parts)]
@@ -238,11 +264,15 @@ def _dense(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return [t if t.is_contiguous() else t.contiguous() for t in tensors]
 
 
+#: What :func:`compile_cell` returns.
+CompiledCell = CompiledStep | CompiledSequence
+
+
 class _Run(torch.autograd.Function):
-    """A minibatch of every trial through a :class:`CompiledCell`, as one autograd node."""
+    """A minibatch of every trial through a :class:`CompiledStep`, as one autograd node."""
 
     @staticmethod
-    def forward(ctx, compiled: CompiledCell, batch: torch.Tensor, count: int, *tensors: torch.Tensor):
+    def forward(ctx, compiled: CompiledStep, batch: torch.Tensor, count: int, *tensors: torch.Tensor):
         weights = [t.contiguous() for t in tensors]
         hidden, saved = compiled.run_forward(weights, batch)
         ctx.compiled, ctx.count, ctx.buffers = compiled, count, len(tensors) - count
