@@ -3,9 +3,10 @@
 A case's entry is keyed by a hash of everything that determines its result:
 the case's full configuration and seed, the versions of this package and
 torch, the device type, and the source code that trains it (this package's
-own modules and the modules of a user's cell or task), so that editing a cell
-never returns a stale answer. An entry that cannot be read, or that was
-written for another key, is ignored with a warning and trained again.
+own modules, and the module of a user's cell or task with every module of the
+user's it draws on), so that editing a cell, or a base class it inherits from
+another file, never returns a stale answer. An entry that cannot be read, or
+that was written for another key, is ignored with a warning and trained again.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import functools
 import hashlib
 import importlib
 import json
+import sys
+import sysconfig
 import warnings
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
@@ -45,14 +49,57 @@ def _package_source() -> str:
 
 
 def _module_source(import_path: str) -> str | None:
-    """A hash of the file that defines ``package.module:Class`` (``None`` for built-in names)."""
+    """A hash of the user's code behind ``package.module:Name``: the file of its module and of every
+    module of the user's that it reaches through its names, transitively (``None`` for built-in
+    names)."""
     if ":" not in import_path:
         return None
-    module = importlib.import_module(import_path.partition(":")[0])
-    source = getattr(module, "__file__", None)
-    if not source:
+    files = _user_files(importlib.import_module(import_path.partition(":")[0]))
+    if not files:
         return None
-    return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _user_files(module: ModuleType) -> list[Path]:
+    """The source files of ``module`` and of the modules its names come from (modules, classes and
+    functions, and the classes of other objects), followed from module to module; installed code
+    (the standard library, site-packages) and this package, which versions pin, are not followed."""
+    seen: set[str] = set()
+    files: set[Path] = set()
+    waiting = [module]
+    while waiting:
+        current = waiting.pop()
+        if current.__name__ in seen or current.__name__ == "__main__":
+            continue
+        seen.add(current.__name__)
+        source = getattr(current, "__file__", None)
+        if not source or (current is not module and _installed(Path(source))):
+            continue
+        files.add(Path(source).resolve())
+        for value in list(vars(current).values()):
+            name = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
+            if not isinstance(name, str):
+                name = type(value).__module__
+            reached = sys.modules.get(name)
+            if reached is not None and reached.__name__ not in seen:
+                waiting.append(reached)
+    return sorted(files)
+
+
+@functools.cache
+def _installed_roots() -> tuple[Path, ...]:
+    paths = sysconfig.get_paths()
+    roots = {Path(paths[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    return (*roots, Path(__file__).parent.resolve())
+
+
+def _installed(path: Path) -> bool:
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(root) for root in _installed_roots())
 
 
 def case_key(case: Case, device_type: str) -> str:

@@ -2,11 +2,12 @@
 
 import json
 import multiprocessing
+from pathlib import Path
 
 import pytest
 
 from pytest_rnnmemory.atomic import write_atomic
-from pytest_rnnmemory.cache import CacheWarning, ResultCache
+from pytest_rnnmemory.cache import CacheWarning, ResultCache, _module_source, _user_files
 from tests.records import record_of
 
 
@@ -60,3 +61,32 @@ def test_an_atomic_write_gives_the_file_a_plain_writes_permissions(tmp_path):
     plain.write_text("x")
     write_atomic(atomic, "x")
     assert atomic.stat().st_mode == plain.stat().st_mode
+
+
+def test_editing_a_module_a_users_cell_draws_on_changes_its_key(tmp_path, monkeypatch):
+    # The cell's class is in one file, its base class in a second, a helper of the base in a third.
+    package = tmp_path / "editedcells"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text("SCALE = 1.0\n")
+    (package / "base.py").write_text(
+        "import torch\nfrom torch import nn\nfrom . import helpers\n\n"
+        "class Base(nn.Module):\n    def forward(self, x):\n        return x * helpers.SCALE\n"
+    )
+    (package / "cells.py").write_text("from .base import Base\n\nclass Mine(Base):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = _module_source("editedcells.cells:Mine")
+    assert _module_source("editedcells.cells:Mine") == before
+    (package / "base.py").write_text((package / "base.py").read_text().replace("x *", "x * 2 *"))
+    edited_base = _module_source("editedcells.cells:Mine")
+    (package / "helpers.py").write_text("SCALE = 3.0\n")
+    edited_helper = _module_source("editedcells.cells:Mine")
+    assert len({before, edited_base, edited_helper}) == 3
+
+
+def test_installed_code_a_cell_imports_is_left_to_the_versions():
+    # torch and the standard library are pinned by their versions, not read file by file.
+    import tests.cells_for_tests as cells
+
+    files = _user_files(cells)
+    assert files == [Path(cells.__file__).resolve()]
