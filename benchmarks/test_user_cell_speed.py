@@ -76,7 +76,7 @@ def test_a_users_cell_in_the_engine_against_its_per_trial_loop(benchmark, cell, 
         train_case, args=(engine_spec(cell, hidden, "compiled"),), rounds=1, iterations=1
     )
     engine_s = benchmark.stats.stats.median
-    compiled = f"tests.cells_for_tests.{cell}" not in schemes.failed_to_compile()
+    compiled = f"tests.cells_for_tests:{cell}" not in schemes.failed_to_compile()
     RESULTS[f"{cell}, hidden {hidden}"] = row = {
         "loop_s": loop_s,
         "eager_s": eager_s,

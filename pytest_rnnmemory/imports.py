@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
+
+from .usercode import where
 
 
 def import_object(path: str, *, what: str, error: type[Exception]) -> object:
@@ -12,12 +15,26 @@ def import_object(path: str, *, what: str, error: type[Exception]) -> object:
         raise error(f"{what} {path!r}: an import path must look like 'package.module:Class'")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise error(f"{what} {path!r}: cannot import module {module_name!r}: {exc}") from None
-    try:
-        obj = module
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except AttributeError:
-        raise error(f"{what} {path!r}: module {module_name!r} has no attribute {attr!r}") from None
+    except ModuleNotFoundError as exc:
+        hint = ""
+        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
+            # the user's module itself, not a module it imports
+            hint = (
+                f"; modules are looked for on sys.path: add the folder that holds {exc.name!r} to"
+                " pytest's 'pythonpath' setting (or to PYTHONPATH)"
+            )
+        raise error(
+            f"{what} {path!r}: cannot import module {module_name!r}: {exc}{where(exc)}{hint}"
+        ) from None
+    except Exception as exc:  # importing runs the user's module, which may raise anything
+        raise error(f"{what} {path!r}: importing module {module_name!r} raised {exc!r}{where(exc)}") from None
+    obj = module
+    for depth, part in enumerate(attr.split(".")):
+        if not hasattr(obj, part):
+            owner = ".".join([module_name, *attr.split(".")[:depth]])
+            names = [n for n in dir(obj) if not n.startswith("_")]
+            close = difflib.get_close_matches(part, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise error(f"{what} {path!r}: {owner!r} has no attribute {part!r}{hint}")
+        obj = getattr(obj, part)
     return obj

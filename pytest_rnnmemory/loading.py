@@ -394,7 +394,8 @@ def check_cells(draft: Draft) -> None:
         if builtin:
             draft.problems.add(
                 f"model.cell_args = {show(dict(model.cell_args))}",
-                f"is for your own cells' constructors, and {', '.join(builtin)} are built in",
+                f"is for your own cells' constructors, and {' and '.join(builtin)} "
+                f"{'is' if len(builtin) == 1 else 'are'} built in: give them a suite file of their own",
             )
 
 

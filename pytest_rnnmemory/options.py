@@ -82,7 +82,8 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--rnn-suite",
         metavar="NAME[,NAME]",
-        help="run these suites (by name, from rnn_suites_dir), even when no path is given",
+        help="run these suites (by name, from rnn_suites_dir, or the path of a .toml suite file), "
+        "even when no path is given",
     )
     group.addoption(
         "--cell",
@@ -295,6 +296,11 @@ def _select(names: tuple[str, ...], suites_dir: Path) -> tuple[Path, ...]:
             chosen.append(known[name][0].resolve())
         elif name.endswith(".toml") and Path(name).is_file():
             chosen.append(Path(name).resolve())
+        elif name.endswith(".toml") or "/" in name or "\\" in name:
+            raise pytest.UsageError(
+                f"--rnn-suite: no suite file {name!r} (from {Path.cwd()}); a suite is a name of "
+                f"the suites folder ({', '.join(known) or 'none'}) or the path of a .toml file"
+            )
         else:
             listed = ", ".join(known) or f"none: {suites_dir} has no *.toml files"
             raise pytest.UsageError(f"--rnn-suite: unknown suite {name!r}; known suites: {listed}")

@@ -144,13 +144,23 @@ class Vmap(TrialMajor):
     def _vmapped(
         self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], batch: torch.Tensor
     ) -> torch.Tensor:
-        """The cell of every trial at once, with the weights and buffers given."""
+        """The cell of every trial at once, with the weights and buffers given: in training mode
+        where it trains (a gradient is being taken for its weights), else in eval mode; each
+        trial draws its own random numbers (dropout's masks), as it would trained alone."""
+        training = _training(params)
+        if self.base.training != training:
+            self.base.train(training)
 
         def one(p, b, x):
             return torch.func.functional_call(self.base, (p, b), (x,))
 
         with fast_scans() if self.scans else contextlib.nullcontext():
-            return torch.func.vmap(one)(params, buffers, batch)
+            return torch.func.vmap(one, randomness="different")(params, buffers, batch)
+
+
+def _training(params: dict[str, torch.Tensor]) -> bool:
+    """Whether a call of the cell trains it: its weights take a gradient."""
+    return torch.is_grad_enabled() and any(p.requires_grad for p in params.values())
 
 
 class Compiled(Vmap):
@@ -162,9 +172,11 @@ class Compiled(Vmap):
     a case trains on, for the trials the case starts with, and kept for the process; once
     trials stop (``train.stop = "learned"``), the rest run through that code in the places
     of the stopped ones, whose results are dropped. Other shapes (a last, partial
-    minibatch), evaluation at shapes not compiled and a gradient with respect to the input
-    run as under ``vmap``. Where compiling or compiled code fails, the cell runs as under
-    ``vmap``, after a one-line note.
+    minibatch), evaluation (in eval mode, where compiled code was traced in training mode)
+    and a gradient with respect to the input run as under ``vmap``. Where compiling or
+    compiled code fails, the cell runs as under ``vmap``, after a one-line note; so does a
+    cell that draws random numbers (dropout), whose trace ``vmap`` refuses: the backward
+    pass of a compiled step recomputes the step, which would draw them anew.
     """
 
     def __init__(self, module: nn.Module, buffers: dict[str, torch.Tensor]) -> None:
@@ -186,7 +198,8 @@ class Compiled(Vmap):
             self.places = self.places[rows.cpu()]
 
     def hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
-        if self.key in _FAILED or batch.requires_grad:
+        # Compiled code is traced in training mode: evaluation, in eval mode, runs as under vmap.
+        if self.key in _FAILED or batch.requires_grad or not _training(params):
             return super().hidden(params, batch)
         if self.places is None:
             self.started = batch.shape[0]
@@ -197,7 +210,7 @@ class Compiled(Vmap):
             _FAILED.add(self.key)
             LOG.warning(
                 "cell %s did not compile or run compiled (%s); it runs under torch.func.vmap instead",
-                ".".join(self.key[:2]),
+                ":".join(self.key[:2]),
                 str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__,
             )
             hidden = None
@@ -237,18 +250,18 @@ class Compiled(Vmap):
             cache = _COMPILED
             key = Signature.of(self.base, self.configuration, {**params, **buffers}, batch, self.step)
         found = cache.get(key)
-        training = torch.is_grad_enabled() and any(p.requires_grad for p in params.values())
-        if found is None and training and batch.shape[1] >= self.widest:
+        if found is None and batch.shape[1] >= self.widest:
+            width = self.base.hidden_size if self.step else self._width(params, buffers, batch)
+            self.base.train()  # traced as it trains
             found = cache[key] = compile_cell(
                 self.base.cell if self.step else self.base,
                 self.base.parts if self.step else 0,
-                self.base.hidden_size if self.step else self._width(params, buffers, batch),
+                width,
                 self._own(params),
                 self._own(buffers),
                 batch,
             )
-        if training:
-            self.widest = max(self.widest, batch.shape[1])
+        self.widest = max(self.widest, batch.shape[1])
         return found
 
     def _width(
@@ -266,8 +279,9 @@ _FAILED: set[tuple] = set()
 
 
 def failed_to_compile() -> frozenset[str]:
-    """The cells (``module.Class``) this process tried to compile and runs under ``vmap`` instead."""
-    return frozenset(".".join(key[:2]) for key in _FAILED)
+    """The cells (``module:Class``, as a suite names them) this process tried to compile and runs under
+    ``vmap`` instead."""
+    return frozenset(":".join(key[:2]) for key in _FAILED)
 
 
 def compiler_missing() -> str | None:

@@ -42,6 +42,27 @@ def _roots() -> tuple[str, ...]:
     return tuple(str(p.resolve()) for p in paths)
 
 
+def user_frames(error: BaseException) -> list[traceback.FrameSummary]:
+    """The frames of ``error``'s traceback in the user's own files, outermost first."""
+    roots = _roots()
+    summary = traceback.extract_tb(error.__traceback__)
+    return [
+        f
+        for f in summary
+        if not f.filename.startswith("<frozen ") and not str(Path(f.filename).resolve()).startswith(roots)
+    ]
+
+
+def where(error: BaseException) -> str:
+    """Where in the user's code ``error`` arose, as ``" (at path:line, in function)"``, its innermost
+    frame of theirs; empty where none of its frames is the user's."""
+    frames = user_frames(error)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f" (at {last.filename}:{last.lineno}, in {last.name})"
+
+
 class UserCodeError(RnnMemoryError):
     """A user's cell or task raised while a case trained."""
 
@@ -51,9 +72,7 @@ class UserCodeError(RnnMemoryError):
 
     def frames(self) -> list[traceback.FrameSummary]:
         """The frames of the user's own files, outermost first."""
-        roots = _roots()
-        summary = traceback.extract_tb(self.error.__traceback__)
-        return [f for f in summary if not str(Path(f.filename).resolve()).startswith(roots)]
+        return user_frames(self.error)
 
     def describe(self, case: str) -> str:
         """The report of a failing case: the first line names code, case and phase; then the user's frames."""

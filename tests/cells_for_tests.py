@@ -205,3 +205,82 @@ class StepForgetsC(nn.Module):
 
     def forward(self, x, state):
         return torch.tanh(self.inp(x) + state[0])
+
+
+class StepDoubles(nn.Module):
+    """Breaks the step protocol: a step that returns a float64 state (its next step would mix dtypes)."""
+
+    rnnmemory_state = ("h",)
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.gate = nn.Linear(input_size + hidden_size, hidden_size)
+
+    def forward(self, x, h):
+        return torch.tanh(self.gate(torch.cat([x, h], -1))).double()
+
+
+class UndeclaredStep(nn.Module):
+    """Breaks the protocol: written as a step cell, forward(x, h), but declared as none."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.gate = nn.Linear(input_size + hidden_size, hidden_size)
+
+    def forward(self, x, h):
+        return torch.tanh(self.gate(torch.cat([x, h], -1)))
+
+
+class ForwardFails(nn.Module):
+    """Breaks the protocol: its forward raises, on the line the load-time check must point to."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(input_size, hidden_size)
+
+    def forward(self, x):
+        raise ValueError("this cell's forward pass is broken on purpose")
+
+
+class LSTMOnRNNCellBase(nn.RNNCellBase):
+    """A step cell on torch's cell base class with an (h, c) state, which it declares."""
+
+    rnnmemory_state = ("h", "c")
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__(input_size, hidden_size, bias=True, num_chunks=4)
+
+    def forward(self, x, state):
+        h, c = state
+        gates = x @ self.weight_ih.T + h @ self.weight_hh.T + self.bias_ih + self.bias_hh
+        i, f, g, o = gates.chunk(4, -1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+
+class DeadUnderSeedZero(nn.Module):
+    """A ReLU cell whose unit is dead (every input negative) when built under seed 0 alone."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(input_size, hidden_size)
+        if torch.initial_seed() == 0:
+            nn.init.constant_(self.inp.bias, -100.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.inp(x)).cumsum(1)
+
+
+class DroppedStep(nn.Module):
+    """A tanh RNN step with dropout on its input (``cell_args``' ``dropout``), as users add one."""
+
+    rnnmemory_state = ("h",)
+
+    def __init__(self, input_size: int, hidden_size: int, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(dropout)
+        self.inp = nn.Linear(input_size, hidden_size)
+        self.rec = nn.Linear(hidden_size, hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.inp(self.drop(x)) + self.rec(h))

@@ -166,6 +166,11 @@ def test_rnn_suite_selects_by_name_without_a_path(project):
     ("args", "message"),
     [
         (["--rnn-suite=nope"], "*unknown suite 'nope'; known suites: first*"),
+        (
+            ["--rnn-suite=mine/first.toml"],
+            "*no suite file 'mine/first.toml' (from *); a suite is a name of the suites folder (first) or "
+            "the path of a .toml file*",
+        ),
         (["--rnn-suite=first", "--cell=lsmt"], "*unknown cell 'lsmt'; built-in cells: rnn, lstm, gru*"),
         (
             ["--rnn-suite=first", "--rnn-profile=fast"],

@@ -544,7 +544,7 @@ def test_a_builtin_only_engine_with_a_user_cell_is_a_suite_error(tmp_path):
             "forward must return hidden states [batch, steps, hidden] = [2, 3, 1]",
         ),
         ("tests.cells_for_tests:TorchRNN", "have no batching rule (PyTorch issue 105982)"),
-        ("tests.cells_for_tests:Nope", "module 'tests.cells_for_tests' has no attribute 'Nope'"),
+        ("tests.cells_for_tests:Nope", "'tests.cells_for_tests' has no attribute 'Nope'"),
     ],
 )
 def test_a_cell_that_breaks_the_protocol_is_named_with_what_went_wrong(tmp_path, cell, message):
@@ -893,4 +893,17 @@ def test_a_reference_without_figures_names_the_keys_a_figure_takes(tmp_path):
     text = TWO_CELLS + REFERENCE.split("[[reference.figures]]")[0]
     assert "reference: has no figures: add [[reference.figures]] tables with keys cell, length" in (
         single_problem(tmp_path, text)
+    )
+
+
+def test_cell_args_beside_a_built_in_cell_says_how_to_run_both(tmp_path):
+    path = write(
+        tmp_path,
+        '[suite]\ntask = "latching"\ncells = ["tests.cells_for_tests:IndRNN", "lstm", "gru"]\n'
+        "lengths = [5]\n[model]\ncell_args = { recurrent_max = 0.5 }\n",
+    )
+    (problem,) = problems_of(path)
+    assert problem == (
+        f"{path}: model.cell_args = {{'recurrent_max': 0.5}}: is for your own cells' constructors, and "
+        "lstm and gru are built in: give them a suite file of their own"
     )

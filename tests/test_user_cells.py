@@ -1,5 +1,6 @@
 """Cells as users write them: step cells, torch's own cells, cells from their papers, and their errors."""
 
+import inspect
 from collections import Counter
 from typing import ClassVar
 
@@ -85,12 +86,45 @@ def test_cell_args_reach_a_users_constructor():
         ("DoubleStates", "forward must return float32 states, got torch.float64"),
         ("StepForgetsC", "a step must return the next state, a tuple of 2 tensors (h, c) of [batch, hidden]"),
         ("WrongShape", "forward must return hidden states [batch, steps, hidden] = [2, 3, 4]"),
+        ("StepDoubles", "a step must return float32 states, got torch.float64"),
+        (
+            "UndeclaredStep",
+            "a class is run as a sequence cell, forward(x), unless it declares rnnmemory_state or "
+            "subclasses torch.nn.RNNCellBase: is it a step cell?",
+        ),
     ],
 )
 def test_a_cell_that_breaks_the_protocol_is_one_line_saying_how(name, message):
     with pytest.raises(CellError) as info:
         check_cell(f"tests.cells_for_tests:{name}", 1, 4)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_unit_dead_at_one_initialisation_is_not_a_cell_without_gradient():
+    check_cell("tests.cells_for_tests:DeadUnderSeedZero", 1, 1)
+
+
+def test_checking_a_cell_leaves_the_callers_random_state_as_it_was():
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    check_cell("tests.cells_for_tests:IndRNN", 1, 2)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_cell_that_raises_as_the_suite_loads_points_to_the_users_line():
+    import tests.cells_for_tests as module
+
+    with pytest.raises(CellError) as info:
+        check_cell("tests.cells_for_tests:ForwardFails", 1, 4)
+    line = inspect.getsourcelines(module.ForwardFails.forward)[1] + 1
+    assert f"(at {module.__file__}:{line}, in forward)" in str(info.value)
+
+
+def test_a_step_cell_on_torchs_cell_base_keeps_the_state_it_declares():
+    cell = build_cell("tests.cells_for_tests:LSTMOnRNNCellBase", 1, 3)
+    assert cell.parts == 2
+    check_cell("tests.cells_for_tests:LSTMOnRNNCellBase", 1, 3)
 
 
 def test_torchs_lstm_cell_under_vmap_names_the_way_around_it():
@@ -139,7 +173,7 @@ def test_compiled_cells_give_the_hidden_states_and_gradients_of_vmap():
         module, params, buffers = _stacked(name, trials=3, hidden=2)
         eager = _hidden_and_grads(Vmap(module, buffers), params, batch)
         compiled = _hidden_and_grads(Compiled(module, buffers), params, batch)
-        assert f"tests.cells_for_tests.{name}" not in failed_to_compile()
+        assert f"tests.cells_for_tests:{name}" not in failed_to_compile()
         torch.testing.assert_close(compiled[0], eager[0], rtol=1e-5, atol=1e-6, msg=name)
         for key, grad in eager[1].items():
             torch.testing.assert_close(compiled[1][key], grad, rtol=1e-4, atol=1e-6, msg=f"{name} {key}")
@@ -329,7 +363,7 @@ def test_compiled_code_that_fails_as_it_runs_falls_back_to_vmap(counted, monkeyp
     got = _hidden_and_grads(counted.Compiled(module, buffers), params, batch)
     expected = _hidden_and_grads(counted.Vmap(module, buffers), params, batch)
     torch.testing.assert_close(got[0], expected[0])
-    assert counted.failed_to_compile() == {"tests.cells_for_tests.IndRNN"}
+    assert counted.failed_to_compile() == {"tests.cells_for_tests:IndRNN"}
     assert "(expected stride 8, got 12); it runs under torch.func.vmap instead" in caplog.text
 
 
@@ -351,10 +385,39 @@ def test_a_cell_that_does_not_compile_runs_under_vmap_after_one_note(monkeypatch
         torch.testing.assert_close(got[0], expected[0])
     notes = [r.getMessage() for r in caplog.records if "compile" in r.getMessage()]
     assert notes == [
-        "cell tests.cells_for_tests.IndRNN did not compile or run compiled (Inductor cannot lower this op); "
+        "cell tests.cells_for_tests:IndRNN did not compile or run compiled (Inductor cannot lower this op); "
         "it runs under torch.func.vmap instead"
     ]
-    assert schemes.failed_to_compile() == {"tests.cells_for_tests.IndRNN"}
+    assert schemes.failed_to_compile() == {"tests.cells_for_tests:IndRNN"}
+
+
+def test_a_cell_with_dropout_trains_each_trial_on_its_own_masks_and_is_evaluated_without(monkeypatch, caplog):
+    from pytest_rnnmemory import schemes
+
+    monkeypatch.setattr(schemes, "_COMPILED", {})
+    monkeypatch.setattr(schemes, "_FAILED", set())
+    check_cell("tests.cells_for_tests:DroppedStep", 1, 3)
+    module, params, buffers = _stacked("DroppedStep", trials=2, hidden=3)
+    # the two trials' weights made the same: only their masks tell them apart
+    params = {k: v[:1].expand_as(v).detach().clone().requires_grad_() for k, v in params.items()}
+    batch = torch.ones(2, 64, 5, 1)
+    for scheme in (schemes.Vmap(module, buffers), schemes.Compiled(module, buffers)):
+        trained = scheme.hidden(params, batch)
+        assert not torch.equal(trained[0], trained[1])  # each trial its own dropout masks
+        with torch.no_grad():
+            evaluated = scheme.hidden(params, batch)
+        assert torch.equal(evaluated[0], evaluated[1])
+        without = {k: v.detach() for k, v in params.items()}
+        module.cell.drop.p = 0.0
+        try:
+            with torch.no_grad():
+                expected = schemes.Vmap(module, buffers).hidden(without, batch)
+        finally:
+            module.cell.drop.p = 0.5
+        torch.testing.assert_close(evaluated, expected)  # eval mode: no dropout
+    # Compiling would draw a step's masks again in its backward: the cell runs under vmap.
+    assert schemes.failed_to_compile() == {"tests.cells_for_tests:DroppedStep"}
+    assert any("random operation" in r.getMessage() for r in caplog.records)
 
 
 def test_auto_compiles_a_users_cell_only_where_it_pays(monkeypatch):

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..errors import CellError
 from ..imports import import_object
+from ..usercode import where
 from . import native, stepwise
 from .builtin import GRU, LSTM, LSTM1997, ElmanRNN, Memoryless
 from .recurrence import Recurrence
@@ -177,7 +178,7 @@ def build_cell(
         module = cls(input_size, hidden_size, **cell_args)
     except Exception as exc:  # a user's constructor may raise anything
         shown = ", ".join([str(input_size), str(hidden_size), *(f"{k}={v!r}" for k, v in cell_args.items())])
-        raise CellError(f"cell {name!r}: {name}({shown}) raised {exc!r}") from exc
+        raise CellError(f"cell {name!r}: {name}({shown}) raised {exc!r}{where(exc)}") from exc
     if not isinstance(module, nn.Module):
         raise CellError(f"cell {name!r} must build a torch.nn.Module, got {type(module).__name__}")
     if not any(True for _ in module.parameters()):

@@ -157,7 +157,9 @@ def _vmapped(base: nn.Module, param_names: tuple[str, ...], buffer_names: tuple[
         buffers = dict(zip(buffer_names, weights[count:], strict=True))
         return torch.func.functional_call(base, (params, buffers), args)
 
-    return torch.func.vmap(one)
+    # A random draw (dropout) makes the trace raise, and the cell run under vmap: a compiled
+    # step's backward recomputes the step, and would draw it anew.
+    return torch.func.vmap(one, randomness="error")
 
 
 class CompiledSequence:

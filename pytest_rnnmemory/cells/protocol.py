@@ -9,23 +9,36 @@ outputs at initialisation, no gradient reaching its parameters, or a cell that
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from ..errors import CellError
+from ..usercode import where
 from . import build_cell
-from .step import StepSequence, state_parts, zero_state
+from .step import STATE_ATTRIBUTE, StepSequence, state_parts, zero_state
 
 #: The input of the tiny batch: 2 sequences of 3 steps, drawn from a fixed generator.
 BATCH, STEPS = 2, 3
+#: Initialisations tried before a cell is said to send no gradient to its parameters.
+INITIALISATIONS = 3
 
 
 def check_cell(
     name: str, input_size: int, hidden_size: int, cell_args: Mapping[str, Any] | None = None
 ) -> None:
-    """Build cell ``name``, run it forward and backward on a tiny batch, and batch two of it with vmap."""
+    """Build cell ``name``, run it forward and backward on a tiny batch, and batch two of it with vmap.
+
+    The cells are built under fixed seeds, apart from the caller's random state, so that a suite
+    loads or is refused the same way every time."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        _check(name, input_size, hidden_size, cell_args)
+
+
+def _check(name: str, input_size: int, hidden_size: int, cell_args: Mapping[str, Any] | None) -> None:
     module = build_cell(name, input_size, hidden_size, cell_args)
     step = isinstance(module, StepSequence)
     x = torch.randn(BATCH, STEPS, input_size, generator=torch.Generator().manual_seed(0))
@@ -34,7 +47,15 @@ def check_cell(
     try:
         out = module(x)
     except Exception as exc:
-        raise CellError(f"cell {name!r}: forward on a {list(x.shape)} batch raised {exc!r}") from exc
+        hint = ""
+        if not step and isinstance(exc, TypeError) and _takes_more_than_one_input(module):
+            hint = (
+                f"; a class is run as a sequence cell, forward(x), unless it declares {STATE_ATTRIBUTE} "
+                "or subclasses torch.nn.RNNCellBase: is it a step cell?"
+            )
+        raise CellError(
+            f"cell {name!r}: forward on a {list(x.shape)} batch raised {exc!r}{where(exc)}{hint}"
+        ) from exc
     expected = (BATCH, STEPS, hidden_size)
     what = "states [batch, hidden]" if step else "hidden states [batch, steps, hidden]"
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
@@ -45,7 +66,17 @@ def check_cell(
         raise CellError(f"cell {name!r}: forward must return float32 states, got {out.dtype}")
     if not torch.isfinite(out).all():
         raise CellError(f"cell {name!r}: forward returns NaN or infinite states at initialisation")
-    _check_gradient(name, module, out)
+    stuck = _unreached(name, module, out)
+    for seed in range(1, INITIALISATIONS):
+        if not stuck:
+            break
+        # A unit dead at one initialisation (a ReLU whose every input is negative) takes no
+        # gradient on a tiny batch; a cell that never reaches its parameters takes none at any.
+        torch.manual_seed(seed)
+        other = build_cell(name, input_size, hidden_size, cell_args)
+        stuck = _unreached(name, other, other(x))
+    if stuck:
+        raise _no_gradient(name, stuck)
     _check_batching(name, input_size, hidden_size, cell_args, module)
 
 
@@ -57,8 +88,8 @@ def _check_step(name: str, cell: torch.nn.Module, cls: type, x: torch.Tensor, hi
         new = cell(x, state)
     except Exception as exc:
         raise CellError(
-            f"cell {name!r}: forward(input [{BATCH}, {x.shape[1]}], state) raised {exc!r}; a step cell "
-            f"takes one step's input and its state ({', '.join(parts)}) and returns the next state"
+            f"cell {name!r}: forward(input [{BATCH}, {x.shape[1]}], state) raised {exc!r}{where(exc)}; a "
+            f"step cell takes one step's input and its state ({', '.join(parts)}) and returns the next state"
         ) from exc
     tensors = (new,) if len(parts) == 1 else new
     if (
@@ -78,26 +109,40 @@ def _check_step(name: str, cell: torch.nn.Module, cls: type, x: torch.Tensor, hi
             f"cell {name!r}: a step must return the next state, {form} of [batch, hidden] = "
             f"[{BATCH}, {hidden}], got {got}"
         )
+    wrong = [t.dtype for t in tensors if t.dtype != torch.float32]
+    if wrong:
+        raise CellError(f"cell {name!r}: a step must return float32 states, got {wrong[0]}")
 
 
-def _check_gradient(name: str, module: torch.nn.Module, out: torch.Tensor) -> None:
-    """A loss on the states sends a gradient to its parameters."""
+def _takes_more_than_one_input(module: torch.nn.Module) -> bool:
+    """Whether ``module.forward`` has more than one parameter without a default (a step cell's shape)."""
+    try:
+        parameters = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for p in parameters if p.kind in positional and p.default is p.empty) > 1
 
-    def unreached(names: list[str]) -> CellError:
-        return CellError(
-            f"cell {name!r}: no gradient reaches its parameters ({', '.join(names)}): are the states "
-            "computed under torch.no_grad, detached, or not from the parameters?"
-        )
 
+def _unreached(name: str, module: torch.nn.Module, out: torch.Tensor) -> list[str]:
+    """The parameters a loss on the states sends no gradient to, where it reaches none of them."""
+    everything = [n for n, _ in module.named_parameters()]
     if not out.requires_grad:
-        raise unreached([n for n, _ in module.named_parameters()])
+        return everything
     try:
         out.square().sum().backward()
     except Exception as exc:
-        raise CellError(f"cell {name!r}: backward through a [2, 3] batch raised {exc!r}") from exc
+        raise CellError(f"cell {name!r}: backward through a [2, 3] batch raised {exc!r}{where(exc)}") from exc
     stuck = [n for n, p in module.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
-    if len(stuck) == sum(1 for _ in module.parameters()):
-        raise unreached(stuck)
+    return stuck if len(stuck) == len(everything) else []
+
+
+def _no_gradient(name: str, names: list[str]) -> CellError:
+    return CellError(
+        f"cell {name!r}: no gradient reaches its parameters ({', '.join(names)}) at any of "
+        f"{INITIALISATIONS} initialisations: are the states computed under torch.no_grad, detached, "
+        "or not from the parameters?"
+    )
 
 
 def _check_batching(
@@ -108,9 +153,9 @@ def _check_batching(
     params, buffers = torch.func.stack_module_state([module, other])
     try:
         with torch.no_grad():
-            torch.func.vmap(lambda p, b, x_: torch.func.functional_call(module, (p, b), (x_,)))(
-                params, buffers, torch.zeros(2, BATCH, STEPS, input_size)
-            )
+            torch.func.vmap(
+                lambda p, b, x_: torch.func.functional_call(module, (p, b), (x_,)), randomness="different"
+            )(params, buffers, torch.zeros(2, BATCH, STEPS, input_size))
     except RuntimeError as exc:
         hint = ""
         if "Batching rule not implemented" in str(exc):
@@ -122,5 +167,5 @@ def _check_batching(
             )
         raise CellError(
             f"cell {name!r}: the engine trains all trials at once with torch.func.vmap, which "
-            f"failed: {str(exc).splitlines()[0]}.{hint}"
+            f"failed: {str(exc).splitlines()[0]}{where(exc)}.{hint}"
         ) from exc

@@ -24,12 +24,14 @@ def is_step_cell(cls: type) -> bool:
 
 
 def state_parts(cls: type) -> tuple[str, ...]:
-    """The names of a step cell's state tensors, the readout's first."""
+    """The names of a step cell's state tensors, the readout's first: as the class declares them,
+    else torch's LSTMCell's ``(h, c)`` and any other ``RNNCellBase``'s ``h``."""
+    declared = getattr(cls, STATE_ATTRIBUTE, None)
+    if declared is not None:
+        return tuple(declared)
     if issubclass(cls, nn.LSTMCell):
         return ("h", "c")
-    if issubclass(cls, nn.RNNCellBase):
-        return ("h",)
-    return tuple(getattr(cls, STATE_ATTRIBUTE))
+    return ("h",)
 
 
 def zero_state(
