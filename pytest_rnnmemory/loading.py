@@ -41,6 +41,7 @@ from .schema import (
     check_grid_axis,
     check_value,
     grid_size,
+    is_cell_key,
     is_required,
     keys_of,
 )
@@ -386,16 +387,38 @@ def check_cells(draft: Draft) -> None:
             if not is_user_cell(cell) or draft.task is None or model is None:
                 cell_class(cell)
             else:
-                check_cell(cell, draft.task.input_size, model.hidden, model.cell_args)
+                check_cell(cell, draft.task.input_size, model.hidden, model.args_for(cell))
         except CellError as exc:
             draft.problems.add(f"suite.cells[{i}] = {show(cell)}", str(exc))
-    if model is not None and model.cell_args:
-        builtin = [c for c in draft.raw_list("cells") if isinstance(c, str) and not is_user_cell(c)]
-        if builtin:
+    if model is not None:
+        check_cell_args(draft, model)
+
+
+def check_cell_args(draft: Draft, model: ModelSection) -> None:
+    """``model.cell_args``: arguments for every cell where all cells are the user's; a cell's own
+    table under the name of a user's cell of the suite file (one the command line left out is
+    passed over)."""
+    cells = [c for c in draft.raw_list("cells") if isinstance(c, str)]
+    suite = draft.data.get("suite")
+    in_file = suite.get("cells") if isinstance(suite, dict) else None
+    named = {*cells, *(c for c in in_file if isinstance(c, str))} if isinstance(in_file, list) else set(cells)
+    shared = {k: v for k, v in model.cell_args.items() if not is_cell_key(k)}
+    builtin = [c for c in cells if not is_user_cell(c)]
+    if shared and builtin:
+        example = next((c for c in cells if is_user_cell(c)), "package.module:Class")
+        draft.problems.add(
+            f"model.cell_args = {show(shared)}",
+            f"is for your own cells' constructors, and {' and '.join(builtin)} "
+            f"{'is' if len(builtin) == 1 else 'are'} built in: name the cell they are for "
+            f'(cell_args = {{ "{example}" = {{ ... }} }})',
+        )
+    for cell in (k for k in model.cell_args if is_cell_key(k)):
+        if not is_user_cell(cell):
+            draft.problems.add(f'model.cell_args."{cell}"', "names a built-in cell, which takes no arguments")
+        elif cell not in named:
+            listed = ", ".join(cells)
             draft.problems.add(
-                f"model.cell_args = {show(dict(model.cell_args))}",
-                f"is for your own cells' constructors, and {' and '.join(builtin)} "
-                f"{'is' if len(builtin) == 1 else 'are'} built in: give them a suite file of their own",
+                f'model.cell_args."{cell}"', f"names no cell of this suite; suite.cells: {listed}"
             )
 
 

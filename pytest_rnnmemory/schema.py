@@ -78,19 +78,35 @@ def number(low: float, high: float, *, low_open: bool = False, high_open: bool =
     return check
 
 
-def table_of_values(value: Any) -> str | None:
-    """A table of plain values (numbers, strings, booleans, lists of them), as constructor arguments."""
+def _plain(value: Any) -> bool:
+    """A plain value: a finite number, a string, a boolean, or a list of them."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_plain(item) for item in value)
+    return isinstance(value, (str, int, bool))
 
-    def plain(v: Any) -> bool:
-        if isinstance(v, float):
-            return math.isfinite(v)
-        if isinstance(v, list):
-            return all(plain(item) for item in v)
-        return isinstance(v, (str, int, bool))
 
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) and plain(v) for k, v in value.items()):
-        return "must be a table of names and plain values (finite numbers, strings, booleans, lists)"
-    return None
+def _arguments(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(isinstance(k, str) and _plain(v) for k, v in value.items())
+
+
+def cell_arguments(value: Any) -> str | None:
+    """Constructor arguments: a table of names and plain values, for every one of the user's cells,
+    where a key naming a cell (``package.module:Class``) holds a table of that cell's own."""
+    if isinstance(value, Mapping) and all(
+        _arguments(v) if is_cell_key(k) else isinstance(k, str) and _plain(v) for k, v in value.items()
+    ):
+        return None
+    return (
+        "must be a table of names and plain values (finite numbers, strings, booleans, lists), "
+        'for every one of your cells, with tables of one cell\'s own under its name ("package.module:Class")'
+    )
+
+
+def is_cell_key(key: Any) -> bool:
+    """Whether a key of ``model.cell_args`` names a cell (its arguments' table) rather than an argument."""
+    return isinstance(key, str) and ":" in key
 
 
 def one_of(*allowed: str) -> Check:
@@ -225,9 +241,14 @@ class ModelSection:
     )
     cell_args: Mapping[str, Any] = key(
         {},
-        doc="Keyword arguments for your own cell's constructor, as a table (`{ dropout = 0.0 }`): it is called as `Cell(input_size, hidden_size, **cell_args)`.",
-        check=table_of_values,
+        doc="Keyword arguments for your own cells' constructors, as a table (`{ dropout = 0.0 }`): each is called as `Cell(input_size, hidden_size, **cell_args)`. A key naming one of the suite's cells holds that cell's own, added to the others (`{ \"mycells:A\" = { depth = 2 } }`); built-in cells take none.",
+        check=cell_arguments,
     )
+
+    def args_for(self, cell: str) -> dict[str, Any]:
+        """The constructor arguments of ``cell``: those for every cell, then the cell's own."""
+        shared = {k: v for k, v in self.cell_args.items() if not is_cell_key(k)}
+        return {**shared, **self.cell_args.get(cell, {})}
 
 
 @dataclass(frozen=True)

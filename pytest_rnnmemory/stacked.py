@@ -58,7 +58,7 @@ def initial_modules(spec: CaseSpec, task: Task) -> list[tuple[nn.Module, Readout
             # also queue a reseed of every accelerator's generator, at a cost, outside the fork.
             torch.default_generator.manual_seed(seeds.derive_seed(seed, "init"))
             try:
-                cell = build_cell(spec.cell, task.input_size, spec.hidden, model.cell_args)
+                cell = build_cell(spec.cell, task.input_size, spec.hidden, model.args_for(spec.cell))
             except CellError as exc:
                 if exc.__cause__ is None or not is_user_cell(spec.cell):
                     raise

@@ -9,8 +9,10 @@ import pytest
 
 from pytest_rnnmemory import loading
 from pytest_rnnmemory.errors import StoredDataError, SuiteError
-from pytest_rnnmemory.schema import SECTIONS, Overrides, SuiteConfig, default_of, keys_of
+from pytest_rnnmemory.schema import SECTIONS, ModelSection, Overrides, SuiteConfig, default_of, keys_of
+from pytest_rnnmemory.stacked import initial_modules
 from pytest_rnnmemory.suite import load_suite
+from pytest_rnnmemory.tasks import make_task
 
 MINIMAL = """
 [suite]
@@ -896,7 +898,7 @@ def test_a_reference_without_figures_names_the_keys_a_figure_takes(tmp_path):
     )
 
 
-def test_cell_args_beside_a_built_in_cell_says_how_to_run_both(tmp_path):
+def test_cell_args_for_every_cell_beside_a_built_in_cell_says_to_name_the_cell(tmp_path):
     path = write(
         tmp_path,
         '[suite]\ntask = "latching"\ncells = ["tests.cells_for_tests:IndRNN", "lstm", "gru"]\n'
@@ -905,5 +907,66 @@ def test_cell_args_beside_a_built_in_cell_says_how_to_run_both(tmp_path):
     (problem,) = problems_of(path)
     assert problem == (
         f"{path}: model.cell_args = {{'recurrent_max': 0.5}}: is for your own cells' constructors, and "
-        "lstm and gru are built in: give them a suite file of their own"
+        "lstm and gru are built in: name the cell they are for "
+        '(cell_args = { "tests.cells_for_tests:IndRNN" = { ... } })'
     )
+
+
+CELL_ARGS = """
+[suite]
+task = "latching"
+cells = ["tests.cells_for_tests:IndRNN", "tests.cells_for_tests:DroppedStep", "lstm"]
+lengths = [5]
+[model]
+hidden = 2
+cell_args = { "tests.cells_for_tests:IndRNN" = { recurrent_max = 0.001 }, CELL_OWN }
+"""
+
+
+def test_a_cell_named_in_cell_args_is_built_with_its_own_beside_built_in_cells(tmp_path):
+    path = write(
+        tmp_path, CELL_ARGS.replace("CELL_OWN", '"tests.cells_for_tests:DroppedStep" = { dropout = 0.25 }')
+    )
+    suite = load_suite(path)
+    model = suite.config.model
+    assert model.args_for("tests.cells_for_tests:IndRNN") == {"recurrent_max": 0.001}
+    assert model.args_for("tests.cells_for_tests:DroppedStep") == {"dropout": 0.25}
+    assert model.args_for("lstm") == {}
+    (ind,) = [c for c in suite.cases() if c.cell.endswith("IndRNN")]
+    cell, _ = initial_modules(ind.spec(), make_task("latching"))[0]
+    assert float(cell.cell.u.detach().max()) <= 0.001
+
+
+def test_a_cells_own_arguments_wait_for_it_while_the_command_line_runs_other_cells(tmp_path):
+    path = write(
+        tmp_path, CELL_ARGS.replace("CELL_OWN", '"tests.cells_for_tests:DroppedStep" = { dropout = 0.25 }')
+    )
+    suite = load_suite(path, Overrides(cells=("lstm",)))
+    assert [c.cell for c in suite.cases()] == ["lstm"]
+
+
+def test_arguments_for_every_cell_and_a_cells_own_are_added_its_own_last():
+    model = ModelSection(cell_args={"scale": 1.0, "depth": 2, "pkg.mod:A": {"depth": 3}})
+    assert model.args_for("pkg.mod:A") == {"scale": 1.0, "depth": 3}
+    assert model.args_for("pkg.mod:B") == {"scale": 1.0, "depth": 2}
+
+
+@pytest.mark.parametrize(
+    ("own", "message"),
+    [
+        (
+            '"tests.cells_for_tests:IndRN" = { recurrent_max = 1.0 }',
+            'model.cell_args."tests.cells_for_tests:IndRN": names no cell of this suite; suite.cells: '
+            "tests.cells_for_tests:IndRNN, tests.cells_for_tests:DroppedStep, lstm",
+        ),
+        (
+            '"torch.nn:GRUCell" = { bias = false }',
+            'model.cell_args."torch.nn:GRUCell": names a built-in cell, which takes no arguments',
+        ),
+        ('"tests.cells_for_tests:DroppedStep" = 0.25', "model.cell_args = "),
+    ],
+)
+def test_a_cells_own_arguments_must_name_a_users_cell_of_the_suite_and_be_a_table(tmp_path, own, message):
+    path = write(tmp_path, CELL_ARGS.replace("CELL_OWN", own))
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}: {message}")
