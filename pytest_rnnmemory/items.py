@@ -13,7 +13,7 @@ from .outcome import CaseOutcome
 from .policy import Action, judge_case
 from .recipes import Recipe, Search, SearchRecord
 from .records import CaseRecord, ImpliedVerdict, implied_verdict
-from .runlog import IMPLIED, RECORD, RUN_LOG, implied_payload, record_payload
+from .runlog import ERROR, IMPLIED, RECORD, RUN_LOG, error_payload, implied_payload, record_payload
 from .spec import CaseSpec
 from .stats import Verdict, trials_to_settle
 from .suite import Case, Suite, display_path, load_suite
@@ -362,8 +362,9 @@ def failure_message(record: CaseRecord) -> str:
     return "\n".join(lines)
 
 
-def report_payloads(item: pytest.Item) -> dict[str, Any]:
-    """What a finished item sends with its test report: its record or implied verdict, as plain data."""
+def report_payloads(item: pytest.Item, call: pytest.CallInfo) -> dict[str, Any]:
+    """What a finished item sends with its test report, as plain data: its record or implied
+    verdict, or what it raised where it produced neither."""
     if not isinstance(item, CaseItem):
         return {}
     meta = item.case.suite.summary(item.config.rootpath)
@@ -372,4 +373,7 @@ def report_payloads(item: pytest.Item) -> dict[str, Any]:
         payloads[RECORD] = record_payload(meta, item.record)
     if item.implied is not None:
         payloads[IMPLIED] = implied_payload(meta, item.implied)
+    excinfo = call.excinfo
+    if not payloads and excinfo is not None and not excinfo.errisinstance(pytest.skip.Exception):
+        payloads[ERROR] = error_payload(meta, (item.case.cell, item.case.length), excinfo.value)
     return payloads

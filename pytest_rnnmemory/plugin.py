@@ -163,7 +163,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         from .items import report_payloads
 
         # Travels to the pytest-xdist controller with the report (plain built-in types only).
-        for name, payload in report_payloads(item).items():
+        for name, payload in report_payloads(item, call).items():
             setattr(report, name, payload)
     return report
 

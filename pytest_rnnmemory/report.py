@@ -158,9 +158,12 @@ def markdown(run: SuiteRun, environment: dict[str, str], plots: dict[str, str] |
             "## Missing",
             "",
             "Cases of the suite without a result: not run (deselected, or another configuration ran), "
-            "interrupted or errored:",
+            "interrupted, or raised an error (shown):",
             "",
-            *[f"- {c}-L{n}" for c, n in run.missing],
+            *[
+                f"- {c}-L{n}" + (f": raised {run.errors[c, n]}" if (c, n) in run.errors else "")
+                for c, n in run.missing
+            ],
             "",
         ]
     lines += [
@@ -478,7 +481,10 @@ def to_json(run: SuiteRun, environment: dict[str, str]) -> dict[str, Any]:
             {**record.to_json(), "failures": dataclasses.asdict(record_shape(record))}
             for record in run.records_in_order()
         ],
-        "missing": [{"cell": c, "length": n} for c, n in run.missing],
+        "missing": [
+            {"cell": c, "length": n, **({"error": run.errors[c, n]} if (c, n) in run.errors else {})}
+            for c, n in run.missing
+        ],
         "implied": [r.to_json() for _, r in sorted(run.implied.items())],
         "literature": [c.to_json() for c in literature(run.config.reference, run.records)]
         if run.config.reference
@@ -510,7 +516,8 @@ def run_from_json(data: Any) -> SuiteRun:
     records = f.objects("cases", CaseRecord.from_json)
     implied = f.objects("implied", ImpliedVerdict.from_json) if f.has("implied") else ()
     missing = f.objects("missing", _missing_case) if f.has("missing") else ()
-    run = SuiteRun(meta=meta, expected=[*(r.key for r in records), *missing])
+    run = SuiteRun(meta=meta, expected=[*(r.key for r in records), *(key for key, _ in missing)])
+    run.errors = {key: error for key, error in missing if error is not None}
     for record in records:
         run.records[record.key] = record
     for verdict in implied:
@@ -530,9 +537,9 @@ def read_report(path: Path) -> tuple[SuiteRun, dict[str, str]]:
     return run, {str(k): str(v) for k, v in environment.items()}
 
 
-def _missing_case(data: Any, where: str) -> tuple[str, int]:
+def _missing_case(data: Any, where: str) -> tuple[tuple[str, int], str | None]:
     f = Fields(data, where)
-    return (f.text("cell"), f.integer("length", minimum=1))
+    return (f.text("cell"), f.integer("length", minimum=1)), f.text("error") if f.has("error") else None
 
 
 def write_reports(

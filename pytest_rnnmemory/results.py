@@ -57,6 +57,8 @@ class SuiteRun:
     wall_s: float = 0.0
     #: Cases that ``--rnn-frontier`` did not train, with the verdict the others imply.
     implied: dict[CaseKey, ImpliedVerdict] = field(default_factory=dict)
+    #: Cases that raised instead of finishing, with the first line of what they raised.
+    errors: dict[CaseKey, str] = field(default_factory=dict)
     #: The stored run this one was judged against (:meth:`judge`), and what the gate found.
     baseline: Baseline | None = None
     comparisons: list[Comparison] = field(default_factory=list)
@@ -85,6 +87,11 @@ class SuiteRun:
     def add_implied(self, implied: ImpliedVerdict) -> None:
         self.expect(implied.key)
         self.implied[implied.key] = implied
+
+    def add_error(self, key: CaseKey, error: str) -> None:
+        """A case that raised instead of finishing, and the first line of what it raised."""
+        self.expect(key)
+        self.errors[key] = error
 
     @property
     def cells(self) -> list[str]:
@@ -151,6 +158,11 @@ class SuiteRun:
             shown.add(record)
         for implied in self.implied.values():
             shown.add_implied(implied)
+        if previous is not None:  # an error of the report before stands for a case not run again
+            for key, error in previous.errors.items():
+                if key not in self.expected:
+                    shown.errors[key] = error
+        shown.errors.update(self.errors)
         shown.comparisons = list(self.comparisons)
         return shown
 

@@ -24,8 +24,9 @@ RUN_LOG = pytest.StashKey["RunLog"]()
 #: Set when this plugin switched live logging on, for its progress lines only.
 PROGRESS_ONLY = pytest.StashKey[bool]()
 
-#: The attributes of a test report that carry a case's result to the pytest-xdist controller.
-RECORD, IMPLIED = "rnnmemory", "rnnmemory_implied"
+#: The attributes of a test report that carry a case's result, or the error it raised, to the
+#: pytest-xdist controller.
+RECORD, IMPLIED, ERROR = "rnnmemory", "rnnmemory_implied", "rnnmemory_error"
 
 
 class RunLog:
@@ -89,6 +90,13 @@ class RunLog:
         if record is not None:
             meta, case = _record_from(record)
             self.run_of(meta).add(case)
+        error = getattr(report, ERROR, None)
+        if error is not None:
+            from .records import SuiteMeta
+
+            self.run_of(SuiteMeta.from_json(error["suite"])).add_error(
+                (error["cell"], error["length"]), error["error"]
+            )
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if hasattr(self.config, "workerinput") or not self.runs or self.config.option.collectonly:
@@ -140,7 +148,10 @@ class RunLog:
             for line in run.gate_lines():
                 terminalreporter.write_line(line)
             if run.missing:
-                missing = ", ".join(f"{c}-L{n}" for c, n in run.missing)
+                missing = ", ".join(
+                    f"{c}-L{n}" + (" (raised an error)" if (c, n) in run.errors else "")
+                    for c, n in run.missing
+                )
                 terminalreporter.write_line(f"missing: {missing}")
             cached = [f"{r.cell}-L{r.length}" for r in run.records_in_order() if r.cached]
             if cached:
@@ -166,6 +177,13 @@ def record_payload(meta: SuiteMeta, record: CaseRecord) -> dict[str, Any]:
 
 def implied_payload(meta: SuiteMeta, implied: ImpliedVerdict) -> dict[str, Any]:
     return {"suite": meta.to_json(), "implied": implied.to_json()}
+
+
+def error_payload(meta: SuiteMeta, key: tuple[str, int], error: BaseException) -> dict[str, Any]:
+    """A case that raised, as plain data for a test report: the first line of what it raised."""
+    first = next((line for line in str(error).splitlines() if line.strip()), "")
+    shown = f"{type(error).__name__}: {first}" if first else type(error).__name__
+    return {"suite": meta.to_json(), "cell": key[0], "length": key[1], "error": shown}
 
 
 def _record_from(payload: dict[str, Any]) -> tuple[SuiteMeta, CaseRecord]:

@@ -937,6 +937,26 @@ def test_a_cell_that_fails_in_training_shows_its_own_frames_under_a_line_naming_
 
 
 @pytest.mark.slow
+def test_a_case_that_raised_is_reported_missing_with_what_it_raised(project):
+    write_suite(
+        project, "latch", suite_text("latching", cells=("rnn", "usercells:BackwardFails"), lengths=(2,))
+    )
+    result = project.runpytest("--rnn-suite=latch")
+    result.stdout.fnmatch_lines(["missing: usercells:BackwardFails-L2 (raised an error)"])
+    error = (
+        "UserCodeError: cell 'usercells:BackwardFails' failed in the backward pass: "
+        "ValueError: this cell's backward pass is broken on purpose"
+    )
+    report = read_report(project, "latch")
+    assert report["missing"] == [{"cell": "usercells:BackwardFails", "length": 2, "error": error}]
+    markdown = (project.path / "reports" / "latch.md").read_text()
+    assert f"- usercells:BackwardFails-L2: raised {error}" in markdown
+    # A later run of the other cell alone keeps the error beside the case it did not run again.
+    project.runpytest("--rnn-suite=latch", "--cell=rnn", "--rnn-rerun")
+    assert read_report(project, "latch")["missing"][0]["error"] == error
+
+
+@pytest.mark.slow
 def test_a_suite_file_named_on_the_command_line_runs_wherever_it_lies(project, tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("mine") / "my_suite.toml"
     elsewhere.write_text(suite_text("or", trials=3))
