@@ -13,17 +13,19 @@ Everything here is plain PyTorch and callable without pytest.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
+from . import seeds
 from .data import EpochOrders, Sequences, Streams, TrialData, length_range, stream_piece
 from .outcome import CaseOutcome
-from .schemes import SCHEMES, choose_scheme
+from .schemes import SCHEMES, choose_scheme, scheme_ran
 from .seeds import EVAL_PREFIX
 from .spec import CaseSpec
 from .stacked import StackedModel
@@ -104,13 +106,28 @@ def train(
     """
     device = torch.device(device)
     if device.type != "cpu" or threads is None:
-        return _train(spec, device, progress, scheme, curves)
+        with _seeded(spec, device):
+            return _train(spec, device, progress, scheme, curves)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _train(spec, device, progress, scheme, curves)
+        with _seeded(spec, device):
+            return _train(spec, device, progress, scheme, curves)
     finally:
         torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def _seeded(spec: CaseSpec, device: torch.device) -> Iterator[None]:
+    """torch's global generators seeded from the case's trials, and restored after: the random
+    numbers a user's cell draws (dropout's masks) are the same every time the case runs."""
+    seed = seeds.derive_seed(*spec.trial_seeds, "global")
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.default_generator.manual_seed(seed)
+        if device.type == "cuda":
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        yield
 
 
 def _train(
@@ -140,7 +157,7 @@ def _train(
         diverged=tuple(run.diverged),
         train_loss=tuple(tuple(_finite(v) for v in row) for row in run.losses),
         val_metric=tuple(tuple(row) for row in run.metrics),
-        scheme=chosen,
+        scheme=scheme_ran(model.scheme, chosen),
         device=str(device),
         wall_s=time.perf_counter() - started,
         eval_metrics=eval_metrics,

@@ -183,7 +183,10 @@ class Compiled(Vmap):
         super().__init__(module, buffers)
         self.step = isinstance(module, StepSequence)
         cell = module.cell if self.step else module
-        self.key = (type(cell).__module__, type(cell).__qualname__, self.step)
+        cls = type(cell)
+        if cls.__module__ == "torch.nn.utils.parametrize":  # a parametrization's subclass of the user's
+            cls = cls.__bases__[0]
+        self.key = (cls.__module__, cls.__qualname__, self.step)
         self.widest = 0
         self.configuration = configuration(self.base)
         #: Each kept trial's place among the trials the case started with (set by the first call).
@@ -191,6 +194,11 @@ class Compiled(Vmap):
         self.started = 0
         #: Code for a cell that :func:`~.cells.compiled.configuration` cannot describe: this case's.
         self.own: dict[tuple, CompiledCell] = {}
+
+    @property
+    def fell_back(self) -> bool:
+        """Whether this cell runs under vmap because compiling it or its compiled code failed."""
+        return self.key in _FAILED
 
     def keep(self, rows: torch.Tensor) -> None:
         super().keep(rows)
@@ -205,7 +213,8 @@ class Compiled(Vmap):
             self.started = batch.shape[0]
             self.places = torch.arange(self.started)
         try:
-            hidden = self._hidden(params, batch)
+            with _quiet_trace():
+                hidden = self._hidden(params, batch)
         except Exception as exc:
             _FAILED.add(self.key)
             LOG.warning(
@@ -218,22 +227,31 @@ class Compiled(Vmap):
 
     def _hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor | None:
         """The hidden states through compiled code, or ``None`` where there is none for this call."""
-        buffers, started = self.buffers, self.started
-        if len(self.places) < started:
+        started, places = self.started, self.places.to(batch.device)
+        filled = len(places) < started
+        if filled:
             # Every place the case started with, each stopped trial's filled by a kept one: the
             # code compiled for the starting trials runs, and the stopped places' results, which
             # no loss reaches, are dropped.
-            fill = torch.zeros(started, dtype=torch.long)
-            fill[self.places] = torch.arange(len(self.places))
-            fill = fill.to(batch.device)
+            fill = torch.zeros(started, dtype=torch.long, device=batch.device)
+            fill[places] = torch.arange(len(places), device=batch.device)
             params = {k: v[fill] for k, v in params.items()}
-            buffers = {k: v[fill] for k, v in buffers.items()}
             batch = batch[fill]
+        # Compiled code takes the strides it was traced with: the engine's weights are views of
+        # one flat tensor per trial, and a minibatch a slice of the epoch's sequences.
+        params = {k: v.contiguous() for k, v in params.items()}
+        buffers = {k: (v[fill] if filled else v).contiguous() for k, v in self.buffers.items()}
+        batch = batch.contiguous()
         compiled = self._compiled(params, buffers, batch)
         if compiled is None:
             return None
         hidden = compiled.hidden(self._own(params), self._own(buffers), batch)
-        return hidden if len(self.places) == batch.shape[0] else hidden[self.places.to(batch.device)]
+        # A cell that updates a buffer as it runs (BatchNorm's running statistics) updated these.
+        for name, value in buffers.items():
+            kept = self.buffers[name]
+            if value is not kept:
+                kept.copy_(value[places] if filled else value)
+        return hidden[places] if filled else hidden
 
     def _own(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Tensors by the cell's own names: the engine's wrapper of a step cell prefixes them."""
@@ -251,12 +269,11 @@ class Compiled(Vmap):
             key = Signature.of(self.base, self.configuration, {**params, **buffers}, batch, self.step)
         found = cache.get(key)
         if found is None and batch.shape[1] >= self.widest:
-            width = self.base.hidden_size if self.step else self._width(params, buffers, batch)
             self.base.train()  # traced as it trains
             found = cache[key] = compile_cell(
                 self.base.cell if self.step else self.base,
                 self.base.parts if self.step else 0,
-                width,
+                self.base.hidden_size if self.step else 0,
                 self._own(params),
                 self._own(buffers),
                 batch,
@@ -264,18 +281,32 @@ class Compiled(Vmap):
         self.widest = max(self.widest, batch.shape[1])
         return found
 
-    def _width(
-        self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], batch: torch.Tensor
-    ) -> int:
-        """A sequence cell's width: its output's, on one step of one sequence."""
-        with torch.no_grad():
-            return self._vmapped(params, buffers, batch[:, :1, :1]).shape[-1]
-
 
 #: Compiled cells by :class:`~.cells.compiled.Signature`, for the process; classes whose
 #: compiling failed.
 _COMPILED: dict[Signature, CompiledCell] = {}
 _FAILED: set[tuple] = set()
+
+
+@contextlib.contextmanager
+def _quiet_trace():
+    """Compiling, torch's structured trace log (empty DEBUG lines, for its trace files) kept out
+    of the user's logs, where a failing case's captured log held hundreds of them; left on where
+    the user asked for a trace (``TORCH_TRACE``)."""
+    trace = logging.getLogger("torch.__trace")
+    if os.environ.get("TORCH_TRACE") or trace.disabled:
+        yield
+        return
+    trace.disabled = True
+    try:
+        yield
+    finally:
+        trace.disabled = False
+
+
+def scheme_ran(scheme: Scheme, chosen: str) -> str:
+    """The scheme a case ran: the one chosen, or ``vmap`` where a compiled cell fell back to it."""
+    return "vmap" if isinstance(scheme, Compiled) and scheme.fell_back else chosen
 
 
 def failed_to_compile() -> frozenset[str]:

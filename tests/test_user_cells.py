@@ -177,6 +177,14 @@ def test_compiled_cells_give_the_hidden_states_and_gradients_of_vmap():
         torch.testing.assert_close(compiled[0], eager[0], rtol=1e-5, atol=1e-6, msg=name)
         for key, grad in eager[1].items():
             torch.testing.assert_close(compiled[1][key], grad, rtol=1e-4, atol=1e-6, msg=f"{name} {key}")
+        # The engine's weights are views of one flat row per trial, with strides no trace saw.
+        flat = torch.cat([v.detach().reshape(3, -1) for v in params.values()], 1).requires_grad_()
+        sizes = [v[0].numel() for v in params.values()]
+        views = dict(zip(params, torch.split(flat, sizes, 1), strict=True))
+        views = {k: v.view(params[k].shape) for k, v in views.items()}
+        strided = _hidden_and_grads(Compiled(module, buffers), views, batch)
+        assert f"tests.cells_for_tests:{name}" not in failed_to_compile()
+        torch.testing.assert_close(strided[0], eager[0], rtol=1e-5, atol=1e-6, msg=name)
         # trial 1 stops: the others run through the code compiled for three trials
         scheme, kept = Compiled(module, buffers), torch.tensor([True, False, True])
         _hidden_and_grads(scheme, params, batch)
@@ -317,6 +325,48 @@ def test_configuration_describes_a_cells_plain_attributes():
     assert configuration(cell) is None
 
 
+def _squash(module, inputs, output):
+    return output * 0.5
+
+
+def _stretch(module, inputs, output):
+    return output * 2.0
+
+
+def test_configuration_tells_apart_what_equal_keys_would_confuse():
+    """Constants a traced graph holds that compare equal, hooks, and a class's own attributes."""
+    from pytest_rnnmemory.cells.compiled import configuration
+    from tests.cells_for_tests import StepGRU
+
+    cell = StepGRU(1, 3)
+    cell.offset = 0.0
+    positive = configuration(cell)
+    cell.offset = -0.0  # equal to 0.0, yet copysign or 1 / x tell them apart
+    assert configuration(cell) != positive
+    cell.offset = torch.tensor([0.0])
+    positive = configuration(cell)
+    cell.offset = torch.tensor([-0.0])
+    assert configuration(cell) != positive
+
+    hooked = StepGRU(1, 3)
+    handle = hooked.register_forward_hook(_squash)
+    squashed = configuration(hooked)
+    handle.remove()
+    hooked.register_forward_hook(_stretch)
+    assert configuration(hooked) not in (squashed, None)
+    hooked.register_forward_hook(lambda module, inputs, output: output * 3.0)
+    assert configuration(hooked) is None  # a closure's values cannot be read: this case's own code
+    with torch.nn.modules.module.register_module_forward_hook(_squash):
+        assert configuration(StepGRU(1, 3)) is None
+
+    class Gained(StepGRU):
+        gain = 1.0
+
+    before = configuration(Gained(1, 3))
+    Gained.gain = 0.1  # a class-wide constant changed between two cases of one process
+    assert configuration(Gained(1, 3)) != before
+
+
 def test_trials_that_stop_leave_their_places_to_the_others(counted):
     """After trials stop, the kept ones run through the code compiled for the trials the case
     started with, with the hidden states and gradients they have alone, and nothing compiles."""
@@ -335,6 +385,27 @@ def test_trials_that_stop_leave_their_places_to_the_others(counted):
         for key, grad in expected[1].items():
             torch.testing.assert_close(got[1][key], grad, msg=key)
     assert _Counted.built == [(4, 6, 5, 1)]
+
+
+def test_buffers_a_compiled_cell_updates_keep_every_update_once_after_trials_stop(counted):
+    """A cell's in-place updates of its buffers (BatchNorm's running statistics) reach the case's
+    buffers, once a call, when compiled code runs on copies of them (the places of stopped trials
+    filled), as under vmap."""
+    module, params, buffers = _stacked("RunningScale", trials=4, hidden=3)
+    batch = torch.randn(4, 6, 5, 1, generator=torch.Generator().manual_seed(2))
+    compiled = counted.Compiled(module, buffers)
+    eager = counted.Vmap(module, {k: v.clone() for k, v in buffers.items()})
+    for kept in (None, torch.tensor([True, False, True, True]), torch.tensor([False, True, True])):
+        if kept is not None:
+            compiled.keep(kept)
+            eager.keep(kept)
+            params = {k: v.detach()[kept].requires_grad_() for k, v in params.items()}
+            batch = batch[kept]
+        got, expected = _hidden_and_grads(compiled, params, batch), _hidden_and_grads(eager, params, batch)
+        torch.testing.assert_close(got[0], expected[0])
+        for name in ("calls", "scale"):
+            torch.testing.assert_close(compiled.buffers[name], eager.buffers[name], msg=name)
+    assert compiled.buffers["calls"].tolist() == [3.0, 3.0]
 
 
 def test_a_gradient_with_respect_to_the_input_runs_under_vmap(counted, monkeypatch):
@@ -418,6 +489,76 @@ def test_a_cell_with_dropout_trains_each_trial_on_its_own_masks_and_is_evaluated
     # Compiling would draw a step's masks again in its backward: the cell runs under vmap.
     assert schemes.failed_to_compile() == {"tests.cells_for_tests:DroppedStep"}
     assert any("random operation" in r.getMessage() for r in caplog.records)
+
+
+def test_a_case_of_a_cell_with_dropout_repeats_exactly_and_leaves_the_callers_random_state():
+    spec = spec_for(
+        "tests.cells_for_tests:DroppedStep", task="latching", length=4, hidden=2, samples=32, epochs=1
+    )
+    torch.manual_seed(3)
+    expected = torch.rand(2)
+    torch.manual_seed(3)
+    first = train(spec, scheme="vmap")
+    assert torch.equal(torch.rand(2), expected)
+    again = train(spec, scheme="vmap")
+    for key, value in first.weights.items():
+        assert torch.equal(again.weights[key], value), key
+
+
+def test_compiling_keeps_torchs_trace_log_out_of_the_users_captured_logs(caplog, monkeypatch):
+    """Inductor writes hundreds of empty DEBUG lines to torch's structured trace log as it
+    compiles; a failing case's captured log showed them all."""
+    import logging
+
+    from pytest_rnnmemory.schemes import _quiet_trace
+
+    monkeypatch.delenv("TORCH_TRACE", raising=False)
+    trace = logging.getLogger("torch.__trace")
+    with caplog.at_level(logging.DEBUG):
+        with _quiet_trace():
+            trace.debug("while compiling")
+        trace.debug("after")
+        monkeypatch.setenv("TORCH_TRACE", "traces")  # the user asked for a trace: it is left alone
+        with _quiet_trace():
+            trace.debug("traced")
+    assert [r.getMessage() for r in caplog.records if r.name == "torch.__trace"] == ["after", "traced"]
+
+
+def test_a_case_whose_cell_fell_back_says_it_ran_under_vmap(monkeypatch):
+    from pytest_rnnmemory import schemes
+
+    def refuses(*args):
+        raise RuntimeError("Inductor cannot lower this op")
+
+    monkeypatch.setattr(schemes, "compile_cell", refuses)
+    monkeypatch.setattr(schemes, "_FAILED", set())
+    spec = spec_for("tests.cells_for_tests:IndRNN", task="latching", length=4, hidden=2, samples=32, epochs=1)
+    assert train(spec, scheme="compiled").outcome.scheme == "vmap"
+
+
+class _SelfOrthogonal(torch.nn.Module):
+    """A step cell that parametrizes its own weight: torch swaps its class for a subclass."""
+
+    rnnmemory_state = ("h",)
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.inp = torch.nn.Linear(input_size, hidden_size)
+        self.weight = torch.nn.Parameter(torch.empty(hidden_size, hidden_size).uniform_(-0.5, 0.5))
+        torch.nn.utils.parametrizations.orthogonal(self, "weight")
+
+    def forward(self, x, h):
+        return torch.tanh(self.inp(x) + h @ self.weight.T)
+
+
+def test_a_cell_that_parametrizes_itself_is_named_by_its_own_class():
+    from pytest_rnnmemory.cells.step import StepSequence
+    from pytest_rnnmemory.schemes import Compiled
+
+    cell = _SelfOrthogonal(1, 2)
+    assert type(cell).__module__ == "torch.nn.utils.parametrize"
+    scheme = Compiled(StepSequence(cell, 2, ("h",)), {})
+    assert scheme.key[:2] == (__name__, "_SelfOrthogonal")
 
 
 def test_auto_compiles_a_users_cell_only_where_it_pays(monkeypatch):

@@ -78,41 +78,82 @@ class Signature:
 
 #: The attributes every ``nn.Module`` keeps for itself; hooks are described apart.
 _MODULE_INTERNALS = frozenset(vars(nn.Module()))
-_HOOKS = frozenset(k for k in _MODULE_INTERNALS if "hook" in k)
+_HOOKS = tuple(sorted(k for k in _MODULE_INTERNALS if "hook" in k))
+#: Hooks torch runs around every module's call, wherever they were registered.
+_GLOBAL_HOOKS = tuple(
+    name for name in dir(torch.nn.modules.module) if name.startswith("_global_") and "hook" in name
+)
 #: Plain tensors in a cell are constants of its traced graph: described by value up to this size.
 _MAX_DESCRIBED_ELEMENTS = 4096
 
 
 def configuration(module: nn.Module) -> tuple | None:
-    """What, besides its weights, makes a module compute what it computes: the class and plain
-    attributes of it and of every submodule (numbers, strings, small tensors, functions by
-    name, containers of these), and whether any hooks are set. ``None`` where an attribute is
-    none of these: such a cell's compiled code is kept for its case alone."""
+    """What, besides its weights, makes a module compute what it computes: the class, the plain
+    attributes (numbers, strings, small tensors, functions by name, containers of these) of it
+    and of every submodule and of their own classes, and the hooks set on them. ``None`` where
+    an attribute or a hook is none of these (a lambda, say), or where a hook is set on every
+    module: such a cell's compiled code is kept for its case alone."""
+    if any(getattr(torch.nn.modules.module, name, None) for name in _GLOBAL_HOOKS):
+        return None
     described = []
     for name, sub in module.named_modules():
-        hooks = any(len(getattr(sub, k)) for k in _HOOKS if hasattr(getattr(sub, k), "__len__"))
-        attributes = []
-        for key, value in sorted(vars(sub).items()):
-            if key in _MODULE_INTERNALS:
+        hooks = _described_items(
+            (k, dict(v) if isinstance(v, dict) else v) for k in _HOOKS if (v := getattr(sub, k, None))
+        )
+        attributes = _described_items((k, v) for k, v in vars(sub).items() if k not in _MODULE_INTERNALS)
+        classes = _class_attributes(type(sub))
+        if hooks is None or attributes is None:
+            return None
+        described.append((name, type(sub), hooks, attributes, classes))
+    return tuple(described)
+
+
+def _described_items(items) -> tuple | None:
+    """Named values, sorted by name, each described; ``None`` where one cannot be."""
+    described = []
+    for key, value in sorted(items, key=lambda item: item[0]):
+        plain = _describe(value)
+        if plain is None:
+            return None
+        described.append((key, plain))
+    return tuple(described)
+
+
+def _class_attributes(cls: type) -> tuple:
+    """The plain values a user's class and its bases set as class attributes (a class-wide
+    constant the forward reads); methods, descriptors and torch's own classes left out."""
+    described = []
+    for owner in cls.__mro__:
+        if owner.__module__.split(".")[0] in ("torch", "builtins"):
+            continue
+        for key, value in sorted(vars(owner).items()):
+            if (
+                key.startswith("__")
+                or callable(value)
+                or isinstance(value, property | staticmethod | classmethod)
+            ):
                 continue
             plain = _describe(value)
-            if plain is None:
-                return None
-            attributes.append((key, plain))
-        described.append((name, type(sub), hooks, tuple(attributes)))
+            if plain is not None:
+                described.append((owner.__qualname__, key, plain))
     return tuple(described)
 
 
 def _describe(value: object) -> object | None:
-    if value is None or isinstance(value, bool | int | float | complex | str | bytes | torch.dtype):
-        # the type too: 1, 1.0 and True are equal keys, but not the same constant in a graph
+    if isinstance(value, float):  # by its bits: 0.0 and -0.0 are equal keys, not the same constant
+        return ("value", "float", value.hex())
+    if isinstance(value, complex):
+        return ("value", "complex", value.real.hex(), value.imag.hex())
+    if value is None or isinstance(value, bool | int | str | bytes | torch.dtype):
+        # the type too: 1 and True are equal keys, but not the same constant in a graph
         return ("value", type(value).__name__, value)
     if isinstance(value, torch.device):
         return ("device", str(value))
     if isinstance(value, torch.Tensor):
         if value.device.type == "meta" or value.numel() > _MAX_DESCRIBED_ELEMENTS:
             return None
-        return ("tensor", value.dtype, tuple(value.shape), tuple(value.detach().cpu().flatten().tolist()))
+        data = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+        return ("tensor", value.dtype, tuple(value.shape), bytes(data.tolist()))
     if isinstance(value, tuple | list | frozenset | set):
         items = [
             _describe(v) for v in (sorted(value, key=repr) if isinstance(value, set | frozenset) else value)
