@@ -4,8 +4,8 @@ A case's entry is keyed by a hash of everything that determines its result:
 the case's full configuration and seed, the versions of this package and
 torch, the device type, and the source code that trains it (this package's
 own modules, and the module of a user's cell or task with every module of the
-user's it draws on), so that editing a cell, or a base class it inherits from
-another file, never returns a stale answer. An entry that cannot be read, or
+user's its names reach), so that editing a cell, or a base class it inherits
+from another file, does not return a stale answer. An entry that cannot be read, or
 that was written for another key, is ignored with a warning and trained again.
 """
 
@@ -16,7 +16,6 @@ import hashlib
 import importlib
 import json
 import sys
-import sysconfig
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -28,6 +27,7 @@ from .errors import StoredDataError
 from .recipes import Search
 from .records import CaseRecord
 from .runtime import torch_version
+from .usercode import installed_roots, is_users_file
 
 if TYPE_CHECKING:
     from .suite import Case
@@ -65,9 +65,11 @@ def _module_source(import_path: str) -> str | None:
 
 
 def _user_files(module: ModuleType) -> list[Path]:
-    """The source files of ``module`` and of the modules its names come from (modules, classes and
-    functions, and the classes of other objects), followed from module to module; installed code
-    (the standard library, site-packages) and this package, which versions pin, are not followed."""
+    """The source files of ``module`` and of the user's modules its names come from (modules,
+    classes and functions, and the classes of other objects), followed from module to module
+    (namespace packages, which have no file, through their names); installed code (the standard
+    library, site-packages) and this package, which versions pin, are not followed."""
+    roots = installed_roots()
     seen: set[str] = set()
     files: set[Path] = set()
     waiting = [module]
@@ -77,9 +79,12 @@ def _user_files(module: ModuleType) -> list[Path]:
             continue
         seen.add(current.__name__)
         source = getattr(current, "__file__", None)
-        if not source or (current is not module and _installed(Path(source))):
-            continue
-        files.add(Path(source).resolve())
+        if isinstance(source, str) and (
+            is_users_file(source, roots) or (current is module and Path(source).is_file())
+        ):
+            files.add(Path(source).resolve())
+        elif source is not None or not hasattr(current, "__path__"):
+            continue  # installed, built in, or a file that is not there (torch.ops says "_ops.py")
         for value in list(vars(current).values()):
             name = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
             if not isinstance(name, str):
@@ -88,18 +93,6 @@ def _user_files(module: ModuleType) -> list[Path]:
             if reached is not None and reached.__name__ not in seen:
                 waiting.append(reached)
     return sorted(files)
-
-
-@functools.cache
-def _installed_roots() -> tuple[Path, ...]:
-    paths = sysconfig.get_paths()
-    roots = {Path(paths[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
-    return (*roots, Path(__file__).parent.resolve())
-
-
-def _installed(path: Path) -> bool:
-    resolved = path.resolve()
-    return any(resolved.is_relative_to(root) for root in _installed_roots())
 
 
 def case_key(case: Case, device_type: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import pkgutil
+import sys
 
 from .usercode import where
 
@@ -19,10 +21,7 @@ def import_object(path: str, *, what: str, error: type[Exception]) -> object:
         hint = ""
         if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
             # the user's module itself, not a module it imports
-            hint = (
-                f"; modules are looked for on sys.path: add the folder that holds {exc.name!r} to"
-                " pytest's 'pythonpath' setting (or to PYTHONPATH)"
-            )
+            hint = _not_found_hint(exc.name)
         raise error(
             f"{what} {path!r}: cannot import module {module_name!r}: {exc}{where(exc)}{hint}"
         ) from None
@@ -38,3 +37,18 @@ def import_object(path: str, *, what: str, error: type[Exception]) -> object:
             raise error(f"{what} {path!r}: {owner!r} has no attribute {part!r}{hint}")
         obj = getattr(obj, part)
     return obj
+
+
+def _not_found_hint(name: str) -> str:
+    """What to do about module ``name`` not found: a close name in its package, or where modules
+    are looked for."""
+    parent, _, last = name.rpartition(".")
+    package = sys.modules.get(parent) if parent else None
+    if package is not None and hasattr(package, "__path__"):
+        names = [m.name for m in pkgutil.iter_modules(package.__path__)]
+        close = difflib.get_close_matches(last, names, n=1)
+        return f" (did you mean '{parent}.{close[0]}'?)" if close else ""
+    return (
+        f"; modules are looked for on sys.path: add the folder that holds {name!r} to pytest's "
+        "'pythonpath' setting (or to PYTHONPATH)"
+    )

@@ -122,8 +122,8 @@ class SuiteRun:
 
     @property
     def ran(self) -> bool:
-        """Whether any case of this suite finished (trained, stored or implied) in this run."""
-        return bool(self.records or self.implied)
+        """Whether any case of this suite finished (trained, stored or implied) or raised in this run."""
+        return bool(self.records or self.implied or self.errors)
 
     def completed_by(self, previous: SuiteRun | None) -> SuiteRun:
         """This run as its report shows it, so that a partial run never shrinks a report.
@@ -149,7 +149,8 @@ class SuiteRun:
             for key in [*previous.expected, *self.expected]:
                 shown.expect(key)
             for key, record in previous.records.items():
-                if key not in self.records and key not in self.implied:
+                # a case that raised this run shows that, not the verdict of code since changed
+                if key not in self.records and key not in self.implied and key not in self.errors:
                     shown.add(record)
             for key, implied in previous.implied.items():
                 if key not in self.records and key not in self.implied:

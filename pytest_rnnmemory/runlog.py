@@ -112,7 +112,7 @@ class RunLog:
                 run.judge(self.baseline(), holm=options.holm)
         for run in self.runs.values():
             if not run.ran:
-                self.notes.append(f"{run.name}: no case finished, so its report is left as it was")
+                self.notes.append(f"{run.name}: no case finished or raised, so its report is left as it was")
                 continue
             shown = run.completed_by(self._previous(run))
             self.written += write_reports(shown, options.report_dir, env, figures=options.figures)

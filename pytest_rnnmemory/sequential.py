@@ -5,7 +5,9 @@ Trials are independent and each depends only on its own seed, so the first
 stage the successes so far either fix the verdict of all ``n`` trials, whatever
 the rest would do (:func:`.stats.settled`), or the next stage runs. The verdict
 is therefore the one the full run gives, and so are its error rates; what
-changes is the number of trials trained.
+changes is the number of trials trained. (A cell that draws random numbers as
+it trains, dropout say, draws its trials' numbers together: its stages are
+trials of the same distribution, not the same trials.)
 """
 
 from __future__ import annotations

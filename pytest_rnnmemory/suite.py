@@ -100,6 +100,18 @@ class Case:
             eval_lengths=self.eval_lengths,
         )
 
+    def _model(self) -> dict[str, Any]:
+        """The model section as it builds this case's cell: of ``model.cell_args``, the arguments
+        its cell takes, so that another cell's own do not change this case's configuration."""
+        model = _changed(self.suite.model)
+        if "cell_args" in model:
+            own = self.suite.model.args_for(self.trained_cell)
+            if own:
+                model["cell_args"] = own
+            else:
+                del model["cell_args"]
+        return model
+
     def configuration(self) -> dict[str, Any]:
         """Everything that determines this case's result, as plain data (what :meth:`config_hash` hashes)."""
         s = self.suite
@@ -117,7 +129,7 @@ class Case:
             "cell": self.cell,
             "length": self.length,
             "seed": s.meta.seed,
-            "model": _changed(s.model),
+            "model": self._model(),
             "train": _changed(s.train),
             "success": _changed(s.success),
             "verdict": _changed(s.verdict),

@@ -32,25 +32,33 @@ INIT, FORWARD, BACKWARD, STEP, DATA = (
 NOT_USERS = ("torch", "_pytest", "pytest", "pluggy", "functorch")
 
 
-def _roots() -> tuple[str, ...]:
-    """Where code lives that is not the user's: this package, torch, pytest, pluggy, the standard library."""
-    paths = [Path(__file__).parent, Path(sysconfig.get_paths()["stdlib"])]
+def installed_roots() -> tuple[Path, ...]:
+    """Where code lives that is not the user's: this package, torch, pytest, pluggy, the standard
+    library and installed packages."""
+    paths = sysconfig.get_paths()
+    roots = [Path(__file__).parent]
+    roots += [Path(paths[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths]
     for name in NOT_USERS:
         module = sys.modules.get(name)
         if module is not None and getattr(module, "__file__", None):
-            paths.append(Path(module.__file__).parent)
-    return tuple(str(p.resolve()) for p in paths)
+            roots.append(Path(module.__file__).parent)
+    return tuple(root.resolve() for root in roots)
+
+
+def is_users_file(filename: str, roots: tuple[Path, ...] | None = None) -> bool:
+    """Whether ``filename`` is a source file of the user's own: a file that exists, outside
+    installed code (``roots``: :func:`installed_roots`, computed once by a caller that asks often)."""
+    path = Path(filename)
+    if not path.is_absolute() or not path.is_file():  # "<frozen ...>", a name without a folder
+        return False
+    resolved = path.resolve()
+    return not any(resolved.is_relative_to(root) for root in roots or installed_roots())
 
 
 def user_frames(error: BaseException) -> list[traceback.FrameSummary]:
     """The frames of ``error``'s traceback in the user's own files, outermost first."""
-    roots = _roots()
-    summary = traceback.extract_tb(error.__traceback__)
-    return [
-        f
-        for f in summary
-        if not f.filename.startswith("<frozen ") and not str(Path(f.filename).resolve()).startswith(roots)
-    ]
+    roots = installed_roots()
+    return [f for f in traceback.extract_tb(error.__traceback__) if is_users_file(f.filename, roots)]
 
 
 def where(error: BaseException) -> str:

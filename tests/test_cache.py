@@ -90,3 +90,20 @@ def test_installed_code_a_cell_imports_is_left_to_the_versions():
 
     files = _user_files(cells)
     assert files == [Path(cells.__file__).resolve()]
+
+
+def test_a_cell_module_holding_torchs_ops_module_is_keyed_without_reading_it(tmp_path, monkeypatch):
+    # torch.ops says its file is "_ops.py", a name without a folder, which is no file to read.
+    (tmp_path / "cells_with_ops.py").write_text("from torch import ops\n\nclass Cell:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert _module_source("cells_with_ops:Cell") is not None
+
+
+def test_a_base_class_in_a_namespace_package_is_part_of_the_key(tmp_path, monkeypatch):
+    (tmp_path / "nsbases").mkdir()  # no __init__.py: a namespace package, which has no file
+    (tmp_path / "nsbases" / "base.py").write_text("SCALE = 1.0\n\nclass Base:\n    pass\n")
+    (tmp_path / "nscells.py").write_text("import nsbases.base\n\nclass Cell(nsbases.base.Base):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = _module_source("nscells:Cell")
+    (tmp_path / "nsbases" / "base.py").write_text("SCALE = 2.0\n\nclass Base:\n    pass\n")
+    assert _module_source("nscells:Cell") != before

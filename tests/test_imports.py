@@ -44,3 +44,8 @@ def test_a_module_that_raises_as_it_is_imported_is_one_error_naming_its_line(tmp
         "cell 'cells_that_raise:Cell': importing module 'cells_that_raise' raised "
         f"ZeroDivisionError('division by zero') (at {tmp_path / 'cells_that_raise.py'}:2, in <module>)"
     )
+
+
+def test_a_misspelt_module_of_a_package_that_was_found_gets_the_closest_name():
+    message = _import("tests.cels_for_tests:StepGRU")
+    assert message.endswith("No module named 'tests.cels_for_tests' (did you mean 'tests.cells_for_tests'?)")

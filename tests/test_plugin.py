@@ -956,6 +956,48 @@ def test_a_case_that_raised_is_reported_missing_with_what_it_raised(project):
     assert read_report(project, "latch")["missing"][0]["error"] == error
 
 
+BREAKABLE_CELL = """
+import os
+
+import torch
+from torch import nn
+
+
+class Breakable(nn.Module):
+    # A tanh recurrence over a linear map; BREAK=1 makes its forward raise in training, as an
+    # edit could (the load-time check's batch of 2 passes).
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.inp = nn.Linear(input_size, hidden_size)
+
+    def forward(self, x):
+        if os.environ.get("BREAK") == "1" and x.shape[0] > 2:
+            raise RuntimeError("broken by an edit")
+        return torch.tanh(self.inp(x)).cumsum(1)
+"""
+
+
+@pytest.mark.slow
+def test_a_case_that_raises_replaces_its_stored_verdict_in_the_report(project, monkeypatch):
+    project.makepyfile(breakable=BREAKABLE_CELL)
+    write_suite(project, "latch", suite_text("latching", cells=("breakable:Breakable",), lengths=(2,)))
+    project.runpytest("--rnn-suite=latch")
+    assert [c["cell"] for c in read_report(project, "latch")["cases"]] == ["breakable:Breakable"]
+    monkeypatch.setenv("BREAK", "1")
+    # Every case of the suite raises: the report is written all the same, the error in the old
+    # verdict's place.
+    result = project.runpytest("--rnn-suite=latch", "--rnn-rerun")
+    result.assert_outcomes(failed=1)
+    report = read_report(project, "latch")
+    assert report["cases"] == []
+    error = (
+        "UserCodeError: cell 'breakable:Breakable' failed in its forward pass: "
+        "RuntimeError: broken by an edit"
+    )
+    assert report["missing"] == [{"cell": "breakable:Breakable", "length": 2, "error": error}]
+
+
 @pytest.mark.slow
 def test_a_suite_file_named_on_the_command_line_runs_wherever_it_lies(project, tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("mine") / "my_suite.toml"

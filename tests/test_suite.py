@@ -970,3 +970,17 @@ def test_a_cells_own_arguments_must_name_a_users_cell_of_the_suite_and_be_a_tabl
     path = write(tmp_path, CELL_ARGS.replace("CELL_OWN", own))
     (problem,) = problems_of(path)
     assert problem.startswith(f"{path}: {message}")
+
+
+def test_a_cells_own_arguments_are_part_of_its_cases_configuration_alone(tmp_path):
+    def configurations(recurrent_max):
+        text = CELL_ARGS.replace("CELL_OWN", '"tests.cells_for_tests:DroppedStep" = { dropout = 0.25 }')
+        path = write(tmp_path, text.replace("recurrent_max = 0.001", f"recurrent_max = {recurrent_max}"))
+        return {c.cell: c.configuration() for c in load_suite(path).cases()}
+
+    first, second = configurations(0.001), configurations(0.002)
+    assert first["tests.cells_for_tests:IndRNN"] != second["tests.cells_for_tests:IndRNN"]
+    assert first["tests.cells_for_tests:IndRNN"]["model"]["cell_args"] == {"recurrent_max": 0.001}
+    # another cell's arguments leave these cases as they were: stored results and the gate hold
+    assert first["lstm"] == second["lstm"] and "cell_args" not in first["lstm"]["model"]
+    assert first["tests.cells_for_tests:DroppedStep"] == second["tests.cells_for_tests:DroppedStep"]

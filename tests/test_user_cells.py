@@ -121,6 +121,18 @@ def test_a_cell_that_raises_as_the_suite_loads_points_to_the_users_line():
     assert f"(at {module.__file__}:{line}, in forward)" in str(info.value)
 
 
+def test_an_error_raised_inside_an_installed_library_points_to_the_users_call():
+    import numpy
+
+    from pytest_rnnmemory.usercode import where
+
+    try:
+        numpy.linalg.inv(numpy.zeros((2, 2)))  # raises in numpy's own Python code
+    except numpy.linalg.LinAlgError as exc:
+        shown, line = where(exc), exc.__traceback__.tb_lineno  # the line of the call, in this test
+    assert shown == f" (at {__file__}:{line}, in {inspect.currentframe().f_code.co_name})"
+
+
 def test_a_step_cell_on_torchs_cell_base_keeps_the_state_it_declares():
     cell = build_cell("tests.cells_for_tests:LSTMOnRNNCellBase", 1, 3)
     assert cell.parts == 2
@@ -351,6 +363,9 @@ def test_configuration_tells_apart_what_equal_keys_would_confuse():
     hooked = StepGRU(1, 3)
     handle = hooked.register_forward_hook(_squash)
     squashed = configuration(hooked)
+    other = StepGRU(1, 3)
+    other.register_forward_hook(_squash)  # the same hook, under another handle's id
+    assert configuration(other) == squashed
     handle.remove()
     hooked.register_forward_hook(_stretch)
     assert configuration(hooked) not in (squashed, None)
@@ -358,6 +373,9 @@ def test_configuration_tells_apart_what_equal_keys_would_confuse():
     assert configuration(hooked) is None  # a closure's values cannot be read: this case's own code
     with torch.nn.modules.module.register_module_forward_hook(_squash):
         assert configuration(StepGRU(1, 3)) is None
+    backward = torch.nn.modules.module.register_module_full_backward_hook(lambda *args: None)
+    backward.remove()  # torch's flag that one was registered stays set
+    assert configuration(StepGRU(1, 3)) is not None
 
     class Gained(StepGRU):
         gain = 1.0
@@ -365,6 +383,12 @@ def test_configuration_tells_apart_what_equal_keys_would_confuse():
     before = configuration(Gained(1, 3))
     Gained.gain = 0.1  # a class-wide constant changed between two cases of one process
     assert configuration(Gained(1, 3)) != before
+    Gained.act = torch.tanh
+    with_tanh = configuration(Gained(1, 3))
+    Gained.act = torch.sigmoid
+    assert configuration(Gained(1, 3)) not in (with_tanh, None)
+    Gained.settings = object()  # a value that cannot be compared: code for its case alone
+    assert configuration(Gained(1, 3)) is None
 
 
 def test_trials_that_stop_leave_their_places_to_the_others(counted):
@@ -522,6 +546,22 @@ def test_compiling_keeps_torchs_trace_log_out_of_the_users_captured_logs(caplog,
         with _quiet_trace():
             trace.debug("traced")
     assert [r.getMessage() for r in caplog.records if r.name == "torch.__trace"] == ["after", "traced"]
+
+
+def test_the_compiled_scheme_compiles_with_torchs_trace_log_kept_out(counted, caplog, monkeypatch):
+    import logging
+
+    class Tracing(_Counted):
+        def __init__(self, *args):
+            logging.getLogger("torch.__trace").debug("compiling")
+            super().__init__(*args)
+
+    monkeypatch.setattr(counted, "compile_cell", Tracing)
+    monkeypatch.delenv("TORCH_TRACE", raising=False)
+    module, params, buffers = _stacked("IndRNN", trials=2, hidden=3)
+    with caplog.at_level(logging.DEBUG):
+        _hidden_and_grads(counted.Compiled(module, buffers), params, torch.randn(2, 4, 5, 1))
+    assert Tracing.built and not [r for r in caplog.records if r.name == "torch.__trace"]
 
 
 def test_a_case_whose_cell_fell_back_says_it_ran_under_vmap(monkeypatch):

@@ -79,9 +79,12 @@ class Signature:
 #: The attributes every ``nn.Module`` keeps for itself; hooks are described apart.
 _MODULE_INTERNALS = frozenset(vars(nn.Module()))
 _HOOKS = tuple(sorted(k for k in _MODULE_INTERNALS if "hook" in k))
-#: Hooks torch runs around every module's call, wherever they were registered.
+#: Hooks torch runs around every module's call, wherever they were registered (its registries;
+#: ``_global_is_full_backward_hook``, a flag that stays set, is not one).
 _GLOBAL_HOOKS = tuple(
-    name for name in dir(torch.nn.modules.module) if name.startswith("_global_") and "hook" in name
+    name
+    for name, value in vars(torch.nn.modules.module).items()
+    if name.startswith("_global_") and "hook" in name and isinstance(value, dict)
 )
 #: Plain tensors in a cell are constants of its traced graph: described by value up to this size.
 _MAX_DESCRIBED_ELEMENTS = 4096
@@ -97,12 +100,16 @@ def configuration(module: nn.Module) -> tuple | None:
         return None
     described = []
     for name, sub in module.named_modules():
+        # A hook by what it is, in order: the registry's keys are handles' ids, which grow with
+        # every registration in the process.
         hooks = _described_items(
-            (k, dict(v) if isinstance(v, dict) else v) for k in _HOOKS if (v := getattr(sub, k, None))
+            (k, list(v.values()) if isinstance(v, dict) else v)
+            for k in _HOOKS
+            if (v := getattr(sub, k, None))
         )
         attributes = _described_items((k, v) for k, v in vars(sub).items() if k not in _MODULE_INTERNALS)
         classes = _class_attributes(type(sub))
-        if hooks is None or attributes is None:
+        if hooks is None or attributes is None or classes is None:
             return None
         described.append((name, type(sub), hooks, attributes, classes))
     return tuple(described)
@@ -119,24 +126,30 @@ def _described_items(items) -> tuple | None:
     return tuple(described)
 
 
-def _class_attributes(cls: type) -> tuple:
-    """The plain values a user's class and its bases set as class attributes (a class-wide
-    constant the forward reads); methods, descriptors and torch's own classes left out."""
+def _class_attributes(cls: type) -> tuple | None:
+    """The values a user's class and its bases set as class attributes (a class-wide constant
+    the forward reads), as :func:`_describe` describes them; the class's methods, descriptors and
+    torch's own classes left out. ``None`` where a value cannot be described."""
     described = []
     for owner in cls.__mro__:
         if owner.__module__.split(".")[0] in ("torch", "builtins"):
             continue
         for key, value in sorted(vars(owner).items()):
-            if (
-                key.startswith("__")
-                or callable(value)
-                or isinstance(value, property | staticmethod | classmethod)
-            ):
+            if key.startswith(("__", "_abc_")) or _is_code_of(owner, value):
                 continue
             plain = _describe(value)
-            if plain is not None:
-                described.append((owner.__qualname__, key, plain))
+            if plain is None:
+                return None
+            described.append((owner.__qualname__, key, plain))
     return tuple(described)
+
+
+def _is_code_of(owner: type, value: object) -> bool:
+    """Whether ``value`` is code the class defines (a method, a descriptor, a nested class), which
+    its module's source pins, rather than a value it holds (``act = torch.tanh``)."""
+    if isinstance(value, property | staticmethod | classmethod | type):
+        return True
+    return inspect.isfunction(value) and value.__qualname__.startswith(f"{owner.__qualname__}.")
 
 
 def _describe(value: object) -> object | None:

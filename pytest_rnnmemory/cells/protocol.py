@@ -34,7 +34,9 @@ def check_cell(
     The cells are built under fixed seeds, apart from the caller's random state, so that a suite
     loads or is refused the same way every time."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+        # The CPU generator alone: cells are built on the CPU, and torch.manual_seed would also
+        # reseed every accelerator's generator, which the fork does not restore.
+        torch.default_generator.manual_seed(0)
         _check(name, input_size, hidden_size, cell_args)
 
 
@@ -72,9 +74,16 @@ def _check(name: str, input_size: int, hidden_size: int, cell_args: Mapping[str,
             break
         # A unit dead at one initialisation (a ReLU whose every input is negative) takes no
         # gradient on a tiny batch; a cell that never reaches its parameters takes none at any.
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)
         other = build_cell(name, input_size, hidden_size, cell_args)
-        stuck = _unreached(name, other, other(x))
+        try:
+            other_out = other(x)
+        except Exception as exc:
+            raise CellError(
+                f"cell {name!r}: forward on a {list(x.shape)} batch, built under seed {seed}, raised "
+                f"{exc!r}{where(exc)}"
+            ) from exc
+        stuck = _unreached(name, other, other_out)
     if stuck:
         raise _no_gradient(name, stuck)
     _check_batching(name, input_size, hidden_size, cell_args, module)
