@@ -237,21 +237,17 @@ class Compiled(Vmap):
             fill[places] = torch.arange(len(places), device=batch.device)
             params = {k: v[fill] for k, v in params.items()}
             batch = batch[fill]
-        # Compiled code takes the strides it was traced with: the engine's weights are views of
-        # one flat tensor per trial, and a minibatch a slice of the epoch's sequences.
-        params = {k: v.contiguous() for k, v in params.items()}
-        buffers = {k: (v[fill] if filled else v).contiguous() for k, v in self.buffers.items()}
-        batch = batch.contiguous()
+        buffers = {k: v[fill] for k, v in self.buffers.items()} if filled else self.buffers
         compiled = self._compiled(params, buffers, batch)
         if compiled is None:
             return None
         hidden = compiled.hidden(self._own(params), self._own(buffers), batch)
+        if not filled:
+            return hidden
         # A cell that updates a buffer as it runs (BatchNorm's running statistics) updated these.
         for name, value in buffers.items():
-            kept = self.buffers[name]
-            if value is not kept:
-                kept.copy_(value[places] if filled else value)
-        return hidden[places] if filled else hidden
+            self.buffers[name].copy_(value[places])
+        return hidden[places]
 
     def _own(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Tensors by the cell's own names: the engine's wrapper of a step cell prefixes them."""

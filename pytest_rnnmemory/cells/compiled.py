@@ -225,8 +225,16 @@ class CompiledSequence:
         self._run = _compile_differentiable(_vmapped(base, tuple(params), tuple(buffers)))
 
     def hidden(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], batch: torch.Tensor):
-        """Every trial's hidden states ``[n, b, T, H]``, differentiable in ``params``."""
-        return self._run(*params.values(), *buffers.values(), batch)
+        """Every trial's hidden states ``[n, b, T, H]``, differentiable in ``params``; a buffer the
+        cell updates as it runs is updated in ``buffers``."""
+        # The code takes the strides it was traced with: the engine's weights are views of one
+        # flat row per trial, and a minibatch is a slice of the epoch's sequences.
+        dense = {name: value.contiguous() for name, value in buffers.items()}
+        hidden = self._run(*(p.contiguous() for p in params.values()), *dense.values(), batch.contiguous())
+        for name, value in dense.items():
+            if value is not buffers[name]:  # the cell's in-place updates went to a copy
+                buffers[name].copy_(value)
+        return hidden
 
 
 class CompiledStep:
