@@ -5,8 +5,9 @@ the case's full configuration and seed, the versions of this package and
 torch, the device type, and the source code that trains it (this package's
 own modules, and the module of a user's cell or task with every module of the
 user's its names reach), so that editing a cell, or a base class it inherits
-from another file, does not return a stale answer. An entry that cannot be read, or
-that was written for another key, is ignored with a warning and trained again.
+from another file, does not return a stale answer. An entry that cannot be
+read, or that was written for another key, is ignored with a warning and
+trained again.
 """
 
 from __future__ import annotations

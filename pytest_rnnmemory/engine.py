@@ -105,14 +105,20 @@ def train(
     every epoch, the gradient diagnostic): tuning trials need their final result alone.
     """
     device = torch.device(device)
-    if device.type != "cpu" or threads is None:
-        with _seeded(spec, device):
-            return _train(spec, device, progress, scheme, curves)
+    with _seeded(spec, device), _threads(threads if device.type == "cpu" else None):
+        return _train(spec, device, progress, scheme, curves)
+
+
+@contextlib.contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` (``None``: left alone), and restored after."""
+    if threads is None:
+        yield
+        return
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        with _seeded(spec, device):
-            return _train(spec, device, progress, scheme, curves)
+        yield
     finally:
         torch.set_num_threads(before)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class RnnMemoryError(Exception):
     """Base class: something a user can fix, described in words they can act on."""
@@ -38,3 +41,9 @@ class StoredDataError(RnnMemoryError):
 
 class SchemeError(RnnMemoryError):
     """A scheme that cannot run a case: it does not serve the cell or the device, or is unavailable here."""
+
+
+def did_you_mean(given: str, names: Iterable[str]) -> str:
+    """`` (did you mean 'name'?)`` for the name closest to ``given``; empty where none is close."""
+    close = difflib.get_close_matches(given, list(names), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

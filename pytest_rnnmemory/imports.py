@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import pkgutil
 import sys
 
+from .errors import did_you_mean
 from .usercode import where
 
 
@@ -31,9 +31,7 @@ def import_object(path: str, *, what: str, error: type[Exception]) -> object:
     for depth, part in enumerate(attr.split(".")):
         if not hasattr(obj, part):
             owner = ".".join([module_name, *attr.split(".")[:depth]])
-            names = [n for n in dir(obj) if not n.startswith("_")]
-            close = difflib.get_close_matches(part, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(part, (n for n in dir(obj) if not n.startswith("_")))
             raise error(f"{what} {path!r}: {owner!r} has no attribute {part!r}{hint}")
         obj = getattr(obj, part)
     return obj
@@ -42,12 +40,10 @@ def import_object(path: str, *, what: str, error: type[Exception]) -> object:
 def _not_found_hint(name: str) -> str:
     """What to do about module ``name`` not found: a close name in its package, or where modules
     are looked for."""
-    parent, _, last = name.rpartition(".")
+    parent = name.rpartition(".")[0]
     package = sys.modules.get(parent) if parent else None
     if package is not None and hasattr(package, "__path__"):
-        names = [m.name for m in pkgutil.iter_modules(package.__path__)]
-        close = difflib.get_close_matches(last, names, n=1)
-        return f" (did you mean '{parent}.{close[0]}'?)" if close else ""
+        return did_you_mean(name, (f"{parent}.{m.name}" for m in pkgutil.iter_modules(package.__path__)))
     return (
         f"; modules are looked for on sys.path: add the folder that holds {name!r} to pytest's "
         "'pythonpath' setting (or to PYTHONPATH)"

@@ -10,7 +10,6 @@ reported once, where it is, and never again as a consequence.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import os
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from typing import Any
 from .cells import cell_class, is_user_cell
 from .cells.protocol import check_cell
 from .data import stream_piece
-from .errors import CellError, SuiteError, TaskError
+from .errors import CellError, SuiteError, TaskError, did_you_mean
 from .gate import Claim
 from .schema import (
     FREE_SECTIONS,
@@ -402,7 +401,7 @@ def check_cell_args(draft: Draft, model: ModelSection) -> None:
     suite = draft.data.get("suite")
     in_file = suite.get("cells") if isinstance(suite, dict) else None
     named = {*cells, *(c for c in in_file if isinstance(c, str))} if isinstance(in_file, list) else set(cells)
-    shared = {k: v for k, v in model.cell_args.items() if not is_cell_key(k)}
+    shared = model.shared_args
     builtin = [c for c in cells if not is_user_cell(c)]
     if shared and builtin:
         example = next((c for c in cells if is_user_cell(c)), "package.module:Class")
@@ -536,9 +535,7 @@ def resolve_eval_lengths(meta: SuiteSection, length: int) -> tuple[int, ...]:
 
 
 def allowed(given: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(given, names, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"{hint}; allowed: {', '.join(names)}"
+    return f"{did_you_mean(given, names)}; allowed: {', '.join(names)}"
 
 
 def show(value: Any) -> str:

@@ -92,11 +92,8 @@ class RunLog:
             self.run_of(meta).add(case)
         error = getattr(report, ERROR, None)
         if error is not None:
-            from .records import SuiteMeta
-
-            self.run_of(SuiteMeta.from_json(error["suite"])).add_error(
-                (error["cell"], error["length"]), error["error"]
-            )
+            meta, key, raised = _error_from(error)
+            self.run_of(meta).add_error(key, raised)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if hasattr(self.config, "workerinput") or not self.runs or self.config.option.collectonly:
@@ -190,6 +187,12 @@ def _record_from(payload: dict[str, Any]) -> tuple[SuiteMeta, CaseRecord]:
     from .records import CaseRecord, SuiteMeta
 
     return SuiteMeta.from_json(payload["suite"]), CaseRecord.from_json(payload["record"])
+
+
+def _error_from(payload: dict[str, Any]) -> tuple[SuiteMeta, tuple[str, int], str]:
+    from .records import SuiteMeta
+
+    return SuiteMeta.from_json(payload["suite"]), (payload["cell"], payload["length"]), payload["error"]
 
 
 def _implied_from(payload: dict[str, Any]) -> tuple[SuiteMeta, ImpliedVerdict]:

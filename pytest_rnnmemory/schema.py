@@ -245,10 +245,14 @@ class ModelSection:
         check=cell_arguments,
     )
 
+    @property
+    def shared_args(self) -> dict[str, Any]:
+        """The constructor arguments for every one of the user's cells (no cell's own)."""
+        return {k: v for k, v in self.cell_args.items() if not is_cell_key(k)}
+
     def args_for(self, cell: str) -> dict[str, Any]:
         """The constructor arguments of ``cell``: those for every cell, then the cell's own."""
-        shared = {k: v for k, v in self.cell_args.items() if not is_cell_key(k)}
-        return {**shared, **self.cell_args.get(cell, {})}
+        return {**self.shared_args, **self.cell_args.get(cell, {})}
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import difflib
 import logging
 import os
 import shutil
@@ -31,7 +30,7 @@ from .cells.native import Training, native_available, unavailable_reason
 from .cells.recurrence import Recurrence
 from .cells.scan import fast_scans
 from .cells.step import StepSequence, is_step_cell
-from .errors import CellError, SchemeError
+from .errors import CellError, SchemeError, did_you_mean
 from .schema import TrainSection
 
 
@@ -139,14 +138,9 @@ class Vmap(TrialMajor):
         self.buffers = {name: value[rows] for name, value in self.buffers.items()}
 
     def hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
-        return self._vmapped(params, self.buffers, batch)
-
-    def _vmapped(
-        self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], batch: torch.Tensor
-    ) -> torch.Tensor:
-        """The cell of every trial at once, with the weights and buffers given: in training mode
-        where it trains (a gradient is being taken for its weights), else in eval mode; each
-        trial draws its own random numbers (dropout's masks), as it would trained alone."""
+        """The cell of every trial at once: in training mode where it trains (a gradient is being
+        taken for its weights), else in eval mode; each trial draws its own random numbers
+        (dropout's masks)."""
         training = _training(params)
         if self.base.training != training:
             self.base.train(training)
@@ -155,7 +149,7 @@ class Vmap(TrialMajor):
             return torch.func.functional_call(self.base, (p, b), (x,))
 
         with fast_scans() if self.scans else contextlib.nullcontext():
-            return torch.func.vmap(one, randomness="different")(params, buffers, batch)
+            return torch.func.vmap(one, randomness="different")(params, self.buffers, batch)
 
 
 def _training(params: dict[str, torch.Tensor]) -> bool:
@@ -450,9 +444,7 @@ NATIVE_MAX_HIDDEN = 16
 
 def unknown_scheme(name: str) -> str:
     """The message for a ``train.engine`` that names no scheme."""
-    close = difflib.get_close_matches(name, ENGINE_CHOICES, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown scheme{hint}; allowed: {', '.join(ENGINE_CHOICES)}"
+    return f"unknown scheme{did_you_mean(name, ENGINE_CHOICES)}; allowed: {', '.join(ENGINE_CHOICES)}"
 
 
 def choose_scheme(

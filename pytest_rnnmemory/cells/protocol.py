@@ -10,7 +10,7 @@ outputs at initialisation, no gradient reaching its parameters, or a cell that
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -46,18 +46,7 @@ def _check(name: str, input_size: int, hidden_size: int, cell_args: Mapping[str,
     x = torch.randn(BATCH, STEPS, input_size, generator=torch.Generator().manual_seed(0))
     if step:
         _check_step(name, module.cell, type(module.cell), x[:, 0], hidden_size)
-    try:
-        out = module(x)
-    except Exception as exc:
-        hint = ""
-        if not step and isinstance(exc, TypeError) and _takes_more_than_one_input(module):
-            hint = (
-                f"; a class is run as a sequence cell, forward(x), unless it declares {STATE_ATTRIBUTE} "
-                "or subclasses torch.nn.RNNCellBase: is it a step cell?"
-            )
-        raise CellError(
-            f"cell {name!r}: forward on a {list(x.shape)} batch raised {exc!r}{where(exc)}{hint}"
-        ) from exc
+    out = _forward(name, module, x)
     expected = (BATCH, STEPS, hidden_size)
     what = "states [batch, hidden]" if step else "hidden states [batch, steps, hidden]"
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
@@ -68,25 +57,52 @@ def _check(name: str, input_size: int, hidden_size: int, cell_args: Mapping[str,
         raise CellError(f"cell {name!r}: forward must return float32 states, got {out.dtype}")
     if not torch.isfinite(out).all():
         raise CellError(f"cell {name!r}: forward returns NaN or infinite states at initialisation")
+    _check_gradient(name, module, out, x, lambda: build_cell(name, input_size, hidden_size, cell_args))
+    _check_batching(name, input_size, hidden_size, cell_args, module)
+
+
+def _forward(name: str, module: torch.nn.Module, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """The cell's states on the tiny batch ``x``; a forward that raises is a :class:`.CellError`
+    that points to the user's line (``seed``: the one the cell was built under, where not 0)."""
+    try:
+        return module(x)
+    except Exception as exc:
+        built = f", built under seed {seed}," if seed else ""
+        hint = ""
+        if (
+            not isinstance(module, StepSequence)
+            and isinstance(exc, TypeError)
+            and _takes_more_than_one_input(module)
+        ):
+            hint = (
+                f"; a class is run as a sequence cell, forward(x), unless it declares {STATE_ATTRIBUTE} "
+                "or subclasses torch.nn.RNNCellBase: is it a step cell?"
+            )
+        raise CellError(
+            f"cell {name!r}: forward on a {list(x.shape)} batch{built} raised {exc!r}{where(exc)}{hint}"
+        ) from exc
+
+
+def _check_gradient(
+    name: str,
+    module: torch.nn.Module,
+    out: torch.Tensor,
+    x: torch.Tensor,
+    rebuild: Callable[[], torch.nn.Module],
+) -> None:
+    """A loss on the states sends a gradient to the cell's parameters, at one initialisation of
+    :data:`INITIALISATIONS` at least (``rebuild`` builds the cell again under the seed set)."""
     stuck = _unreached(name, module, out)
     for seed in range(1, INITIALISATIONS):
         if not stuck:
-            break
+            return
         # A unit dead at one initialisation (a ReLU whose every input is negative) takes no
         # gradient on a tiny batch; a cell that never reaches its parameters takes none at any.
         torch.default_generator.manual_seed(seed)
-        other = build_cell(name, input_size, hidden_size, cell_args)
-        try:
-            other_out = other(x)
-        except Exception as exc:
-            raise CellError(
-                f"cell {name!r}: forward on a {list(x.shape)} batch, built under seed {seed}, raised "
-                f"{exc!r}{where(exc)}"
-            ) from exc
-        stuck = _unreached(name, other, other_out)
+        other = rebuild()
+        stuck = _unreached(name, other, _forward(name, other, x, seed))
     if stuck:
         raise _no_gradient(name, stuck)
-    _check_batching(name, input_size, hidden_size, cell_args, module)
 
 
 def _check_step(name: str, cell: torch.nn.Module, cls: type, x: torch.Tensor, hidden: int) -> None:
