@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="instead: how often a recipe search's verdict says learns for a cell at p0 (by simulation)",
     )
+    calibrate.add_argument(
+        "--looks",
+        action="store_true",
+        help="instead: the error rates of counts looked at twice (topped-up trials, staged runs in the gate)",
+    )
     render = commands.add_parser(
         "report", help="render the markdown report and figures again from a JSON report"
     )
@@ -80,7 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "calibrate" and args.search:
         from .calibration import format_search_table, search_error_rates
 
-        print(format_search_table(search_error_rates(runs=20000)))
+        print(format_search_table(search_error_rates(_calibration_case(), runs=20000)))
+        return 0
+    if args.command == "calibrate" and args.looks:
+        from .calibration import format_second_looks, second_looks
+
+        print(format_second_looks(second_looks(test=args.test)))
         return 0
     if args.command == "calibrate":
         from .calibration import format_table, power_table
@@ -93,6 +103,21 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--trials={args.trials}: must be integers >= 1, comma-separated (e.g. 10,30)")
         print(format_table(power_table(trials, args.test)))
     return 0
+
+
+def _calibration_case():
+    """A case of a suite with a recipe search, 30 verdict trials: whose seeds the simulation uses."""
+    import tempfile
+
+    from .suite import load_suite
+
+    text = (
+        '[suite]\ntask = "latching"\ncells = ["lstm"]\nlengths = [20]\n[search]\n"train.lr" = [0.01, 0.1]\n'
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "calibration.toml"
+        path.write_text(text, encoding="utf-8")
+        return load_suite(path).cases()[0]
 
 
 def _check_device(device: str, parser: argparse.ArgumentParser) -> None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Protocol
 
 from scipy.stats import binom
 
 from .gate import drop_pvalue
 from .recipes import Recipe, TuningTrial, recipes_of, successive_halving
-from .stats import FAILS, LEARNS, decide, verdict_of
+from .stats import FAILS, INCONCLUSIVE, LEARNS, decide, stopped_counts, trials_to_settle, verdict_of
 
 #: Pairs of counts less likely than this are left out of the gate's sums (their total is reported).
 NEGLIGIBLE = 1e-7
@@ -40,6 +41,81 @@ def flag_rate(
             if weight > NEGLIGIBLE and drop_pvalue(k_now, n, k_base, n, test) <= alpha:
                 total += weight
     return float(total)
+
+
+def staged_flag_rate(n: int, stage: int, rate: float, alpha: float = 0.05, test: str = "boschloo") -> float:
+    """P(an unchanged case is flagged as regressed) when the baseline and the new run each trained
+    in stages of ``stage`` and stopped where the verdict was settled (``verdict.stage``): the gate
+    compares counts, and counts that stopped early are not samples of a fixed size."""
+    runs = [(k, m, p) for (k, m), p in stopped_counts(n, stage, rate).items() if p > NEGLIGIBLE]
+    total = 0.0
+    for k_base, n_base, p_base in runs:
+        for k_now, n_now, p_now in runs:
+            if drop_pvalue(k_now, n_now, k_base, n_base, test) <= alpha:
+                total += p_base * p_now
+    return float(total)
+
+
+def topped_up_learns(n: int, rate: float, p0: float = 0.5, alpha: float = 0.05) -> float:
+    """P(``learns``) when an inconclusive case is trained again with the trial count its failure
+    message suggests and the same first ``n`` trials (``--rnn-trials`` without a new
+    ``--rnn-seed``): a verdict on counts already looked at."""
+    total = 0.0
+    for k in range(n + 1):
+        verdict = verdict_of(k, n, p0, alpha)
+        more = trials_to_settle(k, n, p0, alpha) if verdict == INCONCLUSIVE else None
+        if verdict == LEARNS:
+            total += binom.pmf(k, n, rate)
+        elif more is not None:
+            added = binom.pmf(range(more - n + 1), more - n, rate)
+            learns = [verdict_of(k + j, more, p0, alpha) == LEARNS for j in range(more - n + 1)]
+            total += binom.pmf(k, n, rate) * float(added[learns].sum())
+    return float(total)
+
+
+@dataclass(frozen=True)
+class SecondLook:
+    """How often a cell at p0, or an unchanged cell, is misjudged when its counts are looked at
+    twice, beside the same rate looked at once."""
+
+    once_learns: float
+    topped_up_learns: float
+    once_gate: float
+    staged_gate: dict[int, float]
+
+
+#: True success rates the gate's false-alarm rate is maximised over.
+GATE_RATES = tuple(round(0.05 * i, 2) for i in range(1, 20))
+
+
+def second_looks(n: int = 30, stages: tuple[int, ...] = (1, 5, 10), test: str = "boschloo") -> SecondLook:
+    """The false ``learns`` at p0 = 0.5, once and topped up; the gate's false alarm for an unchanged
+    cell (the largest over :data:`GATE_RATES`), on full counts and on counts trained in stages."""
+    return SecondLook(
+        once_learns=verdict_rate(n, 0.5, LEARNS),
+        topped_up_learns=topped_up_learns(n, 0.5),
+        once_gate=max(flag_rate(n, p, p, test=test) for p in GATE_RATES),
+        staged_gate={s: max(staged_flag_rate(n, s, p, test=test) for p in GATE_RATES) for s in stages},
+    )
+
+
+def format_second_looks(looks: SecondLook, n: int = 30) -> str:
+    """The second looks as markdown."""
+    from tabulate import tabulate
+
+    rows = [
+        [f"a cell at rate 0.5 called learns, {n} trials", f"{looks.once_learns:.3f}"],
+        [
+            "... an inconclusive case then topped up to the suggested count with the same trials",
+            f"{looks.topped_up_learns:.3f}",
+        ],
+        [f"an unchanged cell trips the gate, {n} trials each run", f"{looks.once_gate:.3f}"],
+        *(
+            [f"... both runs trained in stages of {stage} (verdict.stage)", f"{rate:.3f}"]
+            for stage, rate in looks.staged_gate.items()
+        ),
+    ]
+    return tabulate(rows, headers=["looked at twice", "rate (exact)"], tablefmt="github")
 
 
 @dataclass(frozen=True)
@@ -112,36 +188,50 @@ class SearchRow:
     best_of_grid: float
 
 
+class CaseSeeds(Protocol):
+    """The seeds of one case's trials, as a suite's case derives them."""
+
+    def tuning_seeds(self, start: int, stop: int) -> tuple[int, ...]: ...
+
+    def trial_seeds(self) -> tuple[int, ...]: ...
+
+
 def search_error_rates(
+    seeds: CaseSeeds,
     grids: tuple[int, ...] = (1, 4, 16),
     rate: float = 0.5,
     tuning: int = 10,
-    trials: int = 30,
     runs: int = 4000,
     seed: int = 20261201,
 ) -> list[SearchRow]:
-    """False-``learns`` rates of the two verdicts, by simulation through :func:`.recipes.successive_halving`
-    and :func:`.stats.decide`: every recipe's trials succeed independently at ``rate`` (p0)."""
-    rng = random.Random(seed)
+    """False-``learns`` rates of the two verdicts, by simulation through :func:`.recipes.successive_halving`,
+    the case's ``seeds`` and :func:`.stats.decide`: in each simulated world a trial succeeds at ``rate``
+    (p0) as a function of its recipe and its seed alone, as training is, so a verdict trial whose seed
+    were a tuning trial's would repeat what chose its recipe."""
+    verdict_seeds = seeds.trial_seeds()
     rows = []
     for size in grids:
         grid = (("train.lr", tuple(0.001 * (i + 1) for i in range(size))),)
         recipes = recipes_of(grid) if size > 1 else [Recipe()]
         fresh = biased = 0
-        for _ in range(runs):
+        for world in range(runs):
+
+            def trained(recipe: Recipe, trial_seed: int, world: int = world) -> TuningTrial:
+                draw = random.Random(f"{seed}/{world}/{recipe.index}/{trial_seed}")
+                return TuningTrial(draw.random() < rate, draw.random())
 
             def run(recipe: Recipe, start: int, stop: int) -> dict[int, list[TuningTrial]]:
-                return {1: [TuningTrial(rng.random() < rate, rng.random()) for _ in range(start, stop)]}
+                return {1: [trained(recipe, s) for s in seeds.tuning_seeds(start, stop)]}
 
             if size > 1:
                 search = successive_halving(recipes, tuning, run)
-                chosen = search.tunings[search.chosen].first(tuning)
+                recipe, chosen = search.recipe, search.tunings[search.chosen].first(tuning)
             else:
-                chosen = run(recipes[0], 0, tuning)[1]
+                recipe, chosen = recipes[0], run(recipes[0], 0, tuning)[1]
             best = sum(t.success for t in chosen)
             biased += verdict_of(best, len(chosen)) == LEARNS
-            k = sum(rng.random() < rate for _ in range(trials))
-            fresh += verdict_of(k, trials) == LEARNS
+            k = sum(trained(recipe, s).success for s in verdict_seeds)
+            fresh += verdict_of(k, len(verdict_seeds)) == LEARNS
         # Every recipe on all its tuning trials and the best count taken: exact, for comparison.
         one = float(binom.sf(_learns_from(tuning) - 1, tuning, rate))
         rows.append(SearchRow(size, fresh / runs, biased / runs, 1 - (1 - one) ** size))

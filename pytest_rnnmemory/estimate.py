@@ -41,12 +41,27 @@ def seconds(cases: Iterable[Case], rates: Mapping[str, float], device: str) -> f
     """The estimated training time of ``cases``; ``None`` where no rate of a similar case is known."""
     if not rates:
         return None
-    fallback = min(rates.values())  # the slowest rate measured, where this cell's is unknown
     total = 0.0
     for case in cases:
-        rate = rates.get(rate_key(case.trained_cell, case.suite.model.hidden, device), fallback)
-        total += work(case) / rate
+        key = rate_key(case.trained_cell, case.suite.model.hidden, device)
+        total += work(case) / rates.get(key, _fallback(rates, key))
     return total
+
+
+def _fallback(rates: Mapping[str, float], key: str) -> float:
+    """The slowest rate measured of cells like the unknown one: built-in or a user's (whose rates
+    differ by tens of times), on the same device type where any was measured there."""
+    cell, _, device = key.split("|")
+
+    def like(other: str, same_device: bool) -> bool:
+        name, _, where = other.split("|")
+        return (":" in name) == (":" in cell) and (where == device or not same_device)
+
+    for same_device in (True, False):
+        alike = [rate for other, rate in rates.items() if like(other, same_device)]
+        if alike:
+            return min(alike)
+    return min(rates.values())
 
 
 def announce(total: float, cases: int, stored: int) -> str:

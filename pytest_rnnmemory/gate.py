@@ -275,8 +275,10 @@ class Comparison:
             f"{case}: {self.k}/{self.n} now vs {self.k_base}/{self.n_base} in the baseline of "
             f"{baseline.created}"
         )
-        if self.status == REGRESSED:
+        if self.status == REGRESSED and self.p_adjusted != self.p_drop:
             return f"{text}; p(drop) = {self.p_drop:.3g}, Holm-adjusted {self.p_adjusted:.3g}"
+        if self.status == REGRESSED:  # one case compared, or --rnn-no-holm
+            return f"{text}; p(drop) = {self.p_drop:.3g}"
         if self.status == IMPROVED:
             return f"{text}; p(rise) = {self.p_rise:.3g}"
         return text

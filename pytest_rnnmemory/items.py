@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -137,16 +138,18 @@ class CaseItem(_OwnFailures):
         ):
             self.user_properties.append((f"rnnmemory_{name}", value))
         claim = case.suite.claims.get(case.cell)
-        judgement = judge_case(
+        judged = functools.partial(
+            judge_case,
             record.verdict,
             control=case.control,
             claim=claim.expects(case.length) if claim else None,
             gated=options.baseline is not None,
-            inconclusive=options.inconclusive,
         )
+        judgement = judged(inconclusive=options.inconclusive)
         if judgement.action == Action.PASS:
             return
-        message = failure_message(record)
+        skippable = judged(inconclusive="skip").action == Action.SKIP
+        message = failure_message(record, case.suite.meta.seed, skippable=skippable)
         if judgement.action == Action.SKIP:
             pytest.skip(message)
         if case.control:
@@ -321,8 +324,10 @@ class GateItem(_OwnFailures):
         return self.path, None, f"{self.suite.name}: gate against the baseline"
 
 
-def failure_message(record: CaseRecord) -> str:
-    """Why a case did not pass, with the numbers that say so."""
+def failure_message(record: CaseRecord, seed: int, *, skippable: bool = True) -> str:
+    """Why a case did not pass, with the numbers that say so; ``seed`` is the suite's root seed,
+    ``skippable`` whether ``--rnn-inconclusive=skip`` would skip an inconclusive case (not one that
+    a claim or a control says must settle)."""
     d = record.decision
     k, n = d.k, d.n
     head = (
@@ -333,7 +338,7 @@ def failure_message(record: CaseRecord) -> str:
     if record.search is not None:
         chosen = record.search.chosen_recipe
         lines.append(
-            f"  with recipe {chosen.label}, the best of {len(record.search.recipes)} on tuning trials "
+            f"  with recipe {chosen.label}, the best of {record.search.distinct} on tuning trials "
             f"({chosen.k}/{chosen.n} there); the report lists every recipe's tuning counts"
         )
     lines += [
@@ -355,9 +360,12 @@ def failure_message(record: CaseRecord) -> str:
                 "  the observed rate is too close to p0 for any practical number of trials to settle it"
             )
         else:
+            skip = ", or pass --rnn-inconclusive=skip" if skippable else ""
             lines.append(
-                f"  about {more} trials would settle it if the rate held (--rnn-trials={more}); "
-                "or pass --rnn-inconclusive=skip"
+                f"  about {more} trials would settle it if the rate held: train them afresh, "
+                f"--rnn-trials={more} --rnn-seed={seed + 1}{skip}\n"
+                f"  (--rnn-trials={more} alone keeps these {n} trials, and a verdict that adds trials "
+                "to counts already seen says learns or fails more often than alpha)"
             )
     return "\n".join(lines)
 

@@ -82,6 +82,8 @@ class Draft:
     claims: dict[str, Claim] = field(default_factory=dict)
     strict: bool = False
     reference: ReferenceSection | None = None
+    #: ``suite.cells`` of the file and its profile, before the command line's ``--cell``.
+    declared_cells: tuple[Any, ...] = ()
 
     @property
     def raw_suite(self) -> dict[str, Any]:
@@ -271,6 +273,7 @@ def check_reference(draft: Draft) -> None:
 def apply_overrides(draft: Draft) -> None:
     """The command line's cells, lengths, trials and seed, over the file and its profile."""
     o = draft.overrides
+    draft.declared_cells = tuple(draft.raw_list("cells"))
     given = {
         ("suite", "cells"): list(o.cells) if o.cells else None,
         ("suite", "lengths"): list(o.lengths) if o.lengths else None,
@@ -388,7 +391,8 @@ def check_cells(draft: Draft) -> None:
             else:
                 check_cell(cell, draft.task.input_size, model.hidden, model.args_for(cell))
         except CellError as exc:
-            draft.problems.add(f"suite.cells[{i}] = {show(cell)}", str(exc))
+            given = f"--cell {cell}" if draft.overrides.cells else f"suite.cells[{i}] = {show(cell)}"
+            draft.problems.add(given, str(exc))
     if model is not None:
         check_cell_args(draft, model)
 

@@ -99,7 +99,11 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption("--rnn-device", metavar="DEVICE", help="auto (CUDA when available), cpu, cuda or cuda:N")
     group.addoption("--rnn-seed", metavar="N", help="root seed instead of each suite's suite.seed")
-    group.addoption("--rnn-report-dir", metavar="DIR", help="where reports are written (default: reports)")
+    group.addoption(
+        "--rnn-report-dir",
+        metavar="DIR",
+        help="where reports are written (default: reports, and reports/PROFILE with --rnn-profile)",
+    )
     group.addoption(
         "--rnn-inconclusive",
         choices=("fail", "skip"),
@@ -185,6 +189,14 @@ def read_options(config: pytest.Config) -> RunOptions:
     trials = config.getoption("rnn_trials")
     seed = config.getoption("rnn_seed")
     lengths = config.getoption("rnn_length")
+    profile = _option(config, "rnn_profile", "rnn_profile")
+    if config.getoption("rnn_frontier") and (
+        config.getoption("rnn_baseline") or config.getini("rnn_baseline")
+    ):
+        raise pytest.UsageError(
+            "--rnn-frontier skips the lengths a cell's other verdicts imply, and the gate "
+            "(--rnn-baseline) compares every case of the baseline: pass one or the other"
+        )
     if cells:
         _check_cells(_names(cells))
     return RunOptions(
@@ -194,9 +206,11 @@ def read_options(config: pytest.Config) -> RunOptions:
         lengths=_lengths(lengths) if lengths else None,
         trials=_count("--rnn-trials", 1)(trials) if trials else None,
         seed=_count("--rnn-seed", 0)(seed) if seed is not None else None,
-        profile=_option(config, "rnn_profile", "rnn_profile"),
-        device=_check_device(_option(config, "rnn_device", "rnn_device") or "auto"),
-        report_dir=_report_dir(config),
+        profile=profile,
+        device=_check_device(
+            _option(config, "rnn_device", "rnn_device") or "auto", _shown(config, "rnn_device", "rnn_device")
+        ),
+        report_dir=_report_dir(config, profile),
         inconclusive=inconclusive,
         baseline=_baseline_path(config),
         save_baseline=_save_baseline_path(config),
@@ -266,10 +280,16 @@ def _count(option: str, minimum: int):
     return parse
 
 
-def _check_device(value: str) -> str:
+def _check_device(value: str, shown: str) -> str:
     if not _DEVICE.match(value):
-        raise pytest.UsageError(f"--rnn-device={value}: must be auto, cpu, cuda or cuda:N")
+        raise pytest.UsageError(f"{shown}: must be auto, cpu, cuda or cuda:N")
     return value
+
+
+def _shown(config: pytest.Config, name: str, ini: str) -> str:
+    """A setting as the user wrote it: the option, else the ini key."""
+    given = config.getoption(name)
+    return f"--{name.replace('_', '-')}={given}" if given is not None else f"{ini} = {config.getini(ini)}"
 
 
 def _check_cells(names: tuple[str, ...]) -> None:
@@ -302,7 +322,8 @@ def _select(names: tuple[str, ...], suites_dir: Path) -> tuple[Path, ...]:
                 f"the suites folder ({', '.join(known) or 'none'}) or the path of a .toml file"
             )
         else:
-            listed = ", ".join(known) or f"none: {suites_dir} has no *.toml files"
+            empty = "does not exist" if not suites_dir.is_dir() else "has no *.toml files"
+            listed = ", ".join(known) or f"none: {suites_dir} (rnn_suites_dir) {empty}"
             raise pytest.UsageError(f"--rnn-suite: unknown suite {name!r}; known suites: {listed}")
     return tuple(chosen)
 
@@ -319,11 +340,16 @@ def _path_option(config: pytest.Config, name: str) -> Path | None:
     return Path(value).resolve() if value else None
 
 
-def _report_dir(config: pytest.Config) -> Path:
-    """Where reports go; a file in the way is a usage error now, not after the training."""
+def _report_dir(config: pytest.Config, profile: str | None) -> Path:
+    """Where reports go: a profile's run in a folder of its own (a quick run must not replace the
+    full run's reports), unless ``--rnn-report-dir`` names one. A file in the way is a usage error
+    now, not after the training."""
     given = config.getoption("rnn_report_dir")
-    path = Path(given).resolve() if given else config.rootpath / config.getini("rnn_report_dir")
-    shown = f"--rnn-report-dir={given}" if given else f"rnn_report_dir = {config.getini('rnn_report_dir')}"
+    folder = config.getini("rnn_report_dir")
+    if profile and not given:
+        folder = str(Path(folder) / profile)
+    path = Path(given).resolve() if given else config.rootpath / folder
+    shown = f"--rnn-report-dir={given}" if given else f"rnn_report_dir = {folder}"
     if path.exists() and not path.is_dir():
         raise pytest.UsageError(f"{shown}: {path} is a file, not a folder")
     _check_creatable(path, shown)

@@ -286,6 +286,12 @@ class SearchRecord:
     def chosen_recipe(self) -> RecipeRecord:
         return next(r for r in self.recipes if r.index == self.chosen)
 
+    @property
+    def distinct(self) -> int:
+        """How many of the grid's recipes differ for the cell: a recipe that repeats another (a key
+        the cell ignores) was not tried again, and a verdict is not the best of it."""
+        return sum(r.same_as is None for r in self.recipes)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "scope": self.scope,

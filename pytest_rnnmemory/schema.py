@@ -98,6 +98,13 @@ def cell_arguments(value: Any) -> str | None:
         _arguments(v) if is_cell_key(k) else isinstance(k, str) and _plain(v) for k, v in value.items()
     ):
         return None
+    if isinstance(value, Mapping):
+        for key, table in value.items():
+            if not is_cell_key(key) and isinstance(table, Mapping):
+                return (
+                    f"holds a table under {key!r}, which names no cell of yours: a cell's own arguments "
+                    'go under its name ("package.module:Class"), and built-in cells take none'
+                )
     return (
         "must be a table of names and plain values (finite numbers, strings, booleans, lists), "
         'for every one of your cells, with tables of one cell\'s own under its name ("package.module:Class")'
@@ -204,7 +211,7 @@ class SuiteSection:
     )
     controls: tuple[str, ...] = key(
         (),
-        doc="Controls run beside the cells at every length: `memoryless` (a cell that sees only the current input) and `shuffled` (the first cell trained on shuffled targets). A control that learns means the criterion is reachable without memory.",
+        doc="Controls run beside the cells at every length: `memoryless` (a cell that sees only the current input) and `shuffled` (the suite file's first cell, whichever `--cell` selects, trained on shuffled targets). A control that learns means the criterion is reachable without memory.",
         check=controls,
     )
     eval_lengths: tuple[float, ...] = key(

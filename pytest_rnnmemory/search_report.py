@@ -59,7 +59,7 @@ def search_section(run: SuiteRun, plots: dict[str, str], caption: str) -> list[s
             [
                 r.cell,
                 r.length,
-                f"{r.verdict} with {chosen.label}, the best of {len(r.search.recipes)} on tuning trials",
+                f"{r.verdict} with {chosen.label}, the best of {r.search.distinct} on tuning trials",
                 f"{MARKS[r.verdict]} {r.k}/{r.n}",
                 f"{chosen.k}/{chosen.n}",
                 best,

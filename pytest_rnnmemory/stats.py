@@ -157,11 +157,14 @@ def verdict_of(k: int, n: int, p0: float = 0.5, alpha: float = 0.05) -> Verdict:
     return INCONCLUSIVE
 
 
-def expected_trials(n: int, stage: int, rate: float, p0: float = 0.5, alpha: float = 0.05) -> float:
-    """Mean number of trials that curtailment in stages of ``stage`` uses at a true success ``rate``."""
+def stopped_counts(
+    n: int, stage: int, rate: float, p0: float = 0.5, alpha: float = 0.05
+) -> dict[tuple[int, int], float]:
+    """The distribution of ``(k, m)``, successes and trials trained, where curtailment in stages of
+    ``stage`` stops at a true success ``rate`` (``m == n``: it never stopped early)."""
     # Distribution of the successes so far among the runs that have not stopped.
     alive = {0: 1.0}
-    used = 0.0
+    stopped: dict[tuple[int, int], float] = {}
     m = 0
     while m < n:
         step = min(stage, n - m)
@@ -175,8 +178,13 @@ def expected_trials(n: int, stage: int, rate: float, p0: float = 0.5, alpha: flo
             if m < n and settled(k, m, n, p0, alpha) is None:
                 alive[k] = p
             else:
-                used += p * m
-    return float(used)
+                stopped[k, m] = p
+    return stopped
+
+
+def expected_trials(n: int, stage: int, rate: float, p0: float = 0.5, alpha: float = 0.05) -> float:
+    """Mean number of trials that curtailment in stages of ``stage`` uses at a true success ``rate``."""
+    return float(sum(p * m for (_, m), p in stopped_counts(n, stage, rate, p0, alpha).items()))
 
 
 @dataclass(frozen=True)

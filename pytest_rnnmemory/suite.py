@@ -45,8 +45,10 @@ class Case:
 
     @property
     def trained_cell(self) -> str:
-        """The cell that trains: the ``shuffled`` control trains the suite's first cell."""
-        return self.suite.meta.cells[0] if self.cell == "shuffled" else self.cell
+        """The cell that trains: the ``shuffled`` control trains the suite file's first cell."""
+        if self.cell != "shuffled":
+            return self.cell
+        return (self.suite.declared_cells or self.suite.meta.cells)[0]
 
     @property
     def eval_lengths(self) -> tuple[int, ...]:
@@ -118,6 +120,9 @@ class Case:
         control = {"control": True, "trained_cell": self.trained_cell} if self.control else {}
         evaluated = {"eval_lengths": list(self.eval_lengths)} if self.eval_lengths else {}
         search = s.config.to_json()["search"]
+        if s.config.search.scope == "cell":
+            # the recipe is chosen on tuning at every length of the run, which --rnn-length changes
+            search = {**search, "lengths": list(s.meta.lengths)}
         searched = {"search": search} if self.searched else {}
         return {
             **control,
@@ -157,6 +162,9 @@ class Suite:
     #: Claims per cell from ``[expect]``; ``strict``: a case that learns where failure is claimed fails.
     claims: dict[str, Claim] = field(default_factory=dict, compare=False)
     strict: bool = False
+    #: The file's cells (with its profile), whichever the command line selects: the ``shuffled``
+    #: control trains the first, so that selecting cells does not change what a control is.
+    declared_cells: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -242,4 +250,5 @@ def load_suite(path: str | Path, overrides: Overrides | None = None, label: str 
         profile=draft.overrides.profile,
         claims=draft.claims,
         strict=draft.strict,
+        declared_cells=tuple(str(c) for c in draft.declared_cells),
     )

@@ -6,6 +6,7 @@ from math import comb
 import numpy as np
 import pytest
 
+from pytest_rnnmemory.calibration import flag_rate, staged_flag_rate, topped_up_learns, verdict_rate
 from pytest_rnnmemory.gate import (
     CHANGED_CONFIG,
     IMPROVED,
@@ -20,7 +21,7 @@ from pytest_rnnmemory.gate import (
     load_baseline,
     save_baseline,
 )
-from pytest_rnnmemory.stats import LEARNS, decide
+from pytest_rnnmemory.stats import INCONCLUSIVE, LEARNS, decide, settled, trials_to_settle, verdict_of
 from tests.records import record_of
 
 # -- Holm and the exact tests --------------------------------------------------------------------
@@ -102,7 +103,11 @@ def test_holm_can_be_turned_off(tmp_path):
     p = drop_pvalue(17, 30, 24, 30)
     assert 0.0125 < p <= 0.05
     assert {c.status for c in compare(now, base, 0.05)} == {UNCHANGED}
-    assert {c.status for c in compare(now, base, 0.05, use_holm=False)} == {REGRESSED}
+    unadjusted = compare(now, base, 0.05, use_holm=False)
+    assert {c.status for c in unadjusted} == {REGRESSED}
+    # Without Holm's correction nothing is adjusted, and the message says no adjusted p-value.
+    text = unadjusted[0].describe(base)
+    assert text.endswith(f"p(drop) = {p:.3g}") and "Holm" not in text
 
 
 def test_a_missing_baseline_says_how_to_make_one(tmp_path):
@@ -187,6 +192,53 @@ def test_an_unchanged_suite_fails_the_gate_in_at_most_alpha_of_runs_with_holm():
     assert failures_holm / runs <= 0.05 + mc_tolerance(0.05, runs)
     # Without a correction the suite would fail more often: the reason Holm is on by default.
     assert failures_raw > failures_holm
+
+
+def simulated_stopped_run(n, stage, rate, rng):
+    """One run of ``n`` trials in stages, stopped where the verdict is settled: ``(k, m)``."""
+    k = m = 0
+    while m < n:
+        step = min(stage, n - m)
+        k, m = k + int(rng.binomial(step, rate)), m + step
+        if settled(k, m, n) is not None:
+            break
+    return k, m
+
+
+def test_counts_trained_in_stages_trip_the_gate_more_often_than_full_counts():
+    """The gate compares counts, and curtailment stops a run where its verdict is settled: the counts
+    of an unchanged cell then differ more, beyond alpha (the exact rate the README quotes)."""
+    rng = np.random.default_rng(RNG_SEED)
+    n, stage, rate = 30, 5, 0.7
+    # The sums against a simulation, with Fisher's test (Boschloo's is slow to compute this often).
+    base = [simulated_stopped_run(n, stage, rate, rng) for _ in range(RUNS)]
+    now = [simulated_stopped_run(n, stage, rate, rng) for _ in range(RUNS)]
+    simulated = np.mean([drop_pvalue(*a, *b, "fisher") <= 0.05 for a, b in zip(now, base, strict=True)])
+    exact = staged_flag_rate(n, stage, rate, test="fisher")
+    assert abs(simulated - exact) <= mc_tolerance(exact, RUNS)
+    # The gate's own test: beyond alpha, where full counts stay within it.
+    assert staged_flag_rate(n, stage, rate) == pytest.approx(0.0556, abs=5e-5)
+    assert flag_rate(n, rate, rate) <= 0.05
+    # Without a stage that stops early, the counts are full and the rate is the gate's own.
+    assert staged_flag_rate(n, n, rate) == pytest.approx(flag_rate(n, rate, rate), abs=1e-5)
+
+
+def test_topping_up_an_inconclusive_case_with_its_own_trials_says_learns_more_often_than_alpha():
+    """The failure message suggests a trial count and a new seed: the same trials topped up to that
+    count would decide on counts already looked at."""
+    rng = np.random.default_rng(RNG_SEED)
+    n, runs, learned = 30, 20000, 0
+    suggested = {k: trials_to_settle(k, n) for k in range(n + 1) if verdict_of(k, n) == INCONCLUSIVE}
+    for _ in range(runs):
+        k = int(rng.binomial(n, 0.5))
+        verdict, more = verdict_of(k, n), suggested.get(k)
+        if more is not None:
+            verdict = verdict_of(k + int(rng.binomial(more - n, 0.5)), more)
+        learned += verdict == LEARNS
+    exact = topped_up_learns(n, 0.5)
+    assert abs(learned / runs - exact) <= mc_tolerance(exact, runs)
+    assert exact == pytest.approx(0.0890, abs=5e-5)
+    assert exact > 0.05 > verdict_rate(n, 0.5, LEARNS)
 
 
 def test_a_real_drop_is_caught_in_most_runs():

@@ -82,6 +82,17 @@ def read_report(project, name):
 
 
 @pytest.mark.slow
+def test_a_profiles_run_writes_its_reports_beside_the_full_runs_never_over_them(project):
+    write_suite(project, "ortask", suite_text("or", extra="\n[profiles.quick]\nverdict.trials = 2\n"))
+    project.runpytest("--rnn-suite=ortask").assert_outcomes(passed=1)
+    full = (project.path / "reports" / "ortask.json").read_text()
+    project.runpytest("--rnn-suite=ortask", "--rnn-profile=quick").assert_outcomes(failed=1)
+    assert (project.path / "reports" / "ortask.json").read_text() == full
+    (case,) = json.loads((project.path / "reports" / "quick" / "ortask.json").read_text())["cases"]
+    assert (case["k"], case["n"]) == (2, 2)
+
+
+@pytest.mark.slow
 def test_a_cell_that_learns_passes_and_the_report_is_written(project):
     write_suite(project, "ortask", suite_text("or", trials=6))
     result = project.runpytest("--rnn-suite=ortask")
@@ -130,9 +141,24 @@ def test_inconclusive_fails_by_default_and_skips_on_request(project):
     write_suite(project, "ortask", suite_text("or", trials=1))
     result = project.runpytest("--rnn-suite=ortask")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*inconclusive*1/1*", "*would settle it*"])
+    # The trials that would settle it are new ones: adding to counts already seen would decide on
+    # data looked at, and say learns or fails more often than alpha.
+    result.stdout.fnmatch_lines(
+        [
+            "*inconclusive*1/1*",
+            "*would settle it if the rate held: train them afresh, --rnn-trials=* --rnn-seed=2,*",
+            "*alone keeps these 1 trials*",
+        ]
+    )
     result = project.runpytest("--rnn-suite=ortask", "--rnn-inconclusive=skip")
     result.assert_outcomes(skipped=1)
+    # A case the suite claims must learn is not skipped, and its message does not offer the skip.
+    claimed = suite_text("or", trials=1, extra="\n[expect]\nrnn = { learns_up_to = 2 }\n")
+    write_suite(project, "ortask", claimed)
+    result = project.runpytest("--rnn-suite=ortask", "--rnn-inconclusive=skip")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*would settle it if the rate held: train them afresh, --rnn-trials=*"])
+    assert "pass --rnn-inconclusive=skip" not in result.stdout.str()
 
 
 def test_one_item_per_case_with_ids_usable_with_k(project):
@@ -179,6 +205,19 @@ def test_rnn_suite_selects_by_name_without_a_path(project):
         (["--rnn-suite=first", "--rnn-device=tpu"], "*--rnn-device=tpu: must be auto, cpu, cuda or cuda:N*"),
         (["--rnn-suite=first", "--rnn-trials=0"], "*--rnn-trials=0: must be an integer >= 1*"),
         (["--rnn-suite=first", "--rnn-length=5,x"], "*--rnn-length=5,x: must be integers >= 1*"),
+        (
+            ["--rnn-suite=first", "-o", "rnn_device=gpu"],
+            "*rnn_device = gpu: must be auto, cpu, cuda or cuda:N*",
+        ),
+        (
+            ["--rnn-suite=first", "-o", "rnn_suites_dir=nowhere"],
+            "*unknown suite 'first'; known suites: none: *nowhere (rnn_suites_dir) does not exist*",
+        ),
+        (
+            ["--rnn-suite=first", "--rnn-frontier", "--rnn-baseline=b.json"],
+            "*--rnn-frontier skips the lengths a cell's other verdicts imply, and the gate "
+            "(--rnn-baseline) compares every case of the baseline: pass one or the other*",
+        ),
     ],
 )
 def test_bad_options_are_usage_errors_that_list_what_is_allowed(project, args, message):

@@ -57,6 +57,7 @@ def test_the_table_covers_every_combination():
     # Every combination gets an answer, and the table pins at least one per (verdict, control, claim).
     for combination in combinations:
         verdict, control, claim, gated, policy = combination
-        assert judge_case(verdict, control=control, claim=claim, gated=gated, inconclusive=policy).action
+        judgement = judge_case(verdict, control=control, claim=claim, gated=gated, inconclusive=policy)
+        assert isinstance(judgement.action, Action)
     pinned = {(v, c, claim) for v, c, claim, *_ in TABLE}
     assert pinned == {(v, c, claim) for v, c, claim, _, _ in combinations}

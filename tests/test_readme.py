@@ -1,9 +1,12 @@
-"""The README is the suite files' reference: it must document every key the schema has."""
+"""The README is the suite files' reference: it must document every key the schema has, and its
+examples must be what the plugin prints."""
 
+import re
 from pathlib import Path
 
 import pytest
 
+from pytest_rnnmemory.gate import drop_pvalue, holm
 from pytest_rnnmemory.schema import REFERENCE, SECTIONS, keys_of
 from pytest_rnnmemory.schemes import SCHEMES
 
@@ -34,3 +37,13 @@ def test_every_scheme_of_the_registry_is_listed_with_what_it_serves(name):
     summary = " ".join(SCHEMES[name].summary.split())
     listed = " ".join(engine.split())
     assert f"- `{name}`: {summary}" in listed
+
+
+def test_the_gates_example_gives_the_p_values_of_its_counts():
+    """The README's REGRESSED line: the case with the smallest p-value of four compared."""
+    line = next(line for line in README.splitlines() if line.startswith("REGRESSED: "))
+    pattern = r"(\d+)/(\d+) now vs (\d+)/(\d+) in the baseline .*; p\(drop\) = (\S+), Holm-adjusted (\S+)$"
+    k_now, n_now, k_base, n_base, shown, adjusted = re.search(pattern, line).groups()
+    p = drop_pvalue(int(k_now), int(n_now), int(k_base), int(n_base))
+    assert shown == f"{p:.3g}"
+    assert adjusted == f"{holm([p, 1.0, 1.0, 1.0])[0]:.3g}"

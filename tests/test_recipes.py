@@ -5,8 +5,9 @@ import math
 import pytest
 
 from pytest_rnnmemory.calibration import search_error_rates
-from pytest_rnnmemory.recipes import Recipe, TuningTrial, recipes_of, rungs, successive_halving
+from pytest_rnnmemory.recipes import Recipe, SearchRecord, TuningTrial, recipes_of, rungs, successive_halving
 from pytest_rnnmemory.schema import ModelSection, TrainSection
+from pytest_rnnmemory.suite import load_suite
 
 GRID = (("train.lr", (0.01, 0.05)), ("model.init", ("torch", "chrono")))
 
@@ -92,6 +93,10 @@ def test_a_recipe_that_is_another_for_the_cell_is_not_trained_and_never_wins_ove
     assert {index for index, _, _ in calls} == {0, 2}
     assert search.recipe.index == 0
     assert search.tunings[1].same_as == 0 and search.tunings[1].trials == search.tunings[0].trials
+    # A verdict is the best of the recipes that were tried: two of the grid's four, here.
+    scripted_length = next(iter(search.tunings[0].trials))
+    record = SearchRecord.of(search, scripted_length, "case", 10)
+    assert (len(record.recipes), record.distinct) == (4, 2)
 
 
 def test_a_grid_of_one_recipe_trains_no_tuning_trial():
@@ -109,10 +114,19 @@ def mc_tolerance(rate, runs):
     return 4 * math.sqrt(rate * (1 - rate) / runs)
 
 
-def test_fresh_verdict_trials_keep_false_learns_at_alpha_whatever_the_grid_and_the_tuning_count_does_not():
-    """Every recipe at a true rate of p0 = 0.5: the verdict on 30 fresh trials of the chosen recipe says
-    learns in at most alpha of runs; the chosen recipe's own tuning count, with 16 recipes, far more often."""
-    rows = {row.recipes: row for row in search_error_rates((1, 4, 16), runs=RUNS)}
+def test_fresh_verdict_trials_keep_false_learns_at_alpha_whatever_the_grid_and_the_tuning_count_does_not(
+    tmp_path,
+):
+    """Every recipe at a true rate of p0 = 0.5: the verdict on 30 trials of the chosen recipe, seeded
+    as a suite's case seeds them, says learns in at most alpha of runs; the chosen recipe's own tuning
+    count, with 16 recipes, far more often. A trial succeeds as a function of its recipe and seed, so
+    verdict seeds that were tuning seeds would bring the tuning's luck into the verdict."""
+    path = tmp_path / "searched.toml"
+    path.write_text(
+        '[suite]\ntask = "latching"\ncells = ["lstm"]\nlengths = [20]\n[search]\n"train.lr" = [0.01, 0.1]\n'
+    )
+    case = load_suite(path).cases()[0]
+    rows = {row.recipes: row for row in search_error_rates(case, (1, 4, 16), runs=RUNS)}
     for row in rows.values():
         assert row.fresh <= 0.05 + mc_tolerance(0.05, RUNS)
     assert rows[16].best_of_tuning > 0.05 + mc_tolerance(0.05, RUNS)

@@ -8,6 +8,7 @@ import textwrap
 import pytest
 
 from pytest_rnnmemory import loading
+from pytest_rnnmemory.cache import search_key
 from pytest_rnnmemory.errors import StoredDataError, SuiteError
 from pytest_rnnmemory.schema import SECTIONS, ModelSection, Overrides, SuiteConfig, default_of, keys_of
 from pytest_rnnmemory.stacked import initial_modules
@@ -554,6 +555,9 @@ def test_a_cell_that_breaks_the_protocol_is_named_with_what_went_wrong(tmp_path,
     (problem,) = problems_of(path)
     assert problem.startswith(f'{path}: suite.cells[0] = "{cell}": cell {cell!r}')
     assert message in problem
+    # A cell the command line names is named as the command line's, not as the file's.
+    (problem,) = problems_of(write(tmp_path, MINIMAL, "other.toml"), Overrides(cells=(cell,)))
+    assert problem.startswith(f"{tmp_path / 'other.toml'}: --cell {cell}: cell {cell!r}")
 
 
 # --- Length generalisation -------------------------------------------------------------------------
@@ -690,6 +694,14 @@ def test_code_that_is_not_a_cell_class_is_refused_before_it_is_called(tmp_path, 
     assert called == []
     assert f'suite.cells[0] = "{path}"' in line
     assert "must be a class, a subclass of torch.nn.Module" in line
+    assert "it is a class" not in line  # a function, or a number
+
+
+def test_a_class_that_is_not_a_module_is_called_a_class(tmp_path):
+    line = single_problem(tmp_path, MINIMAL.replace('["rnn"]', '["collections:OrderedDict"]'))
+    assert line.endswith(
+        "must be a class, a subclass of torch.nn.Module; it is a class that does not subclass it"
+    )
 
 
 def test_a_task_that_is_not_a_task_class_is_refused(tmp_path):
@@ -773,6 +785,33 @@ def test_a_suite_without_search_keeps_its_hashes_and_a_changed_grid_changes_them
     one = load_suite(write(tmp_path, SEARCHED, "a.toml")).cases()[0]
     other = load_suite(write(tmp_path, SEARCHED.replace("0.05]", "0.1]"), "b.toml")).cases()[0]
     assert len({plain.config_hash(), one.config_hash(), other.config_hash()}) == 3
+
+
+def test_the_shuffled_control_trains_the_files_first_cell_whichever_cells_the_command_line_selects(
+    tmp_path,
+):
+    """A control is the suite's: ``--cell=lstm`` must not turn the file's rnn control into an lstm
+    one, whose counts would then stand in the report's column for the other."""
+    text = MINIMAL.replace('cells = ["rnn"]', 'cells = ["rnn", "lstm"]\ncontrols = ["shuffled"]')
+    full = [c for c in load_suite(write(tmp_path, text)).cases() if c.control]
+    selected = [c for c in load_suite(write(tmp_path, text), Overrides(cells=("lstm",))).cases() if c.control]
+    assert [c.trained_cell for c in selected] == ["rnn"]
+    assert selected[0].config_hash() == full[0].config_hash()
+
+
+def test_a_search_over_a_cells_lengths_is_keyed_by_the_lengths_it_searched(tmp_path):
+    """With ``search.scope = "cell"`` a case's recipe comes from tuning at every length of the run:
+    a run of fewer lengths (``--rnn-length``) chooses from other evidence, so neither its stored
+    search nor its cases' results may stand for the full run's."""
+    text = SEARCHED.replace("lengths = [5]", "lengths = [5, 10]") + 'scope = "cell"\n'
+    full = load_suite(write(tmp_path, text)).cases()[0]
+    alone = load_suite(write(tmp_path, text, "b.toml"), Overrides(lengths=(5,))).cases()[0]
+    assert (full.length, alone.length) == (5, 5)
+    assert full.configuration()["search"]["lengths"] == [5, 10]
+    assert full.config_hash() != alone.config_hash()
+    assert search_key(full, "cpu") != search_key(alone, "cpu")
+    per_case = load_suite(write(tmp_path, SEARCHED, "c.toml")).cases()[0]
+    assert "lengths" not in per_case.configuration()["search"]
 
 
 def test_tuning_seeds_are_the_same_for_every_recipe_and_never_a_verdict_seed(tmp_path):
@@ -964,6 +1003,12 @@ def test_arguments_for_every_cell_and_a_cells_own_are_added_its_own_last():
             'model.cell_args."torch.nn:GRUCell": names a built-in cell, which takes no arguments',
         ),
         ('"tests.cells_for_tests:DroppedStep" = 0.25', "model.cell_args = "),
+        (
+            "lstm = { scale = 2.0 }",
+            "model.cell_args = {'tests.cells_for_tests:IndRNN': {'recurrent_max': 0.001}, 'lstm': "
+            "{'scale': 2.0}}: holds a table under 'lstm', which names no cell of yours: a cell's own "
+            'arguments go under its name ("package.module:Class"), and built-in cells take none',
+        ),
     ],
 )
 def test_a_cells_own_arguments_must_name_a_users_cell_of_the_suite_and_be_a_table(tmp_path, own, message):

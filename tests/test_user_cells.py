@@ -7,7 +7,7 @@ from typing import ClassVar
 import pytest
 import torch
 
-from pytest_rnnmemory.cells import RECURRENCES, build_cell, recurrence_of
+from pytest_rnnmemory.cells import RECURRENCES, build_cell, ignored_keys, recurrence_of
 from pytest_rnnmemory.cells.protocol import check_cell
 from pytest_rnnmemory.engine import train
 from pytest_rnnmemory.errors import CellError
@@ -52,6 +52,8 @@ def test_a_step_cell_runs_from_zero_states_and_reads_out_the_first_part():
 def test_torchs_own_cells_run_as_the_built_in_cell_with_torchs_weights(torch_cell, builtin):
     name = f"torch.nn:{torch_cell}"
     assert recurrence_of(name) is RECURRENCES[builtin]
+    # So a search tries the same recipes on them: chrono initialisation acts on torch's LSTM cell too.
+    assert ignored_keys(name) == ignored_keys(builtin)
     spec = spec_for(name, hidden=3)
     ours = initial_modules(spec, make_task("latching"))[0][0]
     # torch's cell built from the same draws of the same stream: the same weights, names and order.
@@ -76,6 +78,14 @@ def test_cell_args_reach_a_users_constructor():
     assert float(module.cell.u.detach().max()) <= 0.001
     with pytest.raises(CellError, match=r"is built in and takes no model\.cell_args"):
         build_cell("lstm", 1, 4, {"x": 1})
+
+
+def test_torchs_sequence_modules_are_told_to_name_torchs_cells_instead():
+    """torch.nn.LSTM returns (output, (h, c)) and cannot be batched: its cell can."""
+    with pytest.raises(CellError) as info:
+        check_cell("torch.nn:LSTM", 1, 4)
+    assert "got tuple; a sequence cell returns its hidden states alone" in str(info.value)
+    assert "name torch.nn:LSTMCell, RNNCell or GRUCell" in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -117,8 +117,9 @@ CELLS: dict[str, type[nn.Module]] = {name: r.module for name, r in RECURRENCES.i
 
 
 def ignored_keys(cell: str) -> frozenset[str]:
-    """The recipe keys that have no effect on ``cell`` (init and forget bias act on gated built-ins only)."""
-    recurrence = RECURRENCES.get(cell)
+    """The recipe keys that have no effect on ``cell`` (init and forget bias act on gated built-ins,
+    and on torch's cells, which run as them, only)."""
+    recurrence = recurrence_of(cell)
     keys = ("model.init", "model.forget_bias")
     return frozenset(k for k in keys if recurrence is None or recurrence.ignores(k))
 
@@ -156,9 +157,8 @@ def cell_class(name: str) -> type[nn.Module]:
     cls = import_object(name, what="cell", error=CellError)
     # Checked before anything is called: a suite names code that is imported and run.
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise CellError(
-            f"cell {name!r} must be a class, a subclass of torch.nn.Module; it is a {type(cls).__name__}"
-        )
+        what = "a class that does not subclass it" if isinstance(cls, type) else f"a {type(cls).__name__}"
+        raise CellError(f"cell {name!r} must be a class, a subclass of torch.nn.Module; it is {what}")
     return cls
 
 

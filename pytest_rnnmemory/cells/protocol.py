@@ -52,7 +52,14 @@ def _check(name: str, input_size: int, hidden_size: int, cell_args: Mapping[str,
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         shown = [BATCH, hidden_size] if step else list(expected)
-        raise CellError(f"cell {name!r}: forward must return {what} = {shown}, got {got}")
+        hint = ""
+        if isinstance(out, tuple) and not step:
+            hint = (
+                "; a sequence cell returns its hidden states alone (torch.nn.RNN, LSTM and GRU return"
+                " (output, state), and have no batching rule: name torch.nn:LSTMCell, RNNCell or"
+                " GRUCell, which run as the built-in cells)"
+            )
+        raise CellError(f"cell {name!r}: forward must return {what} = {shown}, got {got}{hint}")
     if out.dtype != torch.float32:
         raise CellError(f"cell {name!r}: forward must return float32 states, got {out.dtype}")
     if not torch.isfinite(out).all():
