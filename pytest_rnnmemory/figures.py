@@ -15,6 +15,7 @@ from typing import Any
 
 from .records import CaseRecord, TrialRecord
 from .results import SuiteRun
+from .stats import interval_label
 
 #: Lengths shown in the training-curve grid at most (one column each).
 CURVE_COLUMNS = 6
@@ -37,7 +38,7 @@ def pyplot() -> Any | None:
 def capability(run: SuiteRun, path: Path) -> bool:
     """Success rate against length per cell, and every trial's final metric; ``False`` without matplotlib.
 
-    Top: the success rate with its exact 95% interval and the p0 line. Bottom:
+    Top: the success rate with its exact interval (the verdict's, 90% at alpha 0.05) and the p0 line. Bottom:
     each trial's final metric (jittered), with the threshold and the task's
     chance level, so that "stuck at chance" and "just below the threshold" look different.
     """
@@ -69,7 +70,8 @@ def capability(run: SuiteRun, path: Path) -> bool:
     top.axhline(p0, color="grey", linestyle="--", linewidth=1, label=f"p0 = {p0}")
     top.set_ylabel("success rate (k/n)")
     top.set_ylim(-0.03, 1.03)
-    top.set_title(f"{run.name}: success rate against length (95% intervals)")
+    level = interval_label(run.config.verdict.alpha)
+    top.set_title(f"{run.name}: success rate against length ({level} intervals)")
     top.legend(fontsize="small")
     threshold = run.config.success.threshold
     bottom.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold}")

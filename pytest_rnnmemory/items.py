@@ -16,7 +16,7 @@ from .recipes import Recipe, Search, SearchRecord
 from .records import CaseRecord, ImpliedVerdict, implied_verdict
 from .runlog import ERROR, IMPLIED, RECORD, RUN_LOG, error_payload, implied_payload, record_payload
 from .spec import CaseSpec
-from .stats import Verdict, trials_to_settle
+from .stats import Verdict, interval_label, trials_to_settle
 from .suite import Case, Suite, display_path, load_suite
 from .usercode import UserCodeError
 
@@ -342,7 +342,7 @@ def failure_message(record: CaseRecord, seed: int, *, skippable: bool = True) ->
             f"({chosen.k}/{chosen.n} there); the report lists every recipe's tuning counts"
         )
     lines += [
-        f"  success rate {k / n:.2f}, 95% interval [{d.ci_low:.2f}, {d.ci_high:.2f}]",
+        f"  success rate {k / n:.2f}, {interval_label(d.alpha)} interval [{d.ci_low:.2f}, {d.ci_high:.2f}]",
         f"  p(rate > {d.p0}) = {d.p_greater:.3g}, p(rate < {d.p0}) = {d.p_less:.3g}, alpha = {d.alpha}",
         f"  median {record.metric} {record.metric_median:.3f} "
         f"(chance {record.chance:.3g}, threshold {record.threshold})",

@@ -20,13 +20,13 @@ from .errors import StoredDataError
 from .outcome import CaseOutcome
 from .recipes import SearchRecord
 from .schema import SuiteConfig
-from .stats import Decision, SequencesToLearn, Verdict, decide, sequences_to_learn, verdict_of
+from .stats import Decision, SequencesToLearn, Verdict, decide, interval, sequences_to_learn, verdict_of
 from .stored import Fields
 
 #: A case within a suite: (cell, length).
 CaseKey = tuple[str, int]
 
-_DECISION_NUMBERS = ("p_greater", "p_less", "ci_low", "ci_high")
+_DECISION_NUMBERS = ("p_greater", "p_less")
 
 
 def counts_from_json(fields: Fields) -> tuple[int, int, Verdict, float, float]:
@@ -53,7 +53,10 @@ def decision_from_json(fields: Fields) -> Decision:
     """The binomial decision stored flat in a record; its verdict must be the one its counts give."""
     k, n, verdict, p0, alpha = counts_from_json(fields)
     numbers = {name: fields.number(name) for name in _DECISION_NUMBERS}
-    return Decision(k=k, n=n, verdict=verdict, p0=p0, alpha=alpha, **numbers)
+    # The interval follows from the counts and alpha: computed again, so that a report stored when
+    # it was the 95% interval reads as the tests decide (its stored ends are written, not read).
+    low, high = interval(k, n, alpha)
+    return Decision(k=k, n=n, verdict=verdict, p0=p0, alpha=alpha, ci_low=low, ci_high=high, **numbers)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from .records import CaseRecord, ImpliedVerdict, SuiteMeta, frontier_text
 from .results import SuiteRun
 from .schema import SuiteConfig
 from .search_report import recipe_text, search_section, searched, sequences_section
-from .stats import MARKS
+from .stats import MARKS, interval_label
 from .stored import Fields
 
 #: Version of the JSON report's layout; bumped when a key changes meaning or goes away.
@@ -31,7 +31,7 @@ MISSING = "—"
 
 
 def cell_text(record: CaseRecord | ImpliedVerdict | None, *, interval: bool = True) -> str:
-    """One table cell: verdict mark, k/n and (optionally) the 95% interval."""
+    """One table cell: verdict mark, k/n and (optionally) the interval of the rate."""
     if record is None:
         return f"{MISSING} missing"
     if isinstance(record, ImpliedVerdict):  # a verdict that --rnn-frontier implied instead of training
@@ -119,7 +119,9 @@ def markdown(run: SuiteRun, environment: dict[str, str], plots: dict[str, str] |
         "",
         "## Capability",
         "",
-        "✓ learns, ✗ fails, ? inconclusive, — missing; k/n successes and the exact 95% interval of the rate.",
+        "✓ learns, ✗ fails, ? inconclusive, — missing; k/n successes and the exact "
+        f"{interval_label(verdict.alpha)} interval of the rate, which lies above p0 exactly where a "
+        "cell learns and below where it fails.",
         "",
         tabulate(capability_rows(run), headers=["length", *run.cells], tablefmt="github"),
         "",
@@ -346,7 +348,15 @@ def _generalisation_section(run: SuiteRun) -> list[str]:
         "",
         tabulate(
             rows,
-            headers=["cell", "trained at", "there", "evaluated at", "k/n", "95% CI", "median metric"],
+            headers=[
+                "cell",
+                "trained at",
+                "there",
+                "evaluated at",
+                "k/n",
+                f"{interval_label(run.config.verdict.alpha)} CI",
+                "median metric",
+            ],
             tablefmt="github",
             disable_numparse=True,
         ),
@@ -431,7 +441,7 @@ def _case_table(run: SuiteRun) -> str:
         "length",
         "verdict",
         "k/n",
-        "95% CI",
+        f"{interval_label(run.config.verdict.alpha)} CI",
         "p (>p0)",
         "p (<p0)",
         "median metric",

@@ -71,7 +71,7 @@ class Decision:
     p_greater: float
     #: P(X <= k) under rate p0: small when the cell fails.
     p_less: float
-    #: Exact (Clopper-Pearson) 95% interval of the success rate.
+    #: Exact (Clopper-Pearson) interval of the success rate at level 1 - 2 alpha (:func:`interval`).
     ci_low: float
     ci_high: float
     verdict: Verdict
@@ -85,6 +85,19 @@ class Decision:
         return {**asdict(self), "verdict": self.verdict.value}
 
 
+def interval(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """The exact interval that goes with :func:`decide`'s two one-sided tests at ``alpha``: the
+    Clopper-Pearson interval at level ``1 - 2 alpha`` (90% at 0.05), whose ends are those tests
+    inverted, so it lies above p0 exactly when the cell learns and below exactly when it fails. (The
+    95% interval would contain p0 beside some ``learns``: 20 of 30 gives [0.47, 0.83].)"""
+    return clopper_pearson(k, n, 1 - 2 * alpha)
+
+
+def interval_label(alpha: float = 0.05) -> str:
+    """The level of :func:`interval` as a report writes it: ``90%`` at alpha 0.05."""
+    return f"{1 - 2 * alpha:.0%}"
+
+
 def decide(k: int, n: int, p0: float = 0.5, alpha: float = 0.05) -> Decision:
     """``learns`` if the rate is significantly above ``p0``, ``fails`` if below, else ``inconclusive``.
 
@@ -94,8 +107,7 @@ def decide(k: int, n: int, p0: float = 0.5, alpha: float = 0.05) -> Decision:
     if n < 1 or not 0 <= k <= n:
         raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
     p_greater, p_less = float(upper_tail(k, n, p0)), float(lower_tail(k, n, p0))
-    # The interval is two-sided; the one-sided tests' intervals are open at one end.
-    low, high = clopper_pearson(k, n)
+    low, high = interval(k, n, alpha)
     if p_greater <= alpha:
         verdict = LEARNS
     elif p_less <= alpha:

@@ -12,6 +12,7 @@ from pytest_rnnmemory.stats import (
     MAX_SUGGESTED_TRIALS,
     VERDICTS,
     decide,
+    interval_label,
     trials_to_settle,
 )
 
@@ -132,34 +133,47 @@ def test_decision_fields():
 def test_interval_at_zero_successes(n):
     d = decide(0, n)
     assert d.ci_low == 0.0
-    assert d.ci_high == pytest.approx(1 - 0.025 ** (1 / n), rel=1e-9)
-    # The bound is where P(X <= 0) = (1 - p)^n reaches 0.025.
-    assert (1 - d.ci_high) ** n == pytest.approx(0.025, rel=1e-6)
+    assert d.ci_high == pytest.approx(1 - 0.05 ** (1 / n), rel=1e-9)
+    # The bound is where P(X <= 0) = (1 - p)^n reaches alpha = 0.05.
+    assert (1 - d.ci_high) ** n == pytest.approx(0.05, rel=1e-6)
 
 
 @pytest.mark.parametrize("n", [1, 5, 10, 30, 100])
 def test_interval_at_all_successes(n):
     d = decide(n, n)
     assert d.ci_high == 1.0
-    assert d.ci_low == pytest.approx(0.025 ** (1 / n), rel=1e-9)
+    assert d.ci_low == pytest.approx(0.05 ** (1 / n), rel=1e-9)
 
 
 @pytest.mark.parametrize(("k", "n"), [(1, 10), (7, 30), (15, 30), (20, 30), (83, 100)])
-def test_interval_mid_values_are_clopper_pearson(k, n):
+def test_interval_mid_values_are_clopper_pearson_at_one_minus_twice_alpha(k, n):
     scipy_stats = pytest.importorskip("scipy.stats")
     d = decide(k, n)
-    assert d.ci_low == pytest.approx(scipy_stats.beta.ppf(0.025, k, n - k + 1), rel=1e-7)
-    assert d.ci_high == pytest.approx(scipy_stats.beta.ppf(0.975, k + 1, n - k), rel=1e-7)
-    # Definition: at the bounds the one-sided tails are 2.5%.
-    assert upper_tail(k, n, d.ci_low) == pytest.approx(0.025, rel=1e-6)
-    assert lower_tail(k, n, d.ci_high) == pytest.approx(0.025, rel=1e-6)
+    assert d.ci_low == pytest.approx(scipy_stats.beta.ppf(0.05, k, n - k + 1), rel=1e-7)
+    assert d.ci_high == pytest.approx(scipy_stats.beta.ppf(0.95, k + 1, n - k), rel=1e-7)
+    # Definition: at the bounds the one-sided tails are alpha.
+    assert upper_tail(k, n, d.ci_low) == pytest.approx(0.05, rel=1e-6)
+    assert lower_tail(k, n, d.ci_high) == pytest.approx(0.05, rel=1e-6)
     assert d.ci_low < k / n < d.ci_high
+    assert interval_label(d.alpha) == "90%"
 
 
-def test_interval_does_not_depend_on_p0_or_alpha():
-    a = decide(12, 30, p0=0.5, alpha=0.05)
-    b = decide(12, 30, p0=0.2, alpha=0.01)
-    assert (a.ci_low, a.ci_high) == (b.ci_low, b.ci_high)
+@pytest.mark.parametrize("alpha", [0.05, 0.01, 0.2])
+@pytest.mark.parametrize("p0", [0.5, 0.2, 0.9])
+def test_the_interval_lies_above_p0_exactly_when_the_cell_learns_and_below_exactly_when_it_fails(p0, alpha):
+    """The interval a report prints beside a mark says what the mark says: 20 of 30 learns at p0 0.5,
+    and its 95% interval [0.47, 0.83] would contain 0.5."""
+    for n in (1, 10, 30):
+        for k in range(n + 1):
+            d = decide(k, n, p0, alpha)
+            assert (d.verdict == LEARNS) == (d.ci_low >= p0), (k, n)
+            assert (d.verdict == FAILS) == (d.ci_high <= p0), (k, n)
+    assert decide(20, 30).ci_low > 0.5
+
+
+def test_the_interval_depends_on_alpha_not_on_p0():
+    assert decide(12, 30, p0=0.5).ci_low == decide(12, 30, p0=0.2).ci_low
+    assert decide(12, 30, alpha=0.01).ci_low < decide(12, 30, alpha=0.05).ci_low
 
 
 # --- Invalid input -------------------------------------------------------------------------------
