@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from .cells import is_user_cell
 from .recipes import recipes_of, rungs
 from .suite import Case
 
@@ -55,7 +56,7 @@ def _fallback(rates: Mapping[str, float], key: str) -> float:
 
     def like(other: str, same_device: bool) -> bool:
         name, _, where = other.split("|")
-        return (":" in name) == (":" in cell) and (where == device or not same_device)
+        return is_user_cell(name) == is_user_cell(cell) and (where == device or not same_device)
 
     for same_device in (True, False):
         alike = [rate for other, rate in rates.items() if like(other, same_device)]

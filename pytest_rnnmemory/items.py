@@ -273,6 +273,7 @@ class CaseItem(_OwnFailures):
             recipe=recipe.to_json(),
             search=searched,
             stop=spec.train.stop,
+            trained_cell=case.trained_cell if case.trained_cell != case.cell else None,
         )
         if cache is not None:
             cache.put(key, record)
@@ -364,8 +365,8 @@ def failure_message(record: CaseRecord, seed: int, *, skippable: bool = True) ->
             lines.append(
                 f"  about {more} trials would settle it if the rate held: train them afresh, "
                 f"--rnn-trials={more} --rnn-seed={seed + 1}{skip}\n"
-                f"  (--rnn-trials={more} alone keeps these {n} trials, and a verdict that adds trials "
-                "to counts already seen says learns or fails more often than alpha)"
+                "  (a second look: with this one, it calls a cell at exactly p0 learns about twice as "
+                "often as alpha; see python -m pytest_rnnmemory calibrate --looks)"
             )
     return "\n".join(lines)
 

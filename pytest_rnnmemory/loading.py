@@ -382,7 +382,15 @@ def physical_memory() -> int | None:
 def check_cells(draft: Draft) -> None:
     """Every cell can be found; a user's cell also builds, runs and batches on a tiny input."""
     model: ModelSection | None = draft.sections.get("model")
-    for i, cell in enumerate(draft.raw_list("cells")):
+    given = [
+        (f"--cell {cell}" if draft.overrides.cells else f"suite.cells[{i}] = {show(cell)}", cell)
+        for i, cell in enumerate(draft.raw_list("cells"))
+    ]
+    control = [
+        (f"suite.cells[0] = {show(cell)} (the shuffled control's cell)", cell)
+        for cell in _control_cell(draft)
+    ]
+    for where, cell in [*given, *control]:
         if not isinstance(cell, str):
             continue
         try:
@@ -391,10 +399,18 @@ def check_cells(draft: Draft) -> None:
             else:
                 check_cell(cell, draft.task.input_size, model.hidden, model.args_for(cell))
         except CellError as exc:
-            given = f"--cell {cell}" if draft.overrides.cells else f"suite.cells[{i}] = {show(cell)}"
-            draft.problems.add(given, str(exc))
+            draft.problems.add(where, str(exc))
     if model is not None:
         check_cell_args(draft, model)
+
+
+def _control_cell(draft: Draft) -> list[Any]:
+    """The cell the ``shuffled`` control trains (the file's ``suite.cells[0]``), where the command
+    line's cells leave it out and so nothing else checks it."""
+    if "shuffled" not in draft.raw_list("controls") or not draft.declared_cells:
+        return []
+    cell = draft.declared_cells[0]
+    return [] if cell in draft.raw_list("cells") else [cell]
 
 
 def check_cell_args(draft: Draft, model: ModelSection) -> None:
@@ -496,6 +512,7 @@ def check_scheme(draft: Draft) -> None:
     meta: SuiteSection = draft.sections["suite"]
     named = [(f"suite.cells[{i}]", cell) for i, cell in enumerate(meta.cells)]
     named += [(f"suite.controls[{i}]", c) for i, c in enumerate(meta.controls) if c != "shuffled"]
+    named += [("suite.cells[0]", cell) for cell in _control_cell(draft)]
     for key, cell in named:
         if not entry.serves(cell):
             draft.problems.add(

@@ -179,6 +179,8 @@ class CaseRecord:
     #: (``train.stop = "learned"``; else ``None``).
     budget: int = 0
     sequences: SequencesToLearn | None = None
+    #: The cell a control trained (``shuffled``: the suite file's first cell); ``None``: the case's own.
+    trained_cell: str | None = None
 
     @property
     def key(self) -> CaseKey:
@@ -232,6 +234,7 @@ class CaseRecord:
             "search": None if self.search is None else self.search.to_json(),
             "budget": self.budget,
             "sequences": None if self.sequences is None else dataclasses.asdict(self.sequences),
+            "trained_cell": self.trained_cell,
         }
 
     @classmethod
@@ -284,6 +287,7 @@ class CaseRecord:
             sequences=_sequences_from_json(f)
             if f.has("sequences") and f.raw("sequences") is not None
             else None,
+            trained_cell=f.text("trained_cell") if f.has("trained_cell") and f.raw("trained_cell") else None,
         )
 
 
@@ -323,6 +327,7 @@ def case_record(
     recipe: dict[str, Any] | None = None,
     search: SearchRecord | None = None,
     stop: str = "budget",
+    trained_cell: str | None = None,
 ) -> CaseRecord:
     """The record of a case whose trials (seeded by ``seeds``, in order) produced ``outcome``."""
     successes = outcome.successes(threshold)
@@ -374,6 +379,7 @@ def case_record(
         sequences=sequences_to_learn(list(outcome.sequences), outcome.budget)
         if outcome.sequences and learned
         else None,
+        trained_cell=trained_cell,
     )
 
 

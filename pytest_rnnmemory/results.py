@@ -32,11 +32,14 @@ def cases_of(config: SuiteConfig) -> list[CaseKey]:
 
 
 def same_experiment(a: SuiteConfig, b: SuiteConfig) -> bool:
-    """Whether two configurations differ at most in which cells and lengths they select."""
+    """Whether two configurations differ at most in which cells and lengths they select (not in
+    the lengths, where a cell's recipe is searched over all of them: ``search.scope = "cell"``)."""
 
     def without_selection(config: SuiteConfig) -> dict:
         data = config.to_json()
-        data["suite"] = {k: v for k, v in data["suite"].items() if k not in ("cells", "lengths")}
+        searched_over_lengths = bool(config.grid) and config.search.scope == "cell"
+        selection = ("cells",) if searched_over_lengths else ("cells", "lengths")
+        data["suite"] = {k: v for k, v in data["suite"].items() if k not in selection}
         return data
 
     return without_selection(a) == without_selection(b)

@@ -93,6 +93,22 @@ def test_a_profiles_run_writes_its_reports_beside_the_full_runs_never_over_them(
 
 
 @pytest.mark.slow
+def test_the_shuffled_control_of_a_run_of_one_cell_is_the_files_and_replays_as_reported(project):
+    # The adding task's metric is continuous: another cell would not end at the reported value.
+    text = suite_text(
+        "adding", cells=("rnn", "gru"), lengths=(10,), trials=3, suite_keys='controls = ["shuffled"]'
+    )
+    write_suite(project, "add", text + "\n[success]\nthreshold = 0.5\n")
+    project.runpytest("--rnn-suite=add", "--cell=gru")
+    (control,) = [c for c in read_report(project, "add")["cases"] if c["cell"] == "shuffled"]
+    assert control["trained_cell"] == "rnn"
+    from pytest_rnnmemory.__main__ import main
+
+    json_path = str(project.path / "reports" / "add.json")
+    assert main(["replay", json_path, "--cell", "shuffled", "--length", "10", "--trial", "1"]) == 0
+
+
+@pytest.mark.slow
 def test_a_cell_that_learns_passes_and_the_report_is_written(project):
     write_suite(project, "ortask", suite_text("or", trials=6))
     result = project.runpytest("--rnn-suite=ortask")
@@ -141,13 +157,13 @@ def test_inconclusive_fails_by_default_and_skips_on_request(project):
     write_suite(project, "ortask", suite_text("or", trials=1))
     result = project.runpytest("--rnn-suite=ortask")
     result.assert_outcomes(failed=1)
-    # The trials that would settle it are new ones: adding to counts already seen would decide on
-    # data looked at, and say learns or fails more often than alpha.
+    # The trials that would settle it are new ones (topping these up would decide on a count already
+    # looked at), and the message says what a second look costs.
     result.stdout.fnmatch_lines(
         [
             "*inconclusive*1/1*",
             "*would settle it if the rate held: train them afresh, --rnn-trials=* --rnn-seed=2,*",
-            "*alone keeps these 1 trials*",
+            "*a second look: with this one, it calls a cell at exactly p0 learns about twice as often*",
         ]
     )
     result = project.runpytest("--rnn-suite=ortask", "--rnn-inconclusive=skip")

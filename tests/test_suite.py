@@ -10,6 +10,7 @@ import pytest
 from pytest_rnnmemory import loading
 from pytest_rnnmemory.cache import search_key
 from pytest_rnnmemory.errors import StoredDataError, SuiteError
+from pytest_rnnmemory.results import same_experiment
 from pytest_rnnmemory.schema import SECTIONS, ModelSection, Overrides, SuiteConfig, default_of, keys_of
 from pytest_rnnmemory.stacked import initial_modules
 from pytest_rnnmemory.suite import load_suite
@@ -799,19 +800,40 @@ def test_the_shuffled_control_trains_the_files_first_cell_whichever_cells_the_co
     assert selected[0].config_hash() == full[0].config_hash()
 
 
+def test_the_shuffled_controls_cell_is_checked_when_the_command_line_leaves_it_out(tmp_path):
+    text = MINIMAL.replace(
+        'cells = ["rnn"]', 'cells = ["no_such_module_xyz:Cell", "lstm"]\ncontrols = ["shuffled"]'
+    )
+    (problem,) = problems_of(write(tmp_path, text), Overrides(cells=("lstm",)))
+    assert 'suite.cells[0] = "no_such_module_xyz:Cell" (the shuffled control\'s cell): ' in problem
+    fused = (
+        text.replace('"no_such_module_xyz:Cell"', '"tests.cells_for_tests:IndRNN"')
+        + '[train]\nengine = "fused"\n'
+    )
+    (problem,) = problems_of(write(tmp_path, fused, "fused.toml"), Overrides(cells=("lstm",)))
+    assert (
+        'runs the built-in cells rnn, lstm, gru only, and suite.cells[0] = "tests.cells_for_tests:IndRNN"'
+        in problem
+    )
+
+
 def test_a_search_over_a_cells_lengths_is_keyed_by_the_lengths_it_searched(tmp_path):
     """With ``search.scope = "cell"`` a case's recipe comes from tuning at every length of the run:
     a run of fewer lengths (``--rnn-length``) chooses from other evidence, so neither its stored
     search nor its cases' results may stand for the full run's."""
     text = SEARCHED.replace("lengths = [5]", "lengths = [5, 10]") + 'scope = "cell"\n'
     full = load_suite(write(tmp_path, text)).cases()[0]
-    alone = load_suite(write(tmp_path, text, "b.toml"), Overrides(lengths=(5,))).cases()[0]
+    alone = load_suite(write(tmp_path, text), Overrides(lengths=(5,))).cases()[0]
     assert (full.length, alone.length) == (5, 5)
     assert full.configuration()["search"]["lengths"] == [5, 10]
     assert full.config_hash() != alone.config_hash()
     assert search_key(full, "cpu") != search_key(alone, "cpu")
     per_case = load_suite(write(tmp_path, SEARCHED, "c.toml")).cases()[0]
     assert "lengths" not in per_case.configuration()["search"]
+    # Nor does a report merge the two runs' cases as one experiment's.
+    assert not same_experiment(full.suite.config, alone.suite.config)
+    per_case_alone = load_suite(write(tmp_path, SEARCHED, "c.toml"), Overrides(lengths=(5,))).cases()[0]
+    assert same_experiment(per_case.suite.config, per_case_alone.suite.config)
 
 
 def test_tuning_seeds_are_the_same_for_every_recipe_and_never_a_verdict_seed(tmp_path):
