@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 def pytest_terminal_summary(terminalreporter):
+    scheme_summary(terminalreporter)
     search_cost_summary(terminalreporter)
     user_cell_summary(terminalreporter)
     startup_summary(terminalreporter)
@@ -54,6 +55,22 @@ def engine_summary(terminalreporter):
         terminalreporter.write_line(
             f"native kernel built or loaded in {NATIVE['build_s']:.1f} s before timing (once per machine)"
         )
+
+
+def scheme_summary(terminalreporter):
+    from tabulate import tabulate
+
+    from benchmarks.test_scheme_speed import RESULTS, SCHEMES
+
+    if not RESULTS:
+        return
+    terminalreporter.section("the built-in cells' schemes on the same case (same run, same machine)")
+    rows = [
+        [case, *(f"{r[s]:.2f}" for s in SCHEMES), *(f"{r[s] / r['native']:.1f}x" for s in SCHEMES[1:])]
+        for case, r in RESULTS.items()
+    ]
+    headers = ["case", *(f"{s} s" for s in SCHEMES), *(f"{s} / native" for s in SCHEMES[1:])]
+    terminalreporter.write_line(tabulate(rows, headers=headers))
 
 
 def search_cost_summary(terminalreporter):

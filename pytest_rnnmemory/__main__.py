@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     calibrate.add_argument(
         "--looks",
         action="store_true",
-        help="instead: the error rates of counts looked at twice (topped-up trials, staged runs in the gate)",
+        help="instead: the error rates of counts looked at twice (an inconclusive case again, staged runs)",
     )
     render = commands.add_parser(
         "report", help="render the markdown report and figures again from a JSON report"
