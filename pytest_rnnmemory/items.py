@@ -69,22 +69,18 @@ class SuiteFile(pytest.File):
             )
             yield BrokenSuite.from_parent(self, name="suite", problems=[problem])
             return
-        # A gated suite stays on one pytest-xdist worker (--dist loadgroup): its gate needs every case.
-        xdist = self.config.pluginmanager.hasplugin("xdist")
-        group = pytest.mark.xdist_group(suite.name) if options.baseline and xdist else None
         for case in suite.cases():
             item = CaseItem.from_parent(self, name=case.id, case=case)
             claim = suite.claims.get(case.cell)
             if claim is not None and claim.expects(case.length) == Verdict.FAILS:
                 reason = f"the suite claims {case.cell} {claim.describe()}"
                 item.add_marker(pytest.mark.xfail(reason=reason, strict=suite.strict))
-            if group is not None:
-                item.add_marker(group)
             yield item
         if options.baseline is not None:
             gate = GateItem.from_parent(self, name="gate", suite=suite)
-            if group is not None:
-                gate.add_marker(group)
+            # In a gated run the cases do not fail on their verdicts, the gate does: it answers to
+            # every case's name, so that -k selecting cases selects their gate too.
+            gate.extra_keyword_matches.update(case.id for case in suite.cases())
             yield gate
 
 
@@ -315,7 +311,8 @@ class GateItem(_OwnFailures):
         if absent:
             lines.append(
                 f"  no result here for {', '.join(absent)}: they failed to run, were deselected, or ran on "
-                "another pytest-xdist worker (use --dist loadgroup so a suite stays on one worker)"
+                "another pytest-xdist worker (use --dist loadfile, so that a suite file's cases and its gate "
+                "run on one worker)"
             )
         if any(c.status != REGRESSED for c in problems):
             lines.append("  refresh the baseline on purpose, from a run you trust, with --rnn-save-baseline")

@@ -195,7 +195,13 @@ def read_options(config: pytest.Config) -> RunOptions:
     ):
         raise pytest.UsageError(
             "--rnn-frontier skips the lengths a cell's other verdicts imply, and the gate "
-            "(--rnn-baseline) compares every case of the baseline: pass one or the other"
+            "(--rnn-baseline) compares every case it selects: pass one or the other"
+        )
+    if config.getoption("rnn_frontier") and config.getoption("rnn_save_baseline"):
+        raise pytest.UsageError(
+            "--rnn-frontier skips the lengths a cell's other verdicts imply, and a baseline saved "
+            "from it (--rnn-save-baseline) would hold none of them for later runs to compare: pass "
+            "one or the other"
         )
     if cells:
         _check_cells(_names(cells))

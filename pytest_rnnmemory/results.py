@@ -191,12 +191,19 @@ class SuiteRun:
         return frontier([(v.length, v.verdict) for v in verdicts if v.cell == cell])
 
     def frontier_drops(self) -> list[tuple[str, int | None, int | None]]:
-        """Cells whose frontier moved down since the baseline: (cell, before, now)."""
+        """Cells whose frontier moved down since the baseline: (cell, before, now), both over the
+        lengths this run has a verdict for (a length not selected, with -k, moved nowhere)."""
         if self.baseline is None:
             return []
         drops = []
         for cell in self.cells:
-            before, now = self.baseline.frontier(self.name, cell), self.frontier(cell)
+            here = {length for c, length in [*self.records, *self.implied] if c == cell}
+            then = [
+                (e.length, e.verdict)
+                for e in self.baseline.entries.values()
+                if e.suite == self.name and e.cell == cell and e.length in here
+            ]
+            before, now = frontier(then), self.frontier(cell)
             if before is not None and (now is None or now < before):
                 drops.append((cell, before, now))
         return drops
@@ -218,6 +225,10 @@ class SuiteRun:
         lines.append(
             f"baseline {self.baseline.path.name} ({self.baseline.created}): {unchanged} case(s) unchanged"
         )
+        selected = set(self.expected)
+        left = [(c, n) for s, c, n in self.baseline.entries if s == self.name and (c, n) not in selected]
+        if left:
+            lines.append(f"{len(left)} case(s) of the baseline not selected in this run, not compared")
         return lines
 
     def leaky_controls(self) -> dict[str, list[int]]:

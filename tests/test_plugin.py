@@ -230,9 +230,14 @@ def test_rnn_suite_selects_by_name_without_a_path(project):
             "*unknown suite 'first'; known suites: none: *nowhere (rnn_suites_dir) does not exist*",
         ),
         (
+            ["--rnn-suite=first", "--rnn-frontier", "--rnn-save-baseline=b.json"],
+            "*--rnn-frontier skips the lengths a cell's other verdicts imply, and a baseline saved "
+            "from it (--rnn-save-baseline) would hold none of them*",
+        ),
+        (
             ["--rnn-suite=first", "--rnn-frontier", "--rnn-baseline=b.json"],
             "*--rnn-frontier skips the lengths a cell's other verdicts imply, and the gate "
-            "(--rnn-baseline) compares every case of the baseline: pass one or the other*",
+            "(--rnn-baseline) compares every case it selects: pass one or the other*",
         ),
     ],
 )
@@ -422,6 +427,24 @@ def test_a_missing_baseline_is_a_usage_error_that_says_how_to_make_one(project):
 
 
 @pytest.mark.slow
+def test_a_gated_run_of_some_cases_selects_their_gate_and_says_what_it_left_out(project):
+    """In a gated run the gate fails, not the cases: -k that selects cases must select the gate."""
+    write_suite(project, "ortask", suite_text("or", lengths=(2, 3), trials=6))
+    project.runpytest("--rnn-suite=ortask", "--rnn-save-baseline=b.json")
+    result = project.runpytest("--rnn-suite=ortask", "--rnn-baseline=b.json", "-k", "rnn and L2")
+    result.assert_outcomes(passed=2)  # the case and its gate
+    result.stdout.fnmatch_lines(
+        ["*1 case(s) unchanged*", "*1 case(s) of the baseline not selected in this run, not compared*"]
+    )
+    assert "FRONTIER DOWN" not in result.stdout.str()  # length 3 was not selected, not lost
+    result = project.runpytest(
+        "--rnn-suite=ortask", "--rnn-baseline=b.json", "--rnn-seed=9", "-k", "rnn and L2"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["FAILED suites/ortask.toml::gate*"])
+
+
+@pytest.mark.slow
 def test_a_changed_configuration_is_not_comparable(project):
     write_suite(project, "ortask", suite_text("or", trials=4))
     project.runpytest("--rnn-suite=ortask", "--rnn-save-baseline=b.json")
@@ -499,6 +522,13 @@ def test_the_same_report_serially_and_with_xdist(project):
         )
 
     assert cases("serial") == cases("parallel")
+    # Gated, with --dist loadfile as the README says: the gate runs where its suite's cases ran.
+    serial = project.runpytest_subprocess("--rnn-suite=ortask", "--rnn-save-baseline=b.json")
+    gated = project.runpytest_subprocess(
+        "--rnn-suite=ortask", "--rnn-baseline=b.json", "-n", "2", "--dist", "loadfile", "--rnn-rerun"
+    )
+    gated.assert_outcomes(passed=5)
+    gated.stdout.fnmatch_lines(["*4 case(s) unchanged*"])
 
 
 # -- stored results: nothing finished is lost ----------------------------------------------------
