@@ -68,6 +68,16 @@ def terminal_table(run: SuiteRun) -> str:
     return "\n".join(lines)
 
 
+def _shuffled_text(run: SuiteRun) -> list[str]:
+    """Which cell the ``shuffled`` control trained, where it ran (a report written before records
+    named it: the run's first cell, as it was then)."""
+    record = next((r for (cell, _), r in run.records.items() if cell == "shuffled"), None)
+    if record is None:
+        return []
+    trained = record.trained_cell or run.config.suite.cells[0]
+    return [f"The `shuffled` control trains {trained}, the suite file's first cell, on shuffled targets.", ""]
+
+
 def _leak_text(control: str, lengths: list[int]) -> str:
     where = ", ".join(map(str, lengths))
     return (
@@ -125,6 +135,7 @@ def markdown(run: SuiteRun, environment: dict[str, str], plots: dict[str, str] |
         "",
         tabulate(capability_rows(run), headers=["length", *run.cells], tablefmt="github"),
         "",
+        *_shuffled_text(run),
         "## Frontier",
         "",
         "The largest length each cell learns in this run.",

@@ -102,6 +102,8 @@ def test_the_shuffled_control_of_a_run_of_one_cell_is_the_files_and_replays_as_r
     project.runpytest("--rnn-suite=add", "--cell=gru")
     (control,) = [c for c in read_report(project, "add")["cases"] if c["cell"] == "shuffled"]
     assert control["trained_cell"] == "rnn"
+    markdown = (project.path / "reports" / "add.md").read_text()
+    assert "The `shuffled` control trains rnn, the suite file's first cell, on shuffled targets." in markdown
     from pytest_rnnmemory.__main__ import main
 
     json_path = str(project.path / "reports" / "add.json")
