@@ -653,6 +653,12 @@ def test_frontier_search_skips_lengths_the_others_imply(project):
     assert [(r["length"], r["verdict"]) for r in report["implied"]] == [(4, "fails")]
     markdown = (project.path / "reports" / "latch.md").read_text()
     assert f"- {cell}-L4: fails, because it fails length 3, which is shorter" in markdown
+    # A length measured before keeps its counts in the report when a later bisection implies it.
+    project.runpytest("--rnn-suite=latch", "-k", "L4")
+    project.runpytest("--rnn-suite=latch", "--rnn-frontier")
+    report = read_report(project, "latch")
+    assert sorted(c["length"] for c in report["cases"]) == [2, 3, 4]
+    assert report["implied"] == []
 
 
 @pytest.mark.slow
