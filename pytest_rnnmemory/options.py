@@ -190,19 +190,8 @@ def read_options(config: pytest.Config) -> RunOptions:
     seed = config.getoption("rnn_seed")
     lengths = config.getoption("rnn_length")
     profile = _option(config, "rnn_profile", "rnn_profile")
-    if config.getoption("rnn_frontier") and (
-        config.getoption("rnn_baseline") or config.getini("rnn_baseline")
-    ):
-        raise pytest.UsageError(
-            "--rnn-frontier skips the lengths a cell's other verdicts imply, and the gate "
-            "(--rnn-baseline) compares every case it selects: pass one or the other"
-        )
-    if config.getoption("rnn_frontier") and config.getoption("rnn_save_baseline"):
-        raise pytest.UsageError(
-            "--rnn-frontier skips the lengths a cell's other verdicts imply, and a baseline saved "
-            "from it (--rnn-save-baseline) would hold none of them for later runs to compare: pass "
-            "one or the other"
-        )
+    if config.getoption("rnn_frontier"):
+        _check_frontier(config)
     if cells:
         _check_cells(_names(cells))
     return RunOptions(
@@ -284,6 +273,21 @@ def _count(option: str, minimum: int):
         return number
 
     return parse
+
+
+def _check_frontier(config: pytest.Config) -> None:
+    """``--rnn-frontier`` skips the lengths a cell's other verdicts imply: no baseline comes from
+    such a run, and none gates it."""
+    skips = "--rnn-frontier skips the lengths a cell's other verdicts imply"
+    if config.getoption("rnn_baseline") or config.getini("rnn_baseline"):
+        raise pytest.UsageError(
+            f"{skips}, and the gate (--rnn-baseline) compares every case it selects: pass one or the other"
+        )
+    if config.getoption("rnn_save_baseline"):
+        raise pytest.UsageError(
+            f"{skips}, and a baseline saved from it (--rnn-save-baseline) would hold none of them for "
+            "later runs to compare: pass one or the other"
+        )
 
 
 def _check_device(value: str, shown: str) -> str:

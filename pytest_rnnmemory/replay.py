@@ -43,9 +43,7 @@ def replay_trial(run: SuiteRun, cell: str, length: int, trial: int, device: str 
         raise RnnMemoryError(f"--trial must be in 0..{len(case.trials) - 1} for this case, got {trial}")
     reported = case.trials[trial]
     config = run.config
-    trained_cell = case.trained_cell or cell
-    if case.trained_cell is None and case.control and cell == "shuffled":
-        trained_cell = config.suite.cells[0]  # a report written before records named it
+    trained_cell = run.trained_cell(case)
     model, train = Recipe(tuple(case.recipe.items())).apply(config.model, config.train)
     spec = CaseSpec(
         task=config.suite.task,

@@ -69,12 +69,11 @@ def terminal_table(run: SuiteRun) -> str:
 
 
 def _shuffled_text(run: SuiteRun) -> list[str]:
-    """Which cell the ``shuffled`` control trained, where it ran (a report written before records
-    named it: the run's first cell, as it was then)."""
+    """Which cell the ``shuffled`` control trained, where it ran."""
     record = next((r for (cell, _), r in run.records.items() if cell == "shuffled"), None)
     if record is None:
         return []
-    trained = record.trained_cell or run.config.suite.cells[0]
+    trained = run.trained_cell(record)
     return [f"The `shuffled` control trains {trained}, the suite file's first cell, on shuffled targets.", ""]
 
 

@@ -192,6 +192,13 @@ class SuiteRun:
         verdicts = [*self.records.values(), *self.implied.values()]
         return frontier([(v.length, v.verdict) for v in verdicts if v.cell == cell])
 
+    def trained_cell(self, record: CaseRecord) -> str:
+        """The cell a case trained: its own, or a control's (``shuffled``: the suite file's first;
+        in a report written before records named it, the run's first cell, as it was then)."""
+        if record.trained_cell is not None:
+            return record.trained_cell
+        return self.config.suite.cells[0] if record.control and record.cell == "shuffled" else record.cell
+
     def frontier_drops(self) -> list[tuple[str, int | None, int | None]]:
         """Cells whose frontier moved down since the baseline: (cell, before, now), both over the
         lengths this run has a verdict for (a length not selected, with -k, moved nowhere)."""
