@@ -149,6 +149,18 @@ class Baseline:
             [(e.length, e.verdict) for e in self.entries.values() if e.suite == suite and e.cell == cell]
         )
 
+    def to_report(self, suite: str) -> dict[str, Any]:
+        """What a suite's report keeps of this baseline: the file, when it was stored, the suite's cases."""
+        cases = [e.to_json() for key, e in sorted(self.entries.items()) if e.suite == suite]
+        return {"path": str(self.path), "created": self.created, "cases": cases}
+
+    @classmethod
+    def from_report(cls, data: Any, where: str) -> Baseline:
+        """A baseline as :meth:`to_report` kept it in a report."""
+        f = Fields(data, where)
+        entries = {e.key: e for e in f.objects("cases", BaselineEntry.from_json)}
+        return cls(Path(f.text("path")), f.text("created"), {}, entries)
+
 
 def load_baseline(path: str | Path) -> Baseline:
     """Read a baseline written by :func:`save_baseline`; :class:`BaselineError` says what is wrong."""
@@ -163,6 +175,11 @@ def load_baseline(path: str | Path) -> Baseline:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BaselineError(f"baseline {path} cannot be read: {exc}") from None
+    if isinstance(data, dict) and {"suite", "cases"} <= data.keys() and "kind" not in data:
+        raise BaselineError(
+            f"{path} is a suite's report, not a baseline: store a baseline from a run you trust "
+            "with --rnn-save-baseline=FILE"
+        )
     if not isinstance(data, dict) or data.get("kind") != BASELINE_KIND:
         raise BaselineError(f'{path} is not a pytest-rnnmemory baseline (no "kind": {BASELINE_KIND!r})')
     if data.get("schema_version") != BASELINE_SCHEMA:

@@ -14,6 +14,7 @@ from . import figures
 from .atomic import write_atomic
 from .diagnosis import BAND, Shape, shape_of
 from .errors import StoredDataError
+from .gate import BASELINE_KIND, Baseline
 from .literature import AGREES, NOT_COMPARED, literature
 from .records import CaseRecord, ImpliedVerdict, SuiteMeta, frontier_text
 from .results import SuiteRun
@@ -384,11 +385,12 @@ def _baseline_section(run: SuiteRun) -> list[str]:
             f"{c.k}/{c.n}",
             "" if c.k_base is None else f"{c.k_base}/{c.n_base}",
             "" if c.p_drop is None else f"{c.p_drop:.3g}",
-            "" if c.p_adjusted is None else f"{c.p_adjusted:.3g}",
+            *(["" if c.p_adjusted is None else f"{c.p_adjusted:.3g}"] if run.holm else []),
             "" if c.p_rise is None else f"{c.p_rise:.3g}",
         ]
         for c in run.comparisons
     ]
+    correction = "Holm-adjusted across this suite's cases" if run.holm else "not adjusted (`--rnn-no-holm`)"
     frontier = [
         [cell, frontier_text(baseline.frontier(run.name, cell)), frontier_text(run.frontier(cell))]
         for cell in run.cells
@@ -397,13 +399,22 @@ def _baseline_section(run: SuiteRun) -> list[str]:
         "## Against the baseline",
         "",
         f"Baseline `{baseline.path.name}` of {baseline.created}. A case regressed when its success rate "
-        f"is significantly lower (one-sided {run.config.verdict.regression_test} test, Holm-adjusted "
-        f"across this suite's cases, alpha = {run.config.verdict.alpha}); a significant rise is "
+        f"is significantly lower (one-sided {run.config.verdict.regression_test} test, {correction}, "
+        f"alpha = {run.config.verdict.alpha}); a significant rise is "
         "reported, never failed; a case whose configuration changed is not comparable.",
         "",
         tabulate(
             rows,
-            headers=["cell", "length", "status", "now", "baseline", "p (drop)", "Holm", "p (rise)"],
+            headers=[
+                "cell",
+                "length",
+                "status",
+                "now",
+                "baseline",
+                "p (drop)",
+                *(["Holm"] if run.holm else []),
+                "p (rise)",
+            ],
             tablefmt="github",
         ),
         "",
@@ -509,7 +520,29 @@ def to_json(run: SuiteRun, environment: dict[str, str]) -> dict[str, Any]:
         "literature": [c.to_json() for c in literature(run.config.reference, run.records)]
         if run.config.reference
         else [],
+        **({"gate": _gate_json(run)} if run.baseline is not None else {}),
     }
+
+
+def _gate_json(run: SuiteRun) -> dict[str, Any]:
+    """What the gate compared, kept so that the report renders again with it: the baseline's cases
+    of this suite, the correction and the cases compared (the findings follow from these)."""
+    assert run.baseline is not None
+    return {
+        "baseline": run.baseline.to_report(run.name),
+        "holm": run.holm,
+        "compared": [{"cell": c.cell, "length": c.length} for c in run.comparisons],
+    }
+
+
+def _judge_again(run: SuiteRun, gate: Fields) -> None:
+    """The gate's findings of a stored run, computed again from its counts and the baseline's."""
+    compared = gate.objects("compared", _case_key)
+    for i, key in enumerate(compared):
+        if key not in run.records:
+            raise StoredDataError(f"{gate.at('compared')}[{i}]: {key[0]} at length {key[1]} is not in cases")
+    baseline = Baseline.from_report(gate.raw("baseline"), gate.at("baseline"))
+    run.judge(baseline, holm=gate.boolean("holm"), cases=set(compared))
 
 
 def run_from_json(data: Any) -> SuiteRun:
@@ -519,6 +552,11 @@ def run_from_json(data: Any) -> SuiteRun:
     not a report this version writes.
     """
     f = Fields(data, "")
+    if f.has("kind") and f.raw("kind") == BASELINE_KIND:
+        raise StoredDataError(
+            "it is a baseline (written by --rnn-save-baseline); "
+            "a run writes its reports as reports/<suite>.json"
+        )
     version = f.raw("schema_version")
     if isinstance(version, bool) or version not in READS:
         raise StoredDataError(
@@ -543,6 +581,8 @@ def run_from_json(data: Any) -> SuiteRun:
     for verdict in implied:
         run.add_implied(verdict)
     run.wall_s = f.number("wall_s") if f.has("wall_s") else 0.0
+    if f.has("gate"):
+        _judge_again(run, f.fields("gate"))
     return run
 
 
@@ -557,9 +597,14 @@ def read_report(path: Path) -> tuple[SuiteRun, dict[str, str]]:
     return run, {str(k): str(v) for k, v in environment.items()}
 
 
+def _case_key(data: Any, where: str) -> tuple[str, int]:
+    f = Fields(data, where)
+    return f.text("cell"), f.integer("length", minimum=1)
+
+
 def _missing_case(data: Any, where: str) -> tuple[tuple[str, int], str | None]:
     f = Fields(data, where)
-    return (f.text("cell"), f.integer("length", minimum=1)), f.text("error") if f.has("error") else None
+    return _case_key(data, where), f.text("error") if f.has("error") else None
 
 
 def write_reports(

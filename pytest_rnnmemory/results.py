@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from .gate import IMPROVED, UNCHANGED, Baseline, Comparison, compare
@@ -65,8 +66,10 @@ class SuiteRun:
     #: The stored run this one was judged against (:meth:`judge`), and what the gate found.
     baseline: Baseline | None = None
     comparisons: list[Comparison] = field(default_factory=list)
-    #: The baseline and the cases the comparisons were made for.
-    _judged: tuple[int, tuple[CaseKey, ...]] | None = field(default=None, repr=False)
+    #: Whether the comparisons' p-values were Holm-adjusted (``--rnn-no-holm``: not).
+    holm: bool = True
+    #: The baseline, the cases and the correction the comparisons were made for.
+    _judged: tuple[int, tuple[CaseKey, ...], bool] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -169,19 +172,22 @@ class SuiteRun:
                 if key not in self.expected:
                     shown.errors[key] = error
         shown.errors.update(self.errors)
-        shown.comparisons = list(self.comparisons)
+        shown.comparisons, shown.holm = list(self.comparisons), self.holm
         return shown
 
     def records_in_order(self) -> list[CaseRecord]:
         return [self.records[c] for c in self.ordered_cases if c in self.records]
 
-    def judge(self, baseline: Baseline, *, holm: bool = True) -> list[Comparison]:
-        """Compare this run's records with ``baseline``, once: later calls return the same findings."""
-        records = self.records_in_order()
-        judged = (id(baseline), tuple(r.key for r in records))
+    def judge(
+        self, baseline: Baseline, *, holm: bool = True, cases: Collection[CaseKey] | None = None
+    ) -> list[Comparison]:
+        """Compare this run's records (those of ``cases``, where given) with ``baseline``, once:
+        later calls return the same findings."""
+        records = [r for r in self.records_in_order() if cases is None or r.key in cases]
+        judged = (id(baseline), tuple(r.key for r in records), holm)
         if self._judged != judged:
             verdict = self.config.verdict
-            self.baseline, self._judged = baseline, judged
+            self.baseline, self.holm, self._judged = baseline, holm, judged
             self.comparisons = compare(
                 records, baseline, verdict.alpha, test=verdict.regression_test, use_holm=holm
             )

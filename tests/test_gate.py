@@ -125,6 +125,15 @@ def test_a_file_that_is_not_a_baseline_is_refused(tmp_path):
         load_baseline(path)
 
 
+def test_a_report_given_as_the_baseline_is_named_as_a_report(tmp_path):
+    path = tmp_path / "latching.json"
+    path.write_text(json.dumps({"schema_version": 2, "suite": "latching", "cases": []}))
+    with pytest.raises(
+        BaselineError, match=r"latching.json is a suite's report, not a baseline: .*--rnn-save-baseline"
+    ):
+        load_baseline(path)
+
+
 def test_saving_keeps_the_entries_of_cases_not_run(tmp_path):
     path = tmp_path / "b.json"
     save_baseline(path, [record("rnn", 5, 27), record("rnn", 20, 20)], {})

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_rnnmemory.__main__ import main
 from pytest_rnnmemory.diagnosis import shape_of
 from tests import cells_for_tests
 
@@ -415,7 +416,10 @@ def test_the_gate_passes_an_unchanged_cell_and_fails_one_that_forgot(project):
     )
     assert "Traceback" not in result.stdout.str()
     markdown = (project.path / "reports" / "recall1.md").read_text()
-    assert "**Frontier moved down: gatedcell:Elman**" in markdown
+    assert "**Frontier moved down: gatedcell:Elman**" in markdown and "## Against the baseline" in markdown
+    # rendered again from its JSON, the report keeps what the gate found
+    assert main(["report", str(project.path / "reports" / "recall1.json"), "--out", "again"]) == 0
+    assert (project.path / "again" / "recall1.md").read_text() == markdown
     junit = (project.path / "gate.xml").read_text()
     assert 'name="rnnmemory_k" value="0"' in junit
     assert 'name="rnnmemory_gate_gatedcell:Elman-L1" value="regressed"' in junit

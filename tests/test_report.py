@@ -6,7 +6,9 @@ import pytest
 
 from pytest_rnnmemory.__main__ import main
 from pytest_rnnmemory.compare import compare_reports, config_differences
+from pytest_rnnmemory.errors import StoredDataError
 from pytest_rnnmemory.figures import curve_lengths
+from pytest_rnnmemory.gate import load_baseline, save_baseline
 from pytest_rnnmemory.report import markdown, run_from_json, to_json, write_reports
 from pytest_rnnmemory.stats import decide
 
@@ -155,6 +157,43 @@ def test_without_matplotlib_the_report_says_how_to_get_the_figures(tmp_path, mon
     assert "pip install matplotlib" in (tmp_path / "demo.md").read_text()
 
 
+def gated_run(tmp_path, holm=True):
+    """A run judged against a baseline in which lstm learned length 20 (10/10; now 0/10)."""
+    before = report_data(lengths=(5, 10, 20))
+    for i, case in enumerate(before["cases"]):
+        if (case["cell"], case["length"]) == ("lstm", 20):
+            before["cases"][i] = record("lstm", 20, [1.0] * 10)
+    path = tmp_path / "baseline.json"
+    save_baseline(path, list(run_from_json(before).records.values()), {})
+    run = run_from_json(report_data(lengths=(5, 10, 20)))
+    run.judge(load_baseline(path), holm=holm)
+    return run
+
+
+@pytest.mark.parametrize("holm", [True, False])
+def test_a_gated_report_renders_again_with_what_the_gate_found(tmp_path, holm):
+    run = gated_run(tmp_path, holm)
+    text = markdown(run, {})
+    assert "## Against the baseline" in text and "| lstm   |       20 | regressed" in text
+    assert "Frontier moved down: lstm** learned up to length 20" in text
+    again = run_from_json(json.loads(json.dumps(to_json(run, {}))))
+    assert markdown(again, {}) == text
+    assert [c.status for c in again.comparisons] == [c.status for c in run.comparisons]
+
+
+def test_a_report_gated_without_holms_correction_says_so_and_has_no_holm_column(tmp_path):
+    corrected, uncorrected = markdown(gated_run(tmp_path), {}), markdown(gated_run(tmp_path, holm=False), {})
+    assert "Holm-adjusted across this suite's cases" in corrected and " Holm |" in corrected
+    assert "not adjusted (`--rnn-no-holm`)" in uncorrected and " Holm |" not in uncorrected
+
+
+def test_a_stored_gate_that_compared_a_case_the_report_lacks_says_where(tmp_path):
+    data = to_json(gated_run(tmp_path), {})
+    data["gate"]["compared"].append({"cell": "gru", "length": 5})
+    with pytest.raises(StoredDataError, match=r"^gate\.compared\[6\]: gru at length 5 is not in cases$"):
+        run_from_json(data)
+
+
 def test_the_json_report_carries_each_cases_failure_pattern():
     data = to_json(run_from_json(report_data(lengths=(100,))), {})
     failures = data["cases"][0]["failures"]
@@ -195,6 +234,14 @@ def test_compare_marks_cases_run_under_other_settings_and_cases_in_one_run_only(
     assert "(other settings)" in text
     assert "only in one" in text
     assert ("suite.lengths", [5, 100], [5]) in config_differences(before["config"], after["config"])
+
+
+def test_a_baseline_given_as_a_report_is_named_as_a_baseline(tmp_path, capsys):
+    path = tmp_path / "baseline.json"
+    save_baseline(path, list(run_from_json(report_data(lengths=(5,))).records.values()), {})
+    with pytest.raises(SystemExit):
+        main(["report", str(path)])
+    assert "it is a baseline (written by --rnn-save-baseline)" in capsys.readouterr().err
 
 
 def test_compare_command_prints_or_writes_the_comparison(tmp_path, capsys):
