@@ -4,17 +4,20 @@ A case's entry is keyed by a hash of everything that determines its result:
 the case's full configuration and seed, the versions of this package and
 torch, the device type, and the source code that trains it (this package's
 own modules, and the module of a user's cell or task with every module of the
-user's its names reach), so that editing a cell, or a base class it inherits
-from another file, does not return a stale answer. An entry that cannot be
+user's that its names or its import statements reach), so that editing a cell,
+a base class it inherits from another file, or a helper its forward imports,
+does not return a stale answer. An entry that cannot be
 read, or that was written for another key, is ignored with a warning and
 trained again.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import importlib
+import importlib.util
 import json
 import sys
 import warnings
@@ -66,16 +69,23 @@ def _module_source(import_path: str) -> str | None:
 
 
 def _user_files(module: ModuleType) -> list[Path]:
-    """The source files of ``module`` and of the user's modules its names come from (modules,
-    classes and functions, and the classes of other objects), followed from module to module
-    (namespace packages, which have no file, through their names); installed code (the standard
-    library, site-packages) and this package, which versions pin, are not followed."""
+    """The source files of ``module`` and of the user's modules it reaches: through its names
+    (modules, classes and functions, and the classes of other objects) and through the import
+    statements in its source, a function's too (a module imported only when a forward runs),
+    followed from module to module (namespace packages, which have no file, through their names);
+    installed code (the standard library, site-packages) and this package, which versions pin,
+    are not followed."""
     roots = installed_roots()
     seen: set[str] = set()
     files: set[Path] = set()
-    waiting = [module]
+    waiting: list[ModuleType | str] = [module]
     while waiting:
         current = waiting.pop()
+        if isinstance(current, str):  # imported in a source file, not (yet) loaded: read, not run
+            if current not in seen:
+                seen.add(current)
+                _follow_unloaded(current, roots, files, waiting)
+            continue
         if current.__name__ in seen or current.__name__ == "__main__":
             continue
         seen.add(current.__name__)
@@ -84,6 +94,7 @@ def _user_files(module: ModuleType) -> list[Path]:
             is_users_file(source, roots) or (current is module and Path(source).is_file())
         ):
             files.add(Path(source).resolve())
+            waiting += _imports_of(Path(source), _package_of(current.__name__, source))
         elif source is not None or not hasattr(current, "__path__"):
             continue  # installed, built in, or a file that is not there (torch.ops says "_ops.py")
         for value in list(vars(current).values()):
@@ -94,6 +105,51 @@ def _user_files(module: ModuleType) -> list[Path]:
             if reached is not None and reached.__name__ not in seen:
                 waiting.append(reached)
     return sorted(files)
+
+
+def _package_of(name: str, source: str) -> str:
+    """The package relative imports in module ``name`` (whose file is ``source``) start from."""
+    return name if Path(source).name == "__init__.py" else name.rpartition(".")[0]
+
+
+def _imports_of(path: Path, package: str) -> list[ModuleType | str]:
+    """The modules a source file imports anywhere in it: loaded ones, or their names."""
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (OSError, SyntaxError, ValueError):
+        return []
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                try:
+                    base = importlib.util.resolve_name("." * node.level + base, package)
+                except (ImportError, ValueError):
+                    continue
+            # ``from a import b`` names module a, and module a.b where b is one
+            names += [base, *(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")]
+    return [sys.modules.get(name, name) for name in dict.fromkeys(names) if name]
+
+
+def _follow_unloaded(name: str, roots: tuple[Path, ...], files: set[Path], waiting: list) -> None:
+    """Add the user's file of module ``name``, which is not loaded, and queue what it imports,
+    without running it: found only where its parent package is loaded (finding it imports none)."""
+    parent = name.rpartition(".")[0]
+    if parent and parent not in sys.modules:
+        return
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError, AttributeError):
+        return
+    origin = spec.origin if spec is not None else None
+    if not origin or not spec.has_location or not is_users_file(origin, roots):
+        return
+    files.add(Path(origin).resolve())
+    package = name if spec.submodule_search_locations is not None else parent
+    waiting += _imports_of(Path(origin), package)
 
 
 def case_key(case: Case, device_type: str) -> str:

@@ -1,7 +1,9 @@
 """The result store: a stored case is read back only when it is whole and what a run writes."""
 
+import importlib
 import json
 import multiprocessing
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,6 +84,32 @@ def test_editing_a_module_a_users_cell_draws_on_changes_its_key(tmp_path, monkey
     (package / "helpers.py").write_text("SCALE = 3.0\n")
     edited_helper = _module_source("editedcells.cells:Mine")
     assert len({before, edited_base, edited_helper}) == 3
+
+
+@pytest.mark.parametrize("loaded", [False, True], ids=["not yet imported", "imported by a forward"])
+def test_a_module_a_cell_imports_inside_a_function_is_part_of_the_key(tmp_path, monkeypatch, loaded):
+    # The helper is imported where the forward runs, not at the top: the cell module's names
+    # never reach it, its source does. Its own helper, imported at its top, is followed too.
+    package = tmp_path / f"lazycells_{loaded}"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helper.py").write_text("from .constants import SCALE\n\ndef act(x):\n    return x * SCALE\n")
+    (package / "constants.py").write_text("SCALE = 1.0\n")
+    (package / "cells.py").write_text(
+        "class Mine:\n    def forward(self, x):\n        from .helper import act\n\n        return act(x)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = f"lazycells_{loaded}.cells:Mine"
+    if loaded:
+        importlib.import_module(f"lazycells_{loaded}.cells").Mine().forward(1.0)
+    before = _module_source(name)
+    (package / "helper.py").write_text(
+        (package / "helper.py").read_text().replace("x * SCALE", "x * 2 * SCALE")
+    )
+    edited_helper = _module_source(name)
+    (package / "constants.py").write_text("SCALE = 3.0\n")
+    assert len({before, edited_helper, _module_source(name)}) == 3
+    assert (f"lazycells_{loaded}.helper" in sys.modules) == loaded  # read, never imported
 
 
 def test_installed_code_a_cell_imports_is_left_to_the_versions():
