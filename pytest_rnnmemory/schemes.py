@@ -17,6 +17,7 @@ import copy
 import logging
 import os
 import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -207,14 +208,14 @@ class Compiled(Vmap):
             self.started = batch.shape[0]
             self.places = torch.arange(self.started)
         try:
-            with _quiet_trace():
+            with _compiling():
                 hidden = self._hidden(params, batch)
         except Exception as exc:
             _FAILED.add(self.key)
             LOG.warning(
                 "cell %s did not compile or run compiled (%s); it runs under torch.func.vmap instead",
                 ":".join(self.key[:2]),
-                str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__,
+                _fallback_reason(exc, self.step),
             )
             hidden = None
         return super().hidden(params, batch) if hidden is None else hidden
@@ -272,6 +273,21 @@ class Compiled(Vmap):
         return found
 
 
+def _fallback_reason(exc: Exception, step: bool) -> str:
+    """Why a cell did not compile, in the cell's terms where torch's message is one we know."""
+    text = str(exc).strip()
+    redone = "a compiled step's backward pass would " if step else "compiled code would not "
+    if "randomness error mode" in text:
+        again = "draw them again" if step else "draw them as vmap does, each trial its own"
+        return f"it draws random numbers (dropout, say), which {redone}{again}"
+    if "mutate a captured Tensor" in text:
+        return (
+            "it updates a buffer as it runs (BatchNorm's running statistics, say), which "
+            f"{redone}{'update them again' if step else 'update as vmap does'}"
+        )
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
 #: Compiled cells by :class:`~.cells.compiled.Signature`, for the process; classes whose
 #: compiling failed.
 _COMPILED: dict[Signature, CompiledCell] = {}
@@ -279,19 +295,22 @@ _FAILED: set[tuple] = set()
 
 
 @contextlib.contextmanager
-def _quiet_trace():
-    """Compiling, torch's structured trace log (empty DEBUG lines, for its trace files) kept out
-    of the user's logs, where a failing case's captured log held hundreds of them; left on where
-    the user asked for a trace (``TORCH_TRACE``)."""
-    trace = logging.getLogger("torch.__trace")
-    if os.environ.get("TORCH_TRACE") or trace.disabled:
-        yield
-        return
-    trace.disabled = True
-    try:
-        yield
-    finally:
-        trace.disabled = False
+def _compiling():
+    """Compiling, what torch says for itself kept out of the user's run: its structured trace log
+    (empty DEBUG lines, for its trace files), where a failing case's captured log held hundreds of
+    them, left on where the user asked for a trace (``TORCH_TRACE``); and the deprecation warnings
+    torch's own modules raise as Inductor imports them (fourteen, filed under the user's suite)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.")
+        trace = logging.getLogger("torch.__trace")
+        if os.environ.get("TORCH_TRACE") or trace.disabled:
+            yield
+            return
+        trace.disabled = True
+        try:
+            yield
+        finally:
+            trace.disabled = False
 
 
 def scheme_ran(scheme: Scheme, chosen: str) -> str:

@@ -231,6 +231,45 @@ class UndeclaredStep(nn.Module):
         return torch.tanh(self.gate(torch.cat([x, h], -1)))
 
 
+class TorchStyleUndeclared(nn.Module):
+    """Breaks the protocol: a step cell in torch's shape, forward(input, hx=None), declared as none;
+    run as a sequence cell, every step starts from a zero state."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.ih, self.hh = nn.Linear(input_size, hidden_size), nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, input, hx=None):
+        if hx is None:
+            hx = torch.zeros(*input.shape[:-1], self.hh.in_features)
+        return torch.tanh(self.ih(input) + self.hh(hx))
+
+
+class TorchStyleUndeclaredBatchState(TorchStyleUndeclared):
+    """Breaks the protocol as above, its zero state shaped [batch, hidden]: a sequence raises."""
+
+    def forward(self, input, hx=None):
+        if hx is None:
+            hx = torch.zeros(input.shape[0], self.hh.in_features)
+        return torch.tanh(self.ih(input) + self.hh(hx))
+
+
+class SequenceFromAState(nn.Module):
+    """A sequence cell that takes an optional initial state, as torch.nn.RNN does: it remembers."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.ih, self.hh = nn.Linear(input_size, hidden_size), nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, x, h0=None):
+        h = torch.zeros(x.shape[0], self.hh.in_features) if h0 is None else h0
+        states = []
+        for t in range(x.shape[1]):
+            h = torch.tanh(self.ih(x[:, t]) + self.hh(h))
+            states.append(h)
+        return torch.stack(states, 1)
+
+
 class ForwardFails(nn.Module):
     """Breaks the protocol: its forward raises, on the line the load-time check must point to."""
 
@@ -284,6 +323,22 @@ class DroppedStep(nn.Module):
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.inp(self.drop(x)) + self.rec(h))
+
+
+class NormedStep(nn.Module):
+    """A tanh RNN step whose pre-activation goes through BatchNorm1d, which updates its running
+    statistics at every step as it trains."""
+
+    rnnmemory_state = ("h",)
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(input_size, hidden_size)
+        self.rec = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.norm = nn.BatchNorm1d(hidden_size)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.norm(self.inp(x) + self.rec(h)))
 
 
 class RunningScale(nn.Module):

@@ -102,12 +102,24 @@ def test_torchs_sequence_modules_are_told_to_name_torchs_cells_instead():
             "a class is run as a sequence cell, forward(x), unless it declares rnnmemory_state or "
             "subclasses torch.nn.RNNCellBase: is it a step cell?",
         ),
+        (
+            "TorchStyleUndeclared",
+            "its last states do not depend on its first input at any of 3 initialisations, and its "
+            "forward takes a second input (hx): a class is run as a sequence cell, forward(x), unless it "
+            "declares rnnmemory_state",
+        ),
+        ("TorchStyleUndeclaredBatchState", "must match the size of tensor b"),
+        ("TorchStyleUndeclaredBatchState", "subclasses torch.nn.RNNCellBase: is it a step cell?"),
     ],
 )
 def test_a_cell_that_breaks_the_protocol_is_one_line_saying_how(name, message):
     with pytest.raises(CellError) as info:
         check_cell(f"tests.cells_for_tests:{name}", 1, 4)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_sequence_cell_that_takes_an_initial_state_and_remembers_loads():
+    check_cell("tests.cells_for_tests:SequenceFromAState", 1, 4)
 
 
 def test_a_unit_dead_at_one_initialisation_is_not_a_cell_without_gradient():
@@ -182,19 +194,24 @@ def _hidden_and_grads(scheme, params, batch):
 
 
 @pytest.mark.slow
-def test_compiled_cells_give_the_hidden_states_and_gradients_of_vmap():
+def test_compiled_cells_give_the_hidden_states_and_gradients_of_vmap(caplog, monkeypatch):
     """The one test that compiles (tens of seconds on a 2-core CPU): a step cell with one state
     tensor, one with (h, c), and a sequence cell, each through Inductor against vmap; then the
     step cell trains as it does under vmap."""
+    import logging
+
     from pytest_rnnmemory.schemes import Compiled, Vmap, compiler_missing, failed_to_compile
 
     if compiler_missing():
         pytest.skip(compiler_missing())
+    monkeypatch.delenv("TORCH_TRACE", raising=False)
     batch = torch.randn(3, 4, 7, 1, generator=torch.Generator().manual_seed(0))
     for name in ("StepGRU", "PeepholeLSTM", "MinGRU"):
         module, params, buffers = _stacked(name, trials=3, hidden=2)
         eager = _hidden_and_grads(Vmap(module, buffers), params, batch)
-        compiled = _hidden_and_grads(Compiled(module, buffers), params, batch)
+        with caplog.at_level(logging.DEBUG):  # compiling, forward and backward, as a case does
+            compiled = _hidden_and_grads(Compiled(module, buffers), params, batch)
+        assert not [r for r in caplog.records if r.name == "torch.__trace"], name
         assert f"tests.cells_for_tests:{name}" not in failed_to_compile()
         torch.testing.assert_close(compiled[0], eager[0], rtol=1e-5, atol=1e-6, msg=name)
         for key, grad in eager[1].items():
@@ -522,7 +539,38 @@ def test_a_cell_with_dropout_trains_each_trial_on_its_own_masks_and_is_evaluated
         torch.testing.assert_close(evaluated, expected)  # eval mode: no dropout
     # Compiling would draw a step's masks again in its backward: the cell runs under vmap.
     assert schemes.failed_to_compile() == {"tests.cells_for_tests:DroppedStep"}
-    assert any("random operation" in r.getMessage() for r in caplog.records)
+    assert any(
+        "it draws random numbers (dropout, say), which a compiled step's backward pass would draw them again"
+        in r.getMessage()
+        for r in caplog.records
+    )
+
+
+def test_a_step_cell_that_updates_its_buffers_runs_under_vmap_without_compiling_first(monkeypatch, caplog):
+    """BatchNorm's statistics, updated at every step, would be updated again by a compiled step's
+    backward, which runs the step again; the trace finds it before Inductor compiles anything."""
+    from pytest_rnnmemory import schemes
+
+    def compiles(*args):
+        raise AssertionError("Inductor was asked to compile a cell that cannot be traced")
+
+    monkeypatch.setattr(torch._inductor, "compile", compiles)
+    monkeypatch.setattr(schemes, "_COMPILED", {})
+    monkeypatch.setattr(schemes, "_FAILED", set())
+    module, params, buffers = _stacked("NormedStep", trials=2, hidden=3)
+    batch = torch.randn(2, 8, 5, 1)
+    compiled = _hidden_and_grads(
+        schemes.Compiled(module, {k: v.clone() for k, v in buffers.items()}), params, batch
+    )
+    eager = _hidden_and_grads(schemes.Vmap(module, {k: v.clone() for k, v in buffers.items()}), params, batch)
+    torch.testing.assert_close(compiled[0], eager[0])
+    assert schemes.failed_to_compile() == {"tests.cells_for_tests:NormedStep"}
+    assert [
+        r.getMessage().partition("(")[2] for r in caplog.records if "did not compile" in r.getMessage()
+    ] == [
+        "it updates a buffer as it runs (BatchNorm's running statistics, say), which a compiled step's "
+        "backward pass would update them again); it runs under torch.func.vmap instead"
+    ]
 
 
 def test_a_case_of_a_cell_with_dropout_repeats_exactly_and_leaves_the_callers_random_state():
@@ -544,18 +592,36 @@ def test_compiling_keeps_torchs_trace_log_out_of_the_users_captured_logs(caplog,
     compiles; a failing case's captured log showed them all."""
     import logging
 
-    from pytest_rnnmemory.schemes import _quiet_trace
+    from pytest_rnnmemory.schemes import _compiling
 
     monkeypatch.delenv("TORCH_TRACE", raising=False)
     trace = logging.getLogger("torch.__trace")
     with caplog.at_level(logging.DEBUG):
-        with _quiet_trace():
+        with _compiling():
             trace.debug("while compiling")
         trace.debug("after")
         monkeypatch.setenv("TORCH_TRACE", "traces")  # the user asked for a trace: it is left alone
-        with _quiet_trace():
+        with _compiling():
             trace.debug("traced")
     assert [r.getMessage() for r in caplog.records if r.name == "torch.__trace"] == ["after", "traced"]
+
+
+def test_compiling_keeps_torchs_own_deprecation_warnings_out_and_the_users_in():
+    """Inductor imports torch modules that call deprecated torch.jit functions: fourteen warnings,
+    filed under the user's suite file."""
+    import warnings
+
+    from pytest_rnnmemory.schemes import _compiling
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with _compiling():
+            for module in ("torch.jit._script", "mycells"):
+                warnings.warn_explicit(
+                    f"deprecated in {module}", DeprecationWarning, "f.py", 1, module=module
+                )
+        warnings.warn_explicit("after", DeprecationWarning, "f.py", 2, module="torch.jit._script")
+    assert [str(w.message) for w in caught] == ["deprecated in mycells", "after"]
 
 
 def test_the_compiled_scheme_compiles_with_torchs_trace_log_kept_out(counted, caplog, monkeypatch):

@@ -195,10 +195,10 @@ def compile_cell(
     """``base`` (its weights unused: each call passes every trial's, stacked) compiled for every
     trial at once: a step cell whose state has ``parts`` tensors of width ``hidden``, for the
     shapes of ``params``, ``buffers`` and the training minibatch ``batch``; a sequence cell
-    (``parts == 0``) at its first call, which is a training call."""
+    (``parts == 0``) for the length of ``batch`` too."""
     if parts:
         return CompiledStep(base, parts, hidden, params, buffers, batch)
-    return CompiledSequence(base, params, buffers)
+    return CompiledSequence(base, params, buffers, batch)
 
 
 def _vmapped(base: nn.Module, param_names: tuple[str, ...], buffer_names: tuple[str, ...]) -> Callable:
@@ -217,12 +217,22 @@ def _vmapped(base: nn.Module, param_names: tuple[str, ...], buffer_names: tuple[
 
 
 class CompiledSequence:
-    """A sequence cell's forward and backward, compiled at the first call for its shapes."""
+    """A sequence cell's forward and backward, compiled for the shapes of ``params``, ``buffers``
+    and the training minibatch ``batch``."""
 
     def __init__(
-        self, base: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]
+        self,
+        base: nn.Module,
+        params: dict[str, torch.Tensor],
+        buffers: dict[str, torch.Tensor],
+        batch: torch.Tensor,
     ) -> None:
         self._run = _compile_differentiable(_vmapped(base, tuple(params), tuple(buffers)))
+        # AOTAutograd compiles at the first call, and the backward at the first backward pass: both
+        # here, on copies (a buffer the cell updates stays as it was), where the caller compiles.
+        weights = [p.detach().clone().requires_grad_() for p in params.values()]
+        hidden = self.hidden(dict(zip(params, weights, strict=True)), _copies(buffers), batch.detach())
+        torch.autograd.grad(hidden.sum(), weights, allow_unused=True)
 
     def hidden(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], batch: torch.Tensor):
         """Every trial's hidden states ``[n, b, T, H]``, differentiable in ``params``; a buffer the
@@ -261,8 +271,13 @@ class CompiledStep:
         state = [x.new_zeros(n, b, hidden) for _ in range(parts)]
         forward, backward = self._step_functions(base)
         grads = [t.clone() for t in weights[: len(params)]]
-        self._forward = _compile(forward, [*weights, x, *state])
-        self._backward = _compile(backward, [*weights, *grads, x, *state, state[0], *state])
+        # Both traced before either compiles: a cell that cannot be traced is found in a moment,
+        # not after Inductor has compiled its forward.
+        traced = [
+            _trace(forward, [*weights, x, *state]),
+            _trace(backward, [*weights, *grads, x, *state, state[0], *state]),
+        ]
+        self._forward, self._backward = (_inductor(graph, example) for graph, example in traced)
 
     def _step_functions(self, base: nn.Module) -> tuple[Callable, Callable]:
         cell, parts = _vmapped(base, self.param_names, self.buffer_names), self.parts
@@ -322,6 +337,10 @@ class CompiledStep:
         return summed
 
 
+def _copies(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in tensors.items()}
+
+
 def _dense(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """The tensors, each contiguous: compiled code takes the strides it was traced with, and an
     output may be a view (a slice of a concatenation's gradient, say)."""
@@ -351,15 +370,21 @@ class _Run(torch.autograd.Function):
         return (None, None, None, *grads, *([None] * ctx.buffers))
 
 
-def _compile(function: Callable, example: list[torch.Tensor]) -> Callable:
-    """``function`` traced to an ATen graph on ``example`` and compiled by Inductor."""
+def _trace(
+    function: Callable, example: list[torch.Tensor]
+) -> tuple[torch.fx.GraphModule, list[torch.Tensor]]:
+    """``function`` traced to an ATen graph on ``example``, and the example it was traced on."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
     # Every input its own tensor: the tracer maps a tensor to one input, so a tensor
     # passed twice would make the graph read one input for the other.
     example = [t.clone() for t in example]
     with torch.no_grad(), fast_scans():
-        graph = make_fx(function)(*example)
+        return make_fx(function)(*example), example
+
+
+def _inductor(graph: torch.fx.GraphModule, example: list[torch.Tensor]) -> Callable:
+    """A traced graph compiled by Inductor for the shapes of ``example``."""
     # Inductor keeps compiled graphs on disk only for a fake mode with a shape environment.
     from torch._guards import TracingContext, tracing
     from torch._subclasses import FakeTensorMode

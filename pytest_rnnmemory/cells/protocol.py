@@ -64,7 +64,13 @@ def _check(name: str, input_size: int, hidden_size: int, cell_args: Mapping[str,
         raise CellError(f"cell {name!r}: forward must return float32 states, got {out.dtype}")
     if not torch.isfinite(out).all():
         raise CellError(f"cell {name!r}: forward returns NaN or infinite states at initialisation")
-    _check_gradient(name, module, out, x, lambda: build_cell(name, input_size, hidden_size, cell_args))
+
+    def rebuild() -> torch.nn.Module:
+        return build_cell(name, input_size, hidden_size, cell_args)
+
+    if not step and len(_positional(module)) > 1:
+        _check_memory(name, module, x, rebuild)
+    _check_gradient(name, module, out, x, rebuild)
     _check_batching(name, input_size, hidden_size, cell_args, module)
 
 
@@ -76,15 +82,8 @@ def _forward(name: str, module: torch.nn.Module, x: torch.Tensor, seed: int = 0)
     except Exception as exc:
         built = f", built under seed {seed}," if seed else ""
         hint = ""
-        if (
-            not isinstance(module, StepSequence)
-            and isinstance(exc, TypeError)
-            and _takes_more_than_one_input(module)
-        ):
-            hint = (
-                f"; a class is run as a sequence cell, forward(x), unless it declares {STATE_ATTRIBUTE} "
-                "or subclasses torch.nn.RNNCellBase: is it a step cell?"
-            )
+        if not isinstance(module, StepSequence) and len(_positional(module)) > 1:
+            hint = f"; {_SEQUENCE_UNLESS_DECLARED}: is it a step cell?"
         raise CellError(
             f"cell {name!r}: forward on a {list(x.shape)} batch{built} raised {exc!r}{where(exc)}{hint}"
         ) from exc
@@ -146,14 +145,47 @@ def _check_step(name: str, cell: torch.nn.Module, cls: type, x: torch.Tensor, hi
         raise CellError(f"cell {name!r}: a step must return float32 states, got {wrong[0]}")
 
 
-def _takes_more_than_one_input(module: torch.nn.Module) -> bool:
-    """Whether ``module.forward`` has more than one parameter without a default (a step cell's shape)."""
+_SEQUENCE_UNLESS_DECLARED = (
+    f"a class is run as a sequence cell, forward(x), unless it declares {STATE_ATTRIBUTE} or subclasses "
+    "torch.nn.RNNCellBase"
+)
+
+
+def _positional(module: torch.nn.Module) -> list[str]:
+    """The names of ``module.forward``'s positional parameters: a second one (``forward(input,
+    hx=None)``) is a step cell's shape."""
     try:
         parameters = inspect.signature(module.forward).parameters.values()
     except (TypeError, ValueError):
-        return False
+        return []
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return sum(1 for p in parameters if p.kind in positional and p.default is p.empty) > 1
+    return [p.name for p in parameters if p.kind in positional]
+
+
+def _check_memory(
+    name: str, module: torch.nn.Module, x: torch.Tensor, rebuild: Callable[[], torch.nn.Module]
+) -> None:
+    """A sequence cell shaped like a step cell carries its first input to its last state, at one
+    initialisation of :data:`INITIALISATIONS` at least: a step cell run as a sequence cell (no state
+    declared) sees each step from a zero state, remembers nothing, and would fail every length."""
+    for seed in range(INITIALISATIONS):
+        if seed:
+            torch.default_generator.manual_seed(seed)
+            module = rebuild()
+        first = x.clone().requires_grad_(True)
+        out = _forward(name, module, first, seed)
+        if not out.requires_grad:
+            return  # no gradient at all: the gradient check says so
+        (grad,) = torch.autograd.grad(out[:, -1].sum(), first, allow_unused=True)
+        if grad is not None and torch.any(grad[:, 0] != 0):
+            return
+    second = _positional(module)[1]
+    raise CellError(
+        f"cell {name!r}: its last states do not depend on its first input at any of {INITIALISATIONS} "
+        f"initialisations, and its forward takes a second input ({second}): {_SEQUENCE_UNLESS_DECLARED}, "
+        "and run so, a step cell sees every step from a zero state and remembers nothing. Is it a step "
+        f'cell? Declare its state (class attribute {STATE_ATTRIBUTE} = ("h",), or ("h", "c"))'
+    )
 
 
 def _unreached(name: str, module: torch.nn.Module, out: torch.Tensor) -> list[str]:
