@@ -11,6 +11,7 @@ place that is wrong.
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -334,7 +335,10 @@ def case_record(
     decision = decide(sum(successes), outcome.trials, p0, alpha)
     learned = stop == "learned"
     metrics = outcome.metrics
-    gradients = outcome.input_gradient
+    # A gradient that overflowed (states grown past float32's range) measured nothing: none, where
+    # a NaN stored would make the record unreadable.
+    gradients = [g if math.isfinite(g) else None for g in outcome.input_gradient]
+    measured = [g for g in gradients if g is not None]
     evaluated = sorted(outcome.eval_metrics.items())
     return CaseRecord(
         suite=suite,
@@ -353,7 +357,7 @@ def case_record(
         scheme=outcome.scheme,
         device=outcome.device,
         wall_s=round(outcome.wall_s, 3),
-        input_gradient=statistics.median(gradients) if gradients else None,
+        input_gradient=statistics.median(measured) if measured else None,
         generalisation=tuple(
             _generalisation(at, values, outcome.diverged, decision, threshold) for at, values in evaluated
         ),

@@ -3,12 +3,14 @@ JSON that is not what a run writes gives one line naming the place."""
 
 import copy
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from pytest_rnnmemory.errors import StoredDataError
-from pytest_rnnmemory.records import CaseRecord
+from pytest_rnnmemory.outcome import CaseOutcome
+from pytest_rnnmemory.records import CaseRecord, case_record
 from pytest_rnnmemory.report import FIGURES, markdown, run_from_json, to_json
 from tests.records import record_with_metrics
 
@@ -35,6 +37,28 @@ def test_a_record_reads_back_what_it_wrote():
     record = record_with_metrics("lstm", 20, [1.0, 0.97, 0.5, 0.5, 0.6], gradient=1e-4)
     again = CaseRecord.from_json(json.loads(json.dumps(record.to_json())))
     assert again == record
+
+
+def test_a_gradient_that_overflowed_is_recorded_as_not_measured():
+    """A cell whose states grow past float32's range has a NaN or infinite input gradient: a
+    stored NaN made the record unreadable, and the case crashed pytest at every run."""
+    outcome = CaseOutcome(
+        metrics=(0.5, 0.5, 1.0),
+        diverged=(True, False, False),
+        train_loss=((None,), (0.7,), (0.1,)),
+        val_metric=((0.5,), (0.5,), (1.0,)),
+        scheme="vmap",
+        device="cpu",
+        wall_s=1.0,
+        input_gradient=(math.nan, math.inf, 1e-3),
+    )
+    record = case_record(
+        suite="s", cell="c", control=False, length=400, config_hash="h", outcome=outcome, seeds=(1, 2, 3),
+        metric="accuracy", threshold=0.95, chance=0.5, p0=0.5, alpha=0.05, trials_planned=3,
+    )  # fmt: skip
+    assert [t.input_gradient for t in record.trials] == [None, None, 1e-3]
+    assert record.input_gradient == 1e-3
+    assert CaseRecord.from_json(json.loads(json.dumps(record.to_json(), allow_nan=False))) == record
 
 
 def broken(change):
