@@ -44,6 +44,8 @@ class RunLog:
         self.notes: list[str] = []
         self.baseline_saved: tuple[Path, int] | None = None
         self._baseline: Baseline | None = None
+        #: Each suite's report as written: this run's cases, and an earlier run's where it did not run them.
+        self.shown: dict[str, SuiteRun] = {}
 
     @property
     def options(self) -> RunOptions:
@@ -95,10 +97,9 @@ class RunLog:
             meta, key, raised = _error_from(error)
             self.run_of(meta).add_error(key, raised)
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if hasattr(self.config, "workerinput") or not self.runs or self.config.option.collectonly:
             return  # only the controller writes reports, and only for a run that ran
-        from .gate import save_baseline
         from .report import write_reports
         from .runtime import environment
 
@@ -111,12 +112,27 @@ class RunLog:
             if not run.ran:
                 self.notes.append(f"{run.name}: no case finished or raised, so its report is left as it was")
                 continue
-            shown = run.completed_by(self._previous(run))
+            shown = self.shown[run.name] = run.completed_by(self._previous(run))
             self.written += write_reports(shown, options.report_dir, env, figures=options.figures)
         if options.save_baseline is not None:
-            records = [r for run in self.runs.values() for r in run.records.values()]
-            count = save_baseline(options.save_baseline, records, env)
-            self.baseline_saved = (options.save_baseline, count)
+            self._save_baseline(options.save_baseline, env, exitstatus)
+
+    def _save_baseline(self, path: Path, env: dict[str, str], exitstatus: int) -> None:
+        """Store this run's counts, unless it stopped before its cases finished (Ctrl-C, -x): a
+        baseline holds a whole run, never a part of one mixed into an earlier one's."""
+        from .gate import save_baseline
+        from .suite import display_path
+
+        unfinished = sum(key not in run.errors for run in self.runs.values() for key in run.missing)
+        if unfinished or exitstatus == pytest.ExitCode.INTERRUPTED:
+            self.notes.append(
+                f"baseline not written to {display_path(path, self.config.rootpath)}: the run stopped "
+                f"before {unfinished or 'all'} of its selected cases finished; store a baseline from a "
+                "run that finishes what it selects"
+            )
+            return
+        records = [r for run in self.runs.values() for r in run.records.values()]
+        self.baseline_saved = (path, save_baseline(path, records, env))
 
     def _previous(self, run: SuiteRun) -> SuiteRun | None:
         """The report already written for ``run``'s suite, if there is one this version can read."""
@@ -144,12 +160,22 @@ class RunLog:
             terminalreporter.write_line(terminal_table(run))
             for line in run.gate_lines():
                 terminalreporter.write_line(line)
-            if run.missing:
-                missing = ", ".join(
-                    f"{c}-L{n}" + (" (raised an error)" if (c, n) in run.errors else "")
-                    for c, n in run.missing
+            shown = self.shown.get(run.name)
+            kept = [key for key in run.missing if shown is not None and key in shown.records]
+            missing = [key for key in run.missing if key not in kept]
+            if missing:
+                terminalreporter.write_line(
+                    "missing: "
+                    + ", ".join(
+                        f"{c}-L{n}" + (" (raised an error)" if (c, n) in run.errors else "")
+                        for c, n in missing
+                    )
                 )
-                terminalreporter.write_line(f"missing: {missing}")
+            if kept:
+                terminalreporter.write_line(
+                    "not finished in this run, the report keeps an earlier run's verdict: "
+                    + ", ".join(f"{c}-L{n}" for c, n in kept)
+                )
             cached = [f"{r.cell}-L{r.length}" for r in run.records_in_order() if r.cached]
             if cached:
                 terminalreporter.write_line(
@@ -158,6 +184,11 @@ class RunLog:
             terminalreporter.write_line("")
         for path in self.written:
             terminalreporter.write_line(f"report written: {display_path(path, self.config.rootpath)}")
+        if not hasattr(self.config, "cache") and self.options.cache_dir is None:
+            terminalreporter.write_line(
+                "finished cases were not stored: pytest's cache is off (-p no:cacheprovider); "
+                "--rnn-cache-dir=DIR stores them, for later runs to reuse"
+            )
         for note in self.notes:
             terminalreporter.write_line(note)
         if self.baseline_saved is not None:

@@ -546,11 +546,15 @@ def test_an_interrupted_run_keeps_what_finished_and_trains_only_the_rest(project
     write_suite(project, "ortask", suite_text("or", cells=("stopcell:Elman",), lengths=(2, 4), trials=5))
     monkeypatch.setenv("STOP_AT", "4")
     # In a process of its own, as a real Ctrl-C ends one.
-    result = project.runpytest_subprocess("--rnn-suite=ortask")
+    result = project.runpytest_subprocess("--rnn-suite=ortask", "--rnn-save-baseline=base.json")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     report = read_report(project, "ortask")
     assert [c["length"] for c in report["cases"]] == [2]
     assert report["missing"] == [{"cell": "stopcell:Elman", "length": 4}]
+    result.stdout.fnmatch_lines(
+        ["missing: stopcell:Elman-L4", "baseline not written to base.json: the run stopped before 1 of its *"]
+    )
+    assert not (project.path / "base.json").exists()  # a baseline holds a whole run
 
     monkeypatch.delenv("STOP_AT")
     result = project.runpytest("--rnn-suite=ortask")
@@ -564,6 +568,26 @@ def test_an_interrupted_run_keeps_what_finished_and_trains_only_the_rest(project
     result = project.runpytest("--rnn-suite=ortask", "--rnn-rerun")
     result.assert_outcomes(passed=2)
     assert "from earlier runs" not in result.stdout.str()
+
+    # stopped again: the report keeps the verdict of the run that finished the case, and says so
+    monkeypatch.setenv("STOP_AT", "4")
+    result = project.runpytest_subprocess("--rnn-suite=ortask", "--rnn-rerun")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        ["not finished in this run, the report keeps an earlier run's verdict: stopcell:Elman-L4"]
+    )
+    assert "missing:" not in result.stdout.str()
+    assert [c["length"] for c in read_report(project, "ortask")["cases"]] == [2, 4]
+
+
+def test_a_run_that_stores_nothing_says_so(project):
+    write_suite(project, "ortask", suite_text("or", trials=3))
+    result = project.runpytest("--rnn-suite=ortask", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(
+        ["finished cases were not stored: pytest's cache is off (-p no:cacheprovider); *"]
+    )
+    result = project.runpytest("--rnn-suite=ortask", "-p", "no:cacheprovider", "--rnn-cache-dir=store")
+    assert "were not stored" not in result.stdout.str() and list((project.path / "store").glob("*.json"))
 
 
 @pytest.mark.slow
