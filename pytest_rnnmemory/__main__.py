@@ -69,7 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         (first, _), (second, _) = _read_report(args.first, parser), _read_report(args.second, parser)
         text = compare_reports(first, second, (args.first, args.second), args.test)
         if args.out:
-            Path(args.out).write_text(text, encoding="utf-8")
+            out = Path(args.out)
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                parser.error(f"--out {args.out}: cannot write the comparison there ({exc.strerror or exc})")
             print(f"written: {args.out}")
         else:
             print(text)
@@ -79,7 +84,13 @@ def main(argv: list[str] | None = None) -> int:
 
         run, environment = _read_report(args.json, parser)
         out = Path(args.out) if args.out else Path(args.json).parent
-        for path in write_reports(run, out, environment):
+        if out.exists() and not out.is_dir():
+            parser.error(f"--out {args.out}: is a file; give the folder to write the report in")
+        try:
+            written = write_reports(run, out, environment)
+        except OSError as exc:
+            parser.error(f"--out {out}: cannot write the report there ({exc.strerror or exc})")
+        for path in written:
             print(f"written: {path}")
         return 0
     if args.command == "calibrate" and args.search:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from .schema import Overrides
+from .schema import MAX_INTEGER, MAX_LENGTH, MAX_TRIALS, Overrides
 from .suite_files import suite_files
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
@@ -192,29 +193,45 @@ def read_options(config: pytest.Config) -> RunOptions:
     profile = _option(config, "rnn_profile", "rnn_profile")
     if config.getoption("rnn_frontier"):
         _check_frontier(config)
-    if cells:
-        _check_cells(_names(cells))
+    cell_names = _names(cells, _shown(config, "cell", "rnn_cells")) if cells is not None else None
+    if cell_names:
+        _check_cells(cell_names, _shown(config, "cell", "rnn_cells"))
+    shown_suites = _shown(config, "rnn_suite", "rnn_suites")
+    selected = _select(_names(names, shown_suites), suites_dir) if names is not None else None
+    running = selected is not None or suites_in_args(config, suites_dir)
+    baseline = _baseline_path(config)
+    if baseline is not None:
+        _check_distribution(config)
     return RunOptions(
         suites_dir=suites_dir,
-        selected=_select(_names(names), suites_dir) if names else None,
-        cells=_names(cells) if cells else None,
-        lengths=_lengths(lengths) if lengths else None,
-        trials=_count("--rnn-trials", 1)(trials) if trials else None,
-        seed=_count("--rnn-seed", 0)(seed) if seed is not None else None,
+        selected=selected,
+        cells=cell_names,
+        lengths=_lengths(lengths) if lengths is not None else None,
+        trials=_count("--rnn-trials", 1, MAX_TRIALS)(trials) if trials else None,
+        seed=_count("--rnn-seed", 0, MAX_INTEGER)(seed) if seed is not None else None,
         profile=profile,
         device=_check_device(
             _option(config, "rnn_device", "rnn_device") or "auto", _shown(config, "rnn_device", "rnn_device")
         ),
-        report_dir=_report_dir(config, profile),
+        report_dir=_report_dir(config, profile, written=running),
         inconclusive=inconclusive,
-        baseline=_baseline_path(config),
+        baseline=baseline,
         save_baseline=_save_baseline_path(config),
         holm=not config.getoption("rnn_no_holm"),
-        cache_dir=_path_option(config, "rnn_cache_dir"),
+        cache_dir=_cache_dir(config),
         rerun=config.getoption("rnn_rerun"),
         frontier=config.getoption("rnn_frontier"),
         search=_on_off(config, "rnn_search"),
         figures=_on_off(config, "rnn_figures"),
+    )
+
+
+def suites_in_args(config: pytest.Config, suites_dir: Path) -> bool:
+    """Whether the paths on the command line hold suites: the suites folder, one within it, or a
+    ``.toml`` file."""
+    paths = [Path(a.split("::")[0]).resolve() for a in config.args]
+    return any(
+        suites_dir == p or suites_dir in p.parents or (p.suffix == ".toml" and p.is_file()) for p in paths
     )
 
 
@@ -243,36 +260,50 @@ def _on_off(config: pytest.Config, name: str) -> bool:
     return value == "on"
 
 
-def _names(value: str) -> tuple[str, ...]:
-    names = tuple(v.strip() for v in value.split(",") if v.strip())
-    if not names:
-        raise pytest.UsageError(f"expected a comma-separated list of names, got {value!r}")
+def _names(value: str, shown: str) -> tuple[str, ...]:
+    """The comma-separated names of a setting as written (``shown``); an empty one is an error."""
+    names = tuple(v.strip() for v in value.split(","))
+    if not all(names):
+        raise pytest.UsageError(f"{shown}: expected a comma-separated list of names, without empty ones")
     return names
 
 
 def _lengths(value: str) -> tuple[int, ...]:
+    allowed = f"must be integers in [1, {MAX_LENGTH:_}], comma-separated (e.g. 5,20,50)"
     try:
-        lengths = tuple(int(v) for v in value.split(",") if v.strip())
+        lengths = tuple(int(v) for v in value.split(","))
     except ValueError:
-        raise pytest.UsageError(
-            f"--rnn-length={value}: must be integers >= 1, comma-separated (e.g. 5,20,50)"
-        ) from None
-    if not lengths or min(lengths) < 1:
-        raise pytest.UsageError(f"--rnn-length={value}: must be integers >= 1, comma-separated")
+        raise pytest.UsageError(f"--rnn-length={value}: {allowed}") from None
+    if not 1 <= min(lengths) <= max(lengths) <= MAX_LENGTH:
+        raise pytest.UsageError(f"--rnn-length={value}: {allowed}")
     return lengths
 
 
-def _count(option: str, minimum: int):
+def _count(option: str, minimum: int, maximum: int):
     def parse(value: str) -> int:
         try:
             number = int(value)
         except ValueError:
             number = minimum - 1
-        if number < minimum:
-            raise pytest.UsageError(f"{option}={value}: must be an integer >= {minimum}")
+        if not minimum <= number <= maximum:
+            raise pytest.UsageError(f"{option}={value}: must be an integer in [{minimum}, {maximum:_}]")
         return number
 
     return parse
+
+
+def _check_distribution(config: pytest.Config) -> None:
+    """A gated run under pytest-xdist keeps each suite file on one worker: its gate item compares
+    every case of the suite, and sees only its own worker's results."""
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    dist = getattr(config.option, "dist", "no")
+    if dist not in ("loadfile", "no"):
+        raise pytest.UsageError(
+            f"--rnn-baseline under pytest-xdist with --dist {dist}: a suite's gate compares all its "
+            "cases and sees only its own worker's; run with --dist loadfile, which keeps a suite file "
+            "on one worker"
+        )
 
 
 def _check_frontier(config: pytest.Config) -> None:
@@ -302,7 +333,7 @@ def _shown(config: pytest.Config, name: str, ini: str) -> str:
     return f"--{name.replace('_', '-')}={given}" if given is not None else f"{ini} = {config.getini(ini)}"
 
 
-def _check_cells(names: tuple[str, ...]) -> None:
+def _check_cells(names: tuple[str, ...], shown: str) -> None:
     from .cells import cell_class  # imports torch: only when cells are named
     from .errors import CellError
 
@@ -310,7 +341,7 @@ def _check_cells(names: tuple[str, ...]) -> None:
         try:
             cell_class(cell)
         except CellError as exc:
-            raise pytest.UsageError(f"--cell: {exc}") from None
+            raise pytest.UsageError(f"{shown}: {exc}") from None
 
 
 def _select(names: tuple[str, ...], suites_dir: Path) -> tuple[Path, ...]:
@@ -350,10 +381,10 @@ def _path_option(config: pytest.Config, name: str) -> Path | None:
     return Path(value).resolve() if value else None
 
 
-def _report_dir(config: pytest.Config, profile: str | None) -> Path:
+def _report_dir(config: pytest.Config, profile: str | None, *, written: bool) -> Path:
     """Where reports go: a profile's run in a folder of its own (a quick run must not replace the
-    full run's reports), unless ``--rnn-report-dir`` names one. A file in the way is a usage error
-    now, not after the training."""
+    full run's reports), unless ``--rnn-report-dir`` names one. A file in the way, or a folder that
+    cannot be written where suites run (``written``), is a usage error now, not after the training."""
     given = config.getoption("rnn_report_dir")
     folder = config.getini("rnn_report_dir")
     if profile and not given:
@@ -362,7 +393,20 @@ def _report_dir(config: pytest.Config, profile: str | None) -> Path:
     shown = f"--rnn-report-dir={given}" if given else f"rnn_report_dir = {folder}"
     if path.exists() and not path.is_dir():
         raise pytest.UsageError(f"{shown}: {path} is a file, not a folder")
-    _check_creatable(path, shown)
+    if written:
+        _check_writable(path, shown)
+    return path
+
+
+def _cache_dir(config: pytest.Config) -> Path | None:
+    """Where ``--rnn-cache-dir`` stores finished cases: a folder that can be written, checked before
+    anything trains."""
+    path = _path_option(config, "rnn_cache_dir")
+    if path is not None:
+        shown = f"--rnn-cache-dir={config.getoption('rnn_cache_dir')}"
+        if path.exists() and not path.is_dir():
+            raise pytest.UsageError(f"{shown}: {path} is a file, not a folder")
+        _check_writable(path, shown)
     return path
 
 
@@ -384,16 +428,24 @@ def _save_baseline_path(config: pytest.Config) -> Path | None:
                 f"{shown}: {path} exists and is not a baseline this version can update ({exc}); "
                 "remove it or give another path"
             ) from None
-    _check_creatable(path.parent, shown)
+    _check_writable(path.parent, shown)
     return path
 
 
-def _check_creatable(folder: Path, shown: str) -> None:
-    """``folder`` exists or can be made: its nearest existing ancestor is a folder."""
+def _check_writable(folder: Path, shown: str) -> None:
+    """A file can be written in ``folder``, or, where it does not exist yet, in the nearest folder
+    above it (where it will be made): tried with a temporary file, which is removed."""
     for parent in [folder, *folder.parents]:
         if parent.exists():
             if not parent.is_dir():
                 raise pytest.UsageError(f"{shown}: {parent} is a file, so {folder} cannot be a folder")
+            try:
+                with tempfile.TemporaryFile(dir=parent):
+                    pass
+            except OSError as exc:
+                raise pytest.UsageError(
+                    f"{shown}: cannot write in {parent} ({exc.strerror or exc})"
+                ) from None
             return
 
 

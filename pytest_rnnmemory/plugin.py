@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .options import OPTIONS, RunOptions, add_options, read_options, resolve_device
+from .options import OPTIONS, RunOptions, add_options, read_options, resolve_device, suites_in_args
 from .runlog import PROGRESS_ONLY, RUN_LOG, RunLog
 from .suite_files import is_suite_file, read_toml
 
@@ -110,7 +110,7 @@ def _add_suite_args(config: pytest.Config, paths: tuple[Path, ...]) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     options = config.stash.get(OPTIONS, None)
-    if options is None or (not options.active and not _suites_in_args(config, options)):
+    if options is None or (not options.active and not suites_in_args(config, options.suites_dir)):
         return None
     parts = [f"device={resolve_device(options.device)}"]
     for label, value in (
@@ -125,14 +125,6 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
             parts.append(f"{label}={value}")
     parts.append(f"reports={options.report_dir}")
     return ["rnnmemory: " + ", ".join(parts)]
-
-
-def _suites_in_args(config: pytest.Config, options: RunOptions) -> bool:
-    paths = [Path(a.split("::")[0]).resolve() for a in config.args]
-    return any(
-        options.suites_dir == p or options.suites_dir in p.parents or (p.suffix == ".toml" and p.is_file())
-        for p in paths
-    )
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):

@@ -19,6 +19,7 @@ from .literature import AGREES, NOT_COMPARED, literature
 from .records import CaseRecord, ImpliedVerdict, SuiteMeta, frontier_text
 from .results import SuiteRun
 from .schema import SuiteConfig
+from .schema import name as check_name
 from .search_report import recipe_text, search_section, searched, sequences_section
 from .stats import MARKS, interval_label
 from .stored import Fields
@@ -563,8 +564,12 @@ def run_from_json(data: Any) -> SuiteRun:
             f"schema_version {version!r}: this version of pytest-rnnmemory reads reports of version "
             f"{' and '.join(map(str, READS))}"
         )
+    suite = f.text("suite")
+    problem = check_name(suite) if suite else "must not be empty"
+    if problem:  # it names the report's files: "../x" would write beside the folder asked for
+        raise StoredDataError(f'suite = "{suite}": {problem}')
     meta = SuiteMeta(
-        name=f.text("suite"),
+        name=suite,
         description=f.text("description") if f.has("description") else "",
         path=f.text("path") if f.has("path") else "",
         task=f.text("task"),

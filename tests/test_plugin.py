@@ -207,6 +207,12 @@ def test_rnn_suite_selects_by_name_without_a_path(project):
     result.stdout.fnmatch_lines(["*2 tests collected*"])
 
 
+#: A folder no file can be written in, even by root: /proc (Linux).
+UNWRITABLE = pytest.mark.skipif(
+    not Path("/proc/self").is_dir(), reason="needs /proc, which no one can write in"
+)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -222,8 +228,42 @@ def test_rnn_suite_selects_by_name_without_a_path(project):
             "*unknown profile 'fast'; the selected suites define: quick*",
         ),
         (["--rnn-suite=first", "--rnn-device=tpu"], "*--rnn-device=tpu: must be auto, cpu, cuda or cuda:N*"),
-        (["--rnn-suite=first", "--rnn-trials=0"], "*--rnn-trials=0: must be an integer >= 1*"),
-        (["--rnn-suite=first", "--rnn-length=5,x"], "*--rnn-length=5,x: must be integers >= 1*"),
+        (["--rnn-suite=first", "--rnn-trials=0"], "*--rnn-trials=0: must be an integer in [[]1, 100_000[]]*"),
+        (
+            ["--rnn-suite=first", "--rnn-trials=200000"],
+            "*--rnn-trials=200000: must be an integer in [[]1, 100_000*",
+        ),
+        (
+            ["--rnn-suite=first", "--rnn-seed=" + "9" * 20],
+            "*--rnn-seed=99999999999999999999: must be an integer in*",
+        ),
+        (
+            ["--rnn-suite=first", "--rnn-length=5,x"],
+            "*--rnn-length=5,x: must be integers in [[]1, 100_000_000[]]*",
+        ),
+        (["--rnn-suite=first", "--rnn-length=3,,5"], "*--rnn-length=3,,5: must be integers in*"),
+        (["--rnn-suite=first", "--rnn-length=1000000000"], "*--rnn-length=1000000000: must be integers in*"),
+        (
+            ["--rnn-suite=first", "--cell="],
+            "*--cell=: expected a comma-separated list of names, without empty ones*",
+        ),
+        (["--rnn-suite=first", "--cell=rnn,,lstm"], "*--cell=rnn,,lstm: expected a comma-separated list*"),
+        (["--rnn-suite=first", "-o", "rnn_cells=lsmt"], "*rnn_cells = lsmt: unknown cell 'lsmt'*"),
+        (["--rnn-suite="], "*--rnn-suite=: expected a comma-separated list of names, without empty ones*"),
+        (
+            ["--rnn-suite=first", "--rnn-cache-dir=tox.ini"],
+            "*--rnn-cache-dir=tox.ini: *tox.ini is a file, not a folder*",
+        ),
+        pytest.param(
+            ["--rnn-suite=first", "--rnn-report-dir=/proc/nope"],
+            "*--rnn-report-dir=/proc/nope: cannot write in /proc (*)*",
+            marks=UNWRITABLE,
+        ),
+        pytest.param(
+            ["--rnn-suite=first", "--rnn-save-baseline=/proc/b.json"],
+            "*--rnn-save-baseline=/proc/b.json: cannot write in /proc (*)*",
+            marks=UNWRITABLE,
+        ),
         (
             ["--rnn-suite=first", "-o", "rnn_device=gpu"],
             "*rnn_device = gpu: must be auto, cpu, cuda or cuda:N*",
@@ -535,6 +575,12 @@ def test_the_same_report_serially_and_with_xdist(project):
     )
     gated.assert_outcomes(passed=5)
     gated.stdout.fnmatch_lines(["*4 case(s) unchanged*"])
+    # xdist's default --dist load spreads a suite's cases over workers: refused before training
+    spread = project.runpytest_subprocess("--rnn-suite=ortask", "--rnn-baseline=b.json", "-n", "2")
+    assert spread.ret == pytest.ExitCode.USAGE_ERROR
+    spread.stderr.fnmatch_lines(
+        ["*--rnn-baseline under pytest-xdist with --dist load: *run with --dist loadfile*"]
+    )
 
 
 # -- stored results: nothing finished is lost ----------------------------------------------------

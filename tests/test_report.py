@@ -244,6 +244,27 @@ def test_a_baseline_given_as_a_report_is_named_as_a_baseline(tmp_path, capsys):
     assert "it is a baseline (written by --rnn-save-baseline)" in capsys.readouterr().err
 
 
+def test_the_commands_out_is_checked_and_a_report_names_no_file_outside_it(tmp_path, capsys):
+    report = tmp_path / "a.json"
+    report.write_text(json.dumps(report_data(lengths=(5,))))
+    (tmp_path / "file.txt").write_text("")
+    with pytest.raises(SystemExit):
+        main(["report", str(report), "--out", str(tmp_path / "file.txt")])
+    assert "file.txt: is a file; give the folder to write the report in" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["compare", str(report), str(report), "--out", str(tmp_path)])
+    assert "cannot write the comparison there" in capsys.readouterr().err
+    assert main(["compare", str(report), str(report), "--out", str(tmp_path / "new" / "c.md")]) == 0
+    assert (tmp_path / "new" / "c.md").is_file()
+    data = report_data(lengths=(5,))
+    data["suite"] = "../x"  # a report's suite names its files
+    report.write_text(json.dumps(data))
+    with pytest.raises(SystemExit):
+        main(["report", str(report), "--out", str(tmp_path / "out")])
+    assert 'suite = "../x": must be a name of letters' in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_compare_command_prints_or_writes_the_comparison(tmp_path, capsys):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(report_data(lengths=(5,))))
