@@ -44,6 +44,10 @@ def _not_found_hint(name: str) -> str:
     package = sys.modules.get(parent) if parent else None
     if package is not None and hasattr(package, "__path__"):
         return did_you_mean(name, (f"{parent}.{m.name}" for m in pkgutil.iter_modules(package.__path__)))
+    if not parent:  # a misspelt module of a folder that is on the path: the name it is close to
+        close = did_you_mean(name, (m.name for m in pkgutil.iter_modules()))
+        if close:
+            return close
     return (
         f"; modules are looked for on sys.path: add the folder that holds {name!r} to pytest's "
         "'pythonpath' setting (or to PYTHONPATH)"

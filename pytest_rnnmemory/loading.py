@@ -141,8 +141,28 @@ def check_profiles(draft: Draft) -> None:
         _check_profile(f"profiles.{name}", override, draft.problems)
         if isinstance(override, dict) and "task" in override:
             _check_profile_task(f"profiles.{name}.task", raw_task, override["task"], draft.problems)
+        if isinstance(override, dict) and isinstance(override.get("suite"), dict):
+            _check_profile_names(f"profiles.{name}.suite", override["suite"], draft.problems)
         if len(draft.problems.lines) > before:
             draft.rejected.add(name)
+
+
+def _check_profile_names(where: str, suite: dict[str, Any], problems: Problems) -> None:
+    """A profile's task and cells exist, whether or not this run applies the profile (the cells'
+    code is checked further where the profile is applied)."""
+    task = suite.get("task")
+    if isinstance(task, str):
+        try:
+            task_class(task)
+        except TaskError as exc:
+            problems.add(f"{where}.task = {show(task)}", str(exc))
+    cells = suite.get("cells")
+    for i, cell in enumerate(cells if isinstance(cells, list) else []):
+        if isinstance(cell, str):
+            try:
+                cell_class(cell)
+            except CellError as exc:
+                problems.add(f"{where}.cells[{i}] = {show(cell)}", str(exc))
 
 
 def apply_profile(draft: Draft) -> None:
@@ -243,6 +263,17 @@ def check_reference(draft: Draft) -> None:
     suite = draft.data.get("suite")
     cells = suite.get("cells") if isinstance(suite, dict) else None
     cells = cells if isinstance(cells, list) else []
+    # A figure's length is one the file or one of its profiles runs (a long profile's, say).
+    tables = [suite, *(p.get("suite") for p in draft.profiles.values() if isinstance(p, dict))]
+    lengths = sorted(
+        {
+            n
+            for t in tables
+            if isinstance(t, dict) and isinstance(t.get("lengths"), list)
+            for n in t["lengths"]
+            if isinstance(n, int) and not isinstance(n, bool)
+        }
+    )
     built = []
     for i, raw in enumerate(figures):
         where = f"reference.figures[{i}]"
@@ -254,6 +285,11 @@ def check_reference(draft: Draft) -> None:
             problems.add(
                 f"{where}.cell = {show(figure.cell)}",
                 f"not a cell of this suite; suite.cells: {', '.join(map(str, cells))}",
+            )
+        if lengths and figure.length not in lengths:
+            problems.add(
+                f"{where}.length = {figure.length}",
+                f"not a length of this suite or its profiles: {', '.join(map(str, lengths))}",
             )
         if figure.statistic != "mean_sequences" and figure.value > 1:
             problems.add(
@@ -382,8 +418,11 @@ def physical_memory() -> int | None:
 def check_cells(draft: Draft) -> None:
     """Every cell can be found; a user's cell also builds, runs and batches on a tiny input."""
     model: ModelSection | None = draft.sections.get("model")
+    profile = draft.profiles.get(draft.overrides.profile or "")
+    from_profile = isinstance(profile, dict) and "cells" in (profile.get("suite") or {})
+    key = f"profiles.{draft.overrides.profile}.suite.cells" if from_profile else "suite.cells"
     given = [
-        (f"--cell {cell}" if draft.overrides.cells else f"suite.cells[{i}] = {show(cell)}", cell)
+        (f"--cell {cell}" if draft.overrides.cells else f"{key}[{i}] = {show(cell)}", cell)
         for i, cell in enumerate(draft.raw_list("cells"))
     ]
     control = [

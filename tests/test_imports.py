@@ -27,6 +27,13 @@ def test_a_module_not_on_the_path_says_where_modules_are_looked_for():
     assert "importlib" not in message  # the import machinery's frames are not the user's
 
 
+def test_a_misspelt_module_on_the_path_gets_the_closest_name_not_the_path_advice(tmp_path, monkeypatch):
+    (tmp_path / "spelled_cells_here.py").write_text("class Cell:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    message = _import("spelled_cels_here:Cell")
+    assert message.endswith("No module named 'spelled_cels_here' (did you mean 'spelled_cells_here'?)")
+
+
 def test_a_module_that_imports_what_is_missing_points_to_its_line(tmp_path, monkeypatch):
     (tmp_path / "cells_missing_a_dependency.py").write_text("import torch\nimport not_installed_here\n")
     monkeypatch.syspath_prepend(str(tmp_path))

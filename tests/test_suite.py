@@ -369,6 +369,16 @@ def test_out_of_range_exact_text(tmp_path):
             id="bad-profile-value",
         ),
         pytest.param(
+            MINIMAL + '[profiles.quick]\nsuite.cells = ["lsmt"]\n',
+            ['profiles.quick.suite.cells[0] = "lsmt"', "unknown cell 'lsmt' (did you mean 'lstm'?)"],
+            id="profile-cell-not-applied",
+        ),
+        pytest.param(
+            MINIMAL + '[profiles.quick]\nsuite.task = "latchign"\n',
+            ['profiles.quick.suite.task = "latchign"', "unknown task"],
+            id="profile-task-not-applied",
+        ),
+        pytest.param(
             MINIMAL + "[profiles.quick]\ntrian.epochs = 1\n",
             ["profiles.quick.trian", "unknown section", "did you mean 'train'?"],
             id="bad-profile-section",
@@ -878,7 +888,7 @@ REFERENCE = """
 source = "Hochreiter & Schmidhuber (1997)"
 [[reference.figures]]
 cell = "lstm"
-length = 10
+length = 5
 statistic = "mean_sequences"
 value = 74000
 trials = 10
@@ -891,7 +901,7 @@ def test_a_reference_travels_into_the_config_the_report_carries(tmp_path):
     reference = suite.config.reference
     assert reference.source == "Hochreiter & Schmidhuber (1997)"
     assert [(f.cell, f.length, f.statistic, f.value, f.trials) for f in reference.figures] == [
-        ("lstm", 10, "mean_sequences", 74000, 10)
+        ("lstm", 5, "mean_sequences", 74000, 10)
     ]
     assert SuiteConfig.from_json(suite.config.to_json()) == suite.config
 
@@ -902,6 +912,10 @@ def test_a_reference_travels_into_the_config_the_report_carries(tmp_path):
         (("74000", '"many"'), 'reference.figures[0].value = "many": must be a finite number'),
         (('"mean_sequences"', '"median"'), 'reference.figures[0].statistic = "median": must be one of'),
         (('cell = "lstm"', 'cell = "gru"'), 'reference.figures[0].cell = "gru": not a cell of this suite'),
+        (
+            ("length = 5", "length = 7"),
+            "reference.figures[0].length = 7: not a length of this suite or its profiles: 5",
+        ),
         (("trials = 10", "trials = 10\nseeds = 10"), "reference.figures[0].seeds: unknown key"),
         (("trials = 10", ""), "reference.figures[0].trials: is required"),
         (
@@ -927,6 +941,13 @@ def test_a_profile_that_runs_fewer_cells_keeps_the_references_of_the_others(tmp_
     text = TWO_CELLS + REFERENCE + '[profiles.rnn_only]\nsuite.cells = ["rnn"]\n'
     suite = load_suite(write(tmp_path, text), Overrides(profile="rnn_only"))
     assert suite.config.suite.cells == ("rnn",) and suite.config.reference.figures[0].cell == "lstm"
+
+
+def test_a_reference_at_a_length_a_profile_runs_is_one_of_the_suites(tmp_path):
+    text = (
+        TWO_CELLS + REFERENCE.replace("length = 5", "length = 50") + "[profiles.long]\nsuite.lengths = [50]\n"
+    )
+    assert load_suite(write(tmp_path, text)).config.reference.figures[0].length == 50
 
 
 def test_a_stored_reference_whose_figures_are_not_a_list_names_the_key():

@@ -23,7 +23,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import CellError
+from ..errors import CellError, did_you_mean
 from ..imports import import_object
 from ..usercode import where
 from . import native, stepwise
@@ -151,7 +151,7 @@ def cell_class(name: str) -> type[nn.Module]:
         return RECURRENCES[TORCH_CELLS[name]].module
     if ":" not in name:
         raise CellError(
-            f"unknown cell {name!r}; built-in cells: {', '.join(CELLS)}; "
+            f"unknown cell {name!r}{did_you_mean(name, CELLS)}; built-in cells: {', '.join(CELLS)}; "
             "or name your own as 'package.module:Class'"
         )
     cls = import_object(name, what="cell", error=CellError)
