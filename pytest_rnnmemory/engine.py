@@ -25,7 +25,7 @@ import torch
 from . import seeds
 from .data import EpochOrders, Sequences, Streams, TrialData, length_range, stream_piece
 from .outcome import CaseOutcome
-from .schemes import SCHEMES, choose_scheme, scheme_ran
+from .schemes import SCHEMES, choose_scheme, compiling_seconds, scheme_ran
 from .seeds import EVAL_PREFIX
 from .spec import CaseSpec
 from .stacked import StackedModel
@@ -56,13 +56,15 @@ class ProgressPoint:
     elapsed_s: float
     before: int = 0
     planned: int | None = None
+    #: Of ``elapsed_s``, the seconds spent compiling the cell, which the pace leaves out.
+    compiling_s: float = 0.0
 
     @property
     def left_s(self) -> float:
         """About how long the trials planned still take, at the pace so far (an upper bound in stages)."""
         planned = self.planned or self.trials
         done = self.before * self.epochs + self.trials * self.epoch
-        return self.elapsed_s / max(done, 1) * (planned * self.epochs - done)
+        return max(self.elapsed_s - self.compiling_s, 0.0) / max(done, 1) * (planned * self.epochs - done)
 
 
 #: Called after every epoch of a case.
@@ -244,6 +246,8 @@ class _Run:
         self.diverged: list[bool] = [False] * n
         self.sequences: list[int | None] = [None] * n
         self._weights: dict[int, torch.Tensor] = {}
+        #: The process's compiling time when the case began: what it adds is not its training pace.
+        self.compiled_before = compiling_seconds()
 
     def train(self, progress: Progress | None, started: float) -> None:
         spec, model = self.spec, self.model
@@ -281,8 +285,9 @@ class _Run:
                     val = self._evaluate(self.data.val) if measured else torch.full((model.n,), math.nan)
                     self._epoch_end(total, val, samples)
             if progress is not None:
-                point = ProgressPoint(epoch + 1, epochs, spec.trials, time.perf_counter() - started)
-                progress(point)
+                elapsed = time.perf_counter() - started
+                compiling = compiling_seconds() - self.compiled_before
+                progress(ProgressPoint(epoch + 1, epochs, spec.trials, elapsed, compiling_s=compiling))
         self._finish()
 
     def _next_order(self, epoch: int, samples: int) -> torch.Tensor:

@@ -17,6 +17,7 @@ import copy
 import logging
 import os
 import shutil
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -261,14 +262,22 @@ class Compiled(Vmap):
         found = cache.get(key)
         if found is None and batch.shape[1] >= self.widest:
             self.base.train()  # traced as it trains
-            found = cache[key] = compile_cell(
-                self.base.cell if self.step else self.base,
-                self.base.parts if self.step else 0,
-                self.base.hidden_size if self.step else 0,
-                self._own(params),
-                self._own(buffers),
-                batch,
-            )
+            name = ":".join(self.key[:2])
+            what = "one time step" if self.step else f"its forward and backward at length {batch.shape[2]}"
+            LOG.info("compiling %s, %s, with Inductor (seconds; tens for a process's first)", name, what)
+            started = time.perf_counter()
+            try:
+                found = cache[key] = compile_cell(
+                    self.base.cell if self.step else self.base,
+                    self.base.parts if self.step else 0,
+                    self.base.hidden_size if self.step else 0,
+                    self._own(params),
+                    self._own(buffers),
+                    batch,
+                )
+            finally:
+                _COMPILING_S[0] += time.perf_counter() - started
+            LOG.info("compiled %s in %.1f s", name, time.perf_counter() - started)
         self.widest = max(self.widest, batch.shape[1])
         return found
 
@@ -292,6 +301,13 @@ def _fallback_reason(exc: Exception, step: bool) -> str:
 #: compiling failed.
 _COMPILED: dict[Signature, CompiledCell] = {}
 _FAILED: set[tuple] = set()
+#: Seconds this process has spent compiling users' cells (successful or not).
+_COMPILING_S = [0.0]
+
+
+def compiling_seconds() -> float:
+    """Seconds this process has spent compiling users' cells: time a case's pace leaves out."""
+    return _COMPILING_S[0]
 
 
 @contextlib.contextmanager

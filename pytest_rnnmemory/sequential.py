@@ -17,6 +17,7 @@ import time
 
 from .engine import Progress, ProgressPoint, train_case
 from .outcome import CaseOutcome
+from .schemes import compiling_seconds
 from .spec import CaseSpec
 from .stats import settled
 
@@ -33,7 +34,7 @@ def train_in_stages(
     n = spec.trials
     if stage <= 0 or stage >= n:
         return train_case(spec, device=device, progress=progress)
-    started = time.perf_counter()
+    started, compiled_before = time.perf_counter(), compiling_seconds()
     parts: list[CaseOutcome] = []
     trained = successes = 0
     while trained < n:
@@ -41,7 +42,7 @@ def train_in_stages(
         part = train_case(
             dataclasses.replace(spec, trial_seeds=seeds),
             device=device,
-            progress=None if progress is None else _in_stage(progress, trained, n, started),
+            progress=None if progress is None else _in_stage(progress, trained, n, started, compiled_before),
         )
         parts.append(part)
         trained += len(seeds)
@@ -51,13 +52,20 @@ def train_in_stages(
     return CaseOutcome.concatenate(parts)
 
 
-def _in_stage(progress: Progress, before: int, planned: int, started: float) -> Progress:
-    """``progress`` told where this stage lies among all the case's trials, and the case's time so far."""
+def _in_stage(
+    progress: Progress, before: int, planned: int, started: float, compiled_before: float
+) -> Progress:
+    """``progress`` told where this stage lies among all the case's trials, and the case's time so
+    far (and, of it, the time spent compiling)."""
 
     def report(point: ProgressPoint) -> None:
         progress(
             dataclasses.replace(
-                point, before=before, planned=planned, elapsed_s=time.perf_counter() - started
+                point,
+                before=before,
+                planned=planned,
+                elapsed_s=time.perf_counter() - started,
+                compiling_s=compiling_seconds() - compiled_before,
             )
         )
 

@@ -1,6 +1,7 @@
 """Cells as users write them: step cells, torch's own cells, cells from their papers, and their errors."""
 
 import inspect
+import time
 from collections import Counter
 from typing import ClassVar
 
@@ -638,6 +639,35 @@ def test_the_compiled_scheme_compiles_with_torchs_trace_log_kept_out(counted, ca
     with caplog.at_level(logging.DEBUG):
         _hidden_and_grads(counted.Compiled(module, buffers), params, torch.randn(2, 4, 5, 1))
     assert Tracing.built and not [r for r in caplog.records if r.name == "torch.__trace"]
+
+
+def test_compiling_is_announced_and_left_out_of_a_cases_pace(counted, caplog):
+    """A first compile takes tens of seconds: the run says it is compiling, and the time a case
+    has left is estimated from its training alone."""
+    import logging
+
+    from pytest_rnnmemory.engine import ProgressPoint
+
+    class Slow(_Counted):
+        def __init__(self, *args):
+            time.sleep(0.05)
+            super().__init__(*args)
+
+    counted.compile_cell = Slow
+    module, params, buffers = _stacked("IndRNN", trials=2, hidden=3)
+    before = counted.compiling_seconds()
+    with caplog.at_level(logging.INFO, logger="pytest_rnnmemory"):
+        counted.Compiled(module, buffers).hidden(params, torch.randn(2, 4, 5, 1))
+    assert counted.compiling_seconds() - before >= 0.05
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0] == (
+        "compiling tests.cells_for_tests:IndRNN, one time step, with Inductor "
+        "(seconds; tens for a process's first)"
+    )
+    assert messages[1].startswith("compiled tests.cells_for_tests:IndRNN in ")
+    # 25 s elapsed after one epoch of two, 20 of them compiling: 5 s left, not 25
+    assert ProgressPoint(1, 2, 10, 25.0, compiling_s=20.0).left_s == pytest.approx(5.0)
+    assert ProgressPoint(1, 2, 10, 25.0).left_s == pytest.approx(25.0)
 
 
 def test_a_case_whose_cell_fell_back_says_it_ran_under_vmap(monkeypatch):
