@@ -11,20 +11,28 @@ if TYPE_CHECKING:
     from .results import SuiteRun
 
 
+#: The largest trial count ``calibrate`` tables: its exact sums over pairs of counts grow fast
+#: (2 min 16 s for 100 alone on a 2-core machine; 500 ran past 10 minutes).
+MAX_CALIBRATED = 100
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pytest_rnnmemory", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     calibrate = commands.add_parser(
         "calibrate", help="error rates and power of the verdict and the gate, per trial count"
     )
-    calibrate.add_argument("--trials", default="10,20,30,50", help="trial counts (comma-separated)")
-    calibrate.add_argument("--test", choices=("boschloo", "fisher"), default="boschloo")
     calibrate.add_argument(
+        "--trials", help=f"trial counts (comma-separated, each at most {MAX_CALIBRATED}; default 10,20,30,50)"
+    )
+    calibrate.add_argument("--test", choices=("boschloo", "fisher"), default="boschloo")
+    instead = calibrate.add_mutually_exclusive_group()
+    instead.add_argument(
         "--search",
         action="store_true",
         help="instead: how often a recipe search's verdict says learns for a cell at p0 (by simulation)",
     )
-    calibrate.add_argument(
+    instead.add_argument(
         "--looks",
         action="store_true",
         help="instead: the error rates of counts looked at twice (an inconclusive case again, staged runs)",
@@ -93,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         for path in written:
             print(f"written: {path}")
         return 0
+    if args.command == "calibrate" and (args.search or args.looks) and args.trials is not None:
+        parser.error(
+            f"--trials applies to the power table; --{'search' if args.search else 'looks'} has its own"
+        )
     if args.command == "calibrate" and args.search:
         from .calibration import format_search_table, search_error_rates
 
@@ -106,12 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "calibrate":
         from .calibration import format_table, power_table
 
+        given = args.trials if args.trials is not None else "10,20,30,50"
         try:
-            trials = tuple(int(v) for v in args.trials.split(","))
+            trials = tuple(int(v) for v in given.split(","))
         except ValueError:
             trials = ()
-        if not trials or min(trials) < 1:
-            parser.error(f"--trials={args.trials}: must be integers >= 1, comma-separated (e.g. 10,30)")
+        if not trials or not 1 <= min(trials) <= max(trials) <= MAX_CALIBRATED:
+            parser.error(
+                f"--trials={given}: must be integers in [1, {MAX_CALIBRATED}], comma-separated (e.g. 10,30)"
+            )
         print(format_table(power_table(trials, args.test)))
     return 0
 

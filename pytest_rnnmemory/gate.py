@@ -189,7 +189,12 @@ def load_baseline(path: str | Path) -> Baseline:
         )
     try:
         fields = Fields(data, "")
-        entries = {e.key: e for e in fields.objects("cases", BaselineEntry.from_json)}
+        entries: dict[tuple[str, str, int], BaselineEntry] = {}
+        for i, entry in enumerate(fields.objects("cases", BaselineEntry.from_json)):
+            if entry.key in entries:
+                suite, cell, length = entry.key
+                raise StoredDataError(f"cases[{i}]: a second entry for {cell} at length {length} of {suite}")
+            entries[entry.key] = entry
         created = fields.text("created") if fields.has("created") else "unknown"
         environment = fields.mapping("environment") if fields.has("environment") else {}
     except StoredDataError as exc:

@@ -523,6 +523,14 @@ def check_training(draft: Draft) -> None:
             'is the budget of streamed data: it applies with train.data = "stream" only '
             "(fixed data trains epochs x samples)",
         )
+    written = draft.merged.get("train", {})
+    for key, applies, rule in (
+        ("spread", train.lengths == "spread", 'train.lengths = "spread"'),
+        ("eval_every", train.stop == "learned", 'train.stop = "learned"'),
+        ("test_samples", train.stop == "learned", 'train.stop = "learned"'),
+    ):
+        if key in written and not applies:
+            draft.problems.add(f"train.{key} = {show(written[key])}", f"applies with {rule} only")
     if train.lengths == "spread":
         meta: SuiteSection = draft.sections["suite"]
         for length in meta.lengths:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from .errors import StoredDataError
+from .errors import StoredDataError, did_you_mean
 from .stored import Fields
 
 Check = Callable[[Any], "str | None"]
@@ -119,7 +119,8 @@ def is_cell_key(key: Any) -> bool:
 def one_of(*allowed: str) -> Check:
     def check(value: Any) -> str | None:
         if value not in allowed:
-            return "must be one of " + ", ".join(repr(a) for a in allowed)
+            close = did_you_mean(value.lower(), allowed) if isinstance(value, str) else ""
+            return "must be one of " + ", ".join(repr(a) for a in allowed) + close
         return None
 
     return check

@@ -16,7 +16,8 @@ from .errors import SuiteError
 def read_toml(path: Path, label: str | Path | None = None) -> dict[str, Any]:
     """The TOML document at ``path``; a syntax error keeps its line and column."""
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: a file saved with a byte-order mark (as some Windows editors do) reads as one without
+        return tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError([f"{label or path}: invalid TOML: {exc}"]) from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -294,13 +294,14 @@ def test_the_calibration_tables_exact_sums_match_hand_values():
             [{"suite": "s", "cell": "rnn", "length": 5, "config_hash": "h", "k": 9, "n": 4}],
             "cases[0].k: 9 successes of n = 4 trials",
         ),
+        ("twice", "cases[1]: a second entry for rnn at length 5 of s"),
     ],
 )
 def test_a_baseline_that_is_not_what_a_run_writes_is_one_line(tmp_path, cases, message):
     path = tmp_path / "b.json"
     save_baseline(path, [record("rnn", 5, 27)], {})
     data = json.loads(path.read_text())
-    data["cases"] = cases
+    data["cases"] = data["cases"] * 2 if cases == "twice" else cases
     path.write_text(json.dumps(data))
     with pytest.raises(BaselineError) as info:
         load_baseline(path)

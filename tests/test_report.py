@@ -288,11 +288,24 @@ def test_the_report_command_on_a_file_that_is_no_report_says_where(tmp_path, cap
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("trials", ["-3", "0", "3,x", ""])
-def test_calibrate_refuses_trial_counts_below_one(trials, capsys):
+@pytest.mark.parametrize("trials", ["-3", "0", "3,x", "", "10,101"])
+def test_calibrate_refuses_trial_counts_out_of_its_range(trials, capsys):
     with pytest.raises(SystemExit):
         main(["calibrate", f"--trials={trials}"])
-    assert "--trials" in capsys.readouterr().err
+    assert "must be integers in [1, 100]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--search", "--looks"], "not allowed with argument"),
+        (["--looks", "--trials=5"], "--trials applies to the power table; --looks has its own"),
+    ],
+)
+def test_calibrate_refuses_options_it_would_ignore(args, message, capsys):
+    with pytest.raises(SystemExit):
+        main(["calibrate", *args])
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.skipif(

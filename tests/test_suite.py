@@ -896,6 +896,31 @@ trials = 10
 TWO_CELLS = MINIMAL.replace('["rnn"]', '["rnn", "lstm"]')
 
 
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        ("spread = 0.2", 'train.spread = 0.2: applies with train.lengths = "spread" only'),
+        ("eval_every = 100", 'train.eval_every = 100: applies with train.stop = "learned" only'),
+        ("test_samples = 500", 'train.test_samples = 500: applies with train.stop = "learned" only'),
+    ],
+)
+def test_a_key_that_does_not_apply_to_the_suites_training_is_refused(tmp_path, train, message):
+    assert single_problem(tmp_path, MINIMAL + f"[train]\n{train}\n").endswith(message)
+
+
+def test_a_suite_file_saved_with_a_byte_order_mark_loads(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes("\ufeff".encode() + MINIMAL.encode())
+    assert load_suite(path).config.suite.cells == ("rnn",)
+
+
+def test_a_misspelt_choice_is_answered_with_the_closest_allowed_value(tmp_path):
+    line = single_problem(tmp_path, MINIMAL + '[train]\noptimizer = "Adam"\n')
+    assert line.endswith(
+        "train.optimizer = \"Adam\": must be one of 'adam', 'sgd', 'rmsprop' (did you mean 'adam'?)"
+    )
+
+
 def test_a_reference_travels_into_the_config_the_report_carries(tmp_path):
     suite = load_suite(write(tmp_path, TWO_CELLS + REFERENCE))
     reference = suite.config.reference
