@@ -17,10 +17,12 @@ import ast
 import functools
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import json
 import sys
 import warnings
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -131,25 +133,48 @@ def _imports_of(path: Path, package: str) -> list[ModuleType | str]:
                     continue
             # ``from a import b`` names module a, and module a.b where b is one
             names += [base, *(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")]
-    return [sys.modules.get(name, name) for name in dict.fromkeys(names) if name]
+    return [_loaded_or_name(name) for name in dict.fromkeys(names) if name]
+
+
+def _loaded_or_name(name: str) -> ModuleType | str:
+    """Module ``name`` where it is loaded, else its name (also where ``sys.modules`` holds ``None``
+    for it, as a test blocking an optional import sets: a name that finds nothing)."""
+    module = sys.modules.get(name)
+    return module if module is not None else name
 
 
 def _follow_unloaded(name: str, roots: tuple[Path, ...], files: set[Path], waiting: list) -> None:
-    """Add the user's file of module ``name``, which is not loaded, and queue what it imports,
-    without running it: found only where its parent package is loaded (finding it imports none)."""
-    parent = name.rpartition(".")[0]
-    if parent and parent not in sys.modules:
-        return
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError, AttributeError):
-        return
+    """Add the user's file of module ``name``, which is not loaded, and queue what it imports and
+    the package it is in (whose ``__init__`` an import runs first), without running any of it."""
+    spec = _spec_of(name)
     origin = spec.origin if spec is not None else None
-    if not origin or not spec.has_location or not is_users_file(origin, roots):
+    if spec is None or not origin or not spec.has_location or not is_users_file(origin, roots):
         return
     files.add(Path(origin).resolve())
+    parent = name.rpartition(".")[0]
     package = name if spec.submodule_search_locations is not None else parent
     waiting += _imports_of(Path(origin), package)
+    if parent:
+        waiting.append(_loaded_or_name(parent))
+
+
+def _spec_of(name: str) -> ModuleSpec | None:
+    """Where module ``name`` would be found, looked up package by package from the nearest loaded
+    one (or ``sys.path``), importing nothing; ``None`` where it is not found."""
+    module = sys.modules.get(name)
+    if module is not None:
+        return getattr(module, "__spec__", None)
+    parent = name.rpartition(".")[0]
+    search = None  # a top-level module: sys.path
+    if parent:
+        above = _spec_of(parent)
+        search = None if above is None else above.submodule_search_locations
+        if search is None:
+            return None  # no such package, or a module that is not one (the name is an attribute)
+    try:
+        return importlib.machinery.PathFinder.find_spec(name, None if search is None else list(search))
+    except (ImportError, ValueError, AttributeError):
+        return None
 
 
 def case_key(case: Case, device_type: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+from pathlib import Path
 
 from .errors import did_you_mean
 from .usercode import where
@@ -44,11 +45,23 @@ def _not_found_hint(name: str) -> str:
     package = sys.modules.get(parent) if parent else None
     if package is not None and hasattr(package, "__path__"):
         return did_you_mean(name, (f"{parent}.{m.name}" for m in pkgutil.iter_modules(package.__path__)))
-    if not parent:  # a misspelt module of a folder that is on the path: the name it is close to
-        close = did_you_mean(name, (m.name for m in pkgutil.iter_modules()))
-        if close:
-            return close
+    # a misspelt module of the user's, in a folder that is on the path: the name it is close to
+    close = "" if parent else did_you_mean(name, _users_modules())
     return (
         f"; modules are looked for on sys.path: add the folder that holds {name!r} to pytest's "
-        "'pythonpath' setting (or to PYTHONPATH)"
+        f"'pythonpath' setting (or to PYTHONPATH){close}"
     )
+
+
+def _users_modules() -> list[str]:
+    """The top-level modules of the user's folders on ``sys.path`` (installed code left out: a
+    name close to one of its hundreds of modules is no hint)."""
+    from .usercode import installed_roots
+
+    roots = installed_roots()
+    folders = [
+        folder
+        for folder in (entry or "." for entry in sys.path)  # "": the current folder
+        if Path(folder).is_dir() and not any(Path(folder).resolve().is_relative_to(r) for r in roots)
+    ]
+    return [m.name for m in pkgutil.iter_modules(folders)]

@@ -44,6 +44,7 @@ from .schema import (
     is_required,
     keys_of,
 )
+from .schema import name as name_problem
 from .schemes import SCHEMES, unknown_scheme
 from .tasks import TASKS, Task, task_class
 
@@ -263,8 +264,13 @@ def check_reference(draft: Draft) -> None:
     suite = draft.data.get("suite")
     cells = suite.get("cells") if isinstance(suite, dict) else None
     cells = cells if isinstance(cells, list) else []
-    # A figure's length is one the file or one of its profiles runs (a long profile's, say).
-    tables = [suite, *(p.get("suite") for p in draft.profiles.values() if isinstance(p, dict))]
+    # A figure's length is one the file, one of its profiles (a long profile's, say) or the
+    # command line runs.
+    tables = [
+        suite,
+        *(p.get("suite") for p in draft.profiles.values() if isinstance(p, dict)),
+        {"lengths": list(draft.overrides.lengths or ())},
+    ]
     lengths = sorted(
         {
             n
@@ -289,7 +295,8 @@ def check_reference(draft: Draft) -> None:
         if lengths and figure.length not in lengths:
             problems.add(
                 f"{where}.length = {figure.length}",
-                f"not a length of this suite or its profiles: {', '.join(map(str, lengths))}",
+                "not a length this suite, its profiles or the command line run: "
+                + ", ".join(map(str, lengths)),
             )
         if figure.statistic != "mean_sequences" and figure.value > 1:
             problems.add(
@@ -361,6 +368,17 @@ def build_task(draft: Draft) -> None:
         draft.task = task_cls(**known)
     except TaskError as exc:
         problems.add(exc.where or "[task]", str(exc))
+
+
+def check_name(draft: Draft) -> None:
+    """The suite's name, which names its reports: ``suite.name``, or the file's stem where unset."""
+    meta: SuiteSection | None = draft.sections.get("suite")
+    if meta is not None and not meta.name and name_problem(draft.path.stem):
+        draft.problems.add(
+            "suite.name",
+            f"is not set, and the file's name {draft.path.stem!r} cannot name the suite's reports: set "
+            "suite.name to a name of letters, digits, '_', '.' or '-' (or rename the file)",
+        )
 
 
 def check_lengths(draft: Draft) -> None:
@@ -523,14 +541,19 @@ def check_training(draft: Draft) -> None:
             'is the budget of streamed data: it applies with train.data = "stream" only '
             "(fixed data trains epochs x samples)",
         )
-    written = draft.merged.get("train", {})
-    for key, applies, rule in (
-        ("spread", train.lengths == "spread", 'train.lengths = "spread"'),
-        ("eval_every", train.stop == "learned", 'train.stop = "learned"'),
-        ("test_samples", train.stop == "learned", 'train.stop = "learned"'),
+    # The file's own [train] table, by its own settings: a profile that changes them (stop =
+    # "budget", say) cannot unset the keys that then stop applying.
+    written = draft.data.get("train") if isinstance(draft.data.get("train"), dict) else {}
+    default = TrainSection()
+    for key, setting, value in (
+        ("spread", "lengths", "spread"),
+        ("eval_every", "stop", "learned"),
+        ("test_samples", "stop", "learned"),
     ):
-        if key in written and not applies:
-            draft.problems.add(f"train.{key} = {show(written[key])}", f"applies with {rule} only")
+        if key in written and written.get(setting, getattr(default, setting)) != value:
+            draft.problems.add(
+                f"train.{key} = {show(written[key])}", f'applies with train.{setting} = "{value}" only'
+            )
     if train.lengths == "spread":
         meta: SuiteSection = draft.sections["suite"]
         for length in meta.lengths:
@@ -581,6 +604,7 @@ STAGES: tuple[tuple[Stage, ...], ...] = (
         apply_overrides,
         build_sections,
         build_task,
+        check_name,
         check_lengths,
         check_sizes,
         check_cells,

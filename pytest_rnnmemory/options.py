@@ -199,8 +199,8 @@ def read_options(config: pytest.Config) -> RunOptions:
     shown_suites = _shown(config, "rnn_suite", "rnn_suites")
     selected = _select(_names(names, shown_suites), suites_dir) if names is not None else None
     running = selected is not None or suites_in_args(config, suites_dir)
-    baseline = _baseline_path(config)
-    if baseline is not None:
+    baseline = _baseline_path(config, checked=running)
+    if baseline is not None and running:
         _check_distribution(config)
     return RunOptions(
         suites_dir=suites_dir,
@@ -227,11 +227,15 @@ def read_options(config: pytest.Config) -> RunOptions:
 
 
 def suites_in_args(config: pytest.Config, suites_dir: Path) -> bool:
-    """Whether the paths on the command line hold suites: the suites folder, one within it, or a
-    ``.toml`` file."""
+    """Whether the paths on the command line hold suites: the suites folder, a folder within it or
+    above it (a bare ``pytest`` collects the rootdir), or a ``.toml`` file."""
     paths = [Path(a.split("::")[0]).resolve() for a in config.args]
     return any(
-        suites_dir == p or suites_dir in p.parents or (p.suffix == ".toml" and p.is_file()) for p in paths
+        suites_dir == p
+        or suites_dir in p.parents
+        or (p in suites_dir.parents and suites_dir.is_dir())
+        or (p.suffix == ".toml" and p.is_file())
+        for p in paths
     )
 
 
@@ -298,9 +302,11 @@ def _check_distribution(config: pytest.Config) -> None:
     if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
         return
     dist = getattr(config.option, "dist", "no")
-    if dist not in ("loadfile", "no"):
+    if dist not in ("loadfile", "loadscope", "no"):  # loadscope: a suite file is one scope
+        given = config.getoption("rnn_baseline")
+        shown = f"--rnn-baseline={given}" if given else f"rnn_baseline = {config.getini('rnn_baseline')}"
         raise pytest.UsageError(
-            f"--rnn-baseline under pytest-xdist with --dist {dist}: a suite's gate compares all its "
+            f"{shown} under pytest-xdist with --dist {dist}: a suite's gate compares all its "
             "cases and sees only its own worker's; run with --dist loadfile, which keeps a suite file "
             "on one worker"
         )
@@ -449,11 +455,13 @@ def _check_writable(folder: Path, shown: str) -> None:
             return
 
 
-def _baseline_path(config: pytest.Config) -> Path | None:
+def _baseline_path(config: pytest.Config, *, checked: bool) -> Path | None:
+    """The baseline the gate compares with, read now where suites run (``checked``): a run of a
+    project's other tests does not need it."""
     path = _path_option(config, "rnn_baseline")
     if path is None and config.getini("rnn_baseline"):
         path = config.rootpath / config.getini("rnn_baseline")
-    if path is not None:
+    if path is not None and checked:
         from .gate import BaselineError, load_baseline  # scipy: only for a gated run
 
         try:

@@ -255,11 +255,14 @@ class TorchStyleUndeclaredBatchState(TorchStyleUndeclared):
 
 
 class SequenceFromAState(nn.Module):
-    """A sequence cell that takes an optional initial state, as torch.nn.RNN does: it remembers."""
+    """A sequence cell that takes an optional initial state, as torch.nn.RNN does, its recurrent
+    weights starting at zero: at initialisation its last state does not depend on its first
+    input, and it is a sequence cell all the same."""
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
         self.ih, self.hh = nn.Linear(input_size, hidden_size), nn.Linear(hidden_size, hidden_size)
+        nn.init.zeros_(self.hh.weight)
 
     def forward(self, x, h0=None):
         h = torch.zeros(x.shape[0], self.hh.in_features) if h0 is None else h0
@@ -268,6 +271,18 @@ class SequenceFromAState(nn.Module):
             h = torch.tanh(self.ih(x[:, t]) + self.hh(h))
             states.append(h)
         return torch.stack(states, 1)
+
+
+class MaskedShapeBug(nn.Module):
+    """Breaks the protocol: a sequence cell with an optional mask whose forward has a shape bug
+    (not a step cell: it gets no step-cell hint)."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(input_size, hidden_size)
+
+    def forward(self, x, mask=None):
+        return torch.tanh(self.inp(torch.cat([x, x[..., :1]], dim=2))).cumsum(1)
 
 
 class ForwardFails(nn.Module):

@@ -112,6 +112,43 @@ def test_a_module_a_cell_imports_inside_a_function_is_part_of_the_key(tmp_path, 
     assert (f"lazycells_{loaded}.helper" in sys.modules) == loaded  # read, never imported
 
 
+def test_a_package_a_forward_imports_before_any_of_it_is_loaded_is_part_of_the_key(tmp_path, monkeypatch):
+    """``from deep.inner.helpers import scale`` inside a forward, nothing of ``deep`` imported yet:
+    found package by package, none of it run; its __init__ files count too."""
+    inner = tmp_path / "deeplazy" / "inner"
+    inner.mkdir(parents=True)
+    (tmp_path / "deeplazy" / "__init__.py").write_text("")
+    (inner / "__init__.py").write_text("")
+    (inner / "helpers.py").write_text("SCALE = 1.0\n")
+    (tmp_path / "deeplazy_cells.py").write_text(
+        "class Mine:\n    def forward(self, x):\n        from deeplazy.inner.helpers import SCALE\n\n"
+        "        return x * SCALE\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = _module_source("deeplazy_cells:Mine")
+    assert "deeplazy" not in sys.modules  # read, never imported
+    files = _user_files(importlib.import_module("deeplazy_cells"))
+    assert {p.relative_to(tmp_path).as_posix() for p in files} == {
+        "deeplazy_cells.py",
+        "deeplazy/__init__.py",
+        "deeplazy/inner/__init__.py",
+        "deeplazy/inner/helpers.py",
+    }
+    (inner / "helpers.py").write_text("SCALE = 2.0\n")
+    assert _module_source("deeplazy_cells:Mine") != before
+
+
+def test_an_import_a_test_blocks_is_passed_over(tmp_path, monkeypatch):
+    # sys.modules[name] = None is how tests block an optional dependency
+    (tmp_path / "optional_cells.py").write_text(
+        "try:\n    import optional_accel\nexcept ImportError:\n    optional_accel = None\n\n"
+        "class Cell:\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "optional_accel", None)
+    assert _module_source("optional_cells:Cell") is not None
+
+
 def test_installed_code_a_cell_imports_is_left_to_the_versions():
     # torch and the standard library are pinned by their versions, not read file by file.
     import tests.cells_for_tests as cells

@@ -27,11 +27,17 @@ def test_a_module_not_on_the_path_says_where_modules_are_looked_for():
     assert "importlib" not in message  # the import machinery's frames are not the user's
 
 
-def test_a_misspelt_module_on_the_path_gets_the_closest_name_not_the_path_advice(tmp_path, monkeypatch):
+def test_a_misspelt_module_on_the_path_gets_the_closest_name_beside_the_path_advice(tmp_path, monkeypatch):
     (tmp_path / "spelled_cells_here.py").write_text("class Cell:\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     message = _import("spelled_cels_here:Cell")
-    assert message.endswith("No module named 'spelled_cels_here' (did you mean 'spelled_cells_here'?)")
+    assert message.endswith("(or to PYTHONPATH) (did you mean 'spelled_cells_here'?)")
+
+
+@pytest.mark.parametrize("module", ["models", "rnns", "layers"])
+def test_a_module_not_on_the_path_is_not_matched_to_an_installed_one(module):
+    # the standard library and site-packages hold 'codecs', 'warnings' and hundreds more
+    assert "did you mean" not in _import(f"{module}:Cell")
 
 
 def test_a_module_that_imports_what_is_missing_points_to_its_line(tmp_path, monkeypatch):

@@ -222,7 +222,10 @@ UNWRITABLE = pytest.mark.skipif(
             "*no suite file 'mine/first.toml' (from *); a suite is a name of the suites folder (first) or "
             "the path of a .toml file*",
         ),
-        (["--rnn-suite=first", "--cell=lsmt"], "*unknown cell 'lsmt'; built-in cells: rnn, lstm, gru*"),
+        (
+            ["--rnn-suite=first", "--cell=lsmt"],
+            "*unknown cell 'lsmt' (did you mean 'lstm'?); built-in cells: rnn, lstm, gru*",
+        ),
         (
             ["--rnn-suite=first", "--rnn-profile=fast"],
             "*unknown profile 'fast'; the selected suites define: quick*",
@@ -579,8 +582,25 @@ def test_the_same_report_serially_and_with_xdist(project):
     spread = project.runpytest_subprocess("--rnn-suite=ortask", "--rnn-baseline=b.json", "-n", "2")
     assert spread.ret == pytest.ExitCode.USAGE_ERROR
     spread.stderr.fnmatch_lines(
-        ["*--rnn-baseline under pytest-xdist with --dist load: *run with --dist loadfile*"]
+        ["*--rnn-baseline=b.json under pytest-xdist with --dist load: *run with --dist loadfile*"]
     )
+
+
+@UNWRITABLE
+def test_a_bare_pytest_that_collects_suites_checks_the_report_folder_first(project):
+    write_suite(project, "ortask", suite_text("or"))
+    result = project.runpytest("--rnn-report-dir=/proc/reports")  # the rootdir: suites/ within
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--rnn-report-dir=/proc/reports: cannot write in /proc*"])
+
+
+def test_a_projects_other_tests_run_as_ever_beside_a_gate_set_in_the_ini(project):
+    """The gate's baseline and its xdist rule concern suite runs: a project that sets rnn_baseline
+    (here to a file not made yet) still runs its other tests, under -n 2 too."""
+    project.makeini("[pytest]\nrnn_baseline = baselines/not-yet.json\n")
+    project.makepyfile(test_plain="def test_plain():\n    assert True\n")
+    result = project.runpytest_subprocess("test_plain.py", "-n", "2")
+    result.assert_outcomes(passed=1)
 
 
 # -- stored results: nothing finished is lost ----------------------------------------------------

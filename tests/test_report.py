@@ -181,6 +181,47 @@ def test_a_gated_report_renders_again_with_what_the_gate_found(tmp_path, holm):
     assert [c.status for c in again.comparisons] == [c.status for c in run.comparisons]
 
 
+def test_a_gated_run_of_some_cells_merged_into_a_fuller_report_renders_again_as_gated(tmp_path):
+    """A gated run of lstm alone, merged into a report of rnn and lstm: the report, read back,
+    compares the three lstm cases the gate compared, not the rnn cases it kept from before."""
+    everything = run_from_json(report_data(lengths=(5, 10, 20)))
+    gated = run_from_json(report_data(lengths=(5, 10, 20)))
+    gated.expected = [key for key in gated.expected if key[0] == "lstm"]
+    gated.records = {key: r for key, r in gated.records.items() if key[0] == "lstm"}
+    gated.judge(gated_run(tmp_path).baseline)
+    shown = gated.completed_by(everything)
+    assert len(shown.records) == 6 and [c.cell for c in shown.comparisons] == ["lstm"] * 3
+    again = run_from_json(json.loads(json.dumps(to_json(shown, {}))))
+    assert [(c.cell, c.length, c.status) for c in again.comparisons] == [
+        (c.cell, c.length, c.status) for c in shown.comparisons
+    ]
+    assert markdown(again, {}) == markdown(shown, {})
+
+
+@pytest.mark.parametrize(
+    ("exitstatus", "unfinished", "written"),
+    [(0, False, True), (2, False, False), (1, True, False)],
+    ids=["finished", "interrupted after every case (the rule under xdist)", "a case never ran"],
+)
+def test_a_baseline_is_stored_from_a_run_that_finished_what_it_selected(
+    tmp_path, exitstatus, unfinished, written
+):
+    from types import SimpleNamespace
+
+    from pytest_rnnmemory.runlog import RunLog
+
+    log = RunLog(SimpleNamespace(rootpath=tmp_path))
+    run = run_from_json(report_data(lengths=(5,)))
+    if unfinished:
+        run.expect(("rnn", 10))
+    log.runs[run.name] = run
+    log._save_baseline(tmp_path / "b.json", {}, exitstatus)
+    assert (tmp_path / "b.json").exists() == written
+    assert bool(log.notes) != written and all(
+        n.startswith("baseline not written to b.json") for n in log.notes
+    )
+
+
 def test_a_report_gated_without_holms_correction_says_so_and_has_no_holm_column(tmp_path):
     corrected, uncorrected = markdown(gated_run(tmp_path), {}), markdown(gated_run(tmp_path, holm=False), {})
     assert "Holm-adjusted across this suite's cases" in corrected and " Holm |" in corrected

@@ -908,6 +908,26 @@ def test_a_key_that_does_not_apply_to_the_suites_training_is_refused(tmp_path, t
     assert single_problem(tmp_path, MINIMAL + f"[train]\n{train}\n").endswith(message)
 
 
+def test_a_profile_may_change_the_training_that_the_files_keys_apply_to(tmp_path):
+    text = (
+        MINIMAL
+        + '[train]\nstop = "learned"\neval_every = 100\ntest_samples = 200\n'
+        + '[profiles.budget]\ntrain.stop = "budget"\n'
+    )
+    assert load_suite(write(tmp_path, text), Overrides(profile="budget")).config.train.stop == "budget"
+
+
+def test_a_file_whose_name_cannot_name_the_reports_needs_a_suite_name(tmp_path):
+    path = tmp_path / "my suite.toml"
+    path.write_text(MINIMAL)
+    assert problems_of(path) == [
+        f"{path}: suite.name: is not set, and the file's name 'my suite' cannot name the suite's reports: "
+        "set suite.name to a name of letters, digits, '_', '.' or '-' (or rename the file)"
+    ]
+    path.write_text(MINIMAL.replace("[suite]", '[suite]\nname = "my_suite"'))
+    assert load_suite(path).config.suite.name == "my_suite"
+
+
 def test_a_suite_file_saved_with_a_byte_order_mark_loads(tmp_path):
     path = tmp_path / "bom.toml"
     path.write_bytes("\ufeff".encode() + MINIMAL.encode())
@@ -939,7 +959,8 @@ def test_a_reference_travels_into_the_config_the_report_carries(tmp_path):
         (('cell = "lstm"', 'cell = "gru"'), 'reference.figures[0].cell = "gru": not a cell of this suite'),
         (
             ("length = 5", "length = 7"),
-            "reference.figures[0].length = 7: not a length of this suite or its profiles: 5",
+            "reference.figures[0].length = 7: not a length this suite, its profiles or the command line "
+            "run: 5",
         ),
         (("trials = 10", "trials = 10\nseeds = 10"), "reference.figures[0].seeds: unknown key"),
         (("trials = 10", ""), "reference.figures[0].trials: is required"),
@@ -973,6 +994,8 @@ def test_a_reference_at_a_length_a_profile_runs_is_one_of_the_suites(tmp_path):
         TWO_CELLS + REFERENCE.replace("length = 5", "length = 50") + "[profiles.long]\nsuite.lengths = [50]\n"
     )
     assert load_suite(write(tmp_path, text)).config.reference.figures[0].length == 50
+    at_seven = TWO_CELLS + REFERENCE.replace("length = 5", "length = 7")
+    assert load_suite(write(tmp_path, at_seven), Overrides(lengths=(7,))).config.suite.lengths == (7,)
 
 
 def test_a_stored_reference_whose_figures_are_not_a_list_names_the_key():

@@ -105,9 +105,9 @@ def test_torchs_sequence_modules_are_told_to_name_torchs_cells_instead():
         ),
         (
             "TorchStyleUndeclared",
-            "its last states do not depend on its first input at any of 3 initialisations, and its "
-            "forward takes a second input (hx): a class is run as a sequence cell, forward(x), unless it "
-            "declares rnnmemory_state",
+            "its last states do not depend on its first input at any of 3 initialisations, and it also "
+            "runs as a step cell, forward(input, state) -> state: a class is run as a sequence cell, "
+            "forward(x), unless it declares rnnmemory_state",
         ),
         ("TorchStyleUndeclaredBatchState", "must match the size of tensor b"),
         ("TorchStyleUndeclaredBatchState", "subclasses torch.nn.RNNCellBase: is it a step cell?"),
@@ -119,8 +119,14 @@ def test_a_cell_that_breaks_the_protocol_is_one_line_saying_how(name, message):
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
-def test_a_sequence_cell_that_takes_an_initial_state_and_remembers_loads():
+def test_a_sequence_cell_that_takes_an_initial_state_loads_though_it_starts_without_memory():
     check_cell("tests.cells_for_tests:SequenceFromAState", 1, 4)
+
+
+def test_a_sequence_cell_whose_forward_raises_is_not_asked_whether_it_is_a_step_cell():
+    with pytest.raises(CellError) as info:
+        check_cell("tests.cells_for_tests:MaskedShapeBug", 1, 4)
+    assert "forward on a [2, 3, 1] batch raised" in str(info.value) and "step cell" not in str(info.value)
 
 
 def test_a_unit_dead_at_one_initialisation_is_not_a_cell_without_gradient():

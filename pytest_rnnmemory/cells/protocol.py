@@ -9,8 +9,7 @@ outputs at initialisation, no gradient reaching its parameters, or a cell that
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -46,7 +45,7 @@ def _check(name: str, input_size: int, hidden_size: int, cell_args: Mapping[str,
     x = torch.randn(BATCH, STEPS, input_size, generator=torch.Generator().manual_seed(0))
     if step:
         _check_step(name, module.cell, type(module.cell), x[:, 0], hidden_size)
-    out = _forward(name, module, x)
+    out = _forward(name, module, x, hidden=hidden_size)
     expected = (BATCH, STEPS, hidden_size)
     what = "states [batch, hidden]" if step else "hidden states [batch, steps, hidden]"
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
@@ -68,21 +67,24 @@ def _check(name: str, input_size: int, hidden_size: int, cell_args: Mapping[str,
     def rebuild() -> torch.nn.Module:
         return build_cell(name, input_size, hidden_size, cell_args)
 
-    if not step and len(_positional(module)) > 1:
+    if not step and _runs_as_step(module, x, hidden_size):
         _check_memory(name, module, x, rebuild)
     _check_gradient(name, module, out, x, rebuild)
     _check_batching(name, input_size, hidden_size, cell_args, module)
 
 
-def _forward(name: str, module: torch.nn.Module, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+def _forward(
+    name: str, module: torch.nn.Module, x: torch.Tensor, seed: int = 0, hidden: int | None = None
+) -> torch.Tensor:
     """The cell's states on the tiny batch ``x``; a forward that raises is a :class:`.CellError`
-    that points to the user's line (``seed``: the one the cell was built under, where not 0)."""
+    that points to the user's line (``seed``: the one the cell was built under, where not 0; with
+    ``hidden``, a cell that runs as a step cell is asked whether it is one)."""
     try:
         return module(x)
     except Exception as exc:
         built = f", built under seed {seed}," if seed else ""
         hint = ""
-        if not isinstance(module, StepSequence) and len(_positional(module)) > 1:
+        if hidden is not None and not isinstance(module, StepSequence) and _runs_as_step(module, x, hidden):
             hint = f"; {_SEQUENCE_UNLESS_DECLARED}: is it a step cell?"
         raise CellError(
             f"cell {name!r}: forward on a {list(x.shape)} batch{built} raised {exc!r}{where(exc)}{hint}"
@@ -98,17 +100,24 @@ def _check_gradient(
 ) -> None:
     """A loss on the states sends a gradient to the cell's parameters, at one initialisation of
     :data:`INITIALISATIONS` at least (``rebuild`` builds the cell again under the seed set)."""
-    stuck = _unreached(name, module, out)
-    for seed in range(1, INITIALISATIONS):
+    # A unit dead at one initialisation (a ReLU whose every input is negative) takes no gradient
+    # on a tiny batch; a cell that never reaches its parameters takes none at any.
+    stuck: list[str] = []
+    for seed, cell in _initialisations(module, rebuild):
+        stuck = _unreached(name, cell, out if seed == 0 else _forward(name, cell, x, seed))
         if not stuck:
             return
-        # A unit dead at one initialisation (a ReLU whose every input is negative) takes no
-        # gradient on a tiny batch; a cell that never reaches its parameters takes none at any.
+    raise _no_gradient(name, stuck)
+
+
+def _initialisations(
+    module: torch.nn.Module, rebuild: Callable[[], torch.nn.Module]
+) -> Iterator[tuple[int, torch.nn.Module]]:
+    """The cell as built (seed 0), then built again under seeds 1 to :data:`INITIALISATIONS` - 1."""
+    yield 0, module
+    for seed in range(1, INITIALISATIONS):
         torch.default_generator.manual_seed(seed)
-        other = rebuild()
-        stuck = _unreached(name, other, _forward(name, other, x, seed))
-    if stuck:
-        raise _no_gradient(name, stuck)
+        yield seed, rebuild()
 
 
 def _check_step(name: str, cell: torch.nn.Module, cls: type, x: torch.Tensor, hidden: int) -> None:
@@ -151,40 +160,43 @@ _SEQUENCE_UNLESS_DECLARED = (
 )
 
 
-def _positional(module: torch.nn.Module) -> list[str]:
-    """The names of ``module.forward``'s positional parameters: a second one (``forward(input,
-    hx=None)``) is a step cell's shape."""
-    try:
-        parameters = inspect.signature(module.forward).parameters.values()
-    except (TypeError, ValueError):
-        return []
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return [p.name for p in parameters if p.kind in positional]
+def _runs_as_step(module: torch.nn.Module, x: torch.Tensor, hidden: int) -> bool:
+    """Whether ``module``, a class run as a sequence cell, also runs as a step cell: given one
+    step's input and a zero state (a tensor, or an (h, c) pair), it returns a next state
+    ``[batch, hidden]`` (or a tuple that starts with one)."""
+    zero = x.new_zeros(x.shape[0], hidden)
+    for state in (zero, (zero, zero)):
+        try:
+            with torch.no_grad():
+                out = module(x[:, 0], state)
+        except Exception:
+            continue
+        first = out[0] if isinstance(out, tuple) and out else out
+        if isinstance(first, torch.Tensor) and tuple(first.shape) == (x.shape[0], hidden):
+            return True
+    return False
 
 
 def _check_memory(
     name: str, module: torch.nn.Module, x: torch.Tensor, rebuild: Callable[[], torch.nn.Module]
 ) -> None:
-    """A sequence cell shaped like a step cell carries its first input to its last state, at one
-    initialisation of :data:`INITIALISATIONS` at least: a step cell run as a sequence cell (no state
-    declared) sees each step from a zero state, remembers nothing, and would fail every length."""
-    for seed in range(INITIALISATIONS):
-        if seed:
-            torch.default_generator.manual_seed(seed)
-            module = rebuild()
+    """A sequence cell that also runs as a step cell carries its first input to its last state, at
+    one initialisation of :data:`INITIALISATIONS` at least: a step cell run as a sequence cell (no
+    state declared) sees each step from a zero state, remembers nothing, and would fail every
+    length."""
+    for seed, cell in _initialisations(module, rebuild):
         first = x.clone().requires_grad_(True)
-        out = _forward(name, module, first, seed)
+        out = _forward(name, cell, first, seed)
         if not out.requires_grad:
             return  # no gradient at all: the gradient check says so
         (grad,) = torch.autograd.grad(out[:, -1].sum(), first, allow_unused=True)
         if grad is not None and torch.any(grad[:, 0] != 0):
             return
-    second = _positional(module)[1]
     raise CellError(
         f"cell {name!r}: its last states do not depend on its first input at any of {INITIALISATIONS} "
-        f"initialisations, and its forward takes a second input ({second}): {_SEQUENCE_UNLESS_DECLARED}, "
-        "and run so, a step cell sees every step from a zero state and remembers nothing. Is it a step "
-        f'cell? Declare its state (class attribute {STATE_ATTRIBUTE} = ("h",), or ("h", "c"))'
+        "initialisations, and it also runs as a step cell, forward(input, state) -> state: "
+        f"{_SEQUENCE_UNLESS_DECLARED}, and run so, a step cell sees every step from a zero state and "
+        f'remembers nothing. Declare its state (class attribute {STATE_ATTRIBUTE} = ("h",), or ("h", "c"))'
     )
 
 
