@@ -227,13 +227,14 @@ def read_options(config: pytest.Config) -> RunOptions:
 
 
 def suites_in_args(config: pytest.Config, suites_dir: Path) -> bool:
-    """Whether the paths on the command line hold suites: the suites folder, a folder within it or
-    above it (a bare ``pytest`` collects the rootdir), or a ``.toml`` file."""
+    """Whether the paths on the command line hold suites: the suites folder, a folder within it, a
+    folder above it where the suites folder holds suites (a bare ``pytest`` collects the rootdir),
+    or a ``.toml`` file."""
     paths = [Path(a.split("::")[0]).resolve() for a in config.args]
     return any(
         suites_dir == p
         or suites_dir in p.parents
-        or (p in suites_dir.parents and suites_dir.is_dir())
+        or (p in suites_dir.parents and bool(suite_files(suites_dir)))
         or (p.suffix == ".toml" and p.is_file())
         for p in paths
     )
