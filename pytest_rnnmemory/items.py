@@ -13,8 +13,19 @@ from .options import OPTIONS, RunOptions, resolve_device
 from .outcome import CaseOutcome
 from .policy import Action, judge_case
 from .recipes import Recipe, Search, SearchRecord
-from .records import CaseRecord, ImpliedVerdict, implied_verdict
-from .runlog import ERROR, IMPLIED, RECORD, RUN_LOG, error_payload, implied_payload, record_payload
+from .records import CaseRecord, ImpliedVerdict, SuiteMeta, implied_verdict
+from .runlog import (
+    ERROR,
+    EXPECTED,
+    EXPECTED_SENT,
+    IMPLIED,
+    RECORD,
+    RUN_LOG,
+    error_payload,
+    expected_payload,
+    implied_payload,
+    record_payload,
+)
 from .spec import CaseSpec
 from .stats import Verdict, interval_label, trials_to_settle
 from .suite import Case, Suite, display_path, load_suite
@@ -382,4 +393,19 @@ def report_payloads(item: pytest.Item, call: pytest.CallInfo) -> dict[str, Any]:
     excinfo = call.excinfo
     if not payloads and excinfo is not None and not excinfo.errisinstance(pytest.skip.Exception):
         payloads[ERROR] = error_payload(meta, (item.case.cell, item.case.length), excinfo.value)
+    config = item.config
+    if hasattr(config, "workerinput") and not config.stash.get(EXPECTED_SENT, False):
+        config.stash[EXPECTED_SENT] = True
+        payloads[EXPECTED] = expected_payload(_selected(item.session, config.rootpath))
     return payloads
+
+
+def _selected(session: pytest.Session, root: Path) -> dict[str, tuple[SuiteMeta, list[tuple[str, int]]]]:
+    """The cases this run selected, per suite: its metadata and the (cell, length) keys."""
+    selected: dict[str, tuple[SuiteMeta, list[tuple[str, int]]]] = {}
+    for other in session.items:
+        if isinstance(other, CaseItem):
+            case = other.case
+            _, keys = selected.setdefault(case.suite.name, (case.suite.summary(root), []))
+            keys.append((case.cell, case.length))
+    return selected

@@ -25,8 +25,11 @@ RUN_LOG = pytest.StashKey["RunLog"]()
 PROGRESS_ONLY = pytest.StashKey[bool]()
 
 #: The attributes of a test report that carry a case's result, or the error it raised, to the
-#: pytest-xdist controller.
+#: pytest-xdist controller; and, with a worker's first case, the cases the run selected.
 RECORD, IMPLIED, ERROR = "rnnmemory", "rnnmemory_implied", "rnnmemory_error"
+EXPECTED = "rnnmemory_expected"
+#: Set on a pytest-xdist worker once it has sent the selected cases.
+EXPECTED_SENT = pytest.StashKey[bool]()
 
 
 class RunLog:
@@ -96,6 +99,9 @@ class RunLog:
         if error is not None:
             meta, key, raised = _error_from(error)
             self.run_of(meta).add_error(key, raised)
+        for meta, keys in _expected_from(getattr(report, EXPECTED, [])):
+            for key in keys:
+                self.expect(meta, key)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if hasattr(self.config, "workerinput") or not self.runs or self.config.option.collectonly:
@@ -212,6 +218,21 @@ def error_payload(meta: SuiteMeta, key: tuple[str, int], error: BaseException) -
     first = next((line for line in str(error).splitlines() if line.strip()), "")
     shown = f"{type(error).__name__}: {first}" if first else type(error).__name__
     return {"suite": meta.to_json(), "cell": key[0], "length": key[1], "error": shown}
+
+
+def expected_payload(selected: dict[str, tuple[SuiteMeta, list[tuple[str, int]]]]) -> list[dict[str, Any]]:
+    """The cases a run selected, per suite, as plain data: a pytest-xdist controller collects
+    nothing, and without them a case that never ran would not show as missing there."""
+    return [
+        {"suite": meta.to_json(), "cases": [[cell, length] for cell, length in keys]}
+        for meta, keys in selected.values()
+    ]
+
+
+def _expected_from(payload: list[dict[str, Any]]) -> list[tuple[SuiteMeta, list[tuple[str, int]]]]:
+    from .records import SuiteMeta
+
+    return [(SuiteMeta.from_json(entry["suite"]), [(c, n) for c, n in entry["cases"]]) for entry in payload]
 
 
 def _record_from(payload: dict[str, Any]) -> tuple[SuiteMeta, CaseRecord]:

@@ -646,6 +646,25 @@ def test_an_interrupted_run_keeps_what_finished_and_trains_only_the_rest(project
     assert [c["length"] for c in read_report(project, "ortask")["cases"]] == [2, 4]
 
 
+@pytest.mark.slow
+def test_a_stopped_run_under_xdist_names_the_cases_it_never_ran(project, monkeypatch):
+    """The xdist controller collects nothing: a worker sends the selected cases with its first
+    result, so that a run stopped by -x reports the rest as missing and stores no baseline."""
+    project.makepyfile(gatedcell=ELMAN_CELL)
+    write_suite(project, "recall1", GATED_SUITE.replace("lengths = [1]", "lengths = [1, 2, 3]"))
+    monkeypatch.setenv("FREEZE_RECURRENCE", "1")  # fails length 1: -x stops there
+    result = project.runpytest_subprocess(
+        "--rnn-suite=recall1", "-n", "1", "-x", "--rnn-save-baseline=b.json"
+    )
+    result.stdout.fnmatch_lines(
+        ["missing: gatedcell:Elman-L2, gatedcell:Elman-L3", "baseline not written to b.json: *"]
+    )
+    report = read_report(project, "recall1")
+    assert [c["length"] for c in report["cases"]] == [1]
+    assert [m["length"] for m in report["missing"]] == [2, 3]
+    assert not (project.path / "b.json").exists()
+
+
 def test_a_run_that_stores_nothing_says_so(project):
     write_suite(project, "ortask", suite_text("or", trials=3))
     result = project.runpytest("--rnn-suite=ortask", "-p", "no:cacheprovider")
