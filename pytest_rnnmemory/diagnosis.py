@@ -74,7 +74,7 @@ def shape_of(metrics: list[float], diverged: list[bool], threshold: float, chanc
         shape = ALL_LEARNED
     elif gone * 2 > total:
         shape = DIVERGED
-    elif at_chance >= 0.8 * failed and min(learned, at_chance) >= 0.1 * total:
+    elif at_chance >= 0.8 * failed and learned >= 0.1 * total:
         shape = BIMODAL
     elif at_chance >= 0.8 * failed:
         shape = AT_CHANCE

@@ -149,6 +149,17 @@ def curves(run: SuiteRun, path: Path) -> bool:
     return True
 
 
+def gradient_quartiles(record: CaseRecord) -> tuple[float, float, float] | None:
+    """The first quartile, median and third quartile of a case's input gradients over every trial
+    measured, zeros too (its median is the table's); ``None`` where the median is exactly 0, which
+    has no place on a log axis (a first quartile of 0 reaches the axis's foot)."""
+    values = sorted(t.input_gradient for t in record.trials if t.input_gradient is not None)
+    if not values or statistics.median(values) <= 0:
+        return None
+    quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+    return quartiles[0], statistics.median(values), quartiles[-1]
+
+
 def gradients(run: SuiteRun, path: Path) -> bool:
     """The input-gradient norm at the first step, at initialisation, against length per cell."""
     plt = pyplot()
@@ -160,10 +171,9 @@ def gradients(run: SuiteRun, path: Path) -> bool:
     for cell in run.cells:
         rows = []
         for n, record in _points(run, cell):
-            values = sorted(t.input_gradient for t in record.trials if t.input_gradient)
-            if values:
-                quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
-                rows.append((n, quartiles[0], statistics.median(values), quartiles[-1]))
+            point = gradient_quartiles(record)
+            if point is not None:
+                rows.append((n, *point))
         if not rows:
             continue
         style = _style(run, cell, colours)
@@ -176,7 +186,7 @@ def gradients(run: SuiteRun, path: Path) -> bool:
     if not drawn:
         plt.close(fig)
         return False
-    ax.set_yscale("log")
+    ax.set_yscale("log", nonpositive="clip")
     _length_axis(ax, run.lengths)
     ax.set_ylabel("‖∂ loss / ∂ x₀‖ at initialisation")
     ax.set_title(f"{run.name}: gradient reaching the first input (median, interquartile range)")

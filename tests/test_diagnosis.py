@@ -34,6 +34,12 @@ def test_learned_or_at_chance_is_bimodal():
     assert (result.learned, result.at_chance, result.shape) == (4, 6, BIMODAL)
 
 
+def test_most_trials_learned_and_the_few_failures_at_chance_is_bimodal_not_stuck():
+    # 28 of 30 learned: "stuck at chance, the cell never found the signal" would contradict them
+    result = shape([1.0] * 28 + [0.5] * 2)
+    assert (result.learned, result.at_chance, result.shape) == (28, 2, BIMODAL)
+
+
 def test_one_success_among_trials_at_chance_is_still_stuck():
     # 1 of 20 learned: below the 10% that makes a second mode.
     assert shape([1.0] + [0.5] * 19).shape == AT_CHANCE

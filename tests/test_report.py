@@ -1,6 +1,8 @@
 """The report as a reader sees it, from records alone: sections, figures, re-rendering, comparing."""
 
+import dataclasses
 import json
+import statistics
 
 import pytest
 
@@ -99,6 +101,23 @@ def test_the_why_section_names_each_failing_cases_pattern():
     )
     assert "| rnn    |        5 | 9/10  | bimodal" not in text.split("## Why")[0]  # only in its own section
     assert "bimodal" in text
+
+
+def test_the_gradient_figure_plots_the_tables_median_over_every_trial():
+    """Zeros counted: a case whose trials mostly take no gradient has a median of 0, left off the
+    log axis, not the median of the few that took one (which climbed back to 1e-11 at L = 140)."""
+    from pytest_rnnmemory.figures import gradient_quartiles
+
+    mostly_zero = run_from_json(report_data(lengths=(5,))).records["rnn", 5]
+    trials = [dataclasses.replace(t, input_gradient=0.0 if t.index else 7e-11) for t in mostly_zero.trials]
+    assert gradient_quartiles(dataclasses.replace(mostly_zero, trials=tuple(trials))) is None
+    three_zero = [
+        dataclasses.replace(t, input_gradient=0.0 if t.index < 3 else 10.0**-t.index) for t in trials
+    ]
+    q1, median, q3 = gradient_quartiles(dataclasses.replace(mostly_zero, trials=tuple(three_zero)))
+    assert (
+        median == statistics.median([0.0] * 3 + [10.0**-i for i in range(3, 10)]) and q1 == 0.0 < median < q3
+    )
 
 
 def test_gradients_are_tabled_per_length_and_cell_in_scientific_notation():
