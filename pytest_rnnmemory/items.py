@@ -351,7 +351,7 @@ def failure_message(record: CaseRecord, seed: int, *, skippable: bool = True) ->
             f"({chosen.k}/{chosen.n} there); the report lists every recipe's tuning counts"
         )
     lines += [
-        f"  success rate {k / n:.2f}, {interval_label(d.alpha)} interval [{d.ci_low:.2f}, {d.ci_high:.2f}]",
+        f"  success rate {k / n:.2f}, {interval_label(d.alpha)} interval {d.interval_text}",
         f"  p(rate > {d.p0}) = {d.p_greater:.3g}, p(rate < {d.p0}) = {d.p_less:.3g}, alpha = {d.alpha}",
         f"  median {record.metric} {record.metric_median:.3f} "
         f"(chance {record.chance:.3g}, threshold {record.threshold})",

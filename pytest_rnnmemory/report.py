@@ -41,7 +41,7 @@ def cell_text(record: CaseRecord | ImpliedVerdict | None, *, interval: bool = Tr
     text = f"{MARKS[record.verdict]} {record.k}/{record.n}"
     if interval:
         d = record.decision
-        text += f" [{d.ci_low:.2f}, {d.ci_high:.2f}]"
+        text += f" {d.interval_text}"
     return text
 
 
@@ -346,7 +346,7 @@ def _generalisation_section(run: SuiteRun) -> list[str]:
                     f"{MARKS[record.verdict]} {record.k}/{record.n}",
                     entry.length,
                     f"{MARKS[d.verdict]} {d.k}/{d.n}",
-                    f"[{d.ci_low:.2f}, {d.ci_high:.2f}]",
+                    d.interval_text,
                     f"{entry.metric_median:.3f}",
                 ]
             )
@@ -449,7 +449,7 @@ def _case_table(run: SuiteRun) -> str:
                 length,
                 f"{r.verdict}{settled}",
                 f"{r.k}/{r.n}",
-                f"[{d.ci_low:.2f}, {d.ci_high:.2f}]",
+                d.interval_text,
                 f"{d.p_greater:.3g}",
                 f"{d.p_less:.3g}",
                 f"{r.metric_median:.3f}",

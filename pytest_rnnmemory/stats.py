@@ -80,6 +80,19 @@ class Decision:
     def rate(self) -> float:
         return self.k / self.n if self.n else 0.0
 
+    @property
+    def interval_text(self) -> str:
+        """The interval as ``[low, high]``, to two decimals, or to as many more (up to six) as keep
+        an end that lies off p0 from printing as p0: 20/30 is ``[0.501, 0.807]``, not ``[0.50, 0.81]``
+        beside a verdict that says the rate lies above 0.5."""
+        places = 2
+        while places < 6 and any(
+            end != self.p0 and round(end, places) == round(self.p0, places)
+            for end in (self.ci_low, self.ci_high)
+        ):
+            places += 1
+        return f"[{self.ci_low:.{places}f}, {self.ci_high:.{places}f}]"
+
     def to_dict(self) -> dict:
         """The decision's fields in their order, the verdict as its word."""
         return {**asdict(self), "verdict": self.verdict.value}

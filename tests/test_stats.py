@@ -171,6 +171,20 @@ def test_the_interval_lies_above_p0_exactly_when_the_cell_learns_and_below_exact
     assert decide(20, 30).ci_low > 0.5
 
 
+@pytest.mark.parametrize("alpha", [0.05, 0.01, 0.2])
+@pytest.mark.parametrize("p0", [0.5, 0.2, 0.9])
+def test_the_printed_interval_says_what_the_mark_says(p0, alpha):
+    """Rounded to two decimals, 20 of 30's interval printed as [0.50, 0.81] beside a learns: an end
+    off p0 is printed off it."""
+    for n in (1, 10, 30, 100):
+        for k in range(n + 1):
+            d = decide(k, n, p0, alpha)
+            low, high = (float(end) for end in d.interval_text.strip("[]").split(", "))
+            assert (d.verdict == LEARNS) == (low >= p0), (k, n, d.interval_text)
+            assert (d.verdict == FAILS) == (high <= p0), (k, n, d.interval_text)
+    assert (decide(20, 30).interval_text, decide(25, 30).interval_text) == ("[0.501, 0.807]", "[0.68, 0.93]")
+
+
 def test_the_interval_depends_on_alpha_not_on_p0():
     assert decide(12, 30, p0=0.5).ci_low == decide(12, 30, p0=0.2).ci_low
     assert decide(12, 30, alpha=0.01).ci_low < decide(12, 30, alpha=0.05).ci_low
