@@ -182,6 +182,17 @@ class RunLog:
                     "not finished in this run, the report keeps an earlier run's verdict: "
                     + ", ".join(f"{c}-L{n}" for c, n in kept)
                 )
+            if run.config.train.engine == "compiled":  # a note in a passing case's log is never seen
+                fell_back = [
+                    f"{r.cell}-L{r.length}"
+                    for r in run.records_in_order()
+                    if r.scheme == "vmap" and not r.control and not r.cached
+                ]
+                if fell_back:
+                    terminalreporter.write_line(
+                        "ran under torch.func.vmap, not compiled (the case's log says why): "
+                        + ", ".join(fell_back)
+                    )
             cached = [f"{r.cell}-L{r.length}" for r in run.records_in_order() if r.cached]
             if cached:
                 terminalreporter.write_line(

@@ -665,6 +665,18 @@ def test_a_stopped_run_under_xdist_names_the_cases_it_never_ran(project, monkeyp
     assert not (project.path / "b.json").exists()
 
 
+def test_a_cell_that_did_not_compile_is_named_in_the_summary_though_its_case_passed(project):
+    # Dropout's random draws cannot run compiled: the cell falls back to vmap, found by tracing
+    suite = suite_text("or", cells=("usercells:DroppedStep",), trials=3).replace(
+        "[train]\n", '[train]\nengine = "compiled"\n'
+    )
+    write_suite(project, "dropped", suite)
+    result = project.runpytest("--rnn-suite=dropped", "-q")
+    result.stdout.fnmatch_lines(
+        ["ran under torch.func.vmap, not compiled (the case's log says why): usercells:DroppedStep-L2"]
+    )
+
+
 def test_a_run_that_stores_nothing_says_so(project):
     write_suite(project, "ortask", suite_text("or", trials=3))
     result = project.runpytest("--rnn-suite=ortask", "-p", "no:cacheprovider")
