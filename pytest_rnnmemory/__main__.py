@@ -93,11 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         run, environment = _read_report(args.json, parser)
         out = Path(args.out) if args.out else Path(args.json).parent
         if out.exists() and not out.is_dir():
-            parser.error(f"--out {args.out}: is a file; give the folder to write the report in")
+            parser.error(f"--out {out}: is a file; give the folder to write the report in")
         try:
             written = write_reports(run, out, environment)
         except OSError as exc:
-            parser.error(f"--out {out}: cannot write the report there ({exc.strerror or exc})")
+            parser.error(f"{out}: cannot write the report there ({exc.strerror or exc})")
         for path in written:
             print(f"written: {path}")
         return 0

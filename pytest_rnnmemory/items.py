@@ -13,7 +13,7 @@ from .options import OPTIONS, RunOptions, resolve_device
 from .outcome import CaseOutcome
 from .policy import Action, judge_case
 from .recipes import Recipe, Search, SearchRecord
-from .records import CaseRecord, ImpliedVerdict, SuiteMeta, implied_verdict
+from .records import CaseRecord, ImpliedVerdict, implied_verdict
 from .runlog import (
     ERROR,
     EXPECTED,
@@ -396,16 +396,6 @@ def report_payloads(item: pytest.Item, call: pytest.CallInfo) -> dict[str, Any]:
     config = item.config
     if hasattr(config, "workerinput") and not config.stash.get(EXPECTED_SENT, False):
         config.stash[EXPECTED_SENT] = True
-        payloads[EXPECTED] = expected_payload(_selected(item.session, config.rootpath))
+        # the worker's own run log noted every selected case as its collection finished
+        payloads[EXPECTED] = expected_payload(config.stash[RUN_LOG].runs.values())
     return payloads
-
-
-def _selected(session: pytest.Session, root: Path) -> dict[str, tuple[SuiteMeta, list[tuple[str, int]]]]:
-    """The cases this run selected, per suite: its metadata and the (cell, length) keys."""
-    selected: dict[str, tuple[SuiteMeta, list[tuple[str, int]]]] = {}
-    for other in session.items:
-        if isinstance(other, CaseItem):
-            case = other.case
-            _, keys = selected.setdefault(case.suite.name, (case.suite.summary(root), []))
-            keys.append((case.cell, case.length))
-    return selected

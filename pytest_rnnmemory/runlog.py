@@ -8,6 +8,7 @@ loads in every pytest run of an environment where the package is installed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -166,38 +167,8 @@ class RunLog:
             terminalreporter.write_line(terminal_table(run))
             for line in run.gate_lines():
                 terminalreporter.write_line(line)
-            shown = self.shown.get(run.name)
-            kept = [key for key in run.missing if shown is not None and key in shown.records]
-            missing = [key for key in run.missing if key not in kept]
-            if missing:
-                terminalreporter.write_line(
-                    "missing: "
-                    + ", ".join(
-                        f"{c}-L{n}" + (" (raised an error)" if (c, n) in run.errors else "")
-                        for c, n in missing
-                    )
-                )
-            if kept:
-                terminalreporter.write_line(
-                    "not finished in this run, the report keeps an earlier run's verdict: "
-                    + ", ".join(f"{c}-L{n}" for c, n in kept)
-                )
-            if run.config.train.engine == "compiled":  # a note in a passing case's log is never seen
-                fell_back = [
-                    f"{r.cell}-L{r.length}"
-                    for r in run.records_in_order()
-                    if r.scheme == "vmap" and not r.control and not r.cached
-                ]
-                if fell_back:
-                    terminalreporter.write_line(
-                        "ran under torch.func.vmap, not compiled (the case's log says why): "
-                        + ", ".join(fell_back)
-                    )
-            cached = [f"{r.cell}-L{r.length}" for r in run.records_in_order() if r.cached]
-            if cached:
-                terminalreporter.write_line(
-                    f"from earlier runs (stored results; --rnn-rerun trains again): {', '.join(cached)}"
-                )
+            for line in self._case_lines(run):
+                terminalreporter.write_line(line)
             terminalreporter.write_line("")
         for path in self.written:
             terminalreporter.write_line(f"report written: {display_path(path, self.config.rootpath)}")
@@ -213,6 +184,32 @@ class RunLog:
             terminalreporter.write_line(
                 f"baseline written: {display_path(path, self.config.rootpath)} ({count} cases from this run)"
             )
+
+    def _case_lines(self, run: SuiteRun) -> list[str]:
+        """The cases of ``run`` that a reader of its table should know about, a line per kind."""
+        shown = self.shown.get(run.name)
+        kept = [key for key in run.missing if shown is not None and key in shown.records]
+        records = run.records_in_order()
+        # a compiled cell's fallback note sits in a passing case's log, which pytest never shows
+        fell_back = [r.key for r in records if r.scheme == "vmap" and not r.control and not r.cached]
+        kinds = [
+            ("missing", [key for key in run.missing if key not in kept]),
+            ("not finished in this run, the report keeps an earlier run's verdict", kept),
+            (
+                "ran under torch.func.vmap, not compiled (the case's log says why)",
+                fell_back if run.config.train.engine == "compiled" else [],
+            ),
+            (
+                "from earlier runs (stored results; --rnn-rerun trains again)",
+                [r.key for r in records if r.cached],
+            ),
+        ]
+        return [
+            f"{label}: "
+            + ", ".join(f"{c}-L{n}" + (" (raised an error)" if (c, n) in run.errors else "") for c, n in keys)
+            for label, keys in kinds
+            if keys
+        ]
 
 
 def record_payload(meta: SuiteMeta, record: CaseRecord) -> dict[str, Any]:
@@ -231,13 +228,11 @@ def error_payload(meta: SuiteMeta, key: tuple[str, int], error: BaseException) -
     return {"suite": meta.to_json(), "cell": key[0], "length": key[1], "error": shown}
 
 
-def expected_payload(selected: dict[str, tuple[SuiteMeta, list[tuple[str, int]]]]) -> list[dict[str, Any]]:
-    """The cases a run selected, per suite, as plain data: a pytest-xdist controller collects
-    nothing, and without them a case that never ran would not show as missing there."""
-    return [
-        {"suite": meta.to_json(), "cases": [[cell, length] for cell, length in keys]}
-        for meta, keys in selected.values()
-    ]
+def expected_payload(runs: Iterable[SuiteRun]) -> list[dict[str, Any]]:
+    """The cases each suite's run selected (as a worker's collection noted them), as plain data: a
+    pytest-xdist controller collects nothing, and without them a case that never ran would not
+    show as missing there."""
+    return [{"suite": run.meta.to_json(), "cases": [[c, n] for c, n in run.expected]} for run in runs]
 
 
 def _expected_from(payload: list[dict[str, Any]]) -> list[tuple[SuiteMeta, list[tuple[str, int]]]]:

@@ -276,8 +276,9 @@ class Compiled(Vmap):
                     batch,
                 )
             finally:
-                _COMPILING_S[0] += time.perf_counter() - started
-            LOG.info("compiled %s in %.1f s", name, time.perf_counter() - started)
+                spent = time.perf_counter() - started
+                _COMPILING_S[0] += spent
+            LOG.info("compiled %s in %.1f s", name, spent)
         self.widest = max(self.widest, batch.shape[1])
         return found
 
