@@ -1,6 +1,7 @@
 """Cells as users write them: step cells, torch's own cells, cells from their papers, and their errors."""
 
 import inspect
+import logging
 import time
 from collections import Counter
 from typing import ClassVar
@@ -205,8 +206,6 @@ def test_compiled_cells_give_the_hidden_states_and_gradients_of_vmap(caplog, mon
     """The one test that compiles (tens of seconds on a 2-core CPU): a step cell with one state
     tensor, one with (h, c), and a sequence cell, each through Inductor against vmap; then the
     step cell trains as it does under vmap."""
-    import logging
-
     from pytest_rnnmemory.schemes import Compiled, Vmap, compiler_missing, failed_to_compile
 
     if compiler_missing():
@@ -214,11 +213,13 @@ def test_compiled_cells_give_the_hidden_states_and_gradients_of_vmap(caplog, mon
     monkeypatch.delenv("TORCH_TRACE", raising=False)
     batch = torch.randn(3, 4, 7, 1, generator=torch.Generator().manual_seed(0))
     for name in ("StepGRU", "PeepholeLSTM", "MinGRU"):
-        module, params, buffers = _stacked(name, trials=3, hidden=2)
+        # hidden 8: a step cell's kernels take vectors of 8 floats (where the machine has wider)
+        module, params, buffers = _stacked(name, trials=3, hidden=8)
         eager = _hidden_and_grads(Vmap(module, buffers), params, batch)
         with caplog.at_level(logging.DEBUG):  # compiling, forward and backward, as a case does
             compiled = _hidden_and_grads(Compiled(module, buffers), params, batch)
         assert not [r for r in caplog.records if r.name == "torch.__trace"], name
+        assert "C++ wrapper failed" not in caplog.text, name
         assert f"tests.cells_for_tests:{name}" not in failed_to_compile()
         torch.testing.assert_close(compiled[0], eager[0], rtol=1e-5, atol=1e-6, msg=name)
         for key, grad in eager[1].items():
@@ -317,6 +318,59 @@ def test_compiled_code_is_built_for_the_widest_training_minibatch_alone(monkeypa
     scheme.hidden(sequence_params, minibatch(8))
     scheme.hidden(sequence_params, minibatch(8, steps=9))  # a sequence cell compiles per length
     assert _Counted.built == [(2, 8, 5, 1), (2, 8, 5, 1), (2, 8, 9, 1)]
+
+
+class _Isa:
+    def __init__(self, bits):
+        self.bits = bits
+
+    def bit_width(self):
+        return self.bits
+
+
+@pytest.mark.parametrize(
+    ("machine", "width", "device", "settings"),
+    [
+        ((512, 256), 8, "cpu", {"cpp_wrapper": True, "cpp.simdlen": 256}),
+        ((512, 256), 24, "cpu", {"cpp_wrapper": True, "cpp.simdlen": 256}),
+        ((512, 256), 16, "cpu", {"cpp_wrapper": True}),  # filled by the widest vectors
+        ((512, 256), 1, "cpu", {"cpp_wrapper": True}),
+        ((256,), 8, "cpu", {"cpp_wrapper": True}),  # vectors of 8 are the widest already
+        ((512,), 8, "cpu", {"cpp_wrapper": True}),  # none narrower to choose
+        ((512, 256), 8, "cuda", {}),
+    ],
+)
+def test_a_step_cell_compiles_for_the_machine_and_its_width(monkeypatch, machine, width, device, settings):
+    from torch._inductor import cpu_vec_isa
+
+    from pytest_rnnmemory.cells.compiled import _step_settings
+
+    monkeypatch.setattr(cpu_vec_isa, "pick_vec_isa", lambda: _Isa(machine[0]))
+    monkeypatch.setattr(cpu_vec_isa, "valid_vec_isa_list", lambda: [_Isa(bits) for bits in machine])
+    assert _step_settings(width, device) == settings
+
+
+def test_a_graph_whose_cpp_wrapper_does_not_build_compiles_with_the_python_wrapper(monkeypatch, caplog):
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from pytest_rnnmemory.cells.compiled import _inductor
+
+    asked = []
+
+    def compile(graph, example, options=None):
+        asked.append((dict(options or {}), len(graph.graph.nodes)))
+        graph.graph.erase_node(next(iter(graph.graph.find_nodes(op="output"))))  # as a failed pass might
+        if (options or {}).get("cpp_wrapper"):
+            raise RuntimeError("no C shim for this operator")
+        return "compiled"
+
+    monkeypatch.setattr(torch._inductor, "compile", compile)
+    graph = make_fx(lambda x: x.sin() * 2)(torch.ones(3))
+    nodes = len(graph.graph.nodes)
+    with caplog.at_level(logging.DEBUG, logger="pytest_rnnmemory"):
+        assert _inductor(graph, [torch.ones(3)], {"cpp_wrapper": True, "cpp.simdlen": 256}) == "compiled"
+    assert "C++ wrapper failed (no C shim for this operator)" in caplog.text
+    assert asked == [({"cpp_wrapper": True, "cpp.simdlen": 256}, nodes), ({"cpp.simdlen": 256}, nodes)]
 
 
 @pytest.fixture
@@ -597,8 +651,6 @@ def test_a_case_of_a_cell_with_dropout_repeats_exactly_and_leaves_the_callers_ra
 def test_compiling_keeps_torchs_trace_log_out_of_the_users_captured_logs(caplog, monkeypatch):
     """Inductor writes hundreds of empty DEBUG lines to torch's structured trace log as it
     compiles; a failing case's captured log showed them all."""
-    import logging
-
     from pytest_rnnmemory.schemes import _compiling
 
     monkeypatch.delenv("TORCH_TRACE", raising=False)
@@ -632,8 +684,6 @@ def test_compiling_keeps_torchs_own_deprecation_warnings_out_and_the_users_in():
 
 
 def test_the_compiled_scheme_compiles_with_torchs_trace_log_kept_out(counted, caplog, monkeypatch):
-    import logging
-
     class Tracing(_Counted):
         def __init__(self, *args):
             logging.getLogger("torch.__trace").debug("compiling")
@@ -650,8 +700,6 @@ def test_the_compiled_scheme_compiles_with_torchs_trace_log_kept_out(counted, ca
 def test_compiling_is_announced_and_left_out_of_a_cases_pace(counted, caplog):
     """A first compile takes tens of seconds: the run says it is compiling, and the time a case
     has left is estimated from its training alone."""
-    import logging
-
     from pytest_rnnmemory.engine import ProgressPoint
 
     class Slow(_Counted):
