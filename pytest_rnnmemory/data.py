@@ -204,14 +204,18 @@ class TrialData:
         )
 
 
-#: Streamed sequences drawn at once per trial, at most: a few hundred MiB of inputs over all trials.
-STREAM_FLOATS = 1 << 26
+#: Input values of streamed sequences one trial draws at once, at most: about 27 MB of float32.
+#: Per trial, not per case: how a trial's stream is cut into pieces decides what it draws (a piece
+#: of a balanced task is balanced), so the cut must not depend on the trials beside it. The value
+#: is the one the repository's streamed reports were drawn with (2^26 over their 10 trials).
+STREAM_FLOATS_PER_TRIAL = (1 << 26) // 10
 
 
-def stream_piece(train: TrainSection, trials: int, steps: int, inputs: int) -> int:
-    """Sequences per trial drawn at a time from a stream: the checks' interval, within memory, in
-    whole minibatches."""
-    fits = max(train.batch_size, STREAM_FLOATS // max(1, trials * steps * inputs))
+def stream_piece(train: TrainSection, steps: int, inputs: int) -> int:
+    """Sequences a trial draws at a time from its stream: the checks' interval, within memory, in
+    whole minibatches. It depends on the trial's sequences alone, so that a trial draws the same
+    sequences alone, beside other trials, in stages or in a larger run."""
+    fits = max(train.batch_size, STREAM_FLOATS_PER_TRIAL // max(1, steps * inputs))
     piece = min(train.check_interval, fits, train.max_sequences)
     return max(train.batch_size, piece // train.batch_size * train.batch_size)
 

@@ -199,7 +199,7 @@ class Schedule:
         if train.data == "fixed":
             return cls((train.samples,) * train.epochs)
         _, longest = length_range(spec, task, train.lengths)
-        piece = stream_piece(spec.train, spec.trials, task.steps(longest), task.input_size)
+        piece = stream_piece(spec.train, task.steps(longest), task.input_size)
         whole, rest = divmod(train.max_sequences, piece)
         return cls((piece,) * whole + ((rest,) if rest else ()))
 

@@ -410,7 +410,7 @@ def check_sizes(draft: Draft) -> None:
             continue  # reported by the schema or the task
         longest = train.longest(length)
         steps = draft.task.steps(longest)
-        drawn = train.samples if train.data == "fixed" else stream_piece(train, trials, steps, inputs)
+        drawn = train.samples if train.data == "fixed" else stream_piece(train, steps, inputs)
         sequences = drawn + held_out
         budget = "train.samples" if train.data == "fixed" else "train.eval_every, train.val_samples"
         # Every trial's inputs as float32, and one trial's targets as int64 while they are drawn.

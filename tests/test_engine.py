@@ -546,6 +546,22 @@ def test_streamed_training_draws_fresh_sequences_every_piece_up_to_the_budget():
     assert single.metrics[0] == pytest.approx(outcome.metrics[1], abs=1e-6)
 
 
+def test_a_trial_draws_the_same_streamed_sequences_beside_any_number_of_trials(monkeypatch):
+    """Where memory cuts a trial's stream into pieces smaller than the checks' interval, the cut is
+    the trial's own: a piece of a balanced task is balanced, so a cut that moved with the number
+    of trials would change the sequences."""
+    from pytest_rnnmemory import data
+    from pytest_rnnmemory.engine import Schedule
+
+    task = make_task("parity")
+    spec = spec_for("gru", task="parity", length=6, hidden=3, trials=3, data="stream", max_sequences=300)
+    spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, eval_every=100))
+    monkeypatch.setattr(data, "STREAM_FLOATS_PER_TRIAL", 48 * task.steps(6) * task.input_size)
+    assert Schedule.of(spec, task).sizes == Schedule.of(alone(spec, 2), task).sizes == (48,) * 6 + (12,)
+    outcome, single = train_case(spec), train_case(alone(spec, 2))
+    assert single.metrics[0] == pytest.approx(outcome.metrics[2], abs=1e-6)
+
+
 @pytest.mark.parametrize("data", ["fixed", "stream"])
 def test_a_trial_that_stops_at_the_end_of_a_pass_has_that_check_once_in_its_curve(data):
     """At a threshold of 0 every trial stops at the first check, which ends a pass of 96 sequences."""
