@@ -195,14 +195,15 @@ def successive_halving(
     """Choose among ``recipes`` by successive halving on at most ``trials`` tuning trials each.
 
     ``same_as`` maps a recipe to an earlier one that is the same for the cell in
-    question: it is not trained, it takes the other's results (and, ranked after
-    it, never wins over it).
+    question: it is not trained and takes no place in the halving (a place it took
+    would leave the last rung comparing a recipe with itself); it takes the other's
+    results.
     """
     same_as = dict(same_as or {})
     results: dict[int, dict[int, list[TuningTrial]]] = {r.index: {} for r in recipes}
-    alive = [r.index for r in recipes]
+    alive = [r.index for r in recipes if r.index not in same_as]
     by_index = {r.index: r for r in recipes}
-    schedule = rungs(len(recipes), trials)
+    schedule = rungs(len(alive), trials)
 
     def tuning(index: int) -> RecipeTuning:
         source = same_as.get(index, index)
@@ -214,16 +215,13 @@ def successive_halving(
 
     for m in schedule:
         for index in alive:
-            source = same_as.get(index, index)
-            if source != index and source in alive:
-                continue  # trained as the recipe it repeats
-            done = min((len(v) for v in results[source].values()), default=0)
+            done = min((len(v) for v in results[index].values()), default=0)
             if done < m:
-                for length, new in run(by_index[source], done, m).items():
-                    results[source].setdefault(length, []).extend(new)
+                for length, new in run(by_index[index], done, m).items():
+                    results[index].setdefault(length, []).extend(new)
         ranked = sorted(alive, key=lambda i: tuning(i).rank_key(m, stops))
         alive = ranked[: max(1, math.ceil(len(ranked) / 2))]
-    chosen = alive[0] if schedule else recipes[0].index
+    chosen = alive[0]
     return Search(tuple(tuning(r.index) for r in recipes), chosen, tuple(schedule))
 
 

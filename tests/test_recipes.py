@@ -99,6 +99,18 @@ def test_a_recipe_that_is_another_for_the_cell_is_not_trained_and_never_wins_ove
     assert (len(record.recipes), record.distinct) == (4, 2)
 
 
+def test_recipes_that_repeat_others_take_no_place_in_the_halving():
+    """Three learning rates by two initialisations the cell ignores: three recipes race, and the
+    last rung compares two of them on the full count, never a recipe with its own copy."""
+    recipes = recipes_of((("train.lr", (0.01, 0.05, 0.1)), ("model.init", ("torch", "chrono"))))
+    run, calls = scripted({0: 0.2, 2: 0.9, 4: 0.8})
+    search = successive_halving(recipes, 10, run, same_as={1: 0, 3: 2, 5: 4})
+    assert search.rungs == (5, 10)
+    assert calls == [(0, 0, 5), (2, 0, 5), (4, 0, 5), (2, 5, 10), (4, 5, 10)]
+    assert search.recipe.index == 2
+    assert [t.same_as for t in search.tunings] == [None, 0, None, 2, None, 4]
+
+
 def test_a_grid_of_one_recipe_trains_no_tuning_trial():
     run, calls = scripted({0: 0.5})
     search = successive_halving([Recipe()], 10, run)
