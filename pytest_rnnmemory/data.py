@@ -86,7 +86,7 @@ def sample_trials(
     another and copied into place, so that one trial's whole target tensor is alive at a
     time: on long sequences scored at a few steps it is most of the memory, and memory the
     process takes afresh costs a page fault per page. ``shuffle`` moves each trial's targets
-    to other sequences (the ``shuffled`` control).
+    to other sequences of the same set (the ``shuffled`` control, on every set it sees).
     """
     stacked, targets = None, []
     users = is_user_task(spec.task)
@@ -99,7 +99,7 @@ def sample_trials(
             else:
                 x, y = task.sample_longer(spec.length, eval_length, count, generator)
         if shuffle:
-            order = stream.shuffles[i] if isinstance(stream, Streams) else seeds.stream(seed, "shuffle")
+            order = stream.shuffles[i] if isinstance(stream, Streams) else seeds.stream(seed, _moves(stream))
             y = y[torch.randperm(len(y), generator=order)]
         if stacked is None:
             stacked = x.new_empty((spec.trials, *x.shape))
@@ -107,6 +107,12 @@ def sample_trials(
         first = first_scored(y)
         targets.append((first, y[..., first:].clone()))
     return stacked, targets
+
+
+def _moves(stream: str) -> str:
+    """The stream that moves the targets of a trial's ``stream`` (the ``shuffled`` control): the
+    training set's keeps the name it always had, so its sequences stay as they were drawn."""
+    return "shuffle" if stream == "train" else f"shuffle-{stream}"
 
 
 def first_scored(y: torch.Tensor) -> int:
@@ -194,7 +200,9 @@ class TrialData:
         x, y = sample_trials(
             spec, task, streams or "train", count, shuffle=spec.shuffle_labels, lengths=lengths
         )
-        xv, yv = sample_trials(spec, task, "val", train.val_samples, lengths=val_lengths)
+        xv, yv = sample_trials(
+            spec, task, "val", train.val_samples, shuffle=spec.shuffle_labels, lengths=val_lengths
+        )
         # Targets from the first step scored anywhere on only: the steps before it are never read.
         first = min(own for own, _ in [*y, *yv])
         regression = task.regression

@@ -231,7 +231,12 @@ class _Run:
         self.learned = spec.train.stop == "learned"
         self.test = (
             Sequences.draw(
-                spec, task, "test", spec.train.test_samples or spec.train.val_samples, model.device
+                spec,
+                task,
+                "test",
+                spec.train.test_samples or spec.train.val_samples,
+                model.device,
+                shuffle=spec.shuffle_labels,
             )
             if self.learned
             else None
@@ -392,7 +397,13 @@ def _input_gradient(model: StackedModel, train: Sequences) -> torch.Tensor:
 def _evaluate_at(model: StackedModel, spec: CaseSpec, task: Task, length: int) -> tuple[float, ...]:
     """Each trial's metric on fresh sequences that test it at ``length`` (a stream of their own)."""
     sequences = Sequences.draw(
-        spec, task, f"{EVAL_PREFIX}{length}", spec.train.val_samples, model.device, eval_length=length
+        spec,
+        task,
+        f"{EVAL_PREFIX}{length}",
+        spec.train.val_samples,
+        model.device,
+        eval_length=length,
+        shuffle=spec.shuffle_labels,
     )
     return tuple(model.evaluate(spec.metric, sequences.x, sequences.y, sequences.first).cpu().tolist())
 

@@ -6,8 +6,9 @@ import hashlib
 
 import torch
 
-#: The independent random streams of one trial; ``eval-<length>`` streams test it at other lengths.
-STREAMS = ("init", "train", "val", "test", "order", "shuffle")
+#: The independent random streams of one trial; ``eval-<length>`` streams test it at other lengths;
+#: ``shuffle`` moves the training set's targets (the ``shuffled`` control), ``shuffle-<set>`` another's.
+STREAMS = ("init", "train", "val", "test", "order", "shuffle", "shuffle-val", "shuffle-test")
 EVAL_PREFIX = "eval-"
 
 
@@ -29,6 +30,10 @@ def tuning_seed(seed: int, suite: str, cell: str, length: int, trial: int) -> in
 
 def stream(trial_seed_: int, name: str) -> torch.Generator:
     """A CPU generator for one of a trial's streams (see ``STREAMS``)."""
-    if name not in STREAMS and not (name.startswith(EVAL_PREFIX) and name[len(EVAL_PREFIX) :].isdigit()):
-        raise ValueError(f"unknown stream {name!r}; known: {', '.join(STREAMS)}, {EVAL_PREFIX}<length>")
+    evaluated = name.removeprefix("shuffle-")
+    if name not in STREAMS and not (
+        evaluated.startswith(EVAL_PREFIX) and evaluated[len(EVAL_PREFIX) :].isdigit()
+    ):
+        known = f"{', '.join(STREAMS)}, {EVAL_PREFIX}<length>, shuffle-{EVAL_PREFIX}<length>"
+        raise ValueError(f"unknown stream {name!r}; known: {known}")
     return torch.Generator().manual_seed(derive_seed(trial_seed_, name))

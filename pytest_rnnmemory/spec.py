@@ -26,8 +26,11 @@ class CaseSpec:
     threshold: float
     trial_seeds: tuple[int, ...]
     task_params: Mapping[str, float] = field(default_factory=dict)
-    #: Train on targets moved to other training sequences (the ``shuffled`` control); validation
-    #: keeps the true targets, so success measures what the criterion gives away without learning.
+    #: Targets moved to other sequences of the same set, in training, validation and test (the
+    #: ``shuffled`` control): no target depends on its sequence, so success measures what the
+    #: criterion gives away. Validated on the true targets, a trial could remember the rule from
+    #: the moved training targets, which agree with the true ones on about half of a finite set,
+    #: a little more or less, and reach the threshold.
     shuffle_labels: bool = False
     #: Lengths at which the trained trials are evaluated too, on fresh data (length generalisation).
     eval_lengths: tuple[int, ...] = ()
