@@ -271,8 +271,12 @@ def sequences(run: SuiteRun, path: Path) -> bool:
         style = _style(run, cell, colours)
         xs = [n for n, _ in points]
         mid = [budget if s.median is None else s.median for _, s in points]
-        low = [m - (s.low or 0) for m, (_, s) in zip(mid, points, strict=True)]
-        high = [(budget if s.high is None else s.high) - m for m, (_, s) in zip(mid, points, strict=True)]
+        # no bar where the trials are too few for an interval (the table says so)
+        low = [m - (s.low or 0) if s.bounded else 0 for m, (_, s) in zip(mid, points, strict=True)]
+        high = [
+            (budget if s.high is None else s.high) - m if s.bounded else 0
+            for m, (_, s) in zip(mid, points, strict=True)
+        ]
         ax.errorbar(xs, mid, yerr=[low, high], capsize=3, **style)
         censored = [(n, budget) for n, s in points if s.median is None]
         if censored:

@@ -220,7 +220,9 @@ class SequencesToLearn:
     so the Kaplan-Meier estimate is the empirical distribution and its median
     the ``ceil(n / 2)``-th smallest value; the interval is the distribution-free
     one between two order statistics (Conover), at least 95%. ``None`` in
-    ``median`` or ``high`` means more than the budget.
+    ``median`` or ``high`` means more than the budget. Under six trials no two order
+    statistics cover the median with 95% (five give 30/32): ``low`` and ``high`` are then 0
+    and ``None``, the whole range, and the interval is not :attr:`bounded`.
     """
 
     median: int | None
@@ -230,16 +232,38 @@ class SequencesToLearn:
     trials: int
     budget: int
 
+    @property
+    def bounded(self) -> bool:
+        """Whether its trials are enough for the interval to bound the median at all."""
+        return _median_ranks(self.trials, SEQUENCES_CONFIDENCE)[0] >= 1
+
     def text(self) -> str:
-        """``median [low, high]``, with ``> budget`` where fewer than half (or too few) learned."""
+        """``median [low, high]``, with ``> budget`` where fewer than half learned; where the
+        trials are too few for an interval, the median alone and why."""
 
         def show(value: int | None) -> str:
             return f"> {self.budget:,}" if value is None else f"{value:,}"
 
+        if not self.bounded:
+            return f"{show(self.median)} (no 95% interval from {self.trials} trials: 6 at least)"
         return f"{show(self.median)} [{show(self.low)}, {show(self.high)}]"
 
 
-def sequences_to_learn(values: list[int | None], budget: int, confidence: float = 0.95) -> SequencesToLearn:
+#: The level of the interval of sequences to learn.
+SEQUENCES_CONFIDENCE = 0.95
+
+
+def _median_ranks(n: int, confidence: float) -> tuple[int, int]:
+    """Ranks l and u (1-based) of the order statistics that cover the median of ``n`` values with
+    ``confidence`` at least, the narrowest such; l = 0 (and u = n + 1) where none do."""
+    # P(X_(l) <= median <= X_(u)) = P(l <= B <= u - 1) for B ~ Bin(n, 1/2).
+    low_rank = n // 2 + 1
+    while low_rank > 0 and lower_tail(n - low_rank, n, 0.5) - lower_tail(low_rank - 1, n, 0.5) < confidence:
+        low_rank -= 1
+    return low_rank, n - low_rank + 1
+
+
+def sequences_to_learn(values: list[int | None], budget: int) -> SequencesToLearn:
     """The median training sequences to learn over trials (``None``: never learned) and its interval."""
     n = len(values)
     ranked = sorted(values, key=lambda v: (v is None, v or 0))
@@ -247,11 +271,7 @@ def sequences_to_learn(values: list[int | None], budget: int, confidence: float 
     def at(rank: int) -> int | None:  # 1-based rank; past the learned trials lies the budget
         return ranked[rank - 1] if 1 <= rank <= n else None
 
-    # Ranks l and u with P(X_(l) <= median <= X_(u)) = P(l <= B <= u - 1) >= confidence, B ~ Bin(n, 1/2).
-    low_rank = n // 2 + 1
-    while low_rank > 0 and lower_tail(n - low_rank, n, 0.5) - lower_tail(low_rank - 1, n, 0.5) < confidence:
-        low_rank -= 1
-    high_rank = n - low_rank + 1
+    low_rank, high_rank = _median_ranks(n, SEQUENCES_CONFIDENCE)
     return SequencesToLearn(
         median=at(math.ceil(n / 2)),
         low=at(low_rank) if low_rank >= 1 else 0,

@@ -166,6 +166,36 @@ def test_reports_write_every_figure_link_them_and_render_again_identically(tmp_p
     assert again["cases"] == json.loads((source / "demo.json").read_text())["cases"]
 
 
+def test_sequences_to_learn_of_too_few_trials_get_no_interval_bar(tmp_path, monkeypatch):
+    """Four trials bound no median at 95%: the figure draws the median alone, not a bar from 0 to
+    beyond the budget, which would read as fewer than half learned."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.axes
+
+    import pytest_rnnmemory.figures as figures
+    from pytest_rnnmemory.stats import sequences_to_learn
+
+    run = run_from_json(report_data(lengths=(5, 10)))
+    few, many = (
+        sequences_to_learn([100, 200, 300, 400], 1000),
+        sequences_to_learn([100 * i for i in range(1, 9)], 1000),
+    )
+    for key, record in run.records.items():
+        run.records[key] = dataclasses.replace(
+            record, budget=1000, sequences=few if record.length == 5 else many
+        )
+    bars = []
+    drawn = matplotlib.axes.Axes.errorbar
+    monkeypatch.setattr(
+        matplotlib.axes.Axes,
+        "errorbar",
+        lambda ax, x, y, yerr, **kw: bars.append(yerr) or drawn(ax, x, y, yerr=yerr, **kw),
+    )
+    assert figures.sequences(run, tmp_path / "s.png")
+    # per cell: lengths 5 (four trials: no bar) and 10 (eight: [100, 800] around the median 400)
+    assert bars == [[[0, 300], [0, 400]]] * 2
+
+
 def test_without_matplotlib_the_report_says_how_to_get_the_figures(tmp_path, monkeypatch):
     import pytest_rnnmemory.figures as figures
 

@@ -362,4 +362,9 @@ def test_trials_that_never_learned_lie_beyond_the_budget():
 def test_too_few_trials_cannot_bound_the_median():
     got = sequences_to_learn([10, 20, 30, 40, 50], 100)
     # P(1 <= B <= 4) = 30/32 < 0.95 for 5 trials: no order statistic bounds it.
-    assert (got.low, got.high) == (0, None)
+    assert (got.low, got.high, got.bounded) == (0, None, False)
+    # Not "[0, > 100]", which reads as fewer than half learned: all five did.
+    assert got.text() == "30 (no 95% interval from 5 trials: 6 at least)"
+    # Six: P(1 <= B <= 5) = 62/64 >= 0.95, the smallest and the largest bound it.
+    six = sequences_to_learn([10, 20, 30, 40, 50, 60], 100)
+    assert (six.low, six.high, six.bounded, six.text()) == (10, 60, True, "30 [10, 60]")
