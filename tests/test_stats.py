@@ -1,5 +1,6 @@
 """The binomial verdict, checked against tail probabilities computed by hand with math.comb."""
 
+import itertools
 import math
 from fractions import Fraction
 
@@ -283,6 +284,23 @@ def test_trials_to_settle_grows_as_the_rate_nears_p0():
     assert near is not None
     assert nearer is not None
     assert far < near < nearer
+
+
+def _settles(m, rate, p0=0.5, alpha=0.05):
+    """The chance that m trials at this true rate reach a verdict: exact binomial sums."""
+    null = [pmf(i, m, p0) for i in range(m + 1)]
+    at_least = list(itertools.accumulate(reversed(null)))[::-1]
+    at_most = list(itertools.accumulate(null))
+    return sum(pmf(x, m, rate) for x in range(m + 1) if at_least[x] <= alpha or at_most[x] <= alpha)
+
+
+def test_the_suggested_count_settles_a_case_at_its_observed_rate_about_half_the_time():
+    """What the README says of the failure message's count: it makes the observed rate just
+    significant, so at that true rate it settles 50 to 52% of the time; four in five take twice as many."""
+    chances = {k: _settles(trials_to_settle(k, 30), k / 30) for k in range(11, 20) if k != 15}
+    assert all(0.50 <= c <= 0.52 for c in chances.values()), chances
+    assert trials_to_settle(19, 30) == 42
+    assert _settles(88, 19 / 30) < 0.8 <= _settles(89, 19 / 30)
 
 
 # -- curtailment ----------------------------------------------------------------------------------
