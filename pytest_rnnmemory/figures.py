@@ -36,7 +36,12 @@ def pyplot() -> Any | None:
 
 
 def capability(run: SuiteRun, path: Path) -> bool:
-    """Success rate against length per cell, and every trial's final metric; ``False`` without matplotlib.
+    """Write :func:`capability_figure` to ``path``; ``False`` without matplotlib."""
+    return _save(capability_figure(run), path, dpi=110)
+
+
+def capability_figure(run: SuiteRun) -> Any | None:
+    """Success rate against length per cell, and every trial's final metric; ``None`` without matplotlib.
 
     Top: the success rate with its exact interval (the verdict's, 90% at alpha 0.05) and the p0 line. Bottom:
     each trial's final metric (jittered), with the threshold and the task's
@@ -44,7 +49,7 @@ def capability(run: SuiteRun, path: Path) -> bool:
     """
     plt = pyplot()
     if plt is None:
-        return False
+        return None
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(7.5, 7.2), sharex=True, gridspec_kw={"height_ratios": [1.1, 1]}
     )
@@ -92,13 +97,16 @@ def capability(run: SuiteRun, path: Path) -> bool:
     for ax in (top, bottom):
         ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return fig
 
 
 def curves(run: SuiteRun, path: Path) -> bool:
-    """Per case, validation metric and training loss per epoch over the trials; ``False`` if not drawn.
+    """Write :func:`curves_figure` to ``path``; ``False`` if not drawn."""
+    return _save(curves_figure(run), path, dpi=100)
+
+
+def curves_figure(run: SuiteRun) -> Any | None:
+    """Per case, validation metric and training loss per epoch over the trials; ``None`` if not drawn.
 
     Two rows per cell (metric, then loss on a log scale), one column per
     length (at most :data:`CURVE_COLUMNS`, chosen around each cell's frontier).
@@ -107,11 +115,11 @@ def curves(run: SuiteRun, path: Path) -> bool:
     """
     plt = pyplot()
     if plt is None:
-        return False
+        return None
     lengths = curve_lengths(run)
     cells = [c for c in run.cells if any((c, n) in run.records for n in lengths)]
     if not cells or not lengths:
-        return False
+        return None
     rows, cols = 2 * len(cells), len(lengths)
     fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols + 1.2, 1.75 * rows + 0.8), squeeze=False)
     threshold = run.config.success.threshold
@@ -144,9 +152,7 @@ def curves(run: SuiteRun, path: Path) -> bool:
         fontsize="small" if cols < 3 else "medium",
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    return fig
 
 
 def gradient_quartiles(record: CaseRecord) -> tuple[float, float, float] | None:
@@ -161,10 +167,16 @@ def gradient_quartiles(record: CaseRecord) -> tuple[float, float, float] | None:
 
 
 def gradients(run: SuiteRun, path: Path) -> bool:
-    """The input-gradient norm at the first step, at initialisation, against length per cell."""
+    """Write :func:`gradients_figure` to ``path``; ``False`` if not drawn."""
+    return _save(gradients_figure(run), path, dpi=110)
+
+
+def gradients_figure(run: SuiteRun) -> Any | None:
+    """The input-gradient norm at the first step, at initialisation, against length per cell; ``None``
+    without matplotlib or without a gradient to plot."""
     plt = pyplot()
     if plt is None:
-        return False
+        return None
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     colours = _colours(run)
     drawn = False
@@ -185,7 +197,7 @@ def gradients(run: SuiteRun, path: Path) -> bool:
         drawn = True
     if not drawn:
         plt.close(fig)
-        return False
+        return None
     ax.set_yscale("log", nonpositive="clip")
     _length_axis(ax, run.lengths)
     ax.set_ylabel("‖∂ loss / ∂ x₀‖ at initialisation")
@@ -193,17 +205,21 @@ def gradients(run: SuiteRun, path: Path) -> bool:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return fig
 
 
 def search(run: SuiteRun, path: Path) -> bool:
-    """Per cell, a heatmap of every recipe's tuning success rate at every length; the chosen ones outlined."""
+    """Write :func:`search_figure` to ``path``; ``False`` if not drawn."""
+    return _save(search_figure(run), path, dpi=110, bbox_inches="tight")
+
+
+def search_figure(run: SuiteRun) -> Any | None:
+    """Per cell, a heatmap of every recipe's tuning success rate at every length; the chosen ones
+    outlined. ``None`` without matplotlib or without a search."""
     plt = pyplot()
     records = [r for r in run.records_in_order() if r.search is not None]
     if plt is None or not records:
-        return False
+        return None
     cells = [c for c in run.cells if any(r.cell == c for r in records)]
     labels = [entry.label for entry in records[0].search.recipes]
     fig, axes = plt.subplots(
@@ -250,17 +266,21 @@ def search(run: SuiteRun, path: Path) -> bool:
         f"{run.name}: recipes on tuning trials (outlined: chosen; blank: eliminated earlier)",
         fontsize="small",
     )
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return True
+    return fig
 
 
 def sequences(run: SuiteRun, path: Path) -> bool:
-    """Median training sequences to learn against length per cell, with 95% intervals; censored above."""
+    """Write :func:`sequences_figure` to ``path``; ``False`` if not drawn."""
+    return _save(sequences_figure(run), path, dpi=110)
+
+
+def sequences_figure(run: SuiteRun) -> Any | None:
+    """Median training sequences to learn against length per cell, with 95% intervals; censored above.
+    ``None`` without matplotlib or without sequences to learn."""
     plt = pyplot()
     records = [r for r in run.records_in_order() if r.sequences is not None]
     if plt is None or not records:
-        return False
+        return None
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     colours = _colours(run)
     budget = max(r.budget for r in records)
@@ -290,8 +310,15 @@ def sequences(run: SuiteRun, path: Path) -> bool:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def _save(fig: Any | None, path: Path, **options: Any) -> bool:
+    """Write ``fig`` to ``path`` and close it; ``False`` where there is no figure."""
+    if fig is None:
+        return False
+    fig.savefig(path, **options)
+    pyplot().close(fig)
     return True
 
 
