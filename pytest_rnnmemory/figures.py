@@ -121,7 +121,9 @@ def curves_figure(run: SuiteRun) -> Any | None:
     if not cells or not lengths:
         return None
     rows, cols = 2 * len(cells), len(lengths)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols + 1.2, 1.75 * rows + 0.8), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(2.3 * cols + 1.2, 1.75 * rows + 0.8), squeeze=False, layout="constrained"
+    )
     threshold = run.config.success.threshold
     for i, cell in enumerate(cells):
         for j, length in enumerate(lengths):
@@ -151,7 +153,6 @@ def curves_figure(run: SuiteRun) -> Any | None:
         f"{SINGLE_TRIALS} single trials;\ndashed: threshold, dotted: chance",
         fontsize="small" if cols < 3 else "medium",
     )
-    fig.tight_layout()
     return fig
 
 

@@ -6,6 +6,7 @@ import statistics
 
 import pytest
 
+from pytest_rnnmemory import figures
 from pytest_rnnmemory.__main__ import main
 from pytest_rnnmemory.compare import compare_reports, config_differences
 from pytest_rnnmemory.errors import StoredDataError
@@ -147,6 +148,21 @@ def test_curves_show_each_cells_frontier_and_the_next_length_when_lengths_are_ma
     assert len(chosen) == 6
     assert {50, 100, 10, 20} <= set(chosen)  # rnn: 50 and 100; lstm: 10 and 20
     assert curve_lengths(run_from_json(report_data(lengths=(5, 10))), limit=6) == [5, 10]
+
+
+@pytest.mark.parametrize("cells", [("rnn",), ("rnn", "lstm", "gru", "lstm1997", "memoryless")])
+def test_the_curve_figures_title_clears_the_panels_titles(cells):
+    """Its three-line title sat over the top row's titles ("rnn, L=5: 9/10") where cells were many."""
+    pytest.importorskip("matplotlib")
+    data = report_data(lengths=(5, 10, 20, 50))
+    data["config"]["suite"]["cells"] = list(cells)
+    data["cases"] = [record(c, n, [1.0] * 9 + [0.5]) for c in cells for n in (5, 10, 20, 50)]
+    fig = figures.curves_figure(run_from_json(data))
+    fig.canvas.draw()
+    title = next(t for t in fig.texts if t.get_text() == fig.get_suptitle()).get_window_extent()
+    panels = [ax.title.get_window_extent() for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 4 * len(cells) and not any(title.overlaps(panel) for panel in panels)
+    figures.pyplot().close(fig)
 
 
 def test_reports_write_every_figure_link_them_and_render_again_identically(tmp_path):
