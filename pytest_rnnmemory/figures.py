@@ -324,33 +324,41 @@ def _save(fig: Any | None, path: Path, **options: Any) -> bool:
 
 
 def curve_lengths(run: SuiteRun, limit: int = CURVE_COLUMNS) -> list[int]:
-    """The lengths whose curves are drawn: every length, or each cell's frontier and the next one first."""
+    """The lengths whose curves are drawn: every length, where there are at most ``limit``.
+
+    Else each cell's frontier (for a cell that learned no length, the shortest), then the
+    length after each frontier while places are left, then lengths spread evenly over the
+    rest. Every frontier is drawn, even where they alone are more than ``limit``.
+    """
     lengths = run.lengths
     if len(lengths) <= limit:
         return lengths
-    chosen: list[int] = []
+    frontiers, after = [], []
     for cell in run.cells:
         if cell in run.controls:
             continue
         frontier = run.frontier(cell)
         if frontier is None:
-            chosen.append(lengths[0])
+            frontiers.append(lengths[0])
             continue
-        chosen.append(frontier)
-        later = [n for n in lengths if n > frontier]
-        if later:
-            chosen.append(later[0])
-    for n in _even(lengths, limit):
-        if len(set(chosen)) >= limit:
-            break
-        chosen.append(n)
-    return sorted(set(chosen))[:limit]
+        frontiers.append(frontier)
+        after += [n for n in lengths if n > frontier][:1]
+    chosen = list(dict.fromkeys(frontiers))
+    for n in after:
+        if len(chosen) < limit and n not in chosen:
+            chosen.append(n)
+    chosen += _even([n for n in lengths if n not in chosen], limit - len(chosen))
+    return sorted(chosen)
 
 
 def _even(lengths: list[int], count: int) -> list[int]:
-    """``count`` lengths spread evenly over ``lengths``, ends included."""
+    """``count`` lengths spread evenly over ``lengths``, ends included (none where ``count`` < 1)."""
+    if count < 1:
+        return []
     if count >= len(lengths):
         return list(lengths)
+    if count == 1:
+        return [lengths[len(lengths) // 2]]
     step = (len(lengths) - 1) / (count - 1)
     return [lengths[round(i * step)] for i in range(count)]
 

@@ -165,6 +165,27 @@ def test_the_curve_figures_title_clears_the_panels_titles(cells):
     figures.pyplot().close(fig)
 
 
+def stub_run(frontiers, lengths):
+    """What :func:`curve_lengths` reads of a run whose cells have ``frontiers``."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(lengths=list(lengths), cells=list(frontiers), controls=[], frontier=frontiers.get)
+
+
+def test_curves_keep_every_cells_frontier_and_the_length_after_it_with_many_cells():
+    """Four cells: the six smallest lengths were kept, dropping d's frontier 200 and the 500 after it."""
+    lengths = (2, 5, 10, 20, 50, 100, 200, 500, 1000)
+    # Eight lengths to show and six places: every frontier, then the lengths after them in the cells' order.
+    many = stub_run({"a": 2, "b": 10, "c": 50, "d": 200}, lengths)
+    assert curve_lengths(many) == [2, 5, 10, 20, 50, 200]
+    assert curve_lengths(stub_run({"a": 2, "b": 10, "c": 200}, lengths)) == [2, 5, 10, 20, 200, 500]
+    # Places left: lengths spread over the rest.
+    assert curve_lengths(stub_run({"a": 2, "b": 2, "c": 1000}, lengths)) == [2, 5, 10, 50, 500, 1000]
+    # More frontiers than places: every frontier, still.
+    frontiers = stub_run(dict(zip("abcdefg", lengths, strict=False)), lengths)
+    assert curve_lengths(frontiers, limit=4) == list(lengths[:7])
+
+
 def test_reports_write_every_figure_link_them_and_render_again_identically(tmp_path):
     pytest.importorskip("matplotlib")
     data = report_data()
