@@ -70,7 +70,8 @@ def capability_figure(run: SuiteRun) -> Any | None:
             spread = [n * (1 + 0.06 * (jitter.random() - 0.5)) for _ in values]
             bottom.scatter(spread, values, s=9, alpha=0.45, color=style["color"], linewidths=0)
         medians = [r.metric_median for _, r in points]
-        bottom.plot(xs, medians, color=style["color"], linestyle=style["linestyle"], linewidth=1)
+        bar = {"marker": "_", "markersize": 16, "markeredgewidth": 2} if len(xs) == 1 else {}
+        bottom.plot(xs, medians, color=style["color"], linestyle=style["linestyle"], linewidth=1, **bar)
     p0 = run.config.verdict.p0
     top.axhline(p0, color="grey", linestyle="--", linewidth=1, label=f"p0 = {p0}")
     top.set_ylabel("success rate (k/n)")
@@ -91,7 +92,8 @@ def capability_figure(run: SuiteRun) -> Any | None:
             )
     bottom.set_ylabel(f"final {run.config.success.metric} per trial")
     bottom.set_ylim(-0.03, 1.03)
-    bottom.set_title("every trial's final metric (dots), median (line)", fontsize="medium")
+    median = "bar" if len(run.lengths) == 1 else "line"
+    bottom.set_title(f"every trial's final metric (dots), median ({median})", fontsize="medium")
     bottom.legend(fontsize="small", loc="lower left")
     _length_axis(bottom, run.lengths)
     for ax in (top, bottom):
@@ -420,15 +422,24 @@ def _style(run: SuiteRun, cell: str, colours: dict[str, str]) -> dict[str, Any]:
 
 
 def _length_axis(ax: Any, lengths: list[int]) -> None:
-    """Length on x: log-scaled when lengths span a factor of ten or more, ticks at readable lengths."""
-    if lengths and max(lengths) / max(min(lengths), 1) >= 10:
+    """Length on x, ticks at readable lengths: log-scaled when lengths span a factor of ten or
+    more, and a decade wide around a single length, where a trial's jitter looks as small as
+    beside other lengths."""
+    if _logarithmic(lengths):
         from matplotlib.ticker import NullFormatter, ScalarFormatter
 
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xticks(_spread(lengths))
+    if len(set(lengths)) == 1:
+        ax.set_xlim(lengths[0] / math.sqrt(10), lengths[0] * math.sqrt(10))
     ax.set_xlabel("length")
+
+
+def _logarithmic(lengths: list[int]) -> bool:
+    """Whether the length axis is log-scaled: lengths span a factor of ten or more, or are one."""
+    return bool(lengths) and (len(set(lengths)) == 1 or max(lengths) / max(min(lengths), 1) >= 10)
 
 
 def _spread(lengths: list[int]) -> list[int]:

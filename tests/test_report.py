@@ -165,6 +165,23 @@ def test_the_curve_figures_title_clears_the_panels_titles(cells):
     figures.pyplot().close(fig)
 
 
+def test_a_single_length_figure_spans_a_decade_around_it_and_marks_each_median():
+    """One length: the axis spanned the trials' jitter, so that one length's dots looked like many,
+    and each median was a line of one point, which is not drawn."""
+    pytest.importorskip("matplotlib")
+    fig = figures.capability_figure(run_from_json(report_data(lengths=(40,))))
+    bottom = fig.axes[1]
+    low, high = bottom.get_xlim()
+    assert bottom.get_xscale() == "log" and low <= 40 / 3 and high >= 40 * 3
+    to_axes = bottom.transScale + bottom.transLimits
+    dots = [to_axes.transform((x, 0))[0] for points in bottom.collections for x, _ in points.get_offsets()]
+    assert len(dots) == 20 and max(dots) - min(dots) < 0.1  # of the axis's width
+    medians = [line for line in bottom.get_lines() if len(line.get_xdata()) == 1]
+    assert len(medians) == 2 and all(line.get_marker() not in ("None", "", " ", None) for line in medians)
+    assert "median (bar)" in bottom.get_title()
+    figures.pyplot().close(fig)
+
+
 def stub_run(frontiers, lengths):
     """What :func:`curve_lengths` reads of a run whose cells have ``frontiers``."""
     from types import SimpleNamespace
