@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ from .stats import interval_label
 CURVE_COLUMNS = 6
 #: Single trials drawn in each curve panel besides the median and spread.
 SINGLE_TRIALS = 3
+#: How far apart the capability figure draws its series at one length, as a share of the length
+#: axis's width (less where lengths are closer).
+SERIES_GAP = 0.01
 
 
 def pyplot() -> Any | None:
@@ -54,20 +58,19 @@ def capability_figure(run: SuiteRun) -> Any | None:
         2, 1, figsize=(7.5, 7.2), sharex=True, gridspec_kw={"height_ratios": [1.1, 1]}
     )
     colours = _colours(run)
-    for cell in run.cells:
+    cells = [c for c in run.cells if _points(run, c)]
+    for place, cell in enumerate(cells):
         points = _points(run, cell)
-        if not points:
-            continue
-        xs = [n for n, _ in points]
+        xs = _side_by_side([n for n, _ in points], run.lengths, place, len(cells))
         rates = [r.rate for _, r in points]
         low = [r.rate - r.decision.ci_low for _, r in points]
         high = [r.decision.ci_high - r.rate for _, r in points]
         style = _style(run, cell, colours)
         top.errorbar(xs, rates, yerr=[low, high], capsize=3, **style)
         jitter = random.Random(cell)  # the same dots on every render
-        for n, record in points:
+        for x, (_, record) in zip(xs, points, strict=True):
             values = [t.metric for t in record.trials]
-            spread = [n * (1 + 0.06 * (jitter.random() - 0.5)) for _ in values]
+            spread = [x * (1 + 0.06 * (jitter.random() - 0.5)) for _ in values]
             bottom.scatter(spread, values, s=9, alpha=0.45, color=style["color"], linewidths=0)
         medians = [r.metric_median for _, r in points]
         bar = {"marker": "_", "markersize": 16, "markeredgewidth": 2} if len(xs) == 1 else {}
@@ -435,6 +438,20 @@ def _length_axis(ax: Any, lengths: list[int]) -> None:
     if len(set(lengths)) == 1:
         ax.set_xlim(lengths[0] / math.sqrt(10), lengths[0] * math.sqrt(10))
     ax.set_xlabel("length")
+
+
+def _side_by_side(xs: list[int], lengths: list[int], place: int, count: int) -> list[float]:
+    """``xs`` of the ``place``-th of ``count`` series, moved to its own side of each length on the
+    length axis's scale, so that series at the same values do not hide one another: series lie a
+    hundredth of the axis's width apart, closer where lengths are, the group within a quarter of
+    the narrowest step between lengths on either side."""
+    log = _logarithmic(lengths)
+    scale = math.log10 if log else float
+    ticks = sorted({scale(n) for n in lengths})
+    width = ticks[-1] - ticks[0] or 1.0  # the decade around a single length
+    narrowest = min((b - a for a, b in pairwise(ticks)), default=width)
+    move = min(SERIES_GAP * width, narrowest / 2 / count) * (place - (count - 1) / 2)
+    return [10 ** (math.log10(x) + move) if log else x + move for x in xs]
 
 
 def _logarithmic(lengths: list[int]) -> bool:

@@ -2,7 +2,9 @@
 
 import dataclasses
 import json
+import math
 import statistics
+from itertools import pairwise
 
 import pytest
 
@@ -179,6 +181,28 @@ def test_a_single_length_figure_spans_a_decade_around_it_and_marks_each_median()
     medians = [line for line in bottom.get_lines() if len(line.get_xdata()) == 1]
     assert len(medians) == 2 and all(line.get_marker() not in ("None", "", " ", None) for line in medians)
     assert "median (bar)" in bottom.get_title()
+    figures.pyplot().close(fig)
+
+
+@pytest.mark.parametrize("lengths", [(5, 10, 20, 50), (5, 10, 20, 50, 100, 200, 400, 800), (40,)])
+def test_series_at_the_same_rate_are_drawn_side_by_side(lengths):
+    """memoryless (grey) lay exactly under shuffled (black) at 0/n everywhere, and lstm under rnn
+    where both learned: each series now sits a little to its own side of each length."""
+    pytest.importorskip("matplotlib")
+    data = report_data(lengths=lengths)
+    data["config"]["suite"]["controls"] = ["memoryless", "shuffled"]
+    data["cases"] += [record(c, n, [0.5] * 10) for c in ("memoryless", "shuffled") for n in lengths]
+    fig = figures.capability_figure(run_from_json(data))
+    fig.canvas.draw()
+    top = fig.axes[0]
+    series = [top.transData.transform(c.lines[0].get_xydata()) for c in top.containers]
+    assert len(series) == 4
+    for i, a in enumerate(series):
+        for b in series[i + 1 :]:
+            assert all(abs(p[0] - q[0]) >= 3 for p, q in zip(a, b, strict=True))  # pixels apart
+    spacing = abs(series[0][:, 0] - series[-1][:, 0])
+    gaps = [b - a for a, b in pairwise(series[0][:, 0])]
+    assert spacing.max() < min(gaps, default=math.inf) / 2  # nearer its own length than the next
     figures.pyplot().close(fig)
 
 
