@@ -227,7 +227,7 @@ def search_figure(run: SuiteRun) -> Any | None:
     if plt is None or not records:
         return None
     cells = [c for c in run.cells if any(r.cell == c for r in records)]
-    labels = [entry.label for entry in records[0].search.recipes]
+    labels = [f"{entry.index + 1}. {entry.label}" for entry in records[0].search.recipes]
     fig, axes = plt.subplots(
         1,
         len(cells),
@@ -241,16 +241,16 @@ def search_figure(run: SuiteRun) -> Any | None:
         lengths = sorted(by_length)
         rates = [[math.nan] * len(lengths) for _ in labels]
         for j, length in enumerate(lengths):
-            entries = {e.index: e for e in by_length[length].recipes}
             for i, entry in enumerate(by_length[length].recipes):
-                source = entries[entry.same_as] if entry.same_as is not None else entry
-                if source.n:
-                    rates[i][j] = source.k / source.n
+                if entry.same_as is not None:
+                    _repeated(ax, plt, j, i, entry.same_as)
+                elif entry.n:
+                    rates[i][j] = entry.k / entry.n
                     colour = "black" if rates[i][j] > 0.5 else "white"
                     ax.text(
                         j,
                         i,
-                        f"{source.k}/{source.n}",
+                        f"{entry.k}/{entry.n}",
                         ha="center",
                         va="center",
                         fontsize="x-small",
@@ -269,10 +269,27 @@ def search_figure(run: SuiteRun) -> Any | None:
         ax.set_title(cell, fontsize="small")
     fig.colorbar(image, ax=axes[0].tolist(), label="tuning success rate", shrink=0.8)
     fig.suptitle(
-        f"{run.name}: recipes on tuning trials (outlined: chosen; blank: eliminated earlier)",
+        f"{run.name}: recipes on tuning trials (outlined: chosen; blank: eliminated earlier;\n"
+        "hatched, = r: the same as recipe r for this cell, which was not trained again)",
         fontsize="small",
     )
     return fig
+
+
+def _repeated(ax: Any, plt: Any, column: int, row: int, same_as: int) -> None:
+    """A heatmap cell hatched and marked ``= r``: its recipe is recipe r for this cell, not measured again."""
+    ax.add_patch(
+        plt.Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, hatch="///", edgecolor="0.7", linewidth=0)
+    )
+    ax.text(
+        column,
+        row,
+        f"= {same_as + 1}",
+        ha="center",
+        va="center",
+        fontsize="x-small",
+        bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},
+    )
 
 
 def sequences(run: SuiteRun, path: Path) -> bool:

@@ -206,6 +206,37 @@ def test_series_at_the_same_rate_are_drawn_side_by_side(lengths):
     figures.pyplot().close(fig)
 
 
+def searched_data(lengths=(5, 10)):
+    """A report whose cases searched init: chrono is the same as torch for the rnn, which ignores it."""
+    data = report_data(lengths=lengths)
+    data["schema_version"] = 2
+    for case in data["cases"]:
+        recipes = [
+            {"index": 0, "recipe": {"model.init": "torch"}, "label": "init=torch", "k": 4, "n": 4},
+            {"index": 1, "recipe": {"model.init": "chrono"}, "label": "init=chrono", "k": 1, "n": 4},
+        ]
+        for recipe in recipes:
+            recipe.update(metric_median=0.9, metric_max=1.0, sequences_median=None, same_as=None)
+        if case["cell"] == "rnn":
+            recipes[1].update(k=4, same_as=0)  # a repeat carries the counts of the recipe it repeats
+        case["search"] = {"scope": "case", "trials": 4, "chosen": 0, "recipes": recipes}
+    return data
+
+
+def test_the_search_figure_marks_a_recipe_that_repeats_another_instead_of_its_counts():
+    """init=chrono for the rnn was never trained: its row showed recipe 1's 4/4 as if measured."""
+    pytest.importorskip("matplotlib")
+    fig = figures.search_figure(run_from_json(searched_data()))
+    rnn, lstm = (next(ax for ax in fig.axes if ax.get_title() == cell) for cell in ("rnn", "lstm"))
+    texts = {tuple(t.get_position()): t.get_text() for t in rnn.texts}
+    assert texts == {(0, 0): "4/4", (1, 0): "4/4", (0, 1): "= 1", (1, 1): "= 1"}
+    assert rnn.images[0].get_array().mask[1].all() and not rnn.images[0].get_array().mask[0].any()
+    assert sum(patch.get_hatch() is not None for patch in rnn.patches) == 2
+    assert {t.get_text() for t in lstm.texts} == {"4/4", "1/4"} and not lstm.images[0].get_array().mask.any()
+    assert [label.get_text() for label in rnn.get_yticklabels()] == ["1. init=torch", "2. init=chrono"]
+    figures.pyplot().close(fig)
+
+
 def stub_run(frontiers, lengths):
     """What :func:`curve_lengths` reads of a run whose cells have ``frontiers``."""
     from types import SimpleNamespace
