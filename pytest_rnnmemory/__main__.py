@@ -88,19 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             print(text)
         return 0
     if args.command == "report":
-        from .report import write_reports
-
-        run, environment = _read_report(args.json, parser)
-        out = Path(args.out) if args.out else Path(args.json).parent
-        if out.exists() and not out.is_dir():
-            parser.error(f"--out {out}: is a file; give the folder to write the report in")
-        try:
-            written = write_reports(run, out, environment)
-        except OSError as exc:
-            parser.error(f"{out}: cannot write the report there ({exc.strerror or exc})")
-        for path in written:
-            print(f"written: {path}")
-        return 0
+        return _render(args.json, args.out, parser)
     if args.command == "calibrate" and (args.search or args.looks) and args.trials is not None:
         parser.error(
             f"--trials applies to the power table; --{'search' if args.search else 'looks'} has its own"
@@ -128,6 +116,35 @@ def main(argv: list[str] | None = None) -> int:
                 f"--trials={given}: must be integers in [1, {MAX_CALIBRATED}], comma-separated (e.g. 10,30)"
             )
         print(format_table(power_table(trials, args.test)))
+    return 0
+
+
+def _render(source: str, folder: str | None, parser: argparse.ArgumentParser) -> int:
+    """Write the report that the JSON report ``source`` holds again, in ``folder`` (default:
+    beside it); a usage error names a file it could not write."""
+    import warnings
+
+    from .errors import ReportWriteError
+    from .report import write_reports
+
+    path = Path(source)
+    run, environment = _read_report(source, parser)
+    out = Path(folder) if folder else path.parent
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out}: is a file; give the folder to write the report in")
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            written = write_reports(run, out, environment)
+        except ReportWriteError as exc:
+            written, unwritten = exc.written, exc.unwritten
+        else:
+            unwritten = []
+    for p in written:
+        print(f"written: {p}")
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    if unwritten:
+        parser.error("; ".join(f"{p}: cannot write it ({why})" for p, why in unwritten))
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class RnnMemoryError(Exception):
@@ -37,6 +38,15 @@ class StoredDataError(RnnMemoryError):
     The message names the place in the document (``cases[3].trials[0].metric``)
     and what was expected there.
     """
+
+
+class ReportWriteError(RnnMemoryError):
+    """Files of a report that could not be written, each with why; ``written`` holds those that were."""
+
+    def __init__(self, unwritten: list[tuple[Path, str]], written: list[Path]) -> None:
+        self.unwritten = list(unwritten)
+        self.written = list(written)
+        super().__init__("\n".join(f"{path}: not written ({why})" for path, why in self.unwritten))
 
 
 class SchemeError(RnnMemoryError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from tabulate import tabulate
 from . import figures
 from .atomic import write_atomic
 from .diagnosis import BAND, Shape, shape_of
-from .errors import StoredDataError
+from .errors import ReportWriteError, StoredDataError
 from .gate import BASELINE_KIND, Baseline
 from .literature import AGREES, NOT_COMPARED, literature
 from .records import CaseRecord, ImpliedVerdict, SuiteMeta, frontier_text
@@ -612,33 +613,75 @@ def _missing_case(data: Any, where: str) -> tuple[tuple[str, int], str | None]:
     return _case_key(data, where), f.text("error") if f.has("error") else None
 
 
+#: The file GitHub Actions shows below a job's steps: where it is set, each report is appended to it.
+STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
+
+
+class StepSummaryWarning(UserWarning):
+    """A report that could not be appended to the file :data:`STEP_SUMMARY` names."""
+
+
 def write_reports(
     run: SuiteRun, report_dir: Path, environment: dict[str, str], *, figures: bool = True
 ) -> list[Path]:
-    """Write ``<suite>.md``, ``<suite>.json`` and (unless ``figures`` is off) the figures; the paths."""
-    report_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    """Write ``<suite>.md``, ``<suite>.json`` and (unless ``figures`` is off) the figures; the paths.
+    A file that cannot be written leaves the others to be written, and :class:`.ReportWriteError`
+    names it afterwards."""
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportWriteError([(report_dir, _why(exc))], []) from None
+    written: list[Path] = []
+    unwritten: list[tuple[Path, str]] = []
     plots: dict[str, str] = {}
-    for name, (suffix, draw, _) in FIGURES.items():
+    for figure, (suffix, draw, _) in FIGURES.items():
         png = report_dir / f"{run.name}{suffix}.png"
-        if figures and run.records and draw(run, png):
-            plots[name] = png.name
-            written.append(png)
-        elif png.exists():
-            png.unlink()  # an earlier run's figure would contradict this report
-    md = report_dir / f"{run.name}.md"
+        try:
+            if figures and run.records and draw(run, png):
+                plots[figure] = png.name
+                written.append(png)
+            elif png.is_file():
+                png.unlink()  # an earlier run's figure would contradict this report
+        except OSError as exc:
+            unwritten.append((png, _why(exc)))
     text = markdown(run, environment, plots)
     if run.records and not figures:
         text += "\nFigures were not drawn (`--rnn-figures=off`).\n"
     elif run.records and not plots:
         text += "\nInstall matplotlib (`pip install matplotlib`) for the figures.\n"
-    write_atomic(md, text)
-    written.append(md)
-    js = report_dir / f"{run.name}.json"
-    write_atomic(js, json.dumps(to_json(run, environment), indent=1, allow_nan=False) + "\n")
-    written.append(js)
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
+    data = json.dumps(to_json(run, environment), indent=1, allow_nan=False) + "\n"
+    for path, content in ((report_dir / f"{run.name}.md", text), (report_dir / f"{run.name}.json", data)):
+        try:
+            write_atomic(path, content)
+            written.append(path)
+        except OSError as exc:
+            unwritten.append((path, _why(exc)))
+    append_step_summary(run.name, text)
+    if unwritten:
+        raise ReportWriteError(unwritten, written)
+    return written
+
+
+def append_step_summary(suite: str, text: str) -> None:
+    """Append ``suite``'s markdown report to the file :data:`STEP_SUMMARY` names, where it is set;
+    a :class:`StepSummaryWarning` where it cannot be."""
+    summary = os.environ.get(STEP_SUMMARY)
+    if not summary:
+        return
+    try:
         with open(summary, "a", encoding="utf-8") as fh:
             fh.write(text + "\n")
-    return written
+    except OSError as exc:
+        with warnings.catch_warnings():
+            # never an error (-W error): the run's other reports and its baseline are still to write
+            warnings.simplefilter("always", StepSummaryWarning)
+            warnings.warn(
+                StepSummaryWarning(
+                    f"{STEP_SUMMARY}={summary}: the {suite} report could not be appended there ({_why(exc)})"
+                ),
+                stacklevel=2,
+            )
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)

@@ -44,6 +44,8 @@ class RunLog:
         self.config = config
         self.runs: dict[str, SuiteRun] = {}
         self.written: list[Path] = []
+        #: Report files that could not be written, each with why.
+        self.unwritten: list[tuple[Path, str]] = []
         #: Lines about reports kept as they were, or replaced because they could not be read.
         self.notes: list[str] = []
         self.baseline_saved: tuple[Path, int] | None = None
@@ -107,7 +109,6 @@ class RunLog:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if hasattr(self.config, "workerinput") or not self.runs or self.config.option.collectonly:
             return  # only the controller writes reports, and only for a run that ran
-        from .report import write_reports
         from .runtime import environment
 
         options = self.options
@@ -119,10 +120,25 @@ class RunLog:
             if not run.ran:
                 self.notes.append(f"{run.name}: no case finished or raised, so its report is left as it was")
                 continue
-            shown = self.shown[run.name] = run.completed_by(self._previous(run))
-            self.written += write_reports(shown, options.report_dir, env, figures=options.figures)
+            self._write(run, env)
         if options.save_baseline is not None:
             self._save_baseline(options.save_baseline, env, exitstatus)
+        if self.unwritten and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _write(self, run: SuiteRun, env: dict[str, str]) -> None:
+        """Write ``run``'s report, completed by the one already there; a file that cannot be
+        written is noted, and the rest written all the same."""
+        from .errors import ReportWriteError
+        from .report import write_reports
+
+        options = self.options
+        try:
+            shown = self.shown[run.name] = run.completed_by(self._previous(run))
+            self.written += write_reports(shown, options.report_dir, env, figures=options.figures)
+        except ReportWriteError as exc:
+            self.written += exc.written
+            self.unwritten += exc.unwritten
 
     def _save_baseline(self, path: Path, env: dict[str, str], exitstatus: int) -> None:
         """Store this run's counts, unless it stopped before its cases finished (Ctrl-C, -x): a
@@ -172,6 +188,9 @@ class RunLog:
             terminalreporter.write_line("")
         for path in self.written:
             terminalreporter.write_line(f"report written: {display_path(path, self.config.rootpath)}")
+        for path, why in self.unwritten:
+            shown = display_path(path, self.config.rootpath)
+            terminalreporter.write_line(f"report file not written: {shown} ({why})", red=True, bold=True)
         if not hasattr(self.config, "cache") and self.options.cache_dir is None:
             terminalreporter.write_line(
                 "finished cases were not stored: pytest's cache is off (-p no:cacheprovider); "

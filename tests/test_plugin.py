@@ -1217,6 +1217,43 @@ def test_a_case_that_raises_replaces_its_stored_verdict_in_the_report(project, m
 
 
 @pytest.mark.slow
+def test_a_step_summary_that_cannot_be_appended_to_is_a_warning_and_loses_nothing(project, monkeypatch):
+    write_suite(project, "ortask", suite_text("or", trials=5))
+    summary = project.path / "no-such-folder" / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    # a warning, even where the project makes warnings errors
+    errors = "error::pytest_rnnmemory.report.StepSummaryWarning"
+    result = project.runpytest("--rnn-suite=ortask", "--rnn-save-baseline=b.json", "-W", errors)
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            f"*StepSummaryWarning: GITHUB_STEP_SUMMARY={summary}: the ortask report could not be "
+            "appended there (No such file or directory)"
+        ]
+    )
+    assert "INTERNALERROR" not in result.stdout.str()
+    assert read_report(project, "ortask")["cases"][0]["n"] == 5
+    assert (project.path / "b.json").is_file()
+
+
+@pytest.mark.slow
+def test_a_report_file_that_cannot_be_written_is_named_after_everything_else_is_written(project):
+    write_suite(project, "first", suite_text("or", trials=5))
+    write_suite(project, "second", suite_text("or", trials=5))
+    (project.path / "reports" / "first.md").mkdir(parents=True)
+    result = project.runpytest("suites/", "--rnn-save-baseline=b.json")
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        ["report written: reports/first.json", "report file not written: reports/first.md (Is a directory)"]
+    )
+    assert "INTERNALERROR" not in result.stdout.str()
+    assert read_report(project, "first")["suite"] == "first"
+    assert (project.path / "reports" / "second.md").is_file() and (project.path / "b.json").is_file()
+
+
+@pytest.mark.slow
 def test_a_suite_file_named_on_the_command_line_runs_wherever_it_lies(project, tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("mine") / "my_suite.toml"
     elsewhere.write_text(suite_text("or", trials=3))

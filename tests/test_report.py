@@ -315,6 +315,37 @@ def test_without_matplotlib_the_report_says_how_to_get_the_figures(tmp_path, mon
     assert "pip install matplotlib" in (tmp_path / "demo.md").read_text()
 
 
+def test_report_warns_of_a_step_summary_it_cannot_append_to_and_names_a_file_it_cannot_write(
+    tmp_path, monkeypatch, capsys
+):
+    import pytest_rnnmemory.figures as figures
+
+    monkeypatch.setattr(figures, "pyplot", lambda: None)
+    summary = tmp_path / "no-such-folder" / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    report = tmp_path / "demo.json"
+    report.write_text(json.dumps(report_data(lengths=(5,))))
+    assert main(["report", str(report)]) == 0
+    out, err = capsys.readouterr()
+    assert f"written: {tmp_path / 'demo.md'}" in out and f"written: {report}" in out
+    assert (
+        f"warning: GITHUB_STEP_SUMMARY={summary}: the demo report could not be appended there "
+        "(No such file or directory)" in err
+    )
+    assert "cannot write the report" not in err
+    # a folder where a report file goes: named, after the other files are written
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY")
+    (tmp_path / "demo.md").unlink()
+    (tmp_path / "demo.md").mkdir()
+    report.write_text(json.dumps(report_data(lengths=(5,))))
+    with pytest.raises(SystemExit):
+        main(["report", str(report)])
+    out, err = capsys.readouterr()
+    assert f"written: {report}" in out and json.loads(report.read_text())["schema_version"] == 2
+    assert f"{tmp_path / 'demo.md'}: cannot write it (Is a directory)" in err
+    assert "Traceback" not in err
+
+
 def gated_run(tmp_path, holm=True):
     """A run judged against a baseline in which lstm learned length 20 (10/10; now 0/10)."""
     before = report_data(lengths=(5, 10, 20))
