@@ -38,10 +38,15 @@ def main(argv: list[str] | None = None) -> int:
         help="instead: the error rates of counts looked at twice (an inconclusive case again, staged runs)",
     )
     render = commands.add_parser(
-        "report", help="render the markdown report and figures again from a JSON report"
+        "report",
+        help="render the markdown report and figures again from a JSON report",
+        description="Render a JSON report again, without training. The files are named after the "
+        "JSON file, never after its suite: X.json gives X.md, X.png, X-curves.png, X-gradients.png "
+        "(X-search.png, X-sequences.png where the report has them) and X.json itself, written again, "
+        "so that rendering a renamed copy never writes over another report.",
     )
-    render.add_argument("json", help="a reports/<suite>.json written by a run")
-    render.add_argument("--out", help="folder for the files (default: the JSON's folder)")
+    render.add_argument("json", help="a JSON report, X.json: reports/<suite>.json or a copy of one")
+    render.add_argument("--out", help="folder for the files X.md, X.json, ... (default: the JSON's folder)")
     compare = commands.add_parser(
         "compare", help="two JSON reports side by side: configuration, frontiers, counts"
     )
@@ -121,20 +126,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def _render(source: str, folder: str | None, parser: argparse.ArgumentParser) -> int:
     """Write the report that the JSON report ``source`` holds again, in ``folder`` (default:
-    beside it); a usage error names a file it could not write."""
+    beside it), named after ``source``; a usage error names a file it could not write."""
     import warnings
 
     from .errors import ReportWriteError
     from .report import write_reports
 
     path = Path(source)
+    if path.suffix != ".json":
+        parser.error(f"{source}: the files are named after the report's, which must end in .json")
     run, environment = _read_report(source, parser)
     out = Path(folder) if folder else path.parent
     if out.exists() and not out.is_dir():
         parser.error(f"--out {out}: is a file; give the folder to write the report in")
     with warnings.catch_warnings(record=True) as caught:
         try:
-            written = write_reports(run, out, environment)
+            written = write_reports(run, out, environment, name=path.stem)
         except ReportWriteError as exc:
             written, unwritten = exc.written, exc.unwritten
         else:

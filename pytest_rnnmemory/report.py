@@ -567,7 +567,7 @@ def run_from_json(data: Any) -> SuiteRun:
         )
     suite = f.text("suite")
     problem = check_name(suite) if suite else "must not be empty"
-    if problem:  # it names the report's files: "../x" would write beside the folder asked for
+    if problem:  # a suite file's own rule: a run names its report's files after it
         raise StoredDataError(f'suite = "{suite}": {problem}')
     meta = SuiteMeta(
         name=suite,
@@ -622,11 +622,17 @@ class StepSummaryWarning(UserWarning):
 
 
 def write_reports(
-    run: SuiteRun, report_dir: Path, environment: dict[str, str], *, figures: bool = True
+    run: SuiteRun,
+    report_dir: Path,
+    environment: dict[str, str],
+    *,
+    figures: bool = True,
+    name: str | None = None,
 ) -> list[Path]:
-    """Write ``<suite>.md``, ``<suite>.json`` and (unless ``figures`` is off) the figures; the paths.
-    A file that cannot be written leaves the others to be written, and :class:`.ReportWriteError`
-    names it afterwards."""
+    """Write ``<name>.md``, ``<name>.json`` and (unless ``figures`` is off) the figures, ``name`` the
+    suite's unless given; the paths. A file that cannot be written leaves the others to be written,
+    and :class:`.ReportWriteError` names it afterwards."""
+    name = name or run.name
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -635,7 +641,7 @@ def write_reports(
     unwritten: list[tuple[Path, str]] = []
     plots: dict[str, str] = {}
     for figure, (suffix, draw, _) in FIGURES.items():
-        png = report_dir / f"{run.name}{suffix}.png"
+        png = report_dir / f"{name}{suffix}.png"
         try:
             if figures and run.records and draw(run, png):
                 plots[figure] = png.name
@@ -650,7 +656,7 @@ def write_reports(
     elif run.records and not plots:
         text += "\nInstall matplotlib (`pip install matplotlib`) for the figures.\n"
     data = json.dumps(to_json(run, environment), indent=1, allow_nan=False) + "\n"
-    for path, content in ((report_dir / f"{run.name}.md", text), (report_dir / f"{run.name}.json", data)):
+    for path, content in ((report_dir / f"{name}.md", text), (report_dir / f"{name}.json", data)):
         try:
             write_atomic(path, content)
             written.append(path)

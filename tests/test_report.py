@@ -315,6 +315,33 @@ def test_without_matplotlib_the_report_says_how_to_get_the_figures(tmp_path, mon
     assert "pip install matplotlib" in (tmp_path / "demo.md").read_text()
 
 
+def test_a_renamed_copy_renders_under_its_own_name_never_over_the_suites_report(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    data = report_data(lengths=(5, 10))
+    write_reports(run_from_json(data), tmp_path, data["environment"])
+    current = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    before = json.loads(json.dumps(data))
+    before["cases"] = before["cases"][:1]  # an earlier run, kept for compare, that differs
+    (tmp_path / "demo-before.json").write_text(json.dumps(before))
+    for out in ([], ["--out", str(tmp_path)]):
+        assert main(["report", str(tmp_path / "demo-before.json"), *out]) == 0
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in current} == current
+    names = sorted(p.name for p in tmp_path.iterdir() if p.name not in current)
+    assert names == [f"demo-before{end}" for end in ("-curves.png", "-gradients.png", ".json", ".md", ".png")]
+    text = (tmp_path / "demo-before.md").read_text()
+    assert "](demo-before.png)" in text and "](demo.png)" not in text
+    assert json.loads((tmp_path / "demo-before.json").read_text())["suite"] == "demo"
+    # --out elsewhere writes the same files there
+    assert main(["report", str(tmp_path / "demo-before.json"), "--out", str(tmp_path / "again")]) == 0
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == names
+    # a name without .json would write X.json beside it, which may be another report
+    (tmp_path / "demo-before").write_text(json.dumps(before))
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["report", str(tmp_path / "demo-before")])
+    assert "must end in .json" in capsys.readouterr().err
+
+
 def test_report_warns_of_a_step_summary_it_cannot_append_to_and_names_a_file_it_cannot_write(
     tmp_path, monkeypatch, capsys
 ):
