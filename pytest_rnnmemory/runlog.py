@@ -46,7 +46,7 @@ class RunLog:
         self.written: list[Path] = []
         #: Report files that could not be written, each with why.
         self.unwritten: list[tuple[Path, str]] = []
-        #: Lines about reports kept as they were, or replaced because they could not be read.
+        #: Lines about reports kept as they were, or set aside because they could not be read.
         self.notes: list[str] = []
         self.baseline_saved: tuple[Path, int] | None = None
         self._baseline: Baseline | None = None
@@ -163,13 +163,32 @@ class RunLog:
         from .report import read_report
 
         path = self.options.report_dir / f"{run.name}.json"
-        if not path.exists():
+        if not path.is_file():
             return None
         try:
             return read_report(path)[0]
         except StoredDataError as exc:
-            self.notes.append(f"{run.name}: the earlier report could not be read ({exc}); replaced")
+            self._keep_rejected(run, path, exc)
             return None
+
+    def _keep_rejected(self, run: SuiteRun, path: Path, problem: Exception) -> None:
+        """Move aside the report at ``path`` that this version rejected, never replace it: a run of
+        some cases would shrink it. :class:`.ReportWriteError` where it cannot be moved."""
+        from .errors import ReportWriteError
+        from .suite import display_path
+
+        try:
+            aside = set_aside(path)
+        except OSError as exc:
+            why = (
+                f"the earlier report could not be read ({problem}) nor moved aside "
+                f"({exc.strerror or exc}); it is left as it was, and this run's report is not written"
+            )
+            raise ReportWriteError([(path, why)], []) from None
+        self.notes.append(
+            f"{run.name}: the earlier report could not be read ({problem}); it is kept as "
+            f"{display_path(aside, self.config.rootpath)}, and this run's report is written in its place"
+        )
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.runs or hasattr(self.config, "workerinput") or self.config.option.collectonly:
@@ -229,6 +248,18 @@ class RunLog:
             for label, keys in kinds
             if keys
         ]
+
+
+def set_aside(path: Path) -> Path:
+    """Rename ``path`` to ``<name>.rejected`` (``.rejected.2``, ``.rejected.3``, ... where that is
+    taken, so that one set aside before stays); where it went."""
+    aside = path.with_name(f"{path.name}.rejected")
+    number = 2
+    while aside.exists():
+        aside = path.with_name(f"{path.name}.rejected.{number}")
+        number += 1
+    path.rename(aside)
+    return aside
 
 
 def record_payload(meta: SuiteMeta, record: CaseRecord) -> dict[str, Any]:

@@ -1254,6 +1254,32 @@ def test_a_report_file_that_cannot_be_written_is_named_after_everything_else_is_
 
 
 @pytest.mark.slow
+def test_an_earlier_report_this_version_cannot_read_is_moved_aside_never_replaced(project):
+    write_suite(project, "ortask", suite_text("or", trials=3))
+    reports = project.path / "reports"
+    reports.mkdir()
+    newer = json.dumps({"schema_version": 99, "suite": "ortask", "cases": ["from a newer version"]})
+    (reports / "ortask.json").write_text(newer)
+    result = project.runpytest("--rnn-suite=ortask")
+    result.stdout.fnmatch_lines(
+        [
+            "ortask: the earlier report could not be read (schema_version 99: *); it is kept as "
+            "reports/ortask.json.rejected, and this run's report is written in its place"
+        ]
+    )
+    assert (reports / "ortask.json.rejected").read_text() == newer
+    assert read_report(project, "ortask")["schema_version"] == 2
+    # one set aside before stays: the next goes beside it
+    edited = json.loads((reports / "ortask.json").read_text())
+    edited["cases"][0]["k"] = "three"
+    (reports / "ortask.json").write_text(json.dumps(edited))
+    result = project.runpytest("--rnn-suite=ortask")
+    result.stdout.fnmatch_lines(["*; it is kept as reports/ortask.json.rejected.2, *"])
+    assert (reports / "ortask.json.rejected").read_text() == newer
+    assert json.loads((reports / "ortask.json.rejected.2").read_text()) == edited
+
+
+@pytest.mark.slow
 def test_a_suite_file_named_on_the_command_line_runs_wherever_it_lies(project, tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("mine") / "my_suite.toml"
     elsewhere.write_text(suite_text("or", trials=3))
