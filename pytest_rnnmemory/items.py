@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ from .usercode import UserCodeError
 MARKER = pytest.mark.memory_case
 
 
+#: The report folder, inside the run's, that fresh trials of an inconclusive case are advised to
+#: write in: another configuration's report in the run's own folder would replace the suite's.
+SECOND_LOOK = "second-look"
 #: Where pytest's cache keeps the rates earlier cases trained at (sequence-steps per second).
 RATES = "rnnmemory/rates"
 #: Recipe searches shared by the lengths of a cell (``search.scope = "cell"``), by their store key.
@@ -156,7 +160,8 @@ class CaseItem(_OwnFailures):
         if judgement.action == Action.PASS:
             return
         skippable = judged(inconclusive="skip").action == Action.SKIP
-        message = failure_message(record, case.suite.meta.seed, skippable=skippable)
+        second_look = display_path(options.report_dir / SECOND_LOOK, self.config.rootpath)
+        message = failure_message(record, case.suite.meta.seed, second_look, skippable=skippable)
         if judgement.action == Action.SKIP:
             pytest.skip(message)
         if case.control:
@@ -333,10 +338,11 @@ class GateItem(_OwnFailures):
         return self.path, None, f"{self.suite.name}: gate against the baseline"
 
 
-def failure_message(record: CaseRecord, seed: int, *, skippable: bool = True) -> str:
+def failure_message(record: CaseRecord, seed: int, second_look: str, *, skippable: bool = True) -> str:
     """Why a case did not pass, with the numbers that say so; ``seed`` is the suite's root seed,
-    ``skippable`` whether ``--rnn-inconclusive=skip`` would skip an inconclusive case (not one that
-    a claim or a control says must settle)."""
+    ``second_look`` the report folder that fresh trials of an inconclusive case are advised to
+    write in, ``skippable`` whether ``--rnn-inconclusive=skip`` would skip an inconclusive case (not
+    one that a claim or a control says must settle)."""
     d = record.decision
     k, n = d.k, d.n
     head = (
@@ -372,7 +378,10 @@ def failure_message(record: CaseRecord, seed: int, *, skippable: bool = True) ->
             skip = ", or pass --rnn-inconclusive=skip" if skippable else ""
             lines.append(
                 f"  about {more} trials would settle it if the rate held: train them afresh, "
-                f"--rnn-trials={more} --rnn-seed={seed + 1}{skip}\n"
+                f"--rnn-trials={more} --rnn-seed={seed + 1} --rnn-report-dir={shlex.quote(second_look)}"
+                f"{skip}\n"
+                "  (in a report folder of their own: another seed and trial count are another "
+                "configuration, whose report would replace the suite's)\n"
                 "  (a second look: with this one, it calls a cell at exactly p0 learns about twice as "
                 "often as alpha; see python -m pytest_rnnmemory calibrate --looks)"
             )

@@ -161,11 +161,14 @@ def test_inconclusive_fails_by_default_and_skips_on_request(project):
     result = project.runpytest("--rnn-suite=ortask")
     result.assert_outcomes(failed=1)
     # The trials that would settle it are new ones (topping these up would decide on a count already
-    # looked at), and the message says what a second look costs.
+    # looked at), in a report folder of their own (another configuration's report would replace the
+    # suite's), and the message says what a second look costs.
     result.stdout.fnmatch_lines(
         [
             "*inconclusive*1/1*",
-            "*would settle it if the rate held: train them afresh, --rnn-trials=* --rnn-seed=2,*",
+            "*would settle it if the rate held: train them afresh, --rnn-trials=* --rnn-seed=2 "
+            "--rnn-report-dir=reports/second-look, or pass --rnn-inconclusive=skip",
+            "*(in a report folder of their own: another seed and trial count are another configuration*",
             "*a second look: with this one, it calls a cell at exactly p0 learns about twice as often*",
         ]
     )
@@ -176,7 +179,9 @@ def test_inconclusive_fails_by_default_and_skips_on_request(project):
     write_suite(project, "ortask", claimed)
     result = project.runpytest("--rnn-suite=ortask", "--rnn-inconclusive=skip")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*would settle it if the rate held: train them afresh, --rnn-trials=*"])
+    result.stdout.fnmatch_lines(
+        ["*train them afresh, --rnn-trials=* --rnn-seed=2 --rnn-report-dir=reports/second-look"]
+    )
     assert "pass --rnn-inconclusive=skip" not in result.stdout.str()
 
 
