@@ -141,21 +141,32 @@ class RunLog:
             self.unwritten += exc.unwritten
 
     def _save_baseline(self, path: Path, env: dict[str, str], exitstatus: int) -> None:
-        """Store this run's counts, unless it stopped before its cases finished (Ctrl-C, -x): a
-        baseline holds a whole run, never a part of one mixed into an earlier one's."""
+        """Store this run's counts, unless a selected case did not finish: the run stopped first
+        (Ctrl-C, -x), or the case raised. A baseline holds a whole run, never a part of one mixed
+        into an earlier one's."""
         from .gate import save_baseline
         from .suite import display_path
 
-        unfinished = sum(key not in run.errors for run in self.runs.values() for key in run.missing)
-        if unfinished or exitstatus == pytest.ExitCode.INTERRUPTED:
+        why = self._why_unfinished(exitstatus)
+        if why is not None:
             self.notes.append(
-                f"baseline not written to {display_path(path, self.config.rootpath)}: the run stopped "
-                f"before {unfinished or 'all'} of its selected cases finished; store a baseline from a "
-                "run that finishes what it selects"
+                f"baseline not written to {display_path(path, self.config.rootpath)}: {why}; "
+                "store a baseline from a run that finishes what it selects"
             )
             return
         records = [r for run in self.runs.values() for r in run.records.values()]
         self.baseline_saved = (path, save_baseline(path, records, env))
+
+    def _why_unfinished(self, exitstatus: int) -> str | None:
+        """Why this run did not finish what it selected, or ``None`` where it did."""
+        runs = self.runs.values()
+        unfinished = sum(key not in run.errors for run in runs for key in run.missing)
+        if unfinished or exitstatus == pytest.ExitCode.INTERRUPTED:
+            return f"the run stopped before {unfinished or 'all'} of its selected cases finished"
+        raised = [f"{run.name} {c}-L{n}" for run in runs for c, n in run.missing if (c, n) in run.errors]
+        if raised:
+            return f"{len(raised)} of its selected cases raised an error: {', '.join(raised)}"
+        return None
 
     def _previous(self, run: SuiteRun) -> SuiteRun | None:
         """The report already written for ``run``'s suite, if there is one this version can read."""

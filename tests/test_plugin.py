@@ -1164,8 +1164,15 @@ def test_a_case_that_raised_is_reported_missing_with_what_it_raised(project):
     write_suite(
         project, "latch", suite_text("latching", cells=("rnn", "usercells:BackwardFails"), lengths=(2,))
     )
-    result = project.runpytest("--rnn-suite=latch")
-    result.stdout.fnmatch_lines(["missing: usercells:BackwardFails-L2 (raised an error)"])
+    result = project.runpytest("--rnn-suite=latch", "--rnn-save-baseline=b.json")
+    result.stdout.fnmatch_lines(
+        [
+            "missing: usercells:BackwardFails-L2 (raised an error)",
+            "baseline not written to b.json: 1 of its selected cases raised an error: "
+            "latch usercells:BackwardFails-L2; store a baseline from a run that finishes what it selects",
+        ]
+    )
+    assert not (project.path / "b.json").exists()  # its entry would hold the code before the error
     error = (
         "UserCodeError: cell 'usercells:BackwardFails' failed in the backward pass: "
         "ValueError: this cell's backward pass is broken on purpose"

@@ -416,8 +416,13 @@ def test_a_gated_run_of_some_cells_merged_into_a_fuller_report_renders_again_as_
 
 @pytest.mark.parametrize(
     ("exitstatus", "unfinished", "written"),
-    [(0, False, True), (2, False, False), (1, True, False)],
-    ids=["finished", "interrupted after every case (the rule under xdist)", "a case never ran"],
+    [(0, None, True), (2, None, False), (1, "never ran", False), (1, "raised", False)],
+    ids=[
+        "finished",
+        "interrupted after every case (the rule under xdist)",
+        "a case never ran",
+        "a case raised",
+    ],
 )
 def test_a_baseline_is_stored_from_a_run_that_finished_what_it_selected(
     tmp_path, exitstatus, unfinished, written
@@ -428,14 +433,18 @@ def test_a_baseline_is_stored_from_a_run_that_finished_what_it_selected(
 
     log = RunLog(SimpleNamespace(rootpath=tmp_path))
     run = run_from_json(report_data(lengths=(5,)))
-    if unfinished:
+    if unfinished == "never ran":
         run.expect(("rnn", 10))
+    if unfinished == "raised":
+        run.add_error(("rnn", 10), "ValueError: broken")
     log.runs[run.name] = run
     log._save_baseline(tmp_path / "b.json", {}, exitstatus)
     assert (tmp_path / "b.json").exists() == written
     assert bool(log.notes) != written and all(
         n.startswith("baseline not written to b.json") for n in log.notes
     )
+    if unfinished == "raised":
+        assert "1 of its selected cases raised an error: demo rnn-L10;" in log.notes[0]
 
 
 def test_a_report_gated_without_holms_correction_says_so_and_has_no_holm_column(tmp_path):
