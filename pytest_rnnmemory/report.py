@@ -16,7 +16,7 @@ from .atomic import write_atomic
 from .diagnosis import BAND, Shape, shape_of
 from .errors import ReportWriteError, StoredDataError
 from .gate import BASELINE_KIND, Baseline
-from .literature import AGREES, NOT_COMPARED, literature
+from .literature import literature
 from .records import CaseRecord, ImpliedVerdict, SuiteMeta, frontier_text
 from .results import SuiteRun
 from .schema import SuiteConfig
@@ -227,7 +227,6 @@ def _literature_section(run: SuiteRun) -> list[str]:
             else f" [{_figure_text(f.statistic, c.low)}, {_figure_text(f.statistic, c.high)}]"
         )
         verdict = "—" if c.verdict is None else f"{MARKS[c.verdict]} {c.verdict} ({c.k}/{c.n})"
-        why = f.differs if c.agreement not in (AGREES, NOT_COMPARED) else ""
         rows.append(
             [
                 f.cell,
@@ -238,7 +237,7 @@ def _literature_section(run: SuiteRun) -> list[str]:
                 c.agreement,
                 c.note,
                 verdict,
-                why,
+                f.differs,
             ]
         )
     return [
@@ -249,7 +248,8 @@ def _literature_section(run: SuiteRun) -> list[str]:
         "Each published figure beside the same statistic over this run's verdict trials (never the "
         "tuning trials that chose their recipe), with its 95% interval: Clopper-Pearson for a rate, a "
         "percentile bootstrap for a mean, and for the best of k the bootstrap distribution of a maximum "
-        "(exact). *agrees*: the figure lies inside our interval.",
+        "(exact). *agrees*: the figure lies inside our interval. *what differs*: between the source's "
+        "setup and ours, as the suite states it, whatever the agreement.",
         "",
         tabulate(
             rows,

@@ -456,7 +456,7 @@ class ReferenceFigure:
     )
     differs: str = key(
         "",
-        doc="What differs between the source's setup and ours, shown beside a figure that does not agree (no forget gate in 1997, fixed against variable length, budget).",
+        doc="What differs between the source's setup and ours (no forget gate in 1997, fixed against variable length, budget), shown beside the figure whatever the agreement: a figure may agree despite a difference.",
         check=text,
     )
 

@@ -163,3 +163,20 @@ def test_the_report_sets_each_figure_beside_ours_with_the_verdict_and_what_diffe
     # The reference travels in the report's config: the report renders again from its JSON.
     assert markdown(run_from_json(json.loads(json.dumps(data))), {}) == text
     assert "[[reference.figures]]" in text
+
+
+def test_what_differs_is_shown_beside_a_figure_whatever_the_agreement():
+    """A figure that agrees may agree despite a known difference (a weaker criterion), and a figure
+    not compared is what another row's "see T = 100" points at."""
+    data = reference_report()
+    figures = data["config"]["reference"]["figures"]
+    figures[1]["differs"] = "a weaker criterion"
+    figures[2]["differs"] = "see length 5"
+    section = markdown(run_from_json(data), {}).split("## Literature")[1].split("\n## ")[0]
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in section.splitlines()]
+    shown = {(row[0], row[1]): (row[5], row[8]) for row in rows if row and row[0] in ("rnn", "lstm")}
+    assert shown == {
+        ("lstm", "10"): ("ours better", "they trained for longer"),
+        ("rnn", "5"): ("agrees", "a weaker criterion"),
+        ("rnn", "7"): ("not compared", "see length 5"),
+    }
