@@ -108,7 +108,6 @@ def markdown(run: SuiteRun, environment: dict[str, str], plots: dict[str, str] |
     """The markdown report of one suite; ``plots`` maps figure names (see :data:`FIGURES`) to files."""
     plots = plots or {}
     verdict = run.config.verdict
-    success = run.config.success
     chance = _chance_text(run)
     lines = [f"# {run.name}: capability report", ""]
     for control, lengths in run.leaky_controls().items():
@@ -123,11 +122,10 @@ def markdown(run: SuiteRun, environment: dict[str, str], plots: dict[str, str] |
     lines += [
         run.meta.description or f"Task `{run.meta.task}`.",
         "",
-        f"A case is one (cell, length). Each trains **{verdict.trials} independent trials**; a trial "
-        f"succeeds when its validation {success.metric} reaches **{success.threshold}** "
-        f"(chance: {chance}). The verdict is `learns` when the success rate is significantly above "
-        f"p0 = {verdict.p0} (one-sided exact binomial test, alpha = {verdict.alpha}), `fails` when "
-        "significantly below, and `inconclusive` otherwise.",
+        f"A case is one (cell, length). Each trains **{verdict.trials} independent trials**; "
+        f"{_success_text(run)} (chance: {chance}). The verdict is `learns` when the success rate is "
+        f"significantly above p0 = {verdict.p0} (one-sided exact binomial test, alpha = {verdict.alpha}), "
+        "`fails` when significantly below, and `inconclusive` otherwise.",
         "",
         "## Capability",
         "",
@@ -423,6 +421,20 @@ def _baseline_section(run: SuiteRun) -> list[str]:
         tabulate(frontier, headers=["cell", "frontier then", "frontier now"], tablefmt="github"),
         "",
     ]
+
+
+def _success_text(run: SuiteRun) -> str:
+    """What decides a trial's success: its final validation metric, or with ``train.stop = "learned"``
+    its metric on a fresh test set, the validation metric only stopping its training."""
+    train, success = run.config.train, run.config.success
+    if train.stop != "learned":
+        return f"a trial succeeds when its validation {success.metric} reaches **{success.threshold}**"
+    return (
+        f"a trial trains until its validation {success.metric} reaches {success.threshold} (checked every "
+        f"{train.check_interval:,} training sequences) or its budget ends, and succeeds when its "
+        f"{success.metric} on {train.test_samples or train.val_samples:,} fresh test sequences reaches "
+        f"**{success.threshold}**"
+    )
 
 
 def _chance_text(run: SuiteRun) -> str:

@@ -599,3 +599,27 @@ def test_figures_are_drawn_when_every_trial_of_a_case_diverged(tmp_path):
         )
     written = write_reports(run_from_json(data), tmp_path, {})
     assert {p.name for p in written} >= {"demo.png", "demo-curves.png", "demo.md"}
+
+
+@pytest.mark.parametrize(
+    ("train", "said"),
+    [
+        ({}, "a trial succeeds when its validation accuracy reaches **0.95**"),
+        (
+            {"stop": "learned", "test_samples": 500},
+            "a trial trains until its validation accuracy reaches 0.95 (checked every 100 training "
+            "sequences) or its budget ends, and succeeds when its accuracy on 500 fresh test sequences "
+            "reaches **0.95**",
+        ),
+        ({"stop": "learned"}, "succeeds when its accuracy on 1,000 fresh test sequences reaches **0.95**"),
+    ],
+    ids=["budget", "learned", "learned-test-as-validation"],
+)
+def test_the_report_says_what_decides_a_trials_success(train, said):
+    """With train.stop = "learned" the validation metric only stops training; a fresh test set
+    decides success, and the report must not say the validation metric does."""
+    data = report_data()
+    data["config"]["train"].update(train)
+    text = markdown(run_from_json(data), {})
+    assert said in text
+    assert ("validation accuracy reaches **" in text) == (not train)
