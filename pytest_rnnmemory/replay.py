@@ -36,8 +36,7 @@ def replay_trial(run: SuiteRun, cell: str, length: int, trial: int, device: str 
     so it ends the same alone as it did among the others.
     """
     if (cell, length) not in run.records:
-        known = ", ".join(f"--cell {c} --length {n}" for c, n in run.records)
-        raise RnnMemoryError(f"the report has no case {cell} at length {length}; it has: {known}")
+        raise RnnMemoryError(_no_trials(run, cell, length))
     case = run.records[(cell, length)]
     if not 0 <= trial < len(case.trials):
         raise RnnMemoryError(f"--trial must be in 0..{len(case.trials) - 1} for this case, got {trial}")
@@ -58,6 +57,28 @@ def replay_trial(run: SuiteRun, cell: str, length: int, trial: int, device: str 
         shuffle_labels=cell == "shuffled",
     )
     return Replay(reported, train_case(spec, device=device, scheme=case.scheme))
+
+
+def _no_trials(run: SuiteRun, cell: str, length: int) -> str:
+    """Why the report has no trial of (``cell``, ``length``) to replay: the case raised, did not
+    finish, was implied by ``--rnn-frontier``, or is not a case of the report."""
+    key, case = (cell, length), f"{cell} at length {length}"
+    if key in run.errors:
+        raised = run.errors[key]
+        return f"{case} raised instead of finishing, so the report has no trial of it to replay: {raised}"
+    if key in run.implied:
+        implied = run.implied[key]
+        return (
+            f"{case} was not trained: --rnn-frontier implied {implied.verdict} ({implied.reason}), so the "
+            "report has no trial of it to replay"
+        )
+    if key in run.missing:
+        return (
+            f"{case} did not finish in the reported run (not run, or interrupted), so the report has no "
+            "trial of it to replay"
+        )
+    known = ", ".join(f"--cell {c} --length {n}" for c, n in run.records)
+    return f"the report has no case {cell} at length {length}; it has: {known}"
 
 
 def describe(replay: Replay) -> str:

@@ -623,3 +623,50 @@ def test_the_report_says_what_decides_a_trials_success(train, said):
     text = markdown(run_from_json(data), {})
     assert said in text
     assert ("validation accuracy reaches **" in text) == (not train)
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        (
+            {"cell": "lstm", "length": 10, "error": "RuntimeError: CUDA out of memory"},
+            "lstm at length 10 raised instead of finishing, so the report has no trial of it to replay: "
+            "RuntimeError: CUDA out of memory",
+        ),
+        (
+            {"cell": "lstm", "length": 10},
+            "lstm at length 10 did not finish in the reported run (not run, or interrupted), so the "
+            "report has no trial of it to replay",
+        ),
+        (
+            {"suite": "demo", "cell": "lstm", "length": 10, "verdict": "learns", "reason": "it learns 20"},
+            "lstm at length 10 was not trained: --rnn-frontier implied learns (it learns 20)",
+        ),
+        ({"cell": "gru", "length": 5}, "the report has no case gru at length 5; it has: --cell rnn"),
+    ],
+    ids=["raised", "missing", "implied", "unknown"],
+)
+def test_replay_of_a_case_without_trials_says_why_it_has_none(tmp_path, capsys, missing, message):
+    data = report_data(lengths=(5,))
+    if "verdict" in missing:
+        data["implied"] = [missing]
+    elif missing["cell"] == "lstm":
+        data["missing"] = [missing]
+    path = tmp_path / "demo.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "replay",
+                str(path),
+                "--cell",
+                missing["cell"],
+                "--length",
+                str(missing["length"]),
+                "--trial",
+                "0",
+            ]
+        )
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
