@@ -201,6 +201,22 @@ def test_one_item_per_case_with_ids_usable_with_k(project):
     result.stdout.fnmatch_lines(["suites/latch.toml::lstm-L20", "1/6 tests collected*"])
 
 
+def test_a_cases_id_selects_it_with_k_and_its_node_id_selects_it_alone(project):
+    """-k matches substrings of names: "rnn and L2" selects rnn-L20 too. The case's id, as the README
+    gives it, selects that case (and, in a gated run, its suite's gate); its node id, it alone."""
+    write_suite(project, "latch", suite_text("latching", cells=("rnn", "lstm"), lengths=(2, 20)))
+    result = project.runpytest("suites/", "--collect-only", "-q", "-k", "rnn and L2")
+    result.stdout.fnmatch_lines(["suites/latch.toml::rnn-L2", "suites/latch.toml::rnn-L20", "2/4 *"])
+    result = project.runpytest("suites/", "--collect-only", "-q", "-k", "rnn-L20")
+    result.stdout.fnmatch_lines(["suites/latch.toml::rnn-L20", "1/4 tests collected*"])
+    result = project.runpytest("suites/latch.toml::rnn-L2", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["suites/latch.toml::rnn-L2", "1 test collected*"])
+    baseline = '{"kind": "pytest-rnnmemory baseline", "schema_version": 1, "cases": []}'
+    (project.path / "b.json").write_text(baseline)
+    result = project.runpytest("suites/", "--collect-only", "-q", "-k", "lstm-L20", "--rnn-baseline=b.json")
+    result.stdout.fnmatch_lines(["suites/latch.toml::lstm-L20", "suites/latch.toml::gate", "2/5 *"])
+
+
 def test_rnn_suite_selects_by_name_without_a_path(project):
     write_suite(project, "first", suite_text("or"))
     write_suite(project, "second", suite_text("or", extra=""))

@@ -47,3 +47,15 @@ def test_the_gates_example_gives_the_p_values_of_its_counts():
     p = drop_pvalue(int(k_now), int(n_now), int(k_base), int(n_base))
     assert shown == f"{p:.3g}"
     assert adjusted == f"{holm([p, 1.0, 1.0, 1.0])[0]:.3g}"
+
+
+def test_every_command_of_the_readme_that_selects_one_case_with_k_gives_its_id():
+    """-k matches substrings: "rnn and L2" selects rnn-L20 too, where "rnn-L20", the case's id, is
+    one case (tests/test_plugin.py selects with both)."""
+    commands = [line for line in README.splitlines() if line.startswith("pytest ")]
+    commands += re.findall(r"`(pytest [^`]+)`", README)
+    selecting = [e for command in commands for e in re.findall(r'-k "([^"]+)"', command)]
+    assert selecting
+    for expression in selecting:
+        if re.search(r"\bL\d+", expression):
+            assert re.fullmatch(r"[\w:.]+-L\d+", expression), f'-k "{expression}" is not a case\'s id'
