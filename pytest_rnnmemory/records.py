@@ -20,14 +20,12 @@ from typing import Any
 from .errors import StoredDataError
 from .outcome import CaseOutcome
 from .recipes import SearchRecord
-from .schema import SuiteConfig
-from .stats import Decision, SequencesToLearn, Verdict, decide, interval, sequences_to_learn, verdict_of
+from .schema import SuiteConfig, check_searched_key, check_searched_value
+from .stats import Decision, SequencesToLearn, Verdict, decide, sequences_to_learn, verdict_of
 from .stored import Fields
 
 #: A case within a suite: (cell, length).
 CaseKey = tuple[str, int]
-
-_DECISION_NUMBERS = ("p_greater", "p_less")
 
 
 def counts_from_json(fields: Fields) -> tuple[int, int, Verdict, float, float]:
@@ -51,13 +49,13 @@ def counts_from_json(fields: Fields) -> tuple[int, int, Verdict, float, float]:
 
 
 def decision_from_json(fields: Fields) -> Decision:
-    """The binomial decision stored flat in a record; its verdict must be the one its counts give."""
-    k, n, verdict, p0, alpha = counts_from_json(fields)
-    numbers = {name: fields.number(name) for name in _DECISION_NUMBERS}
-    # The interval follows from the counts and alpha: computed again, so that a report stored when
-    # it was the 95% interval reads as the tests decide (its stored ends are written, not read).
-    low, high = interval(k, n, alpha)
-    return Decision(k=k, n=n, verdict=verdict, p0=p0, alpha=alpha, ci_low=low, ci_high=high, **numbers)
+    """The binomial decision stored flat in a record, computed again from its counts, p0 and alpha;
+    its stored verdict must be the one they give."""
+    k, n, _, p0, alpha = counts_from_json(fields)
+    # The p-values and the interval follow from the counts: computed again, so that a report stored
+    # when it was the 95% interval reads as the tests decide, and a p-value edited by hand is never
+    # printed beside a verdict it contradicts (the stored ones are written, not read).
+    return decide(k, n, p0, alpha)
 
 
 @dataclass(frozen=True)
@@ -240,12 +238,17 @@ class CaseRecord:
 
     @classmethod
     def from_json(cls, data: Any, where: str = "case") -> CaseRecord:
-        """Read what :meth:`to_json` wrote; the counts must agree with the trials they count."""
+        """Read what :meth:`to_json` wrote; the counts must agree with the trials they count, each
+        trial's success with its metric, and the recipe must be one that ``[search]`` could choose."""
         f = Fields(data, where)
+        cell, length = f.text("cell"), f.integer("length", minimum=1)
         decision = decision_from_json(f)
+        threshold = f.number("threshold")
         trials = f.objects("trials", TrialRecord.from_json)
         if len(trials) != decision.n:
             raise StoredDataError(f"{f.at('trials')}: {len(trials)} trials, but n = {decision.n}")
+        for i, t in enumerate(trials):
+            _check_success(t, threshold, f"{f.at('trials')}[{i}]")
         successes = sum(t.success for t in trials)
         if successes != decision.k:
             raise StoredDataError(f"{f.at('trials')}: {successes} successful trials, but k = {decision.k}")
@@ -256,15 +259,16 @@ class CaseRecord:
                     f"{f.at('trials')}[{t.index}].eval_metrics: {len(t.eval_metrics)} values for "
                     f"{len(generalisation)} evaluation lengths"
                 )
+        _check_generalisation(generalisation, trials, threshold, f.at("generalisation"))
         return cls(
             suite=f.text("suite"),
-            cell=f.text("cell"),
+            cell=cell,
             control=f.boolean("control"),
-            length=f.integer("length", minimum=1),
+            length=length,
             config_hash=f.text("config_hash"),
             decision=decision,
             metric=f.text("metric"),
-            threshold=f.number("threshold"),
+            threshold=threshold,
             chance=f.number("chance"),
             metric_median=f.number("metric_median"),
             metric_mean=f.number("metric_mean"),
@@ -280,7 +284,7 @@ class CaseRecord:
             if f.has("trials_planned")
             else decision.n,
             cached=f.boolean("cached") if f.has("cached") else False,
-            recipe=f.mapping("recipe") if f.has("recipe") else {},
+            recipe=_recipe_from_json(f, f"{cell} at length {length}") if f.has("recipe") else {},
             search=SearchRecord.from_json(f.raw("search"), f.at("search"))
             if f.has("search") and f.raw("search") is not None
             else None,
@@ -290,6 +294,46 @@ class CaseRecord:
             else None,
             trained_cell=f.text("trained_cell") if f.has("trained_cell") and f.raw("trained_cell") else None,
         )
+
+
+def _check_success(trial: TrialRecord, threshold: float, where: str) -> None:
+    """A trial succeeds when its final metric reaches the threshold without diverging, and only then."""
+    if trial.success == ((trial.metric >= threshold) and not trial.diverged):
+        return
+    if not trial.success:
+        why = f"its metric {trial.metric:g} reaches the threshold {threshold:g}"
+    elif trial.diverged:
+        why = "the trial diverged"
+    else:
+        why = f"its metric {trial.metric:g} is below the threshold {threshold:g}"
+    raise StoredDataError(f"{where}.success: {str(trial.success).lower()}, but {why}")
+
+
+def _check_generalisation(
+    generalisation: Sequence[GeneralisationRecord],
+    trials: Sequence[TrialRecord],
+    threshold: float,
+    where: str,
+) -> None:
+    """The successes at each evaluation length are those the trials' metrics there give."""
+    for i, entry in enumerate(generalisation):
+        k = sum((t.eval_metrics[i] >= threshold) and not t.diverged for t in trials)
+        if entry.decision.k != k or entry.decision.n != len(trials):
+            raise StoredDataError(
+                f"{where}[{i}].k: {entry.decision.k} trials succeed at length {entry.length}, but their "
+                f"eval_metrics[{i}] give {k}"
+                + (f" of {len(trials)}" if entry.decision.n != len(trials) else "")
+            )
+
+
+def _recipe_from_json(f: Fields, case: str) -> dict[str, Any]:
+    """A case's recipe: keys that ``[search]`` may vary, each with a value its key allows."""
+    recipe = f.mapping("recipe")
+    for key, value in recipe.items():
+        problem = check_searched_key(key) or check_searched_value(key, value)
+        if problem:
+            raise StoredDataError(f"{f.at('recipe')}.{key} = {value!r} ({case}): {problem}")
+    return recipe
 
 
 def _optional_count(f: Fields, key: str) -> int | None:

@@ -17,7 +17,7 @@ from .diagnosis import BAND, Shape, shape_of
 from .errors import ReportWriteError, StoredDataError
 from .gate import BASELINE_KIND, Baseline
 from .literature import literature
-from .records import CaseRecord, ImpliedVerdict, SuiteMeta, frontier_text
+from .records import CaseKey, CaseRecord, ImpliedVerdict, SuiteMeta, frontier_text
 from .results import SuiteRun
 from .schema import SuiteConfig
 from .schema import name as check_name
@@ -592,6 +592,14 @@ def run_from_json(data: Any) -> SuiteRun:
     records = f.objects("cases", CaseRecord.from_json)
     implied = f.objects("implied", ImpliedVerdict.from_json) if f.has("implied") else ()
     missing = f.objects("missing", _missing_case) if f.has("missing") else ()
+    _check_each_case_once(
+        [
+            *(("cases", r.key) for r in records),
+            *(("implied", v.key) for v in implied),
+            *(("missing", key) for key, _ in missing),
+        ]
+    )
+    _check_recipes(records, meta.config)
     run = SuiteRun(meta=meta, expected=[*(r.key for r in records), *(key for key, _ in missing)])
     run.errors = {key: error for key, error in missing if error is not None}
     for record in records:
@@ -602,6 +610,39 @@ def run_from_json(data: Any) -> SuiteRun:
     if f.has("gate"):
         _judge_again(run, f.fields("gate"))
     return run
+
+
+def _check_each_case_once(places: list[tuple[str, CaseKey]]) -> None:
+    """A report holds each case once: among its cases, its implied verdicts and its missing cases."""
+    seen: dict[CaseKey, str] = {}
+    counts: dict[str, int] = {}
+    for key, case in places:
+        where = f"{key}[{counts.get(key, 0)}]"
+        counts[key] = counts.get(key, 0) + 1
+        if case in seen:
+            raise StoredDataError(
+                f"{where}: {case[0]} at length {case[1]} again (first at {seen[case]}); "
+                "a report holds each case once"
+            )
+        seen[case] = where
+
+
+def _check_recipes(records: tuple[CaseRecord, ...], config: SuiteConfig) -> None:
+    """Each case's recipe is a recipe of the suite's ``[search]`` grid: one value of each searched
+    key (none where the suite searches nothing)."""
+    grid = dict(config.grid)
+    for i, record in enumerate(records):
+        recipe = record.recipe
+        if recipe.keys() == grid.keys() and all(recipe[k] in grid[k] for k in recipe):
+            continue
+        allowed = (
+            "; ".join(f"{k} ({', '.join(map(str, values))})" for k, values in grid.items()) if grid else ""
+        )
+        raise StoredDataError(
+            f"cases[{i}].recipe ({record.cell} at length {record.length}): {json.dumps(recipe)} is not a "
+            "recipe of the suite's [search] grid; allowed: "
+            + (f"one value of each of {allowed}" if grid else "{} (the suite searches nothing)")
+        )
 
 
 def read_report(path: Path) -> tuple[SuiteRun, dict[str, str]]:

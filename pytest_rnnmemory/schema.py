@@ -572,23 +572,35 @@ _BUDGET = (
 _QUESTION = ("task", "success", "verdict", "suite")
 
 
+def check_searched_key(key: str) -> str | None:
+    """What is wrong with searching ``key`` (``None``: nothing): it must be one of :data:`SEARCHABLE`."""
+    if key in SEARCHABLE:
+        return None
+    section = key.split(".", 1)[0]
+    if key in _BUDGET or key == "train.test_samples":
+        why = "the budget is not searched: the largest budget would always win"
+    elif section in _QUESTION:
+        why = f"[{section}] is not searched: it changes the question, not the recipe"
+    else:
+        why = "not a searchable key"
+    return f"{why}; searchable: {', '.join(SEARCHABLE)}"
+
+
+def check_searched_value(key: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for the searchable ``key`` (``None``: nothing), by the key's own rule."""
+    section, name = key.split(".")
+    return check_value(keys_of(SECTIONS[section])[name], value)
+
+
 def check_grid_axis(key: str, values: Any) -> str | None:
     """What is wrong with ``search."key" = values`` (``None``: nothing)."""
-    if key not in SEARCHABLE:
-        section = key.split(".", 1)[0]
-        if key in _BUDGET or key == "train.test_samples":
-            why = "the budget is not searched: the largest budget would always win"
-        elif section in _QUESTION:
-            why = f"[{section}] is not searched: it changes the question, not the recipe"
-        else:
-            why = "not a searchable key"
-        return f"{why}; searchable: {', '.join(SEARCHABLE)}"
+    problem = check_searched_key(key)
+    if problem:
+        return problem
     if not isinstance(values, list) or not values:
         return "must be a non-empty list of values to try"
-    section, name = key.split(".")
-    f = keys_of(SECTIONS[section])[name]
     for i, value in enumerate(values):
-        problem = check_value(f, value)
+        problem = check_searched_value(key, value)
         if problem:
             return f"[{i}] = {value!r}: {problem}"
     if len({repr(v) for v in values}) != len(values):

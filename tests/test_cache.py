@@ -25,7 +25,14 @@ def test_a_stored_case_is_read_back_marked_as_stored(tmp_path):
     ("change", "reason"),
     [
         (lambda entry: entry["record"].pop("k"), "record.k: missing"),
-        (lambda entry: entry["record"]["trials"][0].update(success=False), "3 successful trials, but k = 4"),
+        (
+            lambda entry: entry["record"]["trials"][0].update(success=False, metric=0.5),
+            "3 successful trials, but k = 4",
+        ),
+        (
+            lambda entry: entry["record"]["trials"][0].update(success=False),
+            r"trials\[0\].success: false, but its metric 1 reaches the threshold 0.95",
+        ),
         (lambda entry: entry.update(record=[]), "record: expected an object"),
         (lambda entry: entry.update(key="other"), "it was stored for another case"),
     ],

@@ -1,5 +1,6 @@
 """The report as a reader sees it, from records alone: sections, figures, re-rendering, comparing."""
 
+import copy
 import dataclasses
 import json
 import math
@@ -670,3 +671,97 @@ def test_replay_of_a_case_without_trials_says_why_it_has_none(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert message in err
     assert "Traceback" not in err
+
+
+def searched_report(recipes):
+    """A report of a suite that searches ``train.lr`` over 0.01 and 0.1, its cases' recipes ``recipes``."""
+    data = report_data(lengths=(5, 10))
+    data["config"]["search"] = {"trials": 4, "scope": "case", "train.lr": [0.01, 0.1]}
+    for case, recipe in zip(data["cases"], recipes, strict=True):
+        case["recipe"] = recipe
+    return data
+
+
+@pytest.mark.parametrize(
+    ("recipes", "message"),
+    [
+        (
+            [{"train.lr": 0.1}, {"train.lr": 0.5}, {"train.lr": 0.01}, {"train.lr": 0.1}],
+            'cases[1].recipe (rnn at length 10): {"train.lr": 0.5} is not a recipe of the suite\'s '
+            "[search] grid; allowed: one value of each of train.lr (0.01, 0.1)",
+        ),
+        (
+            [{"train.lr": 0.1}, {}, {"train.lr": 0.01}, {"train.lr": 0.1}],
+            "cases[1].recipe (rnn at length 10): {} is not a recipe of the suite's [search] grid",
+        ),
+        (
+            [{"train.lr": 0.1}, {"train.lr": 0.1, "model.init": "chrono"}, {}, {}],
+            'cases[1].recipe (rnn at length 10): {"train.lr": 0.1, "model.init": "chrono"} is not a recipe',
+        ),
+    ],
+)
+def test_a_cases_recipe_must_be_one_of_the_suites_grid(recipes, message):
+    with pytest.raises(StoredDataError) as info:
+        run_from_json(searched_report(recipes))
+    assert message in str(info.value)
+
+
+def test_a_recipe_without_a_search_is_refused_and_a_grids_recipe_is_read():
+    run = run_from_json(searched_report([{"train.lr": 0.1}, {"train.lr": 0.01}] * 2))
+    assert run.records["rnn", 10].recipe == {"train.lr": 0.01}
+    data = report_data(lengths=(5,))
+    data["cases"][0]["recipe"] = {"train.lr": 0.1}
+    with pytest.raises(StoredDataError, match=r"allowed: \{\} \(the suite searches nothing\)"):
+        run_from_json(data)
+
+
+def test_replay_of_a_case_whose_recipe_was_edited_names_the_file_the_case_and_the_key(tmp_path, capsys):
+    data = report_data(lengths=(5,))
+    data["cases"][1]["recipe"] = {"train.foo": 1}
+    path = tmp_path / "demo.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SystemExit):
+        main(["replay", str(path), "--cell", "lstm", "--length", "5", "--trial", "0"])
+    err = capsys.readouterr().err
+    assert f"{path}: not a JSON report" in err
+    assert (
+        "cases[1].recipe.train.foo = 1 (lstm at length 5): not a searchable key; searchable: train.lr" in err
+    )
+    assert "Traceback" not in err and "TypeError" not in err
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda d: d["cases"].append(copy.deepcopy(d["cases"][3])),
+            "cases[4]: lstm at length 10 again (first at cases[3]); a report holds each case once",
+        ),
+        (
+            lambda d: d.update(missing=[{"cell": "rnn", "length": 5}]),
+            "missing[0]: rnn at length 5 again (first at cases[0]); a report holds each case once",
+        ),
+        (
+            lambda d: d.update(
+                implied=[{"suite": "demo", "cell": "rnn", "length": 7, "verdict": "learns", "reason": "r"}],
+                missing=[{"cell": "rnn", "length": 7, "error": "ValueError: x"}],
+            ),
+            "missing[0]: rnn at length 7 again (first at implied[0])",
+        ),
+    ],
+)
+def test_a_report_that_holds_a_case_twice_is_refused(change, message):
+    """A duplicate case was read as one and written back as two: rows twice in the markdown."""
+    data = report_data(lengths=(5, 10))
+    change(data)
+    with pytest.raises(StoredDataError) as info:
+        run_from_json(data)
+    assert message in str(info.value)
+
+
+def test_a_reports_p_values_are_the_ones_its_counts_give():
+    data = report_data(lengths=(5,))
+    data["cases"][0]["p_greater"] = 0.9  # rnn at 5: 9/10, learns
+    text = markdown(run_from_json(data), {})
+    row = next(line for line in text.splitlines() if line.startswith("| rnn    |        5 | learns"))
+    assert [cell.strip() for cell in row.split("|")][6] == f"{decide(9, 10).p_greater:.3g}"
