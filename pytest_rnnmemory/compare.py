@@ -7,7 +7,7 @@ from typing import Any
 from tabulate import tabulate
 
 from .gate import drop_pvalue, rise_pvalue
-from .records import CaseRecord, frontier_text
+from .records import CaseRecord
 from .report import MISSING
 from .results import SuiteRun
 from .stats import MARKS
@@ -115,7 +115,7 @@ def _count(record: CaseRecord | None) -> str:
 def _frontier(run: SuiteRun, cell: str) -> str:
     if cell not in run.config.suite.cells:
         return MISSING
-    return frontier_text(run.frontier(cell))
+    return run.frontier_text(cell)
 
 
 def _flatten(config: dict[str, Any]) -> dict[str, Any]:

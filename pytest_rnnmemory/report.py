@@ -61,14 +61,28 @@ def capability_rows(run: SuiteRun, *, interval: bool = True) -> list[list[str]]:
     return rows
 
 
-def terminal_table(run: SuiteRun) -> str:
-    """The compact table for pytest's terminal summary."""
+def terminal_table(run: SuiteRun, shown: SuiteRun | None = None) -> str:
+    """The compact table for pytest's terminal summary; ``shown``: the report as written, which may
+    keep an earlier run's verdicts (:meth:`.SuiteRun.completed_by`)."""
     table = tabulate(capability_rows(run, interval=False), headers=["length", *run.cells])
     cells = [c for c in run.cells if c not in run.controls]
-    frontiers = ", ".join(f"{c} {frontier_text(run.frontier(c))}" for c in cells)
+    frontiers = ", ".join(f"{c} {_terminal_frontier(run, shown, c)}" for c in cells)
     lines = [table, f"frontier (largest length learned): {frontiers}"]
     lines += [_leak_text(control, lengths) for control, lengths in run.leaky_controls().items()]
     return "\n".join(lines)
+
+
+def _terminal_frontier(run: SuiteRun, shown: SuiteRun | None, cell: str) -> str:
+    """A cell's frontier in this run, and the report's where it differs for verdicts it keeps."""
+    text = run.frontier_text(cell)
+    if shown is None or not any(c == cell for c, _ in shown.kept):
+        return text
+    report = shown.frontier_text(cell)
+    if not run.has_verdict(cell):
+        return f"{text} (the report keeps {report} from an earlier run)"
+    if report != text:
+        return f"{text} (the report: {report}, with verdicts kept from an earlier run)"
+    return text
 
 
 def _shuffled_text(run: SuiteRun) -> list[str]:
@@ -136,16 +150,7 @@ def markdown(run: SuiteRun, environment: dict[str, str], plots: dict[str, str] |
         tabulate(capability_rows(run), headers=["length", *run.cells], tablefmt="github"),
         "",
         *_shuffled_text(run),
-        "## Frontier",
-        "",
-        "The largest length each cell learns in this run.",
-        "",
-        tabulate(
-            [[c, frontier_text(run.frontier(c))] for c in run.cells if c not in run.controls],
-            headers=["cell", "frontier"],
-            tablefmt="github",
-        ),
-        "",
+        *_frontier_section(run),
     ]
     if "capability" in plots:
         lines += [f"![{FIGURES['capability'][2]}]({plots['capability']})", ""]
@@ -193,6 +198,52 @@ def markdown(run: SuiteRun, environment: dict[str, str], plots: dict[str, str] |
         "",
     ]
     return "\n".join(lines)
+
+
+def _frontier_section(run: SuiteRun) -> list[str]:
+    """Each cell's frontier, and which rest on verdicts kept from an earlier run."""
+    cells = [c for c in run.cells if c not in run.controls]
+    if not run.kept:
+        return [
+            "## Frontier",
+            "",
+            "The largest length each cell learns in this run.",
+            "",
+            tabulate(
+                [[c, run.frontier_text(c)] for c in cells], headers=["cell", "frontier"], tablefmt="github"
+            ),
+            "",
+        ]
+    kept = ", ".join(f"{c}-L{n}" for c, n in run.ordered_cases if (c, n) in run.kept)
+    return [
+        "## Frontier",
+        "",
+        "The largest length each cell learns, over the verdicts of this report. It keeps an earlier "
+        f"run's verdicts of the cases this run did not run again: {kept}; *from* says whose verdicts "
+        "each frontier rests on.",
+        "",
+        tabulate(
+            [[c, run.frontier_text(c), _frontier_from(run, c)] for c in cells],
+            headers=["cell", "frontier", "from"],
+            tablefmt="github",
+        ),
+        "",
+    ]
+
+
+def _frontier_from(run: SuiteRun, cell: str) -> str:
+    """Whose verdicts a cell's frontier rests on: this run's, an earlier run's kept, or both."""
+    lengths = [
+        n for c, n in run.ordered_cases if c == cell and ((c, n) in run.records or (c, n) in run.implied)
+    ]
+    kept = [n for n in lengths if (cell, n) in run.kept]
+    if not lengths:
+        return ""
+    if not kept:
+        return "this run"
+    if len(kept) == len(lengths):
+        return "an earlier run"
+    return f"this run, and an earlier run at length {', '.join(map(str, kept))}"
 
 
 _STATISTIC_TEXT = {
@@ -391,10 +442,11 @@ def _baseline_section(run: SuiteRun) -> list[str]:
         for c in run.comparisons
     ]
     correction = "Holm-adjusted across this suite's cases" if run.holm else "not adjusted (`--rnn-no-holm`)"
-    frontier = [
-        [cell, frontier_text(baseline.frontier(run.name, cell)), frontier_text(run.frontier(cell))]
-        for cell in run.cells
-    ]
+    frontier = []
+    for cell in run.cells:
+        frontiers = run.compared_frontiers(cell)
+        then, now = ("not compared",) * 2 if frontiers is None else map(frontier_text, frontiers)
+        frontier.append([cell, then, now])
     return [
         "## Against the baseline",
         "",
@@ -417,6 +469,8 @@ def _baseline_section(run: SuiteRun) -> list[str]:
             ],
             tablefmt="github",
         ),
+        "",
+        "Each cell's frontier then and now, both over the cases compared:",
         "",
         tabulate(frontier, headers=["cell", "frontier then", "frontier now"], tablefmt="github"),
         "",
@@ -520,7 +574,7 @@ def to_json(run: SuiteRun, environment: dict[str, str]) -> dict[str, Any]:
         "config": meta.config.to_json(),
         "environment": environment,
         "wall_s": round(run.wall_s, 3),
-        "frontier": {c: run.frontier(c) for c in run.cells if c not in run.controls},
+        "frontier": {c: run.frontier(c) for c in run.cells if c not in run.controls and run.has_verdict(c)},
         "leaky_controls": run.leaky_controls(),
         "cases": [
             {**record.to_json(), "failures": dataclasses.asdict(record_shape(record))}
@@ -531,6 +585,11 @@ def to_json(run: SuiteRun, environment: dict[str, str]) -> dict[str, Any]:
             for c, n in run.missing
         ],
         "implied": [r.to_json() for _, r in sorted(run.implied.items())],
+        **(
+            {"kept": [{"cell": c, "length": n} for c, n in run.ordered_cases if (c, n) in run.kept]}
+            if run.kept
+            else {}
+        ),
         "literature": [c.to_json() for c in literature(run.config.reference, run.records)]
         if run.config.reference
         else [],
@@ -606,6 +665,13 @@ def run_from_json(data: Any) -> SuiteRun:
         run.records[record.key] = record
     for verdict in implied:
         run.add_implied(verdict)
+    kept = f.objects("kept", _case_key) if f.has("kept") else ()
+    for i, key in enumerate(kept):
+        if key not in run.records and key not in run.implied:
+            raise StoredDataError(
+                f"{f.at('kept')}[{i}]: {key[0]} at length {key[1]} is in neither cases nor implied"
+            )
+    run.kept = set(kept)
     run.wall_s = f.number("wall_s") if f.has("wall_s") else 0.0
     if f.has("gate"):
         _judge_again(run, f.fields("gate"))

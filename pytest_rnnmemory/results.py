@@ -7,7 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from .gate import IMPROVED, UNCHANGED, Baseline, Comparison, compare
-from .records import CaseKey, CaseRecord, ImpliedVerdict, SuiteMeta, frontier
+from .records import CaseKey, CaseRecord, ImpliedVerdict, SuiteMeta, frontier, frontier_text
 from .schema import SuiteConfig
 from .stats import Verdict
 
@@ -63,6 +63,9 @@ class SuiteRun:
     implied: dict[CaseKey, ImpliedVerdict] = field(default_factory=dict)
     #: Cases that raised instead of finishing, with the first line of what they raised.
     errors: dict[CaseKey, str] = field(default_factory=dict)
+    #: Cases whose verdict (counted or implied) a report keeps from an earlier run, which did
+    #: not run them again (see :meth:`completed_by`).
+    kept: set[CaseKey] = field(default_factory=set)
     #: The stored run this one was judged against (:meth:`judge`), and what the gate found.
     baseline: Baseline | None = None
     comparisons: list[Comparison] = field(default_factory=list)
@@ -172,6 +175,8 @@ class SuiteRun:
                 if key not in self.expected:
                     shown.errors[key] = error
         shown.errors.update(self.errors)
+        shown.kept = {key for key in shown.records if key not in self.records}
+        shown.kept |= {key for key in shown.implied if key not in self.implied}
         shown.comparisons, shown.holm = list(self.comparisons), self.holm
         return shown
 
@@ -194,9 +199,37 @@ class SuiteRun:
         return self.comparisons
 
     def frontier(self, cell: str) -> int | None:
-        """The largest length that ``cell`` learns in this run (``None``: it learns none)."""
+        """The largest length that ``cell`` learns among the verdicts here (``None``: none, or it has no
+        verdict: see :meth:`has_verdict`)."""
         verdicts = [*self.records.values(), *self.implied.values()]
         return frontier([(v.length, v.verdict) for v in verdicts if v.cell == cell])
+
+    def has_verdict(self, cell: str) -> bool:
+        """Whether any case of ``cell`` has a verdict here: without one, its frontier is not "none"."""
+        return any(c == cell for c, _ in [*self.records, *self.implied])
+
+    def frontier_text(self, cell: str) -> str:
+        """``cell``'s frontier as the reports write it: a length, ``none`` where it learns none, and
+        ``not run`` where none of its cases has a verdict (``no verdict, a case raised`` where one raised)."""
+        if self.has_verdict(cell):
+            return frontier_text(self.frontier(cell))
+        return "no verdict, a case raised" if any(c == cell for c, _ in self.errors) else "not run"
+
+    def compared_frontiers(self, cell: str) -> tuple[int | None, int | None] | None:
+        """``cell``'s frontier in the baseline and now, both over the cases the gate compared (a case
+        not selected, or kept from an earlier run, moved nowhere); ``None``: it compared none of them."""
+        if self.baseline is None:
+            return None
+        lengths = {c.length for c in self.comparisons if c.cell == cell}
+        if not lengths:
+            return None
+        then = [
+            (e.length, e.verdict)
+            for e in self.baseline.entries.values()
+            if e.suite == self.name and e.cell == cell and e.length in lengths
+        ]
+        now = [(n, self.records[cell, n].verdict) for n in lengths if (cell, n) in self.records]
+        return frontier(then), frontier(now)
 
     def trained_cell(self, record: CaseRecord) -> str:
         """The cell a case trained: its own, or a control's (``shuffled``: the suite file's first;
@@ -207,18 +240,13 @@ class SuiteRun:
 
     def frontier_drops(self) -> list[tuple[str, int | None, int | None]]:
         """Cells whose frontier moved down since the baseline: (cell, before, now), both over the
-        lengths this run has a verdict for (a length not selected, with -k, moved nowhere)."""
-        if self.baseline is None:
-            return []
+        cases the gate compared (:meth:`compared_frontiers`)."""
         drops = []
         for cell in self.cells:
-            here = {length for c, length in [*self.records, *self.implied] if c == cell}
-            then = [
-                (e.length, e.verdict)
-                for e in self.baseline.entries.values()
-                if e.suite == self.name and e.cell == cell and e.length in here
-            ]
-            before, now = frontier(then), self.frontier(cell)
+            frontiers = self.compared_frontiers(cell)
+            if frontiers is None:
+                continue
+            before, now = frontiers
             if before is not None and (now is None or now < before):
                 drops.append((cell, before, now))
         return drops

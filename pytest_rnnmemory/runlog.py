@@ -210,7 +210,7 @@ class RunLog:
         terminalreporter.section("rnnmemory capability")
         for run in self.runs.values():
             terminalreporter.write_line(f"{run.name} ({run.meta.task}, {run.config.success.metric})")
-            terminalreporter.write_line(terminal_table(run))
+            terminalreporter.write_line(terminal_table(run, self.shown.get(run.name)))
             for line in run.gate_lines():
                 terminalreporter.write_line(line)
             for line in self._case_lines(run):

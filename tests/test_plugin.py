@@ -668,6 +668,27 @@ def test_an_interrupted_run_keeps_what_finished_and_trains_only_the_rest(project
 
 
 @pytest.mark.slow
+def test_a_cell_a_stopped_run_never_reached_is_not_run_and_its_kept_frontier_says_so(project, monkeypatch):
+    """The terminal said "none" for a cell that never ran, beside a report that kept its earlier
+    verdict under "the largest length each cell learns in this run"."""
+    project.makepyfile(stopcell=ELMAN_CELL)
+    write_suite(project, "ortask", suite_text("or", cells=("rnn", "stopcell:Elman"), lengths=(2,), trials=4))
+    project.runpytest("--rnn-suite=ortask")
+    monkeypatch.setenv("STOP_AT", "2")
+    result = project.runpytest_subprocess("--rnn-suite=ortask", "--rnn-rerun")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    kept = read_report(project, "ortask")["frontier"]["stopcell:Elman"]
+    result.stdout.fnmatch_lines(
+        [
+            "frontier (largest length learned): rnn *, stopcell:Elman not run "
+            f"(the report keeps {'none' if kept is None else kept} from an earlier run)"
+        ]
+    )
+    frontier = (project.path / "reports" / "ortask.md").read_text().split("## Frontier")[1].split("\n## ")[0]
+    assert "in this run" not in frontier and "did not run again: stopcell:Elman-L2;" in frontier
+
+
+@pytest.mark.slow
 def test_a_stopped_run_under_xdist_names_the_cases_it_never_ran(project, monkeypatch):
     """The xdist controller collects nothing: a worker sends the selected cases with its first
     result, so that a run stopped by -x reports the rest as missing and stores no baseline."""

@@ -15,7 +15,7 @@ from pytest_rnnmemory.compare import compare_reports, config_differences
 from pytest_rnnmemory.errors import StoredDataError
 from pytest_rnnmemory.figures import curve_lengths
 from pytest_rnnmemory.gate import load_baseline, save_baseline
-from pytest_rnnmemory.report import markdown, run_from_json, to_json, write_reports
+from pytest_rnnmemory.report import markdown, run_from_json, terminal_table, to_json, write_reports
 from pytest_rnnmemory.stats import decide
 
 CONFIG = {
@@ -765,3 +765,97 @@ def test_a_reports_p_values_are_the_ones_its_counts_give():
     text = markdown(run_from_json(data), {})
     row = next(line for line in text.splitlines() if line.startswith("| rnn    |        5 | learns"))
     assert [cell.strip() for cell in row.split("|")][6] == f"{decide(9, 10).p_greater:.3g}"
+
+
+def partial_run(ran=lambda cell, length: cell == "rnn"):
+    """A run that finished the cases ``ran`` selects and no other (-x, Ctrl-C), after a full run."""
+    before = run_from_json(report_data(lengths=(5, 10, 20)))
+    now = run_from_json(report_data(lengths=(5, 10, 20)))
+    now.records = {key: r for key, r in now.records.items() if ran(*key)}
+    return now, now.completed_by(before)
+
+
+def frontier_rows(text):
+    section = text.split("## Frontier")[1].split("\n## ")[0]
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in section.splitlines()]
+    return section, [row for row in rows if row and row[0] in ("rnn", "lstm")]
+
+
+def test_a_cell_no_case_of_which_ran_is_not_run_in_the_terminal_and_kept_in_the_report():
+    """The terminal said "lstm none" for a cell that never ran, while the report, which keeps the
+    earlier run's verdicts, said lstm 10 under "the largest length each cell learns in this run"."""
+    now, shown = partial_run()
+    assert terminal_table(now).endswith("frontier (largest length learned): rnn 20, lstm not run")
+    assert terminal_table(now, shown).endswith(
+        "frontier (largest length learned): rnn 20, lstm not run (the report keeps 10 from an earlier run)"
+    )
+    text = markdown(shown, {})
+    section, rows = frontier_rows(text)
+    assert "in this run" not in section
+    assert "verdicts of the cases this run did not run again: lstm-L5, lstm-L10, lstm-L20;" in section
+    assert rows == [["rnn", "20", "this run"], ["lstm", "10", "an earlier run"]]
+    assert to_json(now, {})["frontier"] == {"rnn": 20}  # lstm has no verdict: not "none" (null)
+    data = json.loads(json.dumps(to_json(shown, {})))
+    assert data["frontier"] == {"rnn": 20, "lstm": 10}
+    assert data["kept"] == [{"cell": "lstm", "length": n} for n in (5, 10, 20)]
+    assert markdown(run_from_json(data), {}) == text
+
+
+def test_a_frontier_that_rests_on_kept_verdicts_says_so_in_both():
+    now, shown = partial_run(lambda cell, length: length == 5)
+    assert terminal_table(now, shown).endswith(
+        "rnn 5 (the report: 20, with verdicts kept from an earlier run), "
+        "lstm 5 (the report: 10, with verdicts kept from an earlier run)"
+    )
+    _, rows = frontier_rows(markdown(shown, {}))
+    assert rows == [
+        ["rnn", "20", "this run, and an earlier run at length 10, 20"],
+        ["lstm", "10", "this run, and an earlier run at length 10, 20"],
+    ]
+
+
+def test_a_cell_whose_cases_raised_has_no_verdict_rather_than_no_length():
+    now, _ = partial_run()
+    now.add_error(("lstm", 5), "RuntimeError: boom")
+    assert terminal_table(now).endswith("lstm no verdict, a case raised")
+    run = run_from_json(report_data(lengths=(5,)))
+    del run.records["lstm", 5]
+    run.add_error(("lstm", 5), "RuntimeError: boom")
+    _, rows = frontier_rows(markdown(run, {}))
+    assert rows == [["rnn", "5"], ["lstm", "no verdict, a case raised"]]
+
+
+def test_a_kept_case_the_report_has_no_verdict_of_is_refused():
+    data = to_json(partial_run()[1], {})
+    data["kept"].append({"cell": "gru", "length": 5})
+    with pytest.raises(
+        StoredDataError, match=r"^kept\[3\]: gru at length 5 is in neither cases nor implied$"
+    ):
+        run_from_json(data)
+
+
+def test_a_frontier_moves_only_over_the_cases_the_gate_compared(tmp_path):
+    """A gated run of rnn alone, merged into a report whose lstm learns less than the baseline's
+    (lstm learned 20 there): lstm was neither run nor compared, so its frontier moved nowhere, in
+    the report as in the terminal and the gate."""
+    baseline = gated_run(tmp_path).baseline
+    everything = run_from_json(report_data(lengths=(5, 10, 20)))
+    gated = run_from_json(report_data(lengths=(5, 10, 20)))
+    gated.expected = [key for key in gated.expected if key[0] == "rnn"]
+    gated.records = {key: r for key, r in gated.records.items() if key[0] == "rnn"}
+    gated.judge(baseline)
+    shown = gated.completed_by(everything)
+    assert shown.frontier_drops() == gated.frontier_drops() == []
+    assert not any("FRONTIER DOWN" in line for line in [*shown.gate_lines(), *gated.gate_lines()])
+    text = markdown(shown, {})
+    assert "Frontier moved down" not in text
+    against = text.split("## Against the baseline")[1]
+    assert "| lstm   | not compared    | not compared   |" in against
+    assert "| rnn    | 20              | 20             |" in against
+    again = run_from_json(json.loads(json.dumps(to_json(shown, {}))))
+    assert again.frontier_drops() == [] and markdown(again, {}) == text
+    # gated as a whole, the same lstm moved down, and all three say so
+    whole = gated_run(tmp_path)
+    assert whole.frontier_drops() == [("lstm", 20, 10)]
+    assert "**Frontier moved down: lstm** learned up to length 20" in markdown(whole, {})
+    assert "FRONTIER DOWN: lstm learned up to 20 in the baseline, now up to 10" in whole.gate_lines()
