@@ -203,7 +203,9 @@ def successive_halving(
     results: dict[int, dict[int, list[TuningTrial]]] = {r.index: {} for r in recipes}
     alive = [r.index for r in recipes if r.index not in same_as]
     by_index = {r.index: r for r in recipes}
-    schedule = rungs(len(alive), trials)
+    # A grid whose recipes are all one for the cell still trains the last rung's tuning trials of
+    # it, so that its case reports the tuning counts of the recipe it took, as every searched case does.
+    schedule = rungs(len(alive), trials) if len(alive) > 1 or len(recipes) == 1 else [trials]
 
     def tuning(index: int) -> RecipeTuning:
         source = same_as.get(index, index)

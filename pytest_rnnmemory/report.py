@@ -17,6 +17,7 @@ from .diagnosis import BAND, Shape, shape_of
 from .errors import ReportWriteError, StoredDataError
 from .gate import BASELINE_KIND, Baseline
 from .literature import literature
+from .recipes import recipes_of
 from .records import CaseKey, CaseRecord, ImpliedVerdict, SuiteMeta, frontier_text
 from .results import SuiteRun
 from .schema import SuiteConfig
@@ -695,19 +696,20 @@ def _check_each_case_once(places: list[tuple[str, CaseKey]]) -> None:
 
 def _check_recipes(records: tuple[CaseRecord, ...], config: SuiteConfig) -> None:
     """Each case's recipe is a recipe of the suite's ``[search]`` grid: one value of each searched
-    key (none where the suite searches nothing)."""
+    key (none where the suite searches nothing, or its grid holds one recipe, which is no search)."""
     grid = dict(config.grid)
+    searched = len(recipes_of(config.grid)) > 1
     for i, record in enumerate(records):
         recipe = record.recipe
-        if recipe.keys() == grid.keys() and all(recipe[k] in grid[k] for k in recipe):
+        if not searched and not recipe:
             continue
-        allowed = (
-            "; ".join(f"{k} ({', '.join(map(str, values))})" for k, values in grid.items()) if grid else ""
-        )
+        if searched and recipe.keys() == grid.keys() and all(recipe[k] in grid[k] for k in recipe):
+            continue
+        allowed = "; ".join(f"{k} ({', '.join(map(str, values))})" for k, values in grid.items())
         raise StoredDataError(
             f"cases[{i}].recipe ({record.cell} at length {record.length}): {json.dumps(recipe)} is not a "
             "recipe of the suite's [search] grid; allowed: "
-            + (f"one value of each of {allowed}" if grid else "{} (the suite searches nothing)")
+            + (f"one value of each of {allowed}" if searched else "{} (the suite searches nothing)")
         )
 
 

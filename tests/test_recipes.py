@@ -111,6 +111,16 @@ def test_recipes_that_repeat_others_take_no_place_in_the_halving():
     assert [t.same_as for t in search.tunings] == [None, 0, None, 2, None, 4]
 
 
+def test_a_grid_whose_recipes_are_all_one_for_the_cell_trains_the_last_rung_of_it():
+    """No choice to make, but its case reports the tuning counts of the recipe it took, as every
+    searched case does: the RNN in a grid of initialisations and one learning rate."""
+    recipes = recipes_of((("train.lr", (0.05,)), ("model.init", ("torch", "chrono"))))
+    run, calls = scripted({0: 0.4})
+    search = successive_halving(recipes, 4, run, same_as={1: 0})
+    assert (search.rungs, calls, search.recipe.index) == ((4,), [(0, 0, 4)], 0)
+    assert [len(t.first(4)) for t in search.tunings] == [4, 4]
+
+
 def test_a_grid_of_one_recipe_trains_no_tuning_trial():
     run, calls = scripted({0: 0.5})
     search = successive_halving([Recipe()], 10, run)

@@ -715,6 +715,17 @@ def test_a_recipe_without_a_search_is_refused_and_a_grids_recipe_is_read():
         run_from_json(data)
 
 
+def test_a_report_of_a_grid_of_one_recipe_reads_back_as_written():
+    """A grid of one recipe is no search: its cases are written with the recipe {} and read so (the
+    quick profile of parity_che searches train.lr over one value)."""
+    data = report_data(lengths=(5,))
+    data["config"]["search"] = {"trials": 4, "scope": "case", "train.lr": [0.01]}
+    assert run_from_json(data).records["rnn", 5].recipe == {}
+    data["cases"][0]["recipe"] = {"train.lr": 0.01}
+    with pytest.raises(StoredDataError, match=r"allowed: \{\} \(the suite searches nothing\)"):
+        run_from_json(data)
+
+
 def test_replay_of_a_case_whose_recipe_was_edited_names_the_file_the_case_and_the_key(tmp_path, capsys):
     data = report_data(lengths=(5,))
     data["cases"][1]["recipe"] = {"train.foo": 1}
