@@ -140,6 +140,7 @@ def _render(source: str, folder: str | None, parser: argparse.ArgumentParser) ->
     if out.exists() and not out.is_dir():
         parser.error(f"--out {out}: is a file; give the folder to write the report in")
     with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # every warning of this rendering, whatever was shown before
         try:
             written = write_reports(run, out, environment, name=path.stem)
         except ReportWriteError as exc:

@@ -160,7 +160,12 @@ class CaseItem(_OwnFailures):
         if judgement.action == Action.PASS:
             return
         skippable = judged(inconclusive="skip").action == Action.SKIP
-        second_look = display_path(options.report_dir / SECOND_LOOK, self.config.rootpath)
+        # A run that is a second look already is told to take another folder beside its own.
+        folder = options.report_dir
+        second_look = (
+            folder.with_name(f"{SECOND_LOOK}-2") if folder.name == SECOND_LOOK else folder / SECOND_LOOK
+        )
+        second_look = display_path(second_look, self.config.rootpath)
         message = failure_message(record, case.suite.meta.seed, second_look, skippable=skippable)
         if judgement.action == Action.SKIP:
             pytest.skip(message)

@@ -172,6 +172,9 @@ def test_inconclusive_fails_by_default_and_skips_on_request(project):
             "*a second look: with this one, it calls a cell at exactly p0 learns about twice as often*",
         ]
     )
+    # A second look's own advice names a folder beside its own, not one inside it.
+    result = project.runpytest("--rnn-suite=ortask", "--rnn-report-dir=reports/second-look")
+    result.stdout.fnmatch_lines(["*--rnn-report-dir=reports/second-look-2, or pass*"])
     result = project.runpytest("--rnn-suite=ortask", "--rnn-inconclusive=skip")
     result.assert_outcomes(skipped=1)
     # A case the suite claims must learn is not skipped, and its message does not offer the skip.
