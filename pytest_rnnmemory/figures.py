@@ -340,8 +340,10 @@ def _save(fig: Any | None, path: Path, **options: Any) -> bool:
     """Write ``fig`` to ``path`` and close it; ``False`` where there is no figure."""
     if fig is None:
         return False
-    fig.savefig(path, **options)
-    pyplot().close(fig)
+    try:
+        fig.savefig(path, **options)
+    finally:  # a figure that could not be written is closed too: pyplot keeps every open one
+        pyplot().close(fig)
     return True
 
 

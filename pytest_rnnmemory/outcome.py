@@ -17,6 +17,11 @@ def _joined(how: str, **kwargs: Any) -> Any:
     return field(metadata={"join": how}, **kwargs)
 
 
+def succeeds(metric: float, diverged: bool, threshold: float) -> bool:
+    """Whether a trial that ended at ``metric`` succeeded: it reached ``threshold`` without diverging."""
+    return metric >= threshold and not diverged
+
+
 @dataclass(frozen=True)
 class CaseOutcome:
     """Each trial's final metric, curves and diagnostics, in trial order.
@@ -47,7 +52,7 @@ class CaseOutcome:
 
     def successes(self, threshold: float) -> list[bool]:
         """Which trials reached ``threshold`` without diverging."""
-        return [(m >= threshold) and not d for m, d in zip(self.metrics, self.diverged, strict=True)]
+        return [succeeds(m, d, threshold) for m, d in zip(self.metrics, self.diverged, strict=True)]
 
     @property
     def trials(self) -> int:

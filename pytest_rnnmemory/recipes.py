@@ -71,6 +71,12 @@ def recipes_of(grid: Grid) -> list[Recipe]:
     ]
 
 
+def searches(grid: Grid) -> bool:
+    """Whether a suite with this grid searches: its grid holds more than one recipe (a grid of one
+    is the suite's recipe, and its cases record none)."""
+    return len(recipes_of(grid)) > 1
+
+
 @dataclass(frozen=True)
 class TuningTrial:
     """One tuning trial's result: success, final metric, and the sequences it needed (``None``: never)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import StoredDataError
-from .outcome import CaseOutcome
+from .outcome import CaseOutcome, succeeds
 from .recipes import SearchRecord
 from .schema import SuiteConfig, check_searched_key, check_searched_value
 from .stats import Decision, SequencesToLearn, Verdict, decide, sequences_to_learn, verdict_of
@@ -298,7 +298,7 @@ class CaseRecord:
 
 def _check_success(trial: TrialRecord, threshold: float, where: str) -> None:
     """A trial succeeds when its final metric reaches the threshold without diverging, and only then."""
-    if trial.success == ((trial.metric >= threshold) and not trial.diverged):
+    if trial.success == succeeds(trial.metric, trial.diverged, threshold):
         return
     if not trial.success:
         why = f"its metric {trial.metric:g} reaches the threshold {threshold:g}"
@@ -317,7 +317,7 @@ def _check_generalisation(
 ) -> None:
     """The successes at each evaluation length are those the trials' metrics there give."""
     for i, entry in enumerate(generalisation):
-        k = sum((t.eval_metrics[i] >= threshold) and not t.diverged for t in trials)
+        k = sum(succeeds(t.eval_metrics[i], t.diverged, threshold) for t in trials)
         if entry.decision.k != k or entry.decision.n != len(trials):
             raise StoredDataError(
                 f"{where}[{i}].k: {entry.decision.k} trials succeed at length {entry.length}, but their "
@@ -434,7 +434,7 @@ def case_record(
 def _generalisation(
     length: int, metrics: Sequence[float], diverged: Sequence[bool], trained: Decision, threshold: float
 ) -> GeneralisationRecord:
-    k = sum((m >= threshold) and not d for m, d in zip(metrics, diverged, strict=True))
+    k = sum(succeeds(m, d, threshold) for m, d in zip(metrics, diverged, strict=True))
     return GeneralisationRecord(
         length=length,
         decision=decide(k, len(metrics), trained.p0, trained.alpha),

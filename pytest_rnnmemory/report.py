@@ -17,7 +17,7 @@ from .diagnosis import BAND, Shape, shape_of
 from .errors import ReportWriteError, StoredDataError
 from .gate import BASELINE_KIND, Baseline
 from .literature import literature
-from .recipes import recipes_of
+from .recipes import searches
 from .records import CaseKey, CaseRecord, ImpliedVerdict, SuiteMeta, frontier_text
 from .results import SuiteRun
 from .schema import SuiteConfig
@@ -698,7 +698,7 @@ def _check_recipes(records: tuple[CaseRecord, ...], config: SuiteConfig) -> None
     """Each case's recipe is a recipe of the suite's ``[search]`` grid: one value of each searched
     key (none where the suite searches nothing, or its grid holds one recipe, which is no search)."""
     grid = dict(config.grid)
-    searched = len(recipes_of(config.grid)) > 1
+    searched = searches(config.grid)
     for i, record in enumerate(records):
         recipe = record.recipe
         if not searched and not recipe:

@@ -12,7 +12,7 @@ from typing import Any
 from . import seeds
 from .gate import Claim
 from .loading import STAGES, Draft, Problems, resolve_eval_lengths
-from .recipes import Recipe, recipes_of
+from .recipes import Recipe, searches
 from .records import SuiteMeta
 from .schema import (
     ModelSection,
@@ -81,7 +81,7 @@ class Case:
     @property
     def searched(self) -> bool:
         """Whether this case's recipe comes from a search (a grid of more than one recipe)."""
-        return len(recipes_of(self.suite.config.grid)) > 1
+        return searches(self.suite.config.grid)
 
     def spec(self, recipe: Recipe | None = None, trial_seeds: tuple[int, ...] | None = None) -> CaseSpec:
         """What the engine needs to train this case's trials: the suite's recipe, or ``recipe`` over it;

@@ -306,6 +306,19 @@ def test_sequences_to_learn_of_too_few_trials_get_no_interval_bar(tmp_path, monk
     assert bars == [[[0, 300], [0, 400]]] * 2
 
 
+def test_a_figure_that_cannot_be_written_is_closed_all_the_same(tmp_path):
+    """pyplot keeps every figure open until it is closed: a run that failed to write many would hold
+    them all."""
+    plt = pytest.importorskip("matplotlib.pyplot")
+    import pytest_rnnmemory.figures as figures
+
+    plt.close("all")
+    (tmp_path / "demo.png").mkdir()  # a folder where the figure goes
+    with pytest.raises(OSError):
+        figures.capability(run_from_json(report_data(lengths=(5, 10))), tmp_path / "demo.png")
+    assert plt.get_fignums() == []
+
+
 def test_without_matplotlib_the_report_says_how_to_get_the_figures(tmp_path, monkeypatch):
     import pytest_rnnmemory.figures as figures
 
