@@ -60,6 +60,20 @@ def test_the_scan_keeps_torchs_infinities_and_nans():
     assert our_grad[0] == 1.5 and our_grad[2] == 0
 
 
+def test_every_value_shares_its_gradient_among_its_terms_in_full_even_where_infinities_tie():
+    """d y_s / d x_t over t <= s sums to 1 for every s (the terms' softmax weights), so the
+    gradient sums to the gradient arriving; where two infinities tie, torch's is NaN."""
+    inf = float("inf")
+    for x in ([-inf, -inf, 0.5, -1.0], [1.0, inf, inf, 2.0], [0.3, -0.7, 2.0, 1.9]):
+        x = torch.tensor(x, requires_grad=True)
+        grad = torch.tensor([1.5, -2.0, 0.5, 3.0])
+        with fast_scans():
+            y = torch.logcumsumexp(x, 0)
+        (ours,) = torch.autograd.grad(y, x, grad)
+        assert ours.isfinite().all(), x
+        torch.testing.assert_close(ours.sum(), grad.sum(), msg=str(x))
+
+
 def test_the_scan_is_batched_and_differentiated_by_torch_func():
     """Under vmap and grad, as the engine runs a user's cell: with the trials' dimension where
     vmap puts it and a dimension counted from the end."""

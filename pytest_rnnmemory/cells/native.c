@@ -788,6 +788,13 @@ static int train_batches(int cell, int regression, int64_t steps, int64_t first,
  * is carried from step to step (y, and the backward pass's r) is kept in double, as torch keeps
  * its running value: in float its rounding would grow with the length. */
 
+/* The scans' loops in the machine's widest vectors: GCC prefers 256 bits where 512 are there,
+ * which measured here took a block half again as long (its exponentials and logarithms are many
+ * instructions, and wider vectors run fewer of them) */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC target("prefer-vector-width=512")
+#endif
 /* exp(d) for d <= 0, exactly 0 below -87 where exp_ would clamp */
 static inline float decay_(float d) { return d < -87.0f ? 0.0f : exp_(d); }
 
@@ -810,37 +817,44 @@ static void log_cum_sum_exp(int64_t steps, int64_t lanes, in_t x, out_t y, doubl
     }
 }
 
-/* d y_s / d x_t = exp(x_t - y_s) for s >= t, so dx_t = exp(x_t - y_t) r_t with
- * r_t = g_t + exp(y_t - y_(t+1)) r_(t+1): every factor is at most 1, as y never decreases and
- * y_t >= x_t. Equal values (infinities included) differ by 0. */
+/* d y_s / d x_t = exp(x_t - y_s) for s >= t, so dx_t = e_t r_t with e_t = exp(x_t - y_t) and
+ * r_t = g_t + exp(y_t - y_(t+1)) r_(t+1), where exp(y_t - y_(t+1)) = 1 - e_(t+1): every factor is
+ * at most 1, as y never decreases and y_t >= x_t, and one exponential a step serves both. A y's
+ * shares of its terms, e_t (1 - e_(t+1)) ... (1 - e_s), sum to 1 by construction, since e_0 = 1.
+ * Equal values (infinities included) differ by 0: where infinities tie, the later term takes the
+ * whole share, finite where torch's gradient is NaN. */
 static inline float gap_(float below, float above) { return below == above ? 0.0f : below - above; }
 
-/* exp(y_t - y_(t+1)) as 1 / (1 + exp(x_(t+1) - y_t)), which does not subtract two nearly equal
- * values of y: along a long scan their difference is below float32's rounding of either */
-static inline double keep_(float y_now, float x_next) {
-    const float d = gap_(x_next, y_now), u = decay_(d > 0.0f ? -d : d);
-    /* in double: a factor within float32's rounding of 1, repeated over the scan, would drift */
-    return d > 0.0f ? (double)u / (1.0 + (double)u) : 1.0 / (1.0 + (double)u);
-}
-
 static void log_cum_sum_exp_back(int64_t steps, int64_t lanes, in_t x, in_t y, in_t g, out_t dx,
-                                 double *restrict r) {
+                                 double *restrict r, float *restrict e) {
     const int64_t last = (steps - 1) * lanes;
     for (int64_t l = 0; l < lanes; l++) {
         r[l] = g[last + l];
-        dx[last + l] = (float)((double)decay_(gap_(x[last + l], y[last + l])) * r[l]);
+        e[l] = decay_(gap_(x[last + l], y[last + l]));
+        dx[last + l] = (float)((double)e[l] * r[l]);
     }
     for (int64_t t = steps - 2; t >= 0; t--) {
-        const int64_t at = t * lanes, next = at + lanes;
+        const int64_t at = t * lanes;
         for (int64_t l = 0; l < lanes; l++) {
-            r[l] = (double)g[at + l] + keep_(y[at + l], x[next + l]) * r[l];
-            dx[at + l] = (float)((double)decay_(gap_(x[at + l], y[at + l])) * r[l]);
+            /* in double: a factor within float32's rounding of 1, repeated over the scan, would drift */
+            r[l] = (double)g[at + l] + (1.0 - (double)e[l]) * r[l];
+            e[l] = decay_(gap_(x[at + l], y[at + l]));
+            dx[at + l] = (float)((double)e[l] * r[l]);
         }
     }
 }
 
 /* lanes scanned together when the inner dimension is narrower */
 #define SCAN_LANES 256
+
+/* n floats from src to dst, eight at a time where it can: a row here is one sequence's step,
+ * often eight or sixteen lanes wide, too short for memcpy's call to pay */
+static inline void copy_row(float *restrict dst, const float *restrict src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) dst[i + k] = src[i + k];
+    for (; i < n; i++) dst[i] = src[i];
+}
 
 /* [c][T][inner] at src <-> [T][c * inner] at block */
 static void to_block(int64_t c, int64_t steps, int64_t inner, const float *src, float *block) {
@@ -850,8 +864,7 @@ static void to_block(int64_t c, int64_t steps, int64_t inner, const float *src, 
         return;
     }
     for (int64_t j = 0; j < c; j++)
-        for (int64_t t = 0; t < steps; t++)
-            for (int64_t i = 0; i < inner; i++) block[(t * c + j) * inner + i] = src[(j * steps + t) * inner + i];
+        for (int64_t t = 0; t < steps; t++) copy_row(block + (t * c + j) * inner, src + (j * steps + t) * inner, inner);
 }
 
 static void from_block(int64_t c, int64_t steps, int64_t inner, const float *block, float *dst) {
@@ -861,8 +874,7 @@ static void from_block(int64_t c, int64_t steps, int64_t inner, const float *blo
         return;
     }
     for (int64_t j = 0; j < c; j++)
-        for (int64_t t = 0; t < steps; t++)
-            for (int64_t i = 0; i < inner; i++) dst[(j * steps + t) * inner + i] = block[(t * c + j) * inner + i];
+        for (int64_t t = 0; t < steps; t++) copy_row(dst + (j * steps + t) * inner, block + (t * c + j) * inner, inner);
 }
 
 /* y = logcumsumexp(x) (backward: dx from x, y and g) over [outer][T][inner] */
@@ -873,19 +885,20 @@ static int log_cum_sum_exp_all(int backward, int64_t outer, int64_t steps, int64
     int64_t per = SCAN_LANES / inner;
     per = per > outer ? outer : per < 1 ? 1 : per;
     const int64_t lanes = per * inner, buffered = per > 1 ? (backward ? 4 : 2) * per * whole : 0;
-    double *carry = malloc((size_t)lanes * sizeof(double));
+    double *carry = malloc((size_t)lanes * (sizeof(double) + sizeof(float)));
     float *buffer = buffered ? malloc((size_t)buffered * sizeof(float)) : NULL;
     if (carry == NULL || (buffered && buffer == NULL)) {
         free(carry);
         free(buffer);
         return -1;
     }
+    float *shares = (float *)(carry + lanes);
     float *bx = buffer, *bo = buffer + per * whole, *by = bo + per * whole, *bg = by + per * whole;
     for (int64_t o = 0; o < outer; o += per) {
         const int64_t c = outer - o < per ? outer - o : per, at = o * whole;
         if (per == 1) {
             if (backward)
-                log_cum_sum_exp_back(steps, inner, x + at, y + at, g + at, out + at, carry);
+                log_cum_sum_exp_back(steps, inner, x + at, y + at, g + at, out + at, carry, shares);
             else
                 log_cum_sum_exp(steps, inner, x + at, out + at, carry);
             continue;
@@ -894,7 +907,7 @@ static int log_cum_sum_exp_all(int backward, int64_t outer, int64_t steps, int64
         if (backward) {
             to_block(c, steps, inner, y + at, by);
             to_block(c, steps, inner, g + at, bg);
-            log_cum_sum_exp_back(steps, c * inner, bx, by, bg, bo, carry);
+            log_cum_sum_exp_back(steps, c * inner, bx, by, bg, bo, carry, shares);
         } else {
             log_cum_sum_exp(steps, c * inner, bx, bo, carry);
         }
@@ -904,6 +917,10 @@ static int log_cum_sum_exp_all(int backward, int64_t outer, int64_t steps, int64
     free(carry);
     return 0;
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 static unsigned int flush_subnormals(void) {
 #if defined(__SSE__)

@@ -5,8 +5,8 @@ A parallel-scan cell (minGRU and its kin) computes its whole recurrence as one
 another, two transcendental functions each: about half of such a cell's
 training time, batched or not (profiled on latching, hidden 1, 30 trials). The
 native kernel runs it over all trials' lanes at once, vectorised, and its
-backward pass as one reverse scan whose factors never exceed 1, where torch's
-runs two more log-sum-exp scans.
+backward pass as one reverse scan whose factors never exceed 1 (one
+exponential a step), where torch's runs two more log-sum-exp scans.
 
 :func:`fast_scans` is a context under which the engine runs a user's cell: it
 sends ``torch.logcumsumexp`` (function or method) of a float32 CPU tensor along
@@ -17,7 +17,8 @@ Inductor calls them as they are). Anything else, and everything where the
 kernel cannot be built, goes to torch's own. The values agree with torch's
 within float32 rounding (tested to 2e-6, gradients to 1e-5, and over ten
 million steps): as torch does, what is carried along the scan is kept in
-double. Where infinities tie, the gradient is finite where torch's is NaN. The
+double. Each value's gradient is shared among its terms in full (their shares
+sum to 1), and where infinities tie it is finite where torch's is NaN. The
 scan is differentiated once, in reverse mode, as the engine trains: a second
 derivative or forward mode raises.
 """
