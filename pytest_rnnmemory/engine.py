@@ -159,7 +159,6 @@ def _train(
     run = _Run(spec, task, model, data, stepper, curves, schedule, streams)
     gradient = _input_gradient(model, data.train).cpu() if curves else torch.zeros(0)
     run.train(progress, started)
-    eval_metrics = {length: _evaluate_at(model, spec, task, length) for length in spec.eval_lengths}
     outcome = CaseOutcome(
         metrics=tuple(run.final),
         diverged=tuple(run.diverged),
@@ -168,7 +167,7 @@ def _train(
         scheme=scheme_ran(model.scheme, chosen),
         device=str(device),
         wall_s=time.perf_counter() - started,
-        eval_metrics=eval_metrics,
+        eval_metrics={length: tuple(values) for length, values in run.eval_metrics.items()},
         input_gradient=tuple(gradient.tolist()),
         sequences=tuple(run.sequences),
         budget=schedule.budget,
@@ -211,7 +210,8 @@ class _Run:
     validation metric decides. Under ``"learned"`` the trials' validation metric is
     checked every ``eval_every`` sequences (and at the end of the budget); a trial
     that reaches the threshold stops for good, leaves every tensor of the batch,
-    and is measured on its fresh test set, which decides its success.
+    and is measured on its fresh test set, which decides its success, and at the
+    evaluation lengths: every trial is measured there with the weights it ends with.
     """
 
     def __init__(
@@ -250,6 +250,8 @@ class _Run:
         self.final: list[float] = [0.0] * n
         self.diverged: list[bool] = [False] * n
         self.sequences: list[int | None] = [None] * n
+        #: Each trial's metric at each of ``spec.eval_lengths``, with the weights it ends with.
+        self.eval_metrics: dict[int, list[float]] = {length: [0.0] * n for length in spec.eval_lengths}
         self._weights: dict[int, torch.Tensor] = {}
         #: The process's compiling time when the case began: what it adds is not its training pace.
         self.compiled_before = compiling_seconds()
@@ -353,6 +355,7 @@ class _Run:
                     self.metrics[i].append(float(val[row]))
                 self.sequences[i], self.final[i] = seen, float(test[row])
                 self._weights[i] = flat[row].cpu().clone()
+        self._evaluate_lengths(reached)
         rows = ~reached
         self.alive = [i for row, i in enumerate(self.alive) if rows[row]]
         if self.alive:
@@ -381,6 +384,22 @@ class _Run:
             self.final[i] = 0.0 if diverged[row] else final[row]
             self.diverged[i] = bool(diverged[row])
             self._weights[i] = flat[row].clone()
+        self._evaluate_lengths(torch.ones(len(self.alive), dtype=torch.bool))
+
+    def _evaluate_lengths(self, rows: torch.Tensor) -> None:
+        """The metric at every evaluation length of the live trials ``rows`` selects, with their
+        weights now. Measured during training, it leaves the training untouched (the global
+        random numbers included)."""
+        if not self.spec.eval_lengths:
+            return
+        live = dataclasses.replace(self.spec, trial_seeds=tuple(self.spec.trial_seeds[i] for i in self.alive))
+        device = self.model.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            for length in self.spec.eval_lengths:
+                values = _evaluate_at(self.model, live, self.task, length)
+                for row, i in enumerate(self.alive):
+                    if rows[row]:
+                        self.eval_metrics[length][i] = values[row]
 
     def weights(self) -> dict[str, torch.Tensor]:
         """Every trial's final weights by name, stacked over the case's trials in their order."""
@@ -395,7 +414,8 @@ def _input_gradient(model: StackedModel, train: Sequences) -> torch.Tensor:
 
 
 def _evaluate_at(model: StackedModel, spec: CaseSpec, task: Task, length: int) -> tuple[float, ...]:
-    """Each trial's metric on fresh sequences that test it at ``length`` (a stream of their own)."""
+    """Each trial's metric on fresh sequences that test it at ``length`` (a stream of their own):
+    the trials of ``spec`` are the model's, in its rows' order."""
     sequences = Sequences.draw(
         spec,
         task,

@@ -9,7 +9,7 @@ import torch
 from pytest_rnnmemory import schemes, seeds, stacked
 from pytest_rnnmemory.cells import CELLS, LSTM1997, ignored_keys
 from pytest_rnnmemory.cells.native import native_available
-from pytest_rnnmemory.data import TrialData, sample_trials
+from pytest_rnnmemory.data import Sequences, TrialData, sample_trials
 from pytest_rnnmemory.engine import GRADIENT_SEQUENCES, train, train_case
 from pytest_rnnmemory.errors import SchemeError
 from pytest_rnnmemory.outcome import CaseOutcome
@@ -479,6 +479,28 @@ def test_a_case_whose_trials_all_learned_ends():
     outcome = train_case(learned_spec(trials=3, epochs=50))
     assert all(s is not None for s in outcome.sequences)
     assert max(len(curve) for curve in outcome.val_metric) < 50
+
+
+@pytest.mark.parametrize("scheme", ["native", "stepwise", "vmap"])
+@pytest.mark.parametrize(("trials", "epochs"), [(4, 4), (3, 50)], ids=["some-learned", "all-learned"])
+def test_every_trial_is_evaluated_at_other_lengths_with_the_weights_it_ended_with(scheme, trials, epochs):
+    if scheme == "native" and not native_available():
+        pytest.skip("the native kernel is unavailable here")
+    spec = dataclasses.replace(learned_spec(trials=trials, epochs=epochs), eval_lengths=(3, 6))
+    trained = train(spec, scheme=scheme)
+    stops = trained.outcome.sequences
+    assert stops[0] is not None and (epochs == 50 or None in stops), stops
+    assert not any(trained.outcome.diverged)
+    task = make_task(spec.task)
+    model = stacked.StackedModel(spec, task, torch.device("cpu"), "vmap")
+    model.params = stacked.FlatParams(trained.weights, torch.device("cpu"))
+    for length in (3, 6):
+        data = Sequences.draw(spec, task, f"{seeds.EVAL_PREFIX}{length}", 32, torch.device("cpu"), length)
+        expected = model.evaluate(spec.metric, data.x, data.y, data.first).tolist()
+        assert trained.outcome.eval_metrics[length] == pytest.approx(expected, abs=1e-6), length
+    # Measured where a trial stops, in the middle of the others' training, which it leaves as it was.
+    plain = train_case(dataclasses.replace(spec, eval_lengths=()), scheme=scheme)
+    assert (plain.sequences, plain.metrics) == (stops, trained.outcome.metrics)
 
 
 def test_without_stopping_every_trial_trains_the_whole_budget_and_no_sequences_are_counted():
