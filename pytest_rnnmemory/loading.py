@@ -24,6 +24,7 @@ from .errors import CellError, SuiteError, TaskError, did_you_mean
 from .gate import Claim
 from .schema import (
     FREE_SECTIONS,
+    MAX_LENGTH,
     MAX_RECIPES,
     SECTIONS,
     Grid,
@@ -393,36 +394,87 @@ def check_lengths(draft: Draft) -> None:
                 draft.problems.add(f"suite.lengths[{i}] = {length}", str(exc))
 
 
+@dataclass(frozen=True)
+class DataSize:
+    """The sequences a case holds at once: ``sequences`` per trial, of ``steps`` steps each."""
+
+    trials: int
+    sequences: int
+    steps: int
+    inputs: int
+
+    @property
+    def bytes(self) -> int:
+        """Every trial's inputs as float32, and one trial's targets as int64 while they are drawn."""
+        return self.trials * self.sequences * self.steps * self.inputs * 4 + self.sequences * self.steps * 8
+
+    def __str__(self) -> str:
+        return (
+            f"{self.trials} trials x {self.sequences} sequences x {self.steps} steps x "
+            f"{self.inputs} input(s) x 4 bytes"
+        )
+
+
+def training_data(task: Task, train: TrainSection, verdict: VerdictSection, length: int) -> DataSize:
+    """The training, validation and test sequences of a case of ``length``, for the trials trained at once."""
+    trials = verdict.stage if 0 < verdict.stage < verdict.trials else verdict.trials
+    held_out = train.val_samples + (
+        (train.test_samples or train.val_samples) if train.stop == "learned" else 0
+    )
+    steps = task.steps(train.longest(length))
+    drawn = train.samples if train.data == "fixed" else stream_piece(train, steps, task.input_size)
+    return DataSize(trials, drawn + held_out, steps, task.input_size)
+
+
 def check_sizes(draft: Draft) -> None:
     """Every case's data fits in this machine's memory; the estimate is in the message where it does not."""
     if draft.task is None or any(draft.sections.get(s) is None for s in ("train", "verdict")):
         return
     train: TrainSection = draft.sections["train"]
     verdict: VerdictSection = draft.sections["verdict"]
-    trials = verdict.stage if 0 < verdict.stage < verdict.trials else verdict.trials
-    held_out = train.val_samples + (
-        (train.test_samples or train.val_samples) if train.stop == "learned" else 0
-    )
-    inputs = draft.task.input_size
     memory = physical_memory()
     for i, length in enumerate(draft.raw_list("lengths")):
         if not isinstance(length, int) or isinstance(length, bool) or length < draft.task.min_length:
             continue  # reported by the schema or the task
-        longest = train.longest(length)
-        steps = draft.task.steps(longest)
-        drawn = train.samples if train.data == "fixed" else stream_piece(train, steps, inputs)
-        sequences = drawn + held_out
+        data = training_data(draft.task, train, verdict, length)
         budget = "train.samples" if train.data == "fixed" else "train.eval_every, train.val_samples"
-        # Every trial's inputs as float32, and one trial's targets as int64 while they are drawn.
-        needed = trials * sequences * steps * inputs * 4 + sequences * steps * 8
-        if memory is not None and needed > memory:
+        if memory is not None and data.bytes > memory:
             draft.problems.add(
                 f"suite.lengths[{i}] = {length}",
-                f"needs about {needed / 2**30:.3g} GiB for one case's data ({trials} trials x {sequences} "
-                f"sequences x {steps} steps x {inputs} input(s) x 4 bytes), and this machine has "
-                f"{memory / 2**30:.3g} GiB; lower {budget} or verdict.trials, or train the trials in "
-                "stages (verdict.stage)",
+                f"needs about {data.bytes / 2**30:.3g} GiB for one case's data ({data}), and this machine "
+                f"has {memory / 2**30:.3g} GiB; lower {budget} or verdict.trials, or train the trials "
+                "in stages (verdict.stage)",
             )
+
+
+def check_eval_sizes(draft: Draft) -> None:
+    """Every case's data at its longest evaluation length fits in this machine's memory, beside its
+    training data (held while it is evaluated); the estimate is in the message where it does not."""
+    meta: SuiteSection = draft.sections["suite"]
+    train: TrainSection = draft.sections["train"]
+    verdict: VerdictSection = draft.sections["verdict"]
+    memory = physical_memory()
+    if not meta.eval_lengths or memory is None:
+        return
+    for length in meta.lengths:
+        evaluated = resolve_eval_lengths(meta, length)
+        if not evaluated:
+            continue
+        trained = training_data(draft.task, train, verdict, length)
+        data = dataclasses.replace(
+            trained, sequences=train.val_samples, steps=draft.task.steps(evaluated[-1])
+        )
+        needed = trained.bytes + data.bytes
+        if needed > memory:
+            draft.problems.add(
+                f"suite.eval_lengths = {show(list(meta.eval_lengths))}",
+                f"gives length {evaluated[-1]} for the trained length {length}, which needs about "
+                f"{needed / 2**30:.3g} GiB for one case's data ({data}, and the training data's "
+                f"{trained.bytes / 2**30:.3g} GiB), and this machine has {memory / 2**30:.3g} GiB; lower "
+                "suite.eval_lengths, train.val_samples or verdict.trials, or train the trials in stages "
+                "(verdict.stage)",
+            )
+            return
 
 
 def physical_memory() -> int | None:
@@ -499,7 +551,8 @@ def check_cell_args(draft: Draft, model: ModelSection) -> None:
 
 
 def check_eval_lengths(draft: Draft) -> None:
-    """``eval_lengths``: a task that generalises, whole lengths where absolute, lengths it allows."""
+    """``eval_lengths``: a task that generalises, whole lengths where absolute, lengths it allows
+    within the longest length."""
     meta: SuiteSection = draft.sections["suite"]
     task = draft.task
     if not meta.eval_lengths:
@@ -518,12 +571,14 @@ def check_eval_lengths(draft: Draft) -> None:
         return
     for length in meta.lengths:
         for eval_length in resolve_eval_lengths(meta, length):
+            gives = f"gives length {eval_length} for the trained length {length}"
+            if eval_length > MAX_LENGTH:
+                draft.problems.add(where, f"{gives}: lengths must be at most {MAX_LENGTH:_}")
+                return
             try:
                 task.check_length(eval_length)
             except TaskError as exc:
-                draft.problems.add(
-                    where, f"gives length {eval_length} for the trained length {length}: {exc}"
-                )
+                draft.problems.add(where, f"{gives}: {exc}")
                 return
 
 
@@ -610,7 +665,7 @@ STAGES: tuple[tuple[Stage, ...], ...] = (
         check_cells,
     ),
     (check_eval_lengths, check_training),
-    (check_scheme,),
+    (check_eval_sizes, check_scheme),
 )
 
 

@@ -681,6 +681,31 @@ def test_a_case_too_large_for_this_machine_gives_the_estimate(tmp_path):
     assert "GiB" in line and "this machine has" in line
 
 
+def test_an_evaluation_length_past_the_longest_length_names_the_bound(tmp_path):
+    # A multiple within the bound of lengths gives a length past it.
+    line = single_problem(tmp_path, RECALL + "eval_lengths = [1e8]\n")
+    assert "suite.eval_lengths = [100000000.0]: gives length 200000000 for the trained length 2" in line
+    assert "lengths must be at most 100_000_000" in line
+
+
+@pytest.mark.parametrize(
+    "given", ["eval_lengths = [10000000]", 'eval_lengths = [30000000]\neval_unit = "absolute"']
+)
+def test_evaluation_data_too_large_for_this_machine_gives_the_estimate(tmp_path, monkeypatch, given):
+    monkeypatch.setattr(loading, "physical_memory", lambda: 24 * 2**30)
+    text = '[suite]\ntask = "parity"\ncells = ["rnn"]\nlengths = [3]\n{}\n[train]\nval_samples = 1000\n'
+    text += "[verdict]\ntrials = 2\n"
+    line = single_problem(tmp_path, text.format(given))
+    assert "suite.eval_lengths = [" in line
+    assert "gives length 30000000 for the trained length 3, which needs about 447 GiB" in line
+    assert "2 trials x 1000 sequences x 30000000 steps" in line and "this machine has 24 GiB" in line
+    assert "lower suite.eval_lengths, train.val_samples or verdict.trials" in line
+    # Evaluation data that fits loads.
+    assert load_suite(write(tmp_path, text.format("eval_lengths = [1000]"))).cases()[0].eval_lengths == (
+        3000,
+    )
+
+
 def test_an_empty_name_means_the_files_stem(tmp_path):
     path = write(tmp_path, MINIMAL.replace("[suite]", '[suite]\nname = ""'), name="stem.toml")
     assert load_suite(path).name == "stem"
