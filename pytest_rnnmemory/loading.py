@@ -47,7 +47,7 @@ from .schema import (
 )
 from .schema import name as name_problem
 from .schemes import SCHEMES, unknown_scheme
-from .tasks import TASKS, Task, task_class
+from .tasks import TASKS, Task, parameter_problem, task_class
 
 
 class Problems:
@@ -142,11 +142,18 @@ def check_profiles(draft: Draft) -> None:
         before = len(draft.problems.lines)
         _check_profile(f"profiles.{name}", override, draft.problems)
         if isinstance(override, dict) and "task" in override:
-            _check_profile_task(f"profiles.{name}.task", raw_task, override["task"], draft.problems)
+            task = _profile_task(override, raw_task)
+            _check_profile_task(f"profiles.{name}.task", task, override["task"], draft.problems)
         if isinstance(override, dict) and isinstance(override.get("suite"), dict):
             _check_profile_names(f"profiles.{name}.suite", override["suite"], draft.problems)
         if len(draft.problems.lines) > before:
             draft.rejected.add(name)
+
+
+def _profile_task(override: dict[str, Any], file_task: Any) -> Any:
+    """The task a profile runs: its own ``suite.task`` where it sets one, else the file's."""
+    suite = override.get("suite")
+    return suite["task"] if isinstance(suite, dict) and "task" in suite else file_task
 
 
 def _check_profile_names(where: str, suite: dict[str, Any], problems: Problems) -> None:
@@ -182,7 +189,11 @@ def apply_profile(draft: Draft) -> None:
         draft.problems.add("profiles", f"profile {chosen!r} is not defined; defined: {defined}")
     elif chosen not in draft.rejected and isinstance(draft.profiles[chosen], dict):
         # A broken profile is reported once, as profiles.NAME...; it is not applied.
-        for section, values in draft.profiles[chosen].items():
+        profile = draft.profiles[chosen]
+        if _profile_task(profile, None) not in (None, draft.merged.get("suite", {}).get("task")):
+            # The file's [task] holds parameters of the file's task, not of the one the profile runs.
+            draft.merged.pop("task", None)
+        for section, values in profile.items():
             if isinstance(values, dict):
                 values = flatten_search(values) if section == "search" else values
                 draft.merged.setdefault(section, {}).update(values)
@@ -350,15 +361,18 @@ def build_sections(draft: Draft) -> None:
 
 
 def build_task(draft: Draft) -> None:
-    """The suite's task with its ``[task]`` parameters."""
+    """The suite's task with its ``[task]`` parameters (their values alone where the task is refused)."""
     name = draft.raw_suite.get("task")
-    if not isinstance(name, str):
-        return  # the schema check reports a missing or non-string task
     problems = draft.problems
+    if not isinstance(name, str):
+        # The schema check reports a missing or non-string task.
+        _check_parameter_values("task", draft.merged.get("task", {}), problems)
+        return
     try:
         task_cls = task_class(name)
     except TaskError as exc:
         problems.add(f"suite.task = {show(name)}", str(exc))
+        _check_parameter_values("task", draft.merged.get("task", {}), problems)
         return
     params = draft.merged.get("task", {})
     known = {k: v for k, v in params.items() if k in task_cls.params}
@@ -690,20 +704,30 @@ def show(value: Any) -> str:
 
 
 def _check_profile_task(where: str, task: Any, params: Any, problems: Problems) -> None:
-    """A profile's ``task`` table: a table of parameters the suite's task has."""
+    """A profile's ``task`` table: a table of parameters the task it runs has (of values any task's
+    parameter may have where that task is refused)."""
     if not isinstance(params, dict):
         problems.add(where, f"must be a table of the task's parameters, got {show(params)}")
         return
     try:
         task_cls = task_class(task) if isinstance(task, str) else None
     except TaskError:
-        return  # reported once, as suite.task
+        task_cls = None  # reported once, as the file's or the profile's suite.task
     if task_cls is None:
+        _check_parameter_values(where, params, problems)
         return
     for key in sorted(params):
         if key not in task_cls.params:
             names = ", ".join(sorted(task_cls.params)) or "none"
             problems.add(f"{where}.{key}", f"unknown parameter of task {task_cls.name!r}; allowed: {names}")
+
+
+def _check_parameter_values(where: str, params: Any, problems: Problems) -> None:
+    """Each value of a ``task`` table is one any task's parameter may have."""
+    for key, value in sorted(params.items()) if isinstance(params, dict) else ():
+        problem = parameter_problem(value)
+        if problem:
+            problems.add(f"{where}.{key} = {value!r}", problem)
 
 
 def _check_profile(where: str, override: Any, problems: Problems) -> None:

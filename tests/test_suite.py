@@ -531,6 +531,49 @@ def test_a_profiles_unknown_task_parameter_is_reported_once(tmp_path, selected):
     ]
 
 
+@pytest.mark.parametrize("selected", [None, "q"])
+def test_a_profile_that_switches_the_task_sets_the_new_tasks_parameters(tmp_path, selected):
+    text = (
+        MINIMAL + '[profiles.q.suite]\ntask = "adding"\nlengths = [10]\n[profiles.q.task]\ntolerance = 0.1\n'
+    )
+    suite = load_suite(write(tmp_path, text), Overrides(profile=selected))
+    expected = {"tolerance": 0.1} if selected else {"noise": 0.1}
+    assert dict(suite.task.values) == expected
+
+
+def test_a_profiles_task_parameters_are_checked_against_the_task_it_runs(tmp_path):
+    text = MINIMAL + '[profiles.q.suite]\ntask = "adding"\nlengths = [10]\n[profiles.q.task]\nnoise = 0.1\n'
+    path = write(tmp_path, text)
+    assert problems_of(path) == [
+        f"{path}: profiles.q.task.noise: unknown parameter of task 'adding'; allowed: tolerance"
+    ]
+
+
+def test_the_files_task_parameters_stay_with_its_task_when_a_profile_switches_it(tmp_path):
+    text = (
+        MINIMAL
+        + "[task]\nnoise = 0.2\n"
+        + '[profiles.q.suite]\ntask = "adding"\nlengths = [10]\n'
+        + '[profiles.same.suite]\ntask = "latching"\n'
+    )
+    path = write(tmp_path, text)
+    assert dict(load_suite(path, Overrides(profile="q")).task.values) == {"tolerance": 0.04}
+    assert dict(load_suite(path, Overrides(profile="same")).task.values) == {"noise": 0.2}
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        (MINIMAL.replace('"latching"', "3") + "[task]\nnoise = nan\n", "task.noise"),
+        (MINIMAL + "[profiles.q.suite]\ntask = 3\n[profiles.q.task]\nnoise = nan\n", "profiles.q.task.noise"),
+    ],
+    ids=["file", "profile"],
+)
+def test_a_task_parameters_value_is_checked_where_its_task_is_refused(tmp_path, text, where):
+    path = write(tmp_path, text)
+    assert f"{path}: {where} = nan: must be a finite number >= 0" in problems_of(path)
+
+
 def test_a_profiles_task_entry_must_be_a_table(tmp_path):
     path = write(tmp_path, MINIMAL + "[profiles.quick]\ntask = 5\n")
     (problem,) = problems_of(path, Overrides(profile="quick"))

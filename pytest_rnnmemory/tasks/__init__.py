@@ -6,7 +6,7 @@ from ..errors import TaskError
 from ..imports import import_object
 from .adding import Adding
 from .addition import Addition
-from .base import IGNORE, Task, scored_steps, unscored
+from .base import IGNORE, Task, parameter_problem, scored_steps, unscored
 from .bitwise_or import BitwiseOr
 from .latching import Latching
 from .parity import Parity
@@ -45,4 +45,14 @@ def make_task(name: str, params: dict[str, float] | None = None) -> Task:
     return task_class(name)(**(params or {}))
 
 
-__all__ = ["IGNORE", "TASKS", "Task", "is_user_task", "make_task", "scored_steps", "task_class", "unscored"]
+__all__ = [
+    "IGNORE",
+    "TASKS",
+    "Task",
+    "is_user_task",
+    "make_task",
+    "parameter_problem",
+    "scored_steps",
+    "task_class",
+    "unscored",
+]

@@ -61,13 +61,9 @@ class Task:
             )
         values = {**self.params, **params}
         for key, value in values.items():
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-                or value < 0
-            ):
-                raise TaskError("must be a finite number >= 0", where=f"task.{key} = {value!r}")
+            problem = parameter_problem(value)
+            if problem:
+                raise TaskError(problem, where=f"task.{key} = {value!r}")
         self.values = values
 
     def check_length(self, length: int) -> None:
@@ -113,6 +109,18 @@ class Task:
     def tolerance(self) -> float:
         """The absolute error below which a regression task's scored step is right."""
         return float(self.values["tolerance"])
+
+
+def parameter_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as any task's parameter, or ``None``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        return "must be a finite number >= 0"
+    return None
 
 
 def balanced_labels(n: int, classes: int, generator: torch.Generator) -> torch.Tensor:
