@@ -86,6 +86,19 @@ class Draft:
     reference: ReferenceSection | None = None
     #: ``suite.cells`` of the file and its profile, before the command line's ``--cell``.
     declared_cells: tuple[Any, ...] = ()
+    #: The keys the command line gave, each by the option that gave it (``--rnn-length``).
+    options: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def where(self, section: str, key: str, value: Any, index: int | None = None) -> str:
+        """How a problem names the value of ``section.key`` (or its item ``index``): by the command
+        line's option where that gave it (``--rnn-length 1``), else by the file's key
+        (``suite.lengths[0] = 1``)."""
+        option = self.options.get((section, key))
+        if option is None:
+            return f"{section}.{key}{'' if index is None else f'[{index}]'} = {show(value)}"
+        if index is not None:
+            return f"{option} {value}"
+        return f"{option}={','.join(map(str, value)) if isinstance(value, list) else value}"
 
     @property
     def raw_suite(self) -> dict[str, Any]:
@@ -330,14 +343,15 @@ def apply_overrides(draft: Draft) -> None:
     o = draft.overrides
     draft.declared_cells = tuple(draft.raw_list("cells"))
     given = {
-        ("suite", "cells"): list(o.cells) if o.cells else None,
-        ("suite", "lengths"): list(o.lengths) if o.lengths else None,
-        ("verdict", "trials"): o.trials,
-        ("suite", "seed"): o.seed,
+        ("suite", "cells", "--cell"): list(o.cells) if o.cells else None,
+        ("suite", "lengths", "--rnn-length"): list(o.lengths) if o.lengths else None,
+        ("verdict", "trials", "--rnn-trials"): o.trials,
+        ("suite", "seed", "--rnn-seed"): o.seed,
     }
-    for (section, key), value in given.items():
+    for (section, key, option), value in given.items():
         if value is not None:
             draft.merged.setdefault(section, {})[key] = value
+            draft.options[section, key] = option
 
 
 def build_sections(draft: Draft) -> None:
@@ -346,7 +360,8 @@ def build_sections(draft: Draft) -> None:
         values = draft.merged.get(section, {})
         if section == "search":
             values = {k: v for k, v in values.items() if "." not in k}
-        draft.sections[section] = _build_section(section, cls, values, draft.problems)
+        labels = {k: draft.where(s, k, values[k]) for s, k in draft.options if s == section and k in values}
+        draft.sections[section] = _build_section(section, cls, values, draft.problems, labels)
     raw = draft.merged.get("search", {})
     grid = tuple((k, tuple(v)) for k, v in raw.items() if "." in k and check_grid_axis(k, v) is None)
     for k, v in raw.items():
@@ -405,7 +420,7 @@ def check_lengths(draft: Draft) -> None:
             try:
                 draft.task.check_length(length)
             except TaskError as exc:
-                draft.problems.add(f"suite.lengths[{i}] = {length}", str(exc))
+                draft.problems.add(draft.where("suite", "lengths", length, i), str(exc))
 
 
 @dataclass(frozen=True)
@@ -448,13 +463,17 @@ def check_sizes(draft: Draft) -> None:
     verdict: VerdictSection = draft.sections["verdict"]
     memory = physical_memory()
     for i, length in enumerate(draft.raw_list("lengths")):
-        if not isinstance(length, int) or isinstance(length, bool) or length < draft.task.min_length:
+        if (
+            not isinstance(length, int)
+            or isinstance(length, bool)
+            or not draft.task.min_length <= length <= MAX_LENGTH
+        ):
             continue  # reported by the schema or the task
         data = training_data(draft.task, train, verdict, length)
         budget = "train.samples" if train.data == "fixed" else "train.eval_every, train.val_samples"
         if memory is not None and data.bytes > memory:
             draft.problems.add(
-                f"suite.lengths[{i}] = {length}",
+                draft.where("suite", "lengths", length, i),
                 f"needs about {data.bytes / 2**30:.3g} GiB for one case's data ({data}), and this machine "
                 f"has {memory / 2**30:.3g} GiB; lower {budget} or verdict.trials, or train the trials "
                 "in stages (verdict.stage)",
@@ -649,14 +668,16 @@ def check_scheme(draft: Draft) -> None:
         return
     builtin_free = " or ".join(repr(name) for name, e in SCHEMES.items() if not e.builtin_only)
     meta: SuiteSection = draft.sections["suite"]
-    named = [(f"suite.cells[{i}]", cell) for i, cell in enumerate(meta.cells)]
-    named += [(f"suite.controls[{i}]", c) for i, c in enumerate(meta.controls) if c != "shuffled"]
-    named += [("suite.cells[0]", cell) for cell in _control_cell(draft)]
+    named = [(draft.where("suite", "cells", cell, i), cell) for i, cell in enumerate(meta.cells)]
+    named += [
+        (draft.where("suite", "controls", c, i), c) for i, c in enumerate(meta.controls) if c != "shuffled"
+    ]
+    named += [(f"suite.cells[0] = {show(cell)}", cell) for cell in _control_cell(draft)]
     for key, cell in named:
         if not entry.serves(cell):
             draft.problems.add(
                 where,
-                f"runs the built-in cells {', '.join(entry.cells())} only, and {key} = {show(cell)} "
+                f"runs the built-in cells {', '.join(entry.cells())} only, and {key} "
                 "is not one of them; "
                 f"use 'auto' or {builtin_free}",
             )
@@ -756,7 +777,11 @@ def flatten_search(table: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _check_keys(prefix: str, cls: type, values: dict[str, Any], problems: Problems) -> None:
+def _check_keys(
+    prefix: str, cls: type, values: dict[str, Any], problems: Problems, labels: dict[str, str] | None = None
+) -> None:
+    """Each key of ``values`` is one of ``cls`` with a value its check allows; a problem names the
+    key as ``labels`` gives it, else as ``PREFIX.KEY = VALUE``."""
     fields = keys_of(cls)
     if cls is SearchSection:
         values = flatten_search(values)
@@ -770,13 +795,16 @@ def _check_keys(prefix: str, cls: type, values: dict[str, Any], problems: Proble
             continue
         message = check_value(fields[k], value)
         if message:
-            problems.add(f"{prefix}.{k} = {show(value)}", message)
+            problems.add((labels or {}).get(k) or f"{prefix}.{k} = {show(value)}", message)
 
 
-def _build_section(section: str, cls: type, values: dict[str, Any], problems: Problems) -> Any:
-    """The section's dataclass, or ``None`` when a key of it is wrong (the problems say which)."""
+def _build_section(
+    section: str, cls: type, values: dict[str, Any], problems: Problems, labels: dict[str, str] | None = None
+) -> Any:
+    """The section's dataclass, or ``None`` when a key of it is wrong (the problems say which, each
+    named as ``labels`` gives it where it does)."""
     before = len(problems.lines)
-    _check_keys(section, cls, values, problems)
+    _check_keys(section, cls, values, problems, labels)
     kwargs = {}
     for k, f in keys_of(cls).items():
         if k in values:

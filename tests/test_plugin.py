@@ -318,13 +318,19 @@ def test_bad_options_are_usage_errors_that_list_what_is_allowed(project, args, m
     result.stderr.fnmatch_lines([message])
 
 
-def test_a_length_out_of_the_tasks_range_is_reported_for_the_suite(project):
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--rnn-length=1", "--rnn-length 1: task 'relay' needs an integer length >= 2*"),
+        ("--rnn-length=2,2", "--rnn-length=2,2: must not list a length twice"),
+    ],
+)
+def test_a_length_the_suite_cannot_run_is_reported_for_the_suite_by_its_option(project, option, message):
     write_suite(project, "relay", suite_text("relay"))
-    result = project.runpytest("--rnn-suite=relay", "--rnn-length=1")
+    result = project.runpytest("--rnn-suite=relay", option)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        ["*suites/relay.toml: suite.lengths[[]0[]] = 1: task 'relay' needs an integer length >= 2*"]
-    )
+    result.stdout.fnmatch_lines([f"*suites/relay.toml: {message}"])
+    assert "suite.lengths" not in result.stdout.str()
 
 
 @pytest.mark.slow

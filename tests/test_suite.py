@@ -196,8 +196,35 @@ def test_undefined_profile_without_any_profiles(tmp_path):
 def test_command_line_lengths_are_checked_against_the_task(tmp_path):
     text = MINIMAL.replace('"latching"', '"relay"')
     line = single_problem(tmp_path, text, Overrides(lengths=(1,)))
-    assert "suite.lengths[0] = 1" in line
-    assert ">= 2" in line
+    assert line.endswith(
+        ": --rnn-length 1: task 'relay' needs an integer length >= 2 (the length is the sequence length)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "expected"),
+    [
+        (MINIMAL, Overrides(lengths=(5, 5)), "--rnn-length=5,5: must not list a length twice"),
+        (MINIMAL, Overrides(cells=("rnn", "rnn")), "--cell=rnn,rnn: must not name anything twice"),
+        (MINIMAL, Overrides(lengths=(5, 100_000_000)), "--rnn-length 100000000: needs about "),
+        (
+            MINIMAL + '[train]\nengine = "fused"\n',
+            Overrides(cells=("lstm1997",)),
+            'train.engine = "fused": runs the built-in cells rnn, lstm, gru only, and --cell lstm1997 is '
+            "not one of them",
+        ),
+    ],
+    ids=["duplicate-length", "duplicate-cell", "too-large", "scheme"],
+)
+def test_a_problem_with_a_value_the_command_line_gave_names_its_option(tmp_path, text, overrides, expected):
+    path = write(tmp_path, text)
+    line = single_problem(tmp_path, text, overrides)
+    assert line.startswith(f"{path}: {expected}"), line
+
+
+def test_a_length_past_the_schemas_bound_gets_no_memory_estimate(tmp_path):
+    line = single_problem(tmp_path, MINIMAL.replace("[5]", "[9223372036854775807]"))
+    assert "suite.lengths = [9223372036854775807]: must be a non-empty list of integers in" in line
 
 
 # --- Cases -----------------------------------------------------------------------------------------
