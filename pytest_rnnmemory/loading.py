@@ -46,7 +46,7 @@ from .schema import (
     keys_of,
 )
 from .schema import name as name_problem
-from .schemes import SCHEMES, unknown_scheme
+from .schemes import ENGINE_CHOICES, SCHEMES, unknown_scheme
 from .tasks import TASKS, Task, parameter_problem, task_class
 
 
@@ -752,6 +752,8 @@ def _check_parameter_values(where: str, params: Any, problems: Problems) -> None
 
 
 def _check_profile(where: str, override: Any, problems: Problems) -> None:
+    """A profile's overrides: tables of known sections, of known keys with values their checks
+    allow, and an engine that names a scheme."""
     if not isinstance(override, dict):
         problems.add(where, "must be a table of overrides, e.g. [profiles.quick] verdict.trials = 10")
         return
@@ -764,6 +766,9 @@ def _check_profile(where: str, override: Any, problems: Problems) -> None:
             problems.add(f"{where}.{section}", f"must be a table of keys, got {values!r}")
         else:
             _check_keys(f"{where}.{section}", SECTIONS[section], values, problems)
+            engine = values.get("engine") if section == "train" else None
+            if isinstance(engine, str) and engine not in ENGINE_CHOICES:
+                problems.add(f"{where}.train.engine = {show(engine)}", unknown_scheme(engine))
 
 
 def flatten_search(table: dict[str, Any]) -> dict[str, Any]:

@@ -27,9 +27,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[OPTIONS] = options
     log = config.stash[RUN_LOG] = RunLog(config)
     config.pluginmanager.register(log, "rnnmemory-runlog")
-    if options.profile and options.selected:
-        _check_profile(options)
     _check_named_files(config)
+    if options.profile:
+        _check_profile(options, [*(options.selected or ()), *_suites_in_paths(config, options.suites_dir)])
     _live_progress(config, options)
     if options.selected:
         # Fail early on a device that is not here, before any suite is collected.
@@ -78,11 +78,30 @@ def _live_progress(config: pytest.Config, options: RunOptions) -> None:
         config.stash[PROGRESS_ONLY] = True
 
 
-def _check_profile(options: RunOptions) -> None:
+def _suites_in_paths(config: pytest.Config, suites_dir: Path) -> list[Path]:
+    """The suite files the paths on the command line hold (or more, never fewer): ``.toml`` files
+    named, and every ``.toml`` file of the suites folder that a folder named holds or lies in."""
+    found: set[Path] = set()
+    for arg in config.args:
+        path = Path(arg.split("::")[0]).resolve()
+        if path.suffix == ".toml" and path.is_file():
+            found.add(path)
+        elif path.is_dir() and (path == suites_dir or suites_dir in path.parents):
+            found.update(path.rglob("*.toml"))
+        elif path.is_dir() and path in suites_dir.parents:
+            found.update(suites_dir.rglob("*.toml"))
+    return sorted(found)
+
+
+def _check_profile(options: RunOptions, suites: list[Path]) -> None:
+    """``--rnn-profile`` names a profile of at least one of the run's suites (a suite that lacks it
+    fails on its own, with the profiles it has); a run of no suite is not checked."""
     from .errors import SuiteError
 
+    if not suites:
+        return
     defined: set[str] = set()
-    for path in options.selected or ():
+    for path in suites:
         try:
             profiles = read_toml(path).get("profiles", {})
         except SuiteError:

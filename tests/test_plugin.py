@@ -254,6 +254,12 @@ UNWRITABLE = pytest.mark.skipif(
             ["--rnn-suite=first", "--rnn-profile=fast"],
             "*unknown profile 'fast'; the selected suites define: quick*",
         ),
+        (["suites/", "--rnn-profile=fast"], "*unknown profile 'fast'; the selected suites define: quick*"),
+        (
+            ["suites/first.toml", "--rnn-profile=fast"],
+            "*unknown profile 'fast'; the selected suites define: quick*",
+        ),
+        (["--rnn-profile=fast"], "*unknown profile 'fast'; the selected suites define: quick*"),
         (["--rnn-suite=first", "--rnn-device=tpu"], "*--rnn-device=tpu: must be auto, cpu, cuda or cuda:N*"),
         (["--rnn-suite=first", "--rnn-trials=0"], "*--rnn-trials=0: must be an integer in [[]1, 100_000[]]*"),
         (
@@ -316,6 +322,20 @@ def test_bad_options_are_usage_errors_that_list_what_is_allowed(project, args, m
     result = project.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+
+
+def test_a_profile_that_some_of_the_suites_define_fails_the_others(project):
+    write_suite(project, "first", suite_text("or", extra="\n[profiles.quick]\nverdict.trials = 2\n"))
+    write_suite(project, "second", suite_text("or"))
+    result = project.runpytest("suites/", "--rnn-profile=quick", "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["suites/first.toml::rnn-L2", "suites/second.toml::suite"])
+
+
+def test_a_profile_with_no_suite_to_run_is_no_usage_error(project):
+    write_suite(project, "first", suite_text("or"))
+    project.makepyfile(test_other="def test_one():\n    pass\n")
+    project.runpytest("test_other.py", "--rnn-profile=quick").assert_outcomes(passed=1)
 
 
 @pytest.mark.parametrize(

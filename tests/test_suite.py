@@ -601,6 +601,16 @@ def test_a_task_parameters_value_is_checked_where_its_task_is_refused(tmp_path, 
     assert f"{path}: {where} = nan: must be a finite number >= 0" in problems_of(path)
 
 
+@pytest.mark.parametrize("selected", [None, "fast"])
+def test_a_profiles_engine_names_a_scheme_whether_or_not_it_is_applied(tmp_path, selected):
+    path = write(tmp_path, MINIMAL + '[profiles.fast]\ntrain.engine = "natvie"\n')
+    (problem,) = problems_of(path, Overrides(profile=selected))
+    assert problem.startswith(
+        f'{path}: profiles.fast.train.engine = "natvie": '
+        "unknown scheme (did you mean 'native'?); allowed: auto,"
+    )
+
+
 def test_a_profiles_task_entry_must_be_a_table(tmp_path):
     path = write(tmp_path, MINIMAL + "[profiles.quick]\ntask = 5\n")
     (problem,) = problems_of(path, Overrides(profile="quick"))
