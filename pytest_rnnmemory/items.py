@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from .errors import RnnMemoryError, SuiteError
-from .options import OPTIONS, RunOptions, resolve_device
+from .options import OPTIONS, RunOptions, resolve_device, shown_path
 from .outcome import CaseOutcome
 from .policy import Action, judge_case
 from .recipes import Recipe, Search, SearchRecord
@@ -165,7 +165,7 @@ class CaseItem(_OwnFailures):
         second_look = (
             folder.with_name(f"{SECOND_LOOK}-2") if folder.name == SECOND_LOOK else folder / SECOND_LOOK
         )
-        second_look = display_path(second_look, self.config.rootpath)
+        second_look = shown_path(self.config, second_look)
         message = failure_message(record, case.suite.meta.seed, second_look, skippable=skippable)
         if judgement.action == Action.SKIP:
             pytest.skip(message)

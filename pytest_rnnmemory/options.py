@@ -376,6 +376,14 @@ def _select(names: tuple[str, ...], suites_dir: Path) -> tuple[Path, ...]:
     return tuple(chosen)
 
 
+def shown_path(config: pytest.Config, path: Path) -> str:
+    """``path`` as the user can paste it where pytest runs (a given ``--rnn-report-dir`` is read
+    there): relative to the current directory where it lies under it, else in full."""
+    here = config.invocation_params.dir.resolve()
+    resolved = path.resolve()
+    return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else str(resolved)
+
+
 def _option(config: pytest.Config, name: str, ini: str | None = None) -> str | None:
     value = config.getoption(name)
     if value is None and ini is not None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .options import OPTIONS, RunOptions, resolve_device
+from .options import OPTIONS, RunOptions, resolve_device, shown_path
 
 if TYPE_CHECKING:
     from .gate import Baseline
@@ -145,12 +145,11 @@ class RunLog:
         (Ctrl-C, -x), or the case raised. A baseline holds a whole run, never a part of one mixed
         into an earlier one's."""
         from .gate import save_baseline
-        from .suite import display_path
 
         why = self._why_unfinished(exitstatus)
         if why is not None:
             self.notes.append(
-                f"baseline not written to {display_path(path, self.config.rootpath)}: {why}; "
+                f"baseline not written to {shown_path(self.config, path)}: {why}; "
                 "store a baseline from a run that finishes what it selects"
             )
             return
@@ -186,7 +185,6 @@ class RunLog:
         """Move aside the report at ``path`` that this version rejected, never replace it: a run of
         some cases would shrink it. :class:`.ReportWriteError` where it cannot be moved."""
         from .errors import ReportWriteError
-        from .suite import display_path
 
         try:
             aside = set_aside(path)
@@ -198,14 +196,13 @@ class RunLog:
             raise ReportWriteError([(path, why)], []) from None
         self.notes.append(
             f"{run.name}: the earlier report could not be read ({problem}); it is kept as "
-            f"{display_path(aside, self.config.rootpath)}, and this run's report is written in its place"
+            f"{shown_path(self.config, aside)}, and this run's report is written in its place"
         )
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.runs or hasattr(self.config, "workerinput") or self.config.option.collectonly:
             return
         from .report import terminal_table
-        from .suite import display_path
 
         terminalreporter.section("rnnmemory capability")
         for run in self.runs.values():
@@ -217,9 +214,9 @@ class RunLog:
                 terminalreporter.write_line(line)
             terminalreporter.write_line("")
         for path in self.written:
-            terminalreporter.write_line(f"report written: {display_path(path, self.config.rootpath)}")
+            terminalreporter.write_line(f"report written: {shown_path(self.config, path)}")
         for path, why in self.unwritten:
-            shown = display_path(path, self.config.rootpath)
+            shown = shown_path(self.config, path)
             terminalreporter.write_line(f"report file not written: {shown} ({why})", red=True, bold=True)
         if not hasattr(self.config, "cache") and self.options.cache_dir is None:
             terminalreporter.write_line(
@@ -231,7 +228,7 @@ class RunLog:
         if self.baseline_saved is not None:
             path, count = self.baseline_saved
             terminalreporter.write_line(
-                f"baseline written: {display_path(path, self.config.rootpath)} ({count} cases from this run)"
+                f"baseline written: {shown_path(self.config, path)} ({count} cases from this run)"
             )
 
     def _case_lines(self, run: SuiteRun) -> list[str]:

@@ -188,6 +188,23 @@ def test_inconclusive_fails_by_default_and_skips_on_request(project):
     assert "pass --rnn-inconclusive=skip" not in result.stdout.str()
 
 
+@pytest.mark.slow
+def test_paths_to_paste_are_relative_to_where_pytest_runs(project, monkeypatch):
+    write_suite(project, "ortask", suite_text("or", trials=1))
+    monkeypatch.chdir(project.mkdir("tests"))
+    # The ini's folder is the rootdir's, which from tests/ is no folder below: shown in full.
+    result = project.runpytest("--rnn-suite=ortask", "-o", "rnn_report_dir=build/rnnrep")
+    folder = (project.path / "build" / "rnnrep").resolve()
+    result.stdout.fnmatch_lines(
+        [f"*--rnn-report-dir={folder / 'second-look'}, or pass*", f"report written: {folder / 'ortask.md'}"]
+    )
+    # A folder given on the command line is the current directory's, as the advice is.
+    result = project.runpytest("--rnn-suite=ortask", "--rnn-report-dir=here")
+    result.stdout.fnmatch_lines(
+        ["*--rnn-report-dir=here/second-look, or pass*", "report written: here/ortask.md"]
+    )
+
+
 def test_one_item_per_case_with_ids_usable_with_k(project):
     write_suite(project, "latch", suite_text("latching", cells=("rnn", "lstm", "gru"), lengths=(5, 20)))
     result = project.runpytest("suites/", "--collect-only", "-q")

@@ -445,7 +445,7 @@ def test_a_baseline_is_stored_from_a_run_that_finished_what_it_selected(
 
     from pytest_rnnmemory.runlog import RunLog
 
-    log = RunLog(SimpleNamespace(rootpath=tmp_path))
+    log = RunLog(SimpleNamespace(rootpath=tmp_path, invocation_params=SimpleNamespace(dir=tmp_path)))
     run = run_from_json(report_data(lengths=(5,)))
     if unfinished == "never ran":
         run.expect(("rnn", 10))
