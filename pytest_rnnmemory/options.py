@@ -207,7 +207,7 @@ def read_options(config: pytest.Config) -> RunOptions:
         selected=selected,
         cells=cell_names,
         lengths=_lengths(lengths) if lengths is not None else None,
-        trials=_count("--rnn-trials", 1, MAX_TRIALS)(trials) if trials else None,
+        trials=_count("--rnn-trials", 1, MAX_TRIALS)(trials) if trials is not None else None,
         seed=_count("--rnn-seed", 0, MAX_INTEGER)(seed) if seed is not None else None,
         profile=profile,
         device=_check_device(

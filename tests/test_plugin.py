@@ -279,6 +279,7 @@ UNWRITABLE = pytest.mark.skipif(
         (["--rnn-profile=fast"], "*unknown profile 'fast'; the selected suites define: quick*"),
         (["--rnn-suite=first", "--rnn-device=tpu"], "*--rnn-device=tpu: must be auto, cpu, cuda or cuda:N*"),
         (["--rnn-suite=first", "--rnn-trials=0"], "*--rnn-trials=0: must be an integer in [[]1, 100_000[]]*"),
+        (["--rnn-suite=first", "--rnn-trials="], "*--rnn-trials=: must be an integer in [[]1, 100_000[]]*"),
         (
             ["--rnn-suite=first", "--rnn-trials=200000"],
             "*--rnn-trials=200000: must be an integer in [[]1, 100_000*",
