@@ -178,8 +178,13 @@ def _spec_of(name: str) -> ModuleSpec | None:
 
 
 def case_key(case: Case, device_type: str) -> str:
-    """The key of one case's result: its configuration, the versions, the device type and the code."""
-    return _key(case.configuration(), device_type)
+    """The key of one case's result: its configuration, the recipe its record names, the versions,
+    the device type and the code."""
+    # A grid's only recipe trains as the same values written in [train] do, one configuration, but
+    # the record names the grid's recipe, which a report checks against the grid.
+    recipe = case.recipe
+    named = {"recipe": recipe.to_json()} if recipe is not None and recipe.values else {}
+    return _key({**case.configuration(), **named}, device_type)
 
 
 def search_key(case: Case, device_type: str) -> str:

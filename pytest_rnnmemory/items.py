@@ -13,7 +13,7 @@ from .errors import RnnMemoryError, SuiteError
 from .options import OPTIONS, RunOptions, resolve_device, shown_path
 from .outcome import CaseOutcome
 from .policy import Action, judge_case
-from .recipes import Recipe, Search, SearchRecord
+from .recipes import Search, SearchRecord
 from .records import CaseRecord, ImpliedVerdict, implied_verdict
 from .runlog import (
     ERROR,
@@ -249,7 +249,8 @@ class CaseItem(_OwnFailures):
         return search
 
     def _train(self, cache, key: str | None) -> CaseRecord:
-        """Choose the recipe where the suite searches, train the verdict's trials, decide, store."""
+        """Choose the recipe where the suite searches (a grid of one is its recipe), train the
+        verdict's trials, decide, store."""
         from .progress import progress_for
         from .records import case_record
         from .sequential import train_in_stages
@@ -257,8 +258,8 @@ class CaseItem(_OwnFailures):
         case = self.case
         suite = case.suite
         verdict = suite.verdict
-        recipe, searched = Recipe(), None
-        if case.searched:
+        recipe, searched = case.recipe, None
+        if recipe is None:  # the grid holds more than one recipe: a search chooses
             search = self._search(cache)
             recipe = search.recipe
             scope = suite.config.search

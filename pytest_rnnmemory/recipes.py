@@ -73,8 +73,15 @@ def recipes_of(grid: Grid) -> list[Recipe]:
 
 def searches(grid: Grid) -> bool:
     """Whether a suite with this grid searches: its grid holds more than one recipe (a grid of one
-    is the suite's recipe, and its cases record none)."""
+    leaves nothing to choose: its cases train that recipe, without tuning trials)."""
     return len(recipes_of(grid)) > 1
+
+
+def only_recipe(grid: Grid) -> Recipe | None:
+    """The recipe a suite with this grid trains without a search: the grid's only one, or the base
+    recipe for no grid; ``None`` where the grid holds more, among which a search chooses."""
+    recipes = recipes_of(grid)
+    return recipes[0] if len(recipes) == 1 else None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from .records import CaseKey, CaseRecord, ImpliedVerdict, SuiteMeta, frontier_te
 from .results import SuiteRun
 from .schema import SuiteConfig
 from .schema import name as check_name
-from .search_report import recipe_text, search_section, searched, sequences_section
+from .search_report import recipe_text, search_section, sequences_section
 from .stats import MARKS, interval_label
 from .stored import Fields
 
@@ -539,7 +539,7 @@ def _case_table(run: SuiteRun) -> str:
         "diverged",
         "time (s)",
     ]
-    if searched(run):
+    if any(record.recipe for record in run.records.values()):
         headers.append("recipe")
         for row, (cell, length) in zip(rows, run.ordered_cases, strict=True):
             record = run.records.get((cell, length))
@@ -695,21 +695,23 @@ def _check_each_case_once(places: list[tuple[str, CaseKey]]) -> None:
 
 
 def _check_recipes(records: tuple[CaseRecord, ...], config: SuiteConfig) -> None:
-    """Each case's recipe is a recipe of the suite's ``[search]`` grid: one value of each searched
-    key (none where the suite searches nothing, or its grid holds one recipe, which is no search)."""
+    """Each case's recipe is a recipe of the suite's ``[search]`` grid: one value of each of its
+    keys, the grid's only recipe where it holds one (none where the suite has no grid)."""
     grid = dict(config.grid)
-    searched = searches(config.grid)
     for i, record in enumerate(records):
         recipe = record.recipe
-        if not searched and not recipe:
+        if recipe.keys() == grid.keys() and all(recipe[k] in grid[k] for k in recipe):
             continue
-        if searched and recipe.keys() == grid.keys() and all(recipe[k] in grid[k] for k in recipe):
-            continue
-        allowed = "; ".join(f"{k} ({', '.join(map(str, values))})" for k, values in grid.items())
+        axes = "; ".join(f"{k} ({', '.join(map(str, values))})" for k, values in grid.items())
+        if not grid:
+            allowed = "{} (the suite searches nothing)"
+        elif searches(config.grid):
+            allowed = f"one value of each of {axes}"
+        else:
+            allowed = f"the grid's only recipe, {axes}"
         raise StoredDataError(
             f"cases[{i}].recipe ({record.cell} at length {record.length}): {json.dumps(recipe)} is not a "
-            "recipe of the suite's [search] grid; allowed: "
-            + (f"one value of each of {allowed}" if searched else "{} (the suite searches nothing)")
+            f"recipe of the suite's [search] grid; allowed: {allowed}"
         )
 
 

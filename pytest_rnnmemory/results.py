@@ -7,6 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from .gate import IMPROVED, UNCHANGED, Baseline, Comparison, compare
+from .recipes import searches
 from .records import CaseKey, CaseRecord, ImpliedVerdict, SuiteMeta, frontier, frontier_text
 from .schema import SuiteConfig
 from .stats import Verdict
@@ -38,7 +39,7 @@ def same_experiment(a: SuiteConfig, b: SuiteConfig) -> bool:
 
     def without_selection(config: SuiteConfig) -> dict:
         data = config.to_json()
-        searched_over_lengths = bool(config.grid) and config.search.scope == "cell"
+        searched_over_lengths = searches(config.grid) and config.search.scope == "cell"
         selection = ("cells",) if searched_over_lengths else ("cells", "lengths")
         data["suite"] = {k: v for k, v in data["suite"].items() if k not in selection}
         return data

@@ -603,8 +603,11 @@ def check_grid_axis(key: str, values: Any) -> str | None:
         problem = check_searched_value(key, value)
         if problem:
             return f"[{i}] = {value!r}: {problem}"
-    if len({repr(v) for v in values}) != len(values):
-        return "must not list a value twice"
+    for j, value in enumerate(values):
+        # equal values are one recipe, however written: 1 and 1.0 train alike
+        i = next((i for i, earlier in enumerate(values[:j]) if earlier == value), None)
+        if i is not None:
+            return f"[{j}] = {value!r} equals [{i}] = {values[i]!r}: must not list a value twice"
     return None
 
 

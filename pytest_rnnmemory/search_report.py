@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
+from .recipes import Recipe
 from .records import CaseRecord
 from .results import SuiteRun
 from .stats import MARKS
 
 
 def recipe_text(record: CaseRecord) -> str:
-    """``init=chrono, lr=0.01`` (``the suite's recipe`` where nothing was searched)."""
-    search = record.search
-    if search is None:
-        return "the suite's recipe"
-    return search.chosen_recipe.label
+    """``init=chrono, lr=0.01``: the recipe the verdict trained with (``the suite's recipe`` where the
+    suite has no grid)."""
+    if record.search is not None:
+        return record.search.chosen_recipe.label
+    return Recipe(tuple(record.recipe.items())).label
 
 
 def searched(run: SuiteRun) -> list[CaseRecord]:

@@ -12,7 +12,7 @@ from typing import Any
 from . import seeds
 from .gate import Claim
 from .loading import STAGES, Draft, Problems, resolve_eval_lengths
-from .recipes import Recipe, searches
+from .recipes import Recipe, only_recipe, searches
 from .records import SuiteMeta
 from .schema import (
     ModelSection,
@@ -83,11 +83,17 @@ class Case:
         """Whether this case's recipe comes from a search (a grid of more than one recipe)."""
         return searches(self.suite.config.grid)
 
+    @property
+    def recipe(self) -> Recipe | None:
+        """The recipe this case trains without a search: its grid's only one, or the suite's own where
+        it has no grid; ``None`` where a search chooses it."""
+        return only_recipe(self.suite.config.grid)
+
     def spec(self, recipe: Recipe | None = None, trial_seeds: tuple[int, ...] | None = None) -> CaseSpec:
-        """What the engine needs to train this case's trials: the suite's recipe, or ``recipe`` over it;
-        the verdict's trials, or those of ``trial_seeds``."""
+        """What the engine needs to train this case's trials: its own recipe (:attr:`recipe`, else the
+        suite's), or ``recipe`` over the suite's; the verdict's trials, or those of ``trial_seeds``."""
         s = self.suite
-        model, train = (recipe or Recipe()).apply(s.model, s.train)
+        model, train = (recipe or self.recipe or Recipe()).apply(s.model, s.train)
         return CaseSpec(
             task=s.meta.task,
             task_params=dict(s.task.values),
@@ -102,12 +108,12 @@ class Case:
             eval_lengths=self.eval_lengths,
         )
 
-    def _model(self) -> dict[str, Any]:
-        """The model section as it builds this case's cell: of ``model.cell_args``, the arguments
+    def _model(self, section: ModelSection) -> dict[str, Any]:
+        """The model ``section`` as it builds this case's cell: of ``model.cell_args``, the arguments
         its cell takes, so that another cell's own do not change this case's configuration."""
-        model = _changed(self.suite.model)
+        model = _changed(section)
         if "cell_args" in model:
-            own = self.suite.model.args_for(self.trained_cell)
+            own = section.args_for(self.trained_cell)
             if own:
                 model["cell_args"] = own
             else:
@@ -124,6 +130,8 @@ class Case:
             # the recipe is chosen on tuning at every length of the run, which --rnn-length changes
             search = {**search, "lengths": list(s.meta.lengths)}
         searched = {"search": search} if self.searched else {}
+        # a grid of one recipe is no search: its values train as though written in [model] and [train]
+        model, train = (self.recipe or Recipe()).apply(s.model, s.train)
         return {
             **control,
             **evaluated,
@@ -134,8 +142,8 @@ class Case:
             "cell": self.cell,
             "length": self.length,
             "seed": s.meta.seed,
-            "model": self._model(),
-            "train": _changed(s.train),
+            "model": self._model(model),
+            "train": _changed(train),
             "success": _changed(s.success),
             "verdict": _changed(s.verdict),
         }

@@ -1144,6 +1144,29 @@ def test_a_searched_suite_names_the_recipe_of_each_verdict_and_every_recipes_tun
 
 
 @pytest.mark.slow
+def test_a_grid_of_one_recipe_trains_that_recipe_and_its_report_names_it(project):
+    """Narrowing a key to one value is how a profile fixes it: the grid's only recipe trains, not the
+    suite's [train] lr (the grid was ignored, its cases trained at lr 0.05 and recorded {}), with no
+    tuning trial, and the report names it and reads back on the next run."""
+    write_suite(project, "onegrid", suite_text(trials=3).replace("lr = 0.05", "lr = 0.0001"))
+    project.runpytest("--rnn-suite=onegrid")
+    (base,) = read_report(project, "onegrid")["cases"]
+    assert base["recipe"] == {}
+    write_suite(project, "onegrid", suite_text(trials=3, extra='\n[search]\n"train.lr" = [0.0001]\n'))
+    project.runpytest("--rnn-suite=onegrid")  # not the stored result of lr = 0.0001 in [train]
+    (case,) = read_report(project, "onegrid")["cases"]
+    assert (case["recipe"], case["search"]) == ({"train.lr": 0.0001}, None)
+    assert [t["metric"] for t in case["trials"]] == [t["metric"] for t in base["trials"]]
+    assert case["config_hash"] == base["config_hash"]  # it trains as lr = 0.0001 in [train] does
+    assert re.search(r"\| recipe +\|", (project.path / "reports" / "onegrid.md").read_text())
+    result = project.runpytest("--rnn-suite=onegrid", "-v")
+    result.stdout.fnmatch_lines(["*onegrid.toml::rnn-L2 *"])
+    assert "rejected" not in result.stdout.str()
+    assert read_report(project, "onegrid")["cases"][0]["recipe"] == {"train.lr": 0.0001}
+    assert not list((project.path / "reports").glob("*.rejected*"))
+
+
+@pytest.mark.slow
 def test_a_cell_scoped_search_tunes_once_for_all_the_cells_lengths(project):
     text = suite_text("or", cells=("rnn",), lengths=(2, 3), trials=3, extra=SEARCH + 'scope = "cell"\n')
     write_suite(project, "ortask", text)

@@ -729,13 +729,16 @@ def test_a_recipe_without_a_search_is_refused_and_a_grids_recipe_is_read():
 
 
 def test_a_report_of_a_grid_of_one_recipe_reads_back_as_written():
-    """A grid of one recipe is no search: its cases are written with the recipe {} and read so (the
-    quick profile of parity_che searches train.lr over one value)."""
+    """A grid of one recipe is no search, but its recipe is what its cases train: they are written
+    with it and read so (the quick profile of parity_che searches train.lr over one value); the
+    recipe {} was the suite's [train] lr, which such a case never trains."""
     data = report_data(lengths=(5,))
     data["config"]["search"] = {"trials": 4, "scope": "case", "train.lr": [0.01]}
-    assert run_from_json(data).records["rnn", 5].recipe == {}
-    data["cases"][0]["recipe"] = {"train.lr": 0.01}
-    with pytest.raises(StoredDataError, match=r"allowed: \{\} \(the suite searches nothing\)"):
+    for case in data["cases"]:
+        case["recipe"] = {"train.lr": 0.01}
+    assert run_from_json(data).records["rnn", 5].recipe == {"train.lr": 0.01}
+    data["cases"][0]["recipe"] = {}
+    with pytest.raises(StoredDataError, match=r"allowed: the grid's only recipe, train.lr \(0.01\)$"):
         run_from_json(data)
 
 

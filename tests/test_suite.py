@@ -8,8 +8,10 @@ import textwrap
 import pytest
 
 from pytest_rnnmemory import loading
-from pytest_rnnmemory.cache import search_key
+from pytest_rnnmemory.cache import case_key, search_key
 from pytest_rnnmemory.errors import StoredDataError, SuiteError
+from pytest_rnnmemory.estimate import work
+from pytest_rnnmemory.recipes import Recipe
 from pytest_rnnmemory.results import same_experiment
 from pytest_rnnmemory.schema import SECTIONS, ModelSection, Overrides, SuiteConfig, default_of, keys_of
 from pytest_rnnmemory.stacked import initial_modules
@@ -868,6 +870,10 @@ def test_the_search_may_be_written_with_unquoted_dotted_keys(tmp_path):
         ('"train.lr" = [0.01, nan]', "[1] = nan: must be a finite number"),
         ('"model.init" = ["torch", "xavier"]', "[1] = 'xavier': must be one of 'torch', 'chrono'"),
         ('"train.lr" = [0.01, 0.01]', "must not list a value twice"),
+        (
+            '"train.lr" = [1, 0.5, 1.0]',
+            'search."train.lr" = [1, 0.5, 1.0]: [2] = 1.0 equals [0] = 1: must not',
+        ),
         ('"train.lr" = 0.01', "must be a non-empty list of values to try"),
         ("trials = 0", "search.trials = 0: must be an integer >= 1"),
         ('scope = "run"', "search.scope = \"run\": must be one of 'case', 'cell'"),
@@ -893,6 +899,25 @@ def test_profiles_change_the_search_and_the_command_line_turns_it_off(tmp_path):
     assert quick.search.trials == 4
     off = load_suite(write(tmp_path, text), Overrides(search=False))
     assert off.config.grid == () and not off.cases()[0].searched
+
+
+def test_a_grid_of_one_recipe_is_what_its_cases_train_without_tuning_trials(tmp_path):
+    """Narrowing a key to one value is how a profile fixes it (``search."train.lr" = [0.05]``): the
+    grid's only recipe trains, over the suite's ``[train] lr``, and with nothing to choose no tuning
+    trial is spent. It trains as the same value written in ``[train]`` does (one configuration), but
+    its record names the grid's recipe, so the two do not share a stored result."""
+    text = MINIMAL + "[train]\nlr = 0.05\n"
+    one = load_suite(write(tmp_path, text + '[search]\n"train.lr" = [0.000001]\n')).cases()[0]
+    assert (one.searched, one.recipe) == (False, Recipe((("train.lr", 0.000001),)))
+    assert one.spec().train.lr == 0.000001
+    (tmp_path / "base").mkdir()
+    (tmp_path / "plain").mkdir()
+    base = load_suite(write(tmp_path / "base", text.replace("0.05", "0.000001"))).cases()[0]
+    plain = load_suite(write(tmp_path / "plain", text)).cases()[0]
+    assert base.recipe == Recipe() and base.spec().train.lr == 0.000001
+    assert one.configuration() == base.configuration() != plain.configuration()
+    assert work(one) == work(base)  # the verdict's trials alone
+    assert case_key(one, "cpu") != case_key(base, "cpu")
 
 
 def test_a_suite_without_search_keeps_its_hashes_and_a_changed_grid_changes_them(tmp_path):
