@@ -159,6 +159,7 @@ def check_profiles(draft: Draft) -> None:
             _check_profile_task(f"profiles.{name}.task", task, override["task"], draft.problems)
         if isinstance(override, dict) and isinstance(override.get("suite"), dict):
             _check_profile_names(f"profiles.{name}.suite", override["suite"], draft.problems)
+            _check_profile_controls(f"profiles.{name}.suite", override["suite"], draft)
         if len(draft.problems.lines) > before:
             draft.rejected.add(name)
 
@@ -185,6 +186,24 @@ def _check_profile_names(where: str, suite: dict[str, Any], problems: Problems) 
                 cell_class(cell)
             except CellError as exc:
                 problems.add(f"{where}.cells[{i}] = {show(cell)}", str(exc))
+
+
+def _check_profile_controls(where: str, suite: dict[str, Any], draft: Draft) -> None:
+    """A profile that sets cells or controls names no cell that is also a control (of the file's
+    where the profile keeps them), whether or not this run applies it."""
+    if "cells" not in suite and "controls" not in suite:
+        return
+    file_suite = draft.data.get("suite") if isinstance(draft.data.get("suite"), dict) else {}
+    cells_key, controls_key = (f"{where}.{k}" if k in suite else f"suite.{k}" for k in ("cells", "controls"))
+    cells = suite["cells"] if "cells" in suite else file_suite.get("cells")
+    controls = suite["controls"] if "controls" in suite else file_suite.get("controls")
+    if not isinstance(cells, list) or not isinstance(controls, list):
+        return  # reported as a value of the wrong kind
+    for i, cell in enumerate(cells):
+        if isinstance(cell, str) and cell in controls:
+            draft.problems.add(
+                f"{cells_key}[{i}] = {show(cell)}", _also_a_control(cell, controls_key, cells_key)
+            )
 
 
 def apply_profile(draft: Draft) -> None:
@@ -518,16 +537,27 @@ def physical_memory() -> int | None:
         return None
 
 
-def check_cells(draft: Draft) -> None:
-    """Every cell can be found; a user's cell also builds, runs and batches on a tiny input."""
-    model: ModelSection | None = draft.sections.get("model")
+def _suite_key(draft: Draft, name: str) -> str:
+    """Where the run's ``suite.NAME`` comes from: the applied profile, else the file."""
     profile = draft.profiles.get(draft.overrides.profile or "")
-    from_profile = isinstance(profile, dict) and "cells" in (profile.get("suite") or {})
-    key = f"profiles.{draft.overrides.profile}.suite.cells" if from_profile else "suite.cells"
-    given = [
+    from_profile = isinstance(profile, dict) and name in (profile.get("suite") or {})
+    return f"profiles.{draft.overrides.profile}.suite.{name}" if from_profile else f"suite.{name}"
+
+
+def _given_cells(draft: Draft) -> list[tuple[str, Any]]:
+    """The run's cells, each with where it was given: ``--cell NAME``, or its place in the file or
+    the profile."""
+    key = _suite_key(draft, "cells")
+    return [
         (f"--cell {cell}" if draft.overrides.cells else f"{key}[{i}] = {show(cell)}", cell)
         for i, cell in enumerate(draft.raw_list("cells"))
     ]
+
+
+def check_cells(draft: Draft) -> None:
+    """Every cell can be found; a user's cell also builds, runs and batches on a tiny input."""
+    model: ModelSection | None = draft.sections.get("model")
+    given = _given_cells(draft)
     control = [
         (f"suite.cells[0] = {show(cell)} (the shuffled control's cell)", cell)
         for cell in _control_cell(draft)
@@ -544,6 +574,29 @@ def check_cells(draft: Draft) -> None:
             draft.problems.add(where, str(exc))
     if model is not None:
         check_cell_args(draft, model)
+
+
+def check_cells_are_not_controls(draft: Draft) -> None:
+    """No cell is also one of the suite's controls: its cases would be the control's, trained on the
+    same seeds under the same node ids, and one of the two results would be lost."""
+    controls = draft.raw_list("controls")
+    cells_key = None if draft.overrides.cells else _suite_key(draft, "cells")
+    for where, cell in _given_cells(draft):
+        if isinstance(cell, str) and cell in controls:
+            draft.problems.add(where, _also_a_control(cell, _suite_key(draft, "controls"), cells_key))
+
+
+def _also_a_control(cell: str, controls_key: str, cells_key: str | None) -> str:
+    """Why a cell that is also a control is refused, and what to do; ``cells_key``: the file's or a
+    profile's key that lists the cell (``None``: ``--cell`` gave it, and the file keeps its control)."""
+    if cells_key is None:
+        what = f"leave it out of --cell (the control's cases train it; -k {cell} selects them)"
+    else:
+        what = (
+            f"leave it out of {cells_key} (the control's cases train it) or out of {controls_key} (to "
+            "test it as a cell)"
+        )
+    return f"also one of {controls_key}, which runs it at every length; {what}"
 
 
 def _control_cell(draft: Draft) -> list[Any]:
@@ -698,6 +751,7 @@ STAGES: tuple[tuple[Stage, ...], ...] = (
         check_lengths,
         check_sizes,
         check_cells,
+        check_cells_are_not_controls,
     ),
     (check_eval_lengths, check_training),
     (check_eval_sizes, check_scheme),

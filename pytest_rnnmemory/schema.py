@@ -212,7 +212,7 @@ class SuiteSection:
     )
     controls: tuple[str, ...] = key(
         (),
-        doc="Controls run beside the cells at every length: `memoryless` (a cell that sees only the current input) and `shuffled` (the suite file's first cell, whichever `--cell` selects, trained and validated on shuffled targets). A control that learns means the criterion is reachable without memory.",
+        doc="Controls run beside the cells at every length: `memoryless` (a cell that sees only the current input) and `shuffled` (the suite file's first cell, whichever `--cell` selects, trained and validated on shuffled targets). A control that learns means the criterion is reachable without memory. None of them may also be one of `suite.cells`.",
         check=controls,
     )
     eval_lengths: tuple[float, ...] = key(

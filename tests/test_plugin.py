@@ -394,6 +394,35 @@ def test_a_broken_suite_is_one_failure_and_the_others_still_run(project):
     )
 
 
+def test_a_cell_that_is_also_a_control_is_refused_naming_where_it_was_given(project):
+    """memoryless as a cell and as a control gave two items of one node id, memoryless-L2, that
+    trained the same seeds; the report kept one of their results, under two columns. The control
+    already runs it at every length, so the suite is refused, naming the file, the key and what to do."""
+    controls = 'controls = ["memoryless"]'
+    write_suite(project, "ctl", suite_text("relay", cells=("rnn",), trials=3, suite_keys=controls))
+    write_suite(project, "ctl2", suite_text("relay", cells=("memoryless",), trials=3, suite_keys=controls))
+    result = project.runpytest("suites/ctl2.toml")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            '*suites/ctl2.toml: suite.cells[[]0[]] = "memoryless": also one of suite.controls, which runs it '
+            "at every length; leave it out of suite.cells (the control's cases train it) or out of "
+            "suite.controls (to test it as a cell)"
+        ]
+    )
+    result = project.runpytest("suites/ctl.toml", "--cell=memoryless")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*suites/ctl.toml: --cell memoryless: also one of suite.controls, which runs it at every "
+            "length; leave it out of --cell (the control's cases train it; -k memoryless selects them)"
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+    result = project.runpytest("suites/ctl.toml", "--collect-only", "-q", "-k", "memoryless")
+    result.stdout.fnmatch_lines(["suites/ctl.toml::memoryless-L2", "1/2 tests collected*"])
+
+
 def test_a_toml_syntax_error_names_line_and_column(project):
     write_suite(project, "syntax", '[suite]\ntask = "latching\n')
     result = project.runpytest("suites/")

@@ -940,6 +940,22 @@ def test_the_shuffled_control_trains_the_files_first_cell_whichever_cells_the_co
     assert selected[0].config_hash() == full[0].config_hash()
 
 
+def test_a_cell_that_is_also_a_control_is_refused_in_a_profile_whether_or_not_it_is_applied(tmp_path):
+    """Its cases would be the control's under the same ids: the key named is the profile's where the
+    profile gives it."""
+    text = MINIMAL.replace('cells = ["rnn"]', 'cells = ["memoryless"]')
+    line = single_problem(tmp_path, text + '[profiles.ctl]\nsuite.controls = ["memoryless"]\n')
+    assert line.endswith(
+        'suite.cells[0] = "memoryless": also one of profiles.ctl.suite.controls, which runs it at every '
+        "length; leave it out of suite.cells (the control's cases train it) or out of "
+        "profiles.ctl.suite.controls (to test it as a cell)"
+    )
+    applied = text + 'controls = ["memoryless"]\n[profiles.quick]\nsuite.cells = ["rnn"]\n'
+    assert load_suite(write(tmp_path, applied), Overrides(profile="quick")).meta.controls == ("memoryless",)
+    (problem,) = problems_of(write(tmp_path, applied), Overrides(cells=("memoryless",), profile="quick"))
+    assert ": --cell memoryless: also one of suite.controls, " in problem
+
+
 def test_the_shuffled_controls_cell_is_checked_when_the_command_line_leaves_it_out(tmp_path):
     text = MINIMAL.replace(
         'cells = ["rnn"]', 'cells = ["no_such_module_xyz:Cell", "lstm"]\ncontrols = ["shuffled"]'
