@@ -387,19 +387,20 @@ class _Run:
         self._evaluate_lengths(torch.ones(len(self.alive), dtype=torch.bool))
 
     def _evaluate_lengths(self, rows: torch.Tensor) -> None:
-        """The metric at every evaluation length of the live trials ``rows`` selects, with their
-        weights now. Measured during training, it leaves the training untouched (the global
-        random numbers included)."""
+        """The metric at every evaluation length of the live trials ``rows`` selects (and of no
+        other), with their weights now. Measured during training, it leaves the training untouched
+        (the global random numbers included)."""
         if not self.spec.eval_lengths:
             return
-        live = dataclasses.replace(self.spec, trial_seeds=tuple(self.spec.trial_seeds[i] for i in self.alive))
+        chosen = [i for row, i in enumerate(self.alive) if rows[row]]
+        model = self.model if len(chosen) == len(self.alive) else self.model.subset(rows)
+        measured = dataclasses.replace(self.spec, trial_seeds=tuple(self.spec.trial_seeds[i] for i in chosen))
         device = self.model.device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             for length in self.spec.eval_lengths:
-                values = _evaluate_at(self.model, live, self.task, length)
-                for row, i in enumerate(self.alive):
-                    if rows[row]:
-                        self.eval_metrics[length][i] = values[row]
+                values = _evaluate_at(model, measured, self.task, length)
+                for i, value in zip(chosen, values, strict=True):
+                    self.eval_metrics[length][i] = value
 
     def weights(self) -> dict[str, torch.Tensor]:
         """Every trial's final weights by name, stacked over the case's trials in their order."""

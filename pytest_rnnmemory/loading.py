@@ -100,6 +100,10 @@ class Draft:
             return f"{option} {value}"
         return f"{option}={','.join(map(str, value)) if isinstance(value, list) else value}"
 
+    def name_of(self, section: str, key: str) -> str:
+        """How advice names ``section.key``: by the command line's option where that gave it."""
+        return self.options.get((section, key), f"{section}.{key}")
+
     @property
     def raw_suite(self) -> dict[str, Any]:
         return self.merged.get("suite", {})
@@ -494,8 +498,8 @@ def check_sizes(draft: Draft) -> None:
             draft.problems.add(
                 draft.where("suite", "lengths", length, i),
                 f"needs about {data.bytes / 2**30:.3g} GiB for one case's data ({data}), and this machine "
-                f"has {memory / 2**30:.3g} GiB; lower {budget} or verdict.trials, or train the trials "
-                "in stages (verdict.stage)",
+                f"has {memory / 2**30:.3g} GiB; lower {budget} or {draft.name_of('verdict', 'trials')}, or "
+                "train the trials in stages (verdict.stage)",
             )
 
 
@@ -523,8 +527,8 @@ def check_eval_sizes(draft: Draft) -> None:
                 f"gives length {evaluated[-1]} for the trained length {length}, which needs about "
                 f"{needed / 2**30:.3g} GiB for one case's data ({data}, and the training data's "
                 f"{trained.bytes / 2**30:.3g} GiB), and this machine has {memory / 2**30:.3g} GiB; lower "
-                "suite.eval_lengths, train.val_samples or verdict.trials, or train the trials in stages "
-                "(verdict.stage)",
+                f"suite.eval_lengths, train.val_samples or {draft.name_of('verdict', 'trials')}, or train "
+                "the trials in stages (verdict.stage)",
             )
             return
 

@@ -96,7 +96,9 @@ def add_options(parser: pytest.Parser) -> None:
         "--rnn-trials", metavar="N", help="trials per case instead of each suite's verdict.trials"
     )
     group.addoption(
-        "--rnn-profile", metavar="NAME", help="apply the suites' [profiles.NAME] overrides (e.g. quick)"
+        "--rnn-profile",
+        metavar="NAME",
+        help="apply the suites' [profiles.NAME] overrides (e.g. quick); empty: none, over rnn_profile",
     )
     group.addoption("--rnn-device", metavar="DEVICE", help="auto (CUDA when available), cpu, cuda or cuda:N")
     group.addoption("--rnn-seed", metavar="N", help="root seed instead of each suite's suite.seed")
@@ -190,7 +192,8 @@ def read_options(config: pytest.Config) -> RunOptions:
     trials = config.getoption("rnn_trials")
     seed = config.getoption("rnn_seed")
     lengths = config.getoption("rnn_length")
-    profile = _option(config, "rnn_profile", "rnn_profile")
+    # an empty --rnn-profile= runs the suites as written, over an ini's rnn_profile
+    profile = _option(config, "rnn_profile", "rnn_profile") or None
     if config.getoption("rnn_frontier"):
         _check_frontier(config)
     cell_names = _names(cells, _shown(config, "cell", "rnn_cells")) if cells is not None else None

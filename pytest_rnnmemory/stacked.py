@@ -11,6 +11,7 @@ frozen at zero weights; it never touches the others.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -229,6 +230,14 @@ class StackedModel:
         keep = getattr(self.scheme, "keep", None)
         if keep is not None:
             keep(rows)
+
+    def subset(self, rows: torch.Tensor) -> StackedModel:
+        """The trials ``rows`` selects (a bool mask) as a model of their own, to evaluate: this one,
+        which trains on, keeps every trial."""
+        other = copy.copy(self)
+        other.params, other.scheme = copy.copy(self.params), copy.copy(self.scheme)
+        other.keep(rows)
+        return other
 
     def final_weights(self) -> dict[str, torch.Tensor]:
         """Every trial's weights by name, stacked over trials, on the CPU."""

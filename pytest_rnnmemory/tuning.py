@@ -3,6 +3,8 @@ successive halving (:mod:`.recipes`)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from .cells import ignored_keys
 from .engine import Progress, train_case
 from .recipes import Recipe, Search, TuningTrial, recipes_of, successive_halving
@@ -22,7 +24,8 @@ def search_recipe(case: Case, device: str = "cpu", progress: Progress | None = N
         results = {}
         for length in lengths:
             at = case.at(length)
-            spec = at.spec(recipe, at.tuning_seeds(start, stop))
+            # no evaluation lengths: a recipe is chosen on the trained length's results alone
+            spec = dataclasses.replace(at.spec(recipe, at.tuning_seeds(start, stop)), eval_lengths=())
             outcome = train_case(spec, device=device, progress=progress, curves=False)
             successes = outcome.successes(threshold)
             sequences = outcome.sequences or (None,) * outcome.trials

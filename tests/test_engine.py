@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from pytest_rnnmemory import schemes, seeds, stacked
+from pytest_rnnmemory import engine, schemes, seeds, stacked
 from pytest_rnnmemory.cells import CELLS, LSTM1997, ignored_keys
 from pytest_rnnmemory.cells.native import native_available
 from pytest_rnnmemory.data import Sequences, TrialData, sample_trials
@@ -487,7 +487,17 @@ def test_every_trial_is_evaluated_at_other_lengths_with_the_weights_it_ended_wit
     if scheme == "native" and not native_available():
         pytest.skip("the native kernel is unavailable here")
     spec = dataclasses.replace(learned_spec(trials=trials, epochs=epochs), eval_lengths=(3, 6))
-    trained = train(spec, scheme=scheme)
+    measured = []
+    evaluate_at = engine._evaluate_at
+
+    def counted(model, at, task, length):
+        measured.append(len(at.trial_seeds))
+        return evaluate_at(model, at, task, length)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine, "_evaluate_at", counted)
+        trained = train(spec, scheme=scheme)
+    assert sum(measured) == 2 * trials  # each trial once at each length, whenever it stops
     stops = trained.outcome.sequences
     assert stops[0] is not None and (epochs == 50 or None in stops), stops
     assert not any(trained.outcome.diverged)

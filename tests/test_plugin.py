@@ -356,6 +356,17 @@ def test_a_profile_with_no_suite_to_run_is_no_usage_error(project):
     project.runpytest("test_other.py", "--rnn-profile=quick").assert_outcomes(passed=1)
 
 
+def test_an_empty_profile_option_runs_the_suites_as_written_over_the_ini(project):
+    project.makeini("[pytest]\nrnn_profile = quick\n")
+    write_suite(project, "first", suite_text("or"))  # it has no quick profile
+    assert project.runpytest("--rnn-suite=first", "--co").ret == pytest.ExitCode.USAGE_ERROR
+    for named in ("--rnn-suite=first", "suites/first.toml"):
+        result = project.runpytest(named, "--rnn-profile=", "--co", "-q")
+        assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+        assert "first.toml::suite" not in result.stdout.str()  # the item of a suite that did not load
+        result.stdout.fnmatch_lines(["*first.toml::*-L*"])
+
+
 @pytest.mark.parametrize(
     ("option", "message"),
     [

@@ -224,6 +224,13 @@ def test_a_problem_with_a_value_the_command_line_gave_names_its_option(tmp_path,
     assert line.startswith(f"{path}: {expected}"), line
 
 
+def test_memory_advice_names_the_option_that_set_the_trials(tmp_path):
+    line = single_problem(tmp_path, MINIMAL, Overrides(lengths=(100_000_000,), trials=1000))
+    assert "lower train.samples or --rnn-trials, or train the trials in stages" in line, line
+    line = single_problem(tmp_path, MINIMAL, Overrides(lengths=(100_000_000,)))
+    assert "lower train.samples or verdict.trials, or train the trials in stages" in line, line
+
+
 def test_a_length_past_the_schemas_bound_gets_no_memory_estimate(tmp_path):
     line = single_problem(tmp_path, MINIMAL.replace("[5]", "[9223372036854775807]"))
     assert "suite.lengths = [9223372036854775807]: must be a non-empty list of integers in" in line
@@ -668,6 +675,36 @@ def test_eval_lengths_as_multiples_are_rounded_and_never_the_trained_length(tmp_
     by_length = {case.length: case.eval_lengths for case in suite.cases()}
     assert by_length == {2: (3, 4, 8), 5: (8, 10, 20)}  # 1.5 x 5 = 7.5 rounds to 8
     assert suite.cases()[0].spec().eval_lengths == (3, 4, 8)
+
+
+def test_tuning_trials_are_not_evaluated_at_the_evaluation_lengths(tmp_path, monkeypatch):
+    """A recipe is chosen on the trained length's results: measuring tuning trials at the
+    evaluation lengths would be work nothing reads, on data the load-time size check never counted."""
+    from pytest_rnnmemory import tuning
+    from pytest_rnnmemory.outcome import CaseOutcome
+
+    text = RECALL + 'eval_lengths = [2]\n[search]\n"train.lr" = [0.01, 0.05]\n[verdict]\ntrials = 3\n'
+    case = load_suite(write(tmp_path, text)).cases()[0]
+    assert case.spec().eval_lengths == (4,)
+    trained = []
+
+    def fake(spec, **_):
+        trained.append(spec)
+        n = len(spec.trial_seeds)
+        return CaseOutcome(
+            metrics=(0.0,) * n,
+            diverged=(False,) * n,
+            train_loss=((),) * n,
+            val_metric=((),) * n,
+            scheme="vmap",
+            device="cpu",
+            wall_s=0.0,
+            sequences=(None,) * n,
+        )
+
+    monkeypatch.setattr(tuning, "train_case", fake)
+    tuning.search_recipe(case)
+    assert trained and all(spec.eval_lengths == () for spec in trained)
 
 
 def test_eval_lengths_as_absolute_lengths(tmp_path):
