@@ -82,6 +82,21 @@ def test_cell_args_reach_a_users_constructor():
         build_cell("lstm", 1, 4, {"x": 1})
 
 
+def test_a_constructor_that_does_not_take_what_the_engine_passes_names_the_argument_and_its_parameters():
+    with pytest.raises(CellError) as misspelt:
+        build_cell("tests.cells_for_tests:IndRNN", 1, 4, {"recurent_max": 0.5})
+    assert str(misspelt.value) == (
+        "cell 'tests.cells_for_tests:IndRNN': the engine builds it as "
+        "tests.cells_for_tests:IndRNN(input_size, hidden_size, **model.cell_args) = "
+        "tests.cells_for_tests:IndRNN(1, 4, recurent_max=0.5), which its "
+        "constructor IndRNN(input_size: int, hidden_size: int, recurrent_max: float = 1.0) does not "
+        "take: got an unexpected keyword argument 'recurent_max'; model.cell_args.recurent_max "
+        "(did you mean 'recurrent_max'?)"
+    )
+    with pytest.raises(CellError, match=r"does not take: multiple values for argument 'input_size'$"):
+        build_cell("tests.cells_for_tests:IndRNN", 1, 4, {"input_size": 3})
+
+
 def test_torchs_sequence_modules_are_told_to_name_torchs_cells_instead():
     """torch.nn.LSTM returns (output, (h, c)) and cannot be batched: its cell can."""
     with pytest.raises(CellError) as info:

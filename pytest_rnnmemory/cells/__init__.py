@@ -18,6 +18,7 @@ module, its stepwise recurrence, its code in the native kernel and one entry the
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -162,6 +163,29 @@ def cell_class(name: str) -> type[nn.Module]:
     return cls
 
 
+def _check_constructor(
+    name: str, cls: type, input_size: int, hidden_size: int, cell_args: dict[str, Any], shown: str
+) -> None:
+    """A user's constructor takes what the engine passes, ``(input_size, hidden_size,
+    **model.cell_args)``; where it does not, the error names the argument, the constructor's own
+    parameters and, for a misspelt ``model.cell_args`` key, the one it likely meant."""
+    try:
+        signature = inspect.signature(cls).replace(return_annotation=inspect.Signature.empty)
+    except (TypeError, ValueError):  # no signature to read (a C extension's): the call will tell
+        return
+    try:
+        signature.bind(input_size, hidden_size, **cell_args)
+    except TypeError as exc:
+        taken = [p for p in signature.parameters if p not in ("input_size", "hidden_size")]
+        unknown = [k for k in cell_args if k not in signature.parameters]
+        hint = "".join(f"; model.cell_args.{k}{did_you_mean(k, taken)}" for k in unknown)
+        raise CellError(
+            f"cell {name!r}: the engine builds it as {name}(input_size, hidden_size"
+            f"{', **model.cell_args' if cell_args else ''}) = {name}({shown}), which its constructor "
+            f"{cls.__qualname__}{signature} does not take: {exc}{hint}"
+        ) from None
+
+
 def build_cell(
     name: str, input_size: int, hidden_size: int, cell_args: Mapping[str, Any] | None = None
 ) -> nn.Module:
@@ -174,10 +198,11 @@ def build_cell(
     cell_args = dict(cell_args or {})
     if cell_args and not is_user_cell(name):
         raise CellError(f"cell {name!r} is built in and takes no model.cell_args")
+    shown = ", ".join([str(input_size), str(hidden_size), *(f"{k}={v!r}" for k, v in cell_args.items())])
+    _check_constructor(name, cls, input_size, hidden_size, cell_args, shown)
     try:
         module = cls(input_size, hidden_size, **cell_args)
     except Exception as exc:  # a user's constructor may raise anything
-        shown = ", ".join([str(input_size), str(hidden_size), *(f"{k}={v!r}" for k, v in cell_args.items())])
         raise CellError(f"cell {name!r}: {name}({shown}) raised {exc!r}{where(exc)}") from exc
     if not isinstance(module, nn.Module):
         raise CellError(f"cell {name!r} must build a torch.nn.Module, got {type(module).__name__}")
