@@ -375,8 +375,39 @@ def _select(names: tuple[str, ...], suites_dir: Path) -> tuple[Path, ...]:
         else:
             empty = "does not exist" if not suites_dir.is_dir() else "has no *.toml files"
             listed = ", ".join(known) or f"none: {suites_dir} (rnn_suites_dir) {empty}"
-            raise pytest.UsageError(f"--rnn-suite: unknown suite {name!r}; known suites: {listed}")
+            hint = _shipped_hint(name, suites_dir)
+            raise pytest.UsageError(f"--rnn-suite: unknown suite {name!r}; known suites: {listed}{hint}")
     return tuple(chosen)
+
+
+def _shipped_hint(name: str, suites_dir: Path) -> str:
+    """Where the suites that come with the project are, for a run from another folder: a name is
+    looked for in that run's own suites folder, a shipped suite is named by its path."""
+    shipped = Path(__file__).resolve().parent.parent / "suites"  # a checkout's (or editable install's)
+    if shipped == suites_dir:
+        return ""
+    if not shipped.is_dir():
+        return (
+            "; the suites shipped with pytest-rnnmemory are in the suites/ folder of its repository: "
+            "name one by path, --rnn-suite=path/to/suites/latching.toml"
+        )
+    files = suite_files(shipped)
+    if name in files:
+        return (
+            f"; {name!r} is a suite shipped with pytest-rnnmemory, in its suites folder "
+            f"{shipped}: name it by path, --rnn-suite={_pasted(files[name][0])}"
+        )
+    return (
+        f"; the suites shipped with pytest-rnnmemory are in its suites folder {shipped} "
+        f"({', '.join(files) or 'none'}): name one by path, --rnn-suite={_pasted(shipped / 'latching.toml')}"
+    )
+
+
+def _pasted(path: Path) -> str:
+    """``path`` relative to the current folder where it lies under it, else in full."""
+    here = Path.cwd().resolve()
+    resolved = path.resolve()
+    return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else str(resolved)
 
 
 def shown_path(config: pytest.Config, path: Path) -> str:

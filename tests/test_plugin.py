@@ -342,6 +342,24 @@ def test_bad_options_are_usage_errors_that_list_what_is_allowed(project, args, m
     result.stderr.fnmatch_lines([message])
 
 
+def test_a_shipped_suite_named_from_another_folder_is_named_by_its_path(project):
+    """A run in a folder of the user's own looks for suite names in that folder's suites; the usage
+    error says where the shipped suites are, and the path that names one, which then runs."""
+    shipped = Path(__file__).resolve().parent.parent / "suites" / "latching.toml"
+    result = project.runpytest("--rnn-suite=latching")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*unknown suite 'latching'; known suites: none: *suites (rnn_suites_dir) has no *.toml files; "
+            f"'latching' is a suite shipped with pytest-rnnmemory, in its suites folder {shipped.parent}: "
+            f"name it by path, --rnn-suite={shipped}"
+        ]
+    )
+    result = project.runpytest(f"--rnn-suite={shipped}", "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines(["*latching.toml::lstm-L5*"])
+
+
 def test_a_profile_that_some_of_the_suites_define_fails_the_others(project):
     write_suite(project, "first", suite_text("or", extra="\n[profiles.quick]\nverdict.trials = 2\n"))
     write_suite(project, "second", suite_text("or"))
