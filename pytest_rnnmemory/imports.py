@@ -33,6 +33,8 @@ def import_object(path: str, *, what: str, error: type[Exception]) -> object:
         if not hasattr(obj, part):
             owner = ".".join([module_name, *attr.split(".")[:depth]])
             hint = did_you_mean(part, (n for n in dir(obj) if not n.startswith("_")))
+            if depth == 0:
+                hint += _namespace_hint(module)
             raise error(f"{what} {path!r}: {owner!r} has no attribute {part!r}{hint}")
         obj = getattr(obj, part)
     return obj
@@ -45,12 +47,43 @@ def _not_found_hint(name: str) -> str:
     package = sys.modules.get(parent) if parent else None
     if package is not None and hasattr(package, "__path__"):
         return did_you_mean(name, (f"{parent}.{m.name}" for m in pkgutil.iter_modules(package.__path__)))
-    # a misspelt module of the user's, in a folder that is on the path: the name it is close to
-    close = "" if parent else did_you_mean(name, _users_modules())
+    # a misspelt module of the user's, in a folder on the path or the current one: the name it is
+    # close to, first
+    close = "" if parent else did_you_mean(name, (m for m in _users_modules() if m != name))
+    # plain `pytest` does not put the current folder on sys.path; `python -m pytest` does
+    here = Path.cwd().resolve()
+    on_path = any(Path(entry or ".").resolve() == here for entry in sys.path)
+    where = "sys.path:"
+    if not on_path:
+        beside = any(m.name == name for m in pkgutil.iter_modules([str(here)]))
+        where = (
+            "sys.path, where plain `pytest` does not put the current folder"
+            + (f" (which holds {name!r})" if beside else "")
+            + ": run `python -m pytest`, which does, or"
+        )
     return (
-        f"; modules are looked for on sys.path: add the folder that holds {name!r} to pytest's "
-        f"'pythonpath' setting (or to PYTHONPATH){close}"
+        f"{close}; modules are looked for on {where} add the folder that holds {name!r} to pytest's "
+        "'pythonpath' setting (`pythonpath = .` in the pytest ini file of that folder) or to PYTHONPATH"
     )
+
+
+def _namespace_hint(module: object) -> str:
+    """Why a module has none of the user's names: it is a folder named like it (a namespace
+    package, which Python imports from any folder of that name on the path), not the module file."""
+    if getattr(module, "__file__", None) is not None or not hasattr(module, "__path__"):
+        return ""
+    name = getattr(module, "__name__", "")
+    folders = [Path(folder) for folder in module.__path__]
+    shown = ", ".join(str(folder) for folder in folders)
+    files = [folder / f"{name.rpartition('.')[2]}.py" for folder in folders]
+    inside = [str(file) for file in files if file.is_file()]
+    found = (
+        f"; to import {inside[0]}, run `python -m pytest` in {Path(inside[0]).parent} or add that "
+        "folder to pytest's 'pythonpath' setting"
+        if inside
+        else ""
+    )
+    return f"; {name!r} was imported as the folder {shown} (a namespace package), not a module file{found}"
 
 
 def _users_modules() -> list[str]:
@@ -61,7 +94,9 @@ def _users_modules() -> list[str]:
     roots = installed_roots()
     folders = [
         folder
-        for folder in (entry or "." for entry in sys.path)  # "": the current folder
+        # "": the current folder, which is looked in even off the path (plain `pytest` leaves it off);
+        # by its full path, which pkgutil's cache of finders cannot mistake for an earlier one's
+        for folder in dict.fromkeys([*(entry or "." for entry in sys.path), str(Path.cwd())])
         if Path(folder).is_dir() and not any(Path(folder).resolve().is_relative_to(r) for r in roots)
     ]
     return [m.name for m in pkgutil.iter_modules(folders)]

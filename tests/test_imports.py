@@ -1,5 +1,8 @@
 """Naming a user's cell or task by import path: each way it can go wrong says what to do."""
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from pytest_rnnmemory.errors import CellError
@@ -23,7 +26,10 @@ def test_a_misspelt_class_is_answered_with_the_closest_name():
 def test_a_module_not_on_the_path_says_where_modules_are_looked_for():
     message = _import("no_such_cells_module.sub:Cell")
     assert "No module named 'no_such_cells_module'" in message
-    assert "add the folder that holds 'no_such_cells_module' to pytest's 'pythonpath' setting" in message
+    assert (
+        "add the folder that holds 'no_such_cells_module' to pytest's 'pythonpath' setting "
+        "(`pythonpath = .` in the pytest ini file of that folder) or to PYTHONPATH"
+    ) in message
     assert "importlib" not in message  # the import machinery's frames are not the user's
 
 
@@ -31,7 +37,55 @@ def test_a_misspelt_module_on_the_path_gets_the_closest_name_beside_the_path_adv
     (tmp_path / "spelled_cells_here.py").write_text("class Cell:\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     message = _import("spelled_cels_here:Cell")
-    assert message.endswith("(or to PYTHONPATH) (did you mean 'spelled_cells_here'?)")
+    # the likelier fix first
+    assert "No module named 'spelled_cels_here' (did you mean 'spelled_cells_here'?); modules are" in message
+
+
+def _off_the_path(monkeypatch, folder: Path) -> None:
+    """Run in ``folder`` as plain ``pytest`` does: the current folder is not on sys.path."""
+    monkeypatch.chdir(folder)
+    here = folder.resolve()
+    monkeypatch.setattr(sys, "path", [e for e in sys.path if e and Path(e).resolve() != here])
+
+
+def test_a_module_beside_a_plain_pytest_run_says_python_m_pytest_puts_the_folder_on_the_path(
+    tmp_path, monkeypatch
+):
+    (tmp_path / "cells_beside_the_run.py").write_text("class Cell:\n    pass\n")
+    _off_the_path(monkeypatch, tmp_path)
+    message = _import("cells_beside_the_run:Cell")
+    assert message.endswith(
+        "No module named 'cells_beside_the_run'; modules are looked for on sys.path, where plain "
+        "`pytest` does not put the current folder (which holds 'cells_beside_the_run'): run "
+        "`python -m pytest`, which does, or add the folder that holds 'cells_beside_the_run' to "
+        "pytest's 'pythonpath' setting (`pythonpath = .` in the pytest ini file of that folder) or "
+        "to PYTHONPATH"
+    )
+
+
+def test_a_misspelt_module_beside_a_plain_pytest_run_gets_the_closest_name_first(tmp_path, monkeypatch):
+    (tmp_path / "cells_beside_a_run.py").write_text("class Cell:\n    pass\n")
+    _off_the_path(monkeypatch, tmp_path)
+    message = _import("cells_besid_a_run:Cell")
+    assert (
+        "No module named 'cells_besid_a_run' (did you mean 'cells_beside_a_run'?); modules are looked "
+        "for on sys.path, where plain `pytest` does not put the current folder: run `python -m pytest`"
+    ) in message
+
+
+def test_a_folder_imported_for_the_module_of_its_name_says_it_is_a_namespace_package(tmp_path, monkeypatch):
+    # run from the parent of the user's folder: 'nscells' is the folder, not nscells/nscells.py
+    (tmp_path / "nscells").mkdir()
+    (tmp_path / "nscells" / "nscells.py").write_text("class MyRNN:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "nscells", raising=False)
+    message = _import("nscells:MyRNN")
+    folder = tmp_path / "nscells"
+    assert message == (
+        f"cell 'nscells:MyRNN': 'nscells' has no attribute 'MyRNN'; 'nscells' was imported as the folder "
+        f"{folder} (a namespace package), not a module file; to import {folder / 'nscells.py'}, run "
+        f"`python -m pytest` in {folder} or add that folder to pytest's 'pythonpath' setting"
+    )
 
 
 @pytest.mark.parametrize("module", ["models", "rnns", "layers"])
