@@ -371,3 +371,31 @@ class RunningScale(nn.Module):
         if self.training:
             self.scale.mul_(0.5).add_(0.5 * x.abs().mean())
         return torch.tanh(self.inp(x / self.scale)).cumsum(1)
+
+
+def _declaring(name: str, state: object) -> type[nn.Module]:
+    """An Elman step cell that declares ``rnnmemory_state = state``: the declarations a cell loads
+    with, or is refused for, as it loads."""
+
+    class Declaring(nn.Module):
+        rnnmemory_state = state
+
+        def __init__(self, input_size: int, hidden_size: int) -> None:
+            super().__init__()
+            self.gate = nn.Linear(input_size + hidden_size, hidden_size)
+
+        def forward(self, x, state):
+            h = state[0] if isinstance(state, tuple) else state
+            h = torch.tanh(self.gate(torch.cat([x, h], -1)))
+            return (h, h) if isinstance(state, tuple) else h
+
+    Declaring.__name__ = Declaring.__qualname__ = name
+    return Declaring
+
+
+StateAString = _declaring("StateAString", "hidden")
+StateEmpty = _declaring("StateEmpty", ())
+StateTwice = _declaring("StateTwice", ("h", "h"))
+StateNotNames = _declaring("StateNotNames", ("h", 2))
+StateASet = _declaring("StateASet", {"h"})
+StateAList = _declaring("StateAList", ["h", "c"])

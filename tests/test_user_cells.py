@@ -9,7 +9,7 @@ from typing import ClassVar
 import pytest
 import torch
 
-from pytest_rnnmemory.cells import RECURRENCES, build_cell, ignored_keys, recurrence_of
+from pytest_rnnmemory.cells import RECURRENCES, build_cell, cell_class, ignored_keys, recurrence_of
 from pytest_rnnmemory.cells.protocol import check_cell
 from pytest_rnnmemory.engine import train
 from pytest_rnnmemory.errors import CellError
@@ -133,6 +133,36 @@ def test_a_cell_that_breaks_the_protocol_is_one_line_saying_how(name, message):
     with pytest.raises(CellError) as info:
         check_cell(f"tests.cells_for_tests:{name}", 1, 4)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+ALLOWED_STATES = (
+    "it must be a non-empty tuple of distinct names, one per state tensor, the readout's first: "
+    "('h',) or ('h', 'c')"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "wrong"),
+    [
+        ("StateAString", "'hidden' is a string, whose letters would be the parts: write ('hidden',)"),
+        ("StateEmpty", "() names no part"),
+        ("StateTwice", "('h', 'h') names a part twice"),
+        ("StateNotNames", "('h', 2) has a part that is not a name"),
+        ("StateASet", "{'h'} is a set"),
+    ],
+)
+def test_a_state_declaration_that_is_not_a_tuple_of_names_is_refused_as_the_cell_loads(name, wrong):
+    """Refused by the class alone, before anything is built or run: a string was split into its
+    letters, and () passed nothing to the user's forward."""
+    with pytest.raises(CellError) as info:
+        cell_class(f"tests.cells_for_tests:{name}")
+    assert str(info.value) == (
+        f"cell 'tests.cells_for_tests:{name}': {name}.rnnmemory_state = {wrong}; {ALLOWED_STATES}"
+    )
+
+
+def test_a_state_declared_as_a_list_of_names_loads():
+    check_cell("tests.cells_for_tests:StateAList", 1, 4)
 
 
 def test_a_sequence_cell_that_takes_an_initial_state_loads_though_it_starts_without_memory():

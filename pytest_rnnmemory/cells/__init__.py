@@ -30,7 +30,7 @@ from ..usercode import where
 from . import native, stepwise
 from .builtin import GRU, LSTM, LSTM1997, ElmanRNN, Memoryless
 from .recurrence import Recurrence
-from .step import StepSequence, is_step_cell, state_parts
+from .step import StepSequence, is_step_cell, state_declaration_error, state_parts
 
 #: The built-in recurrent cells, each as every scheme runs it.
 RECURRENCES: dict[str, Recurrence] = {
@@ -160,6 +160,9 @@ def cell_class(name: str) -> type[nn.Module]:
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         what = "a class that does not subclass it" if isinstance(cls, type) else f"a {type(cls).__name__}"
         raise CellError(f"cell {name!r} must be a class, a subclass of torch.nn.Module; it is {what}")
+    problem = state_declaration_error(cls)
+    if problem is not None:
+        raise CellError(f"cell {name!r}: {problem}")
     return cls
 
 

@@ -23,6 +23,31 @@ def is_step_cell(cls: type) -> bool:
     return issubclass(cls, nn.RNNCellBase) or getattr(cls, STATE_ATTRIBUTE, None) is not None
 
 
+def state_declaration_error(cls: type) -> str | None:
+    """What is wrong with a class's ``rnnmemory_state``, if anything: it must be a non-empty tuple
+    (or list) of distinct strings, one per state tensor (a string alone would be split into letters,
+    and no parts would give ``forward`` no state)."""
+    declared = getattr(cls, STATE_ATTRIBUTE, None)
+    if declared is None:
+        return None
+    if isinstance(declared, str):
+        wrong = f"is a string, whose letters would be the parts: write ({declared!r},)"
+    elif not isinstance(declared, (tuple, list)):
+        wrong = f"is a {type(declared).__name__}"
+    elif not declared:
+        wrong = "names no part"
+    elif not all(isinstance(part, str) and part for part in declared):
+        wrong = "has a part that is not a name"
+    elif len(set(declared)) != len(declared):
+        wrong = "names a part twice"
+    else:
+        return None
+    return (
+        f"{cls.__name__}.{STATE_ATTRIBUTE} = {declared!r} {wrong}; it must be a non-empty tuple of "
+        "distinct names, one per state tensor, the readout's first: ('h',) or ('h', 'c')"
+    )
+
+
 def state_parts(cls: type) -> tuple[str, ...]:
     """The names of a step cell's state tensors, the readout's first: as the class declares them,
     else torch's LSTMCell's ``(h, c)`` and any other ``RNNCellBase``'s ``h``."""
