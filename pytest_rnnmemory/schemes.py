@@ -288,12 +288,12 @@ def _fallback_reason(exc: Exception, step: bool) -> str:
     text = str(exc).strip()
     redone = "a compiled step's backward pass would " if step else "compiled code would not "
     if "randomness error mode" in text:
-        again = "draw them again" if step else "draw them as vmap does, each trial its own"
+        again = "draw again" if step else "draw as vmap does, each trial its own"
         return f"it draws random numbers (dropout, say), which {redone}{again}"
     if "mutate a captured Tensor" in text:
         return (
             "it updates a buffer as it runs (BatchNorm's running statistics, say), which "
-            f"{redone}{'update them again' if step else 'update as vmap does'}"
+            f"{redone}{'update again' if step else 'update as vmap does'}"
         )
     return text.splitlines()[0][:200] if text else type(exc).__name__
 

@@ -646,7 +646,7 @@ def test_a_cell_with_dropout_trains_each_trial_on_its_own_masks_and_is_evaluated
     # Compiling would draw a step's masks again in its backward: the cell runs under vmap.
     assert schemes.failed_to_compile() == {"tests.cells_for_tests:DroppedStep"}
     assert any(
-        "it draws random numbers (dropout, say), which a compiled step's backward pass would draw them again"
+        "it draws random numbers (dropout, say), which a compiled step's backward pass would draw again)"
         in r.getMessage()
         for r in caplog.records
     )
@@ -675,7 +675,7 @@ def test_a_step_cell_that_updates_its_buffers_runs_under_vmap_without_compiling_
         r.getMessage().partition("(")[2] for r in caplog.records if "did not compile" in r.getMessage()
     ] == [
         "it updates a buffer as it runs (BatchNorm's running statistics, say), which a compiled step's "
-        "backward pass would update them again); it runs under torch.func.vmap instead"
+        "backward pass would update again); it runs under torch.func.vmap instead"
     ]
 
 
