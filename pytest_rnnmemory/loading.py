@@ -84,8 +84,10 @@ class Draft:
     claims: dict[str, Claim] = field(default_factory=dict)
     strict: bool = False
     reference: ReferenceSection | None = None
-    #: ``suite.cells`` of the file and its profile, before the command line's ``--cell``.
+    #: ``suite.cells`` and ``suite.lengths`` of the file and its profile, before the command line's
+    #: ``--cell`` and ``--rnn-length``.
     declared_cells: tuple[Any, ...] = ()
+    declared_lengths: tuple[Any, ...] = ()
     #: The keys the command line gave, each by the option that gave it (``--rnn-length``).
     options: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -365,6 +367,7 @@ def apply_overrides(draft: Draft) -> None:
     """The command line's cells, lengths, trials and seed, over the file and its profile."""
     o = draft.overrides
     draft.declared_cells = tuple(draft.raw_list("cells"))
+    draft.declared_lengths = tuple(draft.raw_list("lengths"))
     given = {
         ("suite", "cells", "--cell"): list(o.cells) if o.cells else None,
         ("suite", "lengths", "--rnn-length"): list(o.lengths) if o.lengths else None,

@@ -514,6 +514,10 @@ class SuiteMeta:
     task: str
     profile: str | None
     config: SuiteConfig
+    #: The suite file's cells and lengths (with its profile), whichever ``--cell`` and
+    #: ``--rnn-length`` select; empty where not known (a report read back).
+    declared_cells: tuple[str, ...] = ()
+    declared_lengths: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -523,6 +527,8 @@ class SuiteMeta:
             "task": self.task,
             "profile": self.profile,
             "config": self.config.to_json(),
+            "declared_cells": list(self.declared_cells),
+            "declared_lengths": list(self.declared_lengths),
         }
 
     @classmethod
@@ -535,4 +541,6 @@ class SuiteMeta:
             task=f.text("task"),
             profile=f.text("profile", optional=True),
             config=SuiteConfig.from_json(f.raw("config"), f.at("config")),
+            declared_cells=tuple(f.raw("declared_cells")) if f.has("declared_cells") else (),
+            declared_lengths=tuple(f.raw("declared_lengths")) if f.has("declared_lengths") else (),
         )

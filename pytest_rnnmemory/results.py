@@ -33,18 +33,34 @@ def cases_of(config: SuiteConfig) -> list[CaseKey]:
     return [(cell, n) for cell in (*suite.cells, *suite.controls) for n in suite.lengths]
 
 
+def selection_keys(config: SuiteConfig) -> tuple[str, ...]:
+    """The keys of ``[suite]`` that select cases of one experiment: the cells, and the lengths
+    unless a cell's recipe is searched over all of them (``search.scope = "cell"``)."""
+    searched_over_lengths = searches(config.grid) and config.search.scope == "cell"
+    return ("cells",) if searched_over_lengths else ("cells", "lengths")
+
+
 def same_experiment(a: SuiteConfig, b: SuiteConfig) -> bool:
-    """Whether two configurations differ at most in which cells and lengths they select (not in
-    the lengths, where a cell's recipe is searched over all of them: ``search.scope = "cell"``)."""
+    """Whether two configurations differ at most in which cells and lengths they select (see
+    :func:`selection_keys`)."""
 
     def without_selection(config: SuiteConfig) -> dict:
         data = config.to_json()
-        searched_over_lengths = searches(config.grid) and config.search.scope == "cell"
-        selection = ("cells",) if searched_over_lengths else ("cells", "lengths")
+        selection = selection_keys(config)
         data["suite"] = {k: v for k, v in data["suite"].items() if k not in selection}
         return data
 
     return without_selection(a) == without_selection(b)
+
+
+def with_file_selection(meta: SuiteMeta) -> SuiteMeta:
+    """``meta`` selecting the suite file's cells and lengths too, where ``--cell`` and
+    ``--rnn-length`` selected others (lengths only where they select, see :func:`selection_keys`)."""
+    suite, selection = meta.config.suite, selection_keys(meta.config)
+    cells = _union(meta.declared_cells, suite.cells)
+    lengths = _union(meta.declared_lengths, suite.lengths) if "lengths" in selection else suite.lengths
+    suite = dataclasses.replace(suite, cells=cells, lengths=lengths)
+    return dataclasses.replace(meta, config=dataclasses.replace(meta.config, suite=suite))
 
 
 def _union(first: tuple, second: tuple) -> tuple:
@@ -67,6 +83,8 @@ class SuiteRun:
     #: Cases whose verdict (counted or implied) a report keeps from an earlier run, which did
     #: not run them again (see :meth:`completed_by`).
     kept: set[CaseKey] = field(default_factory=set)
+    #: Whether this report replaced an earlier one of another configuration (see :meth:`completed_by`).
+    replaced: bool = False
     #: The stored run this one was judged against (:meth:`judge`), and what the gate found.
     baseline: Baseline | None = None
     comparisons: list[Comparison] = field(default_factory=list)
@@ -141,14 +159,16 @@ class SuiteRun:
         Where ``previous`` (the report already there) ran the same experiment, differing
         at most in the cells and lengths selected, this run's cases replace its cases of
         the same (cell, length) and the others stay. Otherwise this run's report replaces
-        it, and every case of the suite that did not run here is listed as missing.
+        it, and every case of the suite that did not run here is listed as missing (where
+        it replaces one, the suite file's cases that ``--cell`` or ``--rnn-length`` left out too).
         """
         mergeable = previous is not None and previous.name == self.name
         if not mergeable or not same_experiment(previous.config, self.config):
-            shown = SuiteRun(self.meta, expected=[*self.expected], baseline=self.baseline)
-            for key in cases_of(self.config):
+            meta = self.meta if previous is None else with_file_selection(self.meta)
+            shown = SuiteRun(meta, expected=[*self.expected], baseline=self.baseline)
+            for key in cases_of(meta.config):
                 shown.expect(key)
-            previous = None
+            shown.replaced, previous = previous is not None, None
         else:
             old, new = previous.config.suite, self.config.suite
             suite = dataclasses.replace(

@@ -242,6 +242,12 @@ class RunLog:
             ("missing", [key for key in run.missing if key not in kept]),
             ("not finished in this run, the report keeps an earlier run's verdict", kept),
             (
+                "not selected, so missing from the report, which replaced one of another configuration",
+                [key for key in shown.missing if key not in run.expected]
+                if shown is not None and shown.replaced
+                else [],
+            ),
+            (
                 "ran under torch.func.vmap, not compiled (the case's log says why)",
                 fell_back if run.config.train.engine == "compiled" else [],
             ),

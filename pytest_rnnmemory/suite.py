@@ -173,6 +173,8 @@ class Suite:
     #: The file's cells (with its profile), whichever the command line selects: the ``shuffled``
     #: control trains the first, so that selecting cells does not change what a control is.
     declared_cells: tuple[str, ...] = ()
+    #: The file's lengths (with its profile), whichever ``--rnn-length`` selects.
+    declared_lengths: tuple[int, ...] = ()
 
     @property
     def name(self) -> str:
@@ -216,6 +218,8 @@ class Suite:
             task=self.meta.task,
             profile=self.profile,
             config=self.config,
+            declared_cells=self.declared_cells,
+            declared_lengths=self.declared_lengths,
         )
 
 
@@ -259,4 +263,7 @@ def load_suite(path: str | Path, overrides: Overrides | None = None, label: str 
         claims=draft.claims,
         strict=draft.strict,
         declared_cells=tuple(str(c) for c in draft.declared_cells),
+        declared_lengths=tuple(
+            n for n in draft.declared_lengths if isinstance(n, int) and not isinstance(n, bool)
+        ),
     )

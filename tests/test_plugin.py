@@ -1080,6 +1080,24 @@ def test_a_run_under_another_configuration_replaces_the_report_and_lists_what_it
 
 
 @pytest.mark.slow
+def test_a_run_of_other_cells_under_another_configuration_lists_the_files_cells_as_missing(project):
+    write_suite(project, "ortask", suite_text("or", cells=("rnn", "gru"), lengths=(2,), trials=2))
+    project.runpytest("--rnn-suite=ortask")
+    result = project.runpytest("--rnn-suite=ortask", "--cell=lstm", "--rnn-trials=3")
+    result.stdout.fnmatch_lines(["not selected, so missing from the report, * rnn-L2, gru-L2"])
+    report = read_report(project, "ortask")
+    assert [(c["cell"], c["length"]) for c in report["cases"]] == [("lstm", 2)]
+    assert report["missing"] == [{"cell": "rnn", "length": 2}, {"cell": "gru", "length": 2}]
+    assert report["config"]["suite"]["cells"] == ["rnn", "gru", "lstm"]
+    assert "Missing" in (project.path / "reports" / "ortask.md").read_text()
+    # --rnn-length selects the same way: the file's lengths it left out are missing.
+    project.runpytest("--rnn-suite=ortask", "--rnn-length=3", "--rnn-seed=5")
+    report = read_report(project, "ortask")
+    assert [(c["cell"], c["length"]) for c in report["cases"]] == [("rnn", 3), ("gru", 3)]
+    assert report["missing"] == [{"cell": "rnn", "length": 2}, {"cell": "gru", "length": 2}]
+
+
+@pytest.mark.slow
 def test_suites_that_did_not_run_keep_their_reports(project):
     write_suite(project, "ortask", suite_text("or", trials=3))
     project.runpytest("--rnn-suite=ortask")
