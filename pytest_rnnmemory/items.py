@@ -370,11 +370,16 @@ def failure_message(record: CaseRecord, seed: int, second_look: str, *, skippabl
     ]
     if record.sequences is not None:
         lines.append(f"  sequences to learn: median {record.sequences.text()} (budget {record.budget:,})")
+    # Trials that diverge tell of the recipe, not of the count: more of them diverge alike.
+    mostly_diverged = 2 * record.diverged >= n
     if record.diverged:
-        lines.append(f"  {record.diverged} trial(s) diverged (NaN or infinite loss)")
+        lines.append(
+            f"  {record.diverged} trial(s) diverged (NaN or infinite loss): lower train.lr or set "
+            "train.clip" + (", before training more trials" if mostly_diverged else "")
+        )
     if record.cached:
         lines.append("  (stored by an earlier run of this exact case; --rnn-rerun trains it again)")
-    if d.verdict == Verdict.INCONCLUSIVE:
+    if d.verdict == Verdict.INCONCLUSIVE and not mostly_diverged:
         more = trials_to_settle(k, n, d.p0, d.alpha)
         if more is None:
             lines.append(

@@ -17,6 +17,7 @@ from pytest_rnnmemory.figures import curve_lengths
 from pytest_rnnmemory.gate import load_baseline, save_baseline
 from pytest_rnnmemory.report import markdown, run_from_json, terminal_table, to_json, write_reports
 from pytest_rnnmemory.stats import decide
+from tests.records import record_of
 
 CONFIG = {
     "suite": {
@@ -886,3 +887,16 @@ def test_a_frontier_moves_only_over_the_cases_the_gate_compared(tmp_path):
     assert whole.frontier_drops() == [("lstm", 20, 10)]
     assert "**Frontier moved down: lstm** learned up to length 20" in markdown(whole, {})
     assert "FRONTIER DOWN: lstm learned up to 20 in the baseline, now up to 10" in whole.gate_lines()
+
+
+def test_a_case_whose_trials_mostly_diverged_is_told_to_fix_its_training_not_to_train_more_trials():
+    """More trials of a recipe that diverges diverge alike: the advice is the remedy, not a count."""
+    from pytest_rnnmemory.items import failure_message
+
+    inconclusive = dataclasses.replace(record_of("rnn", 5, 1, n=4), decision=decide(1, 4))
+    some = failure_message(dataclasses.replace(inconclusive, diverged=1), 0, "reports/second-look")
+    assert "1 trial(s) diverged (NaN or infinite loss): lower train.lr or set train.clip\n" in some
+    assert "trials would settle it" in some
+    most = failure_message(dataclasses.replace(inconclusive, diverged=2), 0, "reports/second-look")
+    assert "2 trial(s) diverged (NaN or infinite loss): lower train.lr or set train.clip, before " in most
+    assert "would settle it" not in most
