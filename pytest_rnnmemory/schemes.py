@@ -143,7 +143,7 @@ class Vmap(TrialMajor):
         """The cell of every trial at once: in training mode where it trains (a gradient is being
         taken for its weights), else in eval mode; each trial draws its own random numbers
         (dropout's masks)."""
-        training = _training(params)
+        training = trains(params)
         if self.base.training != training:
             self.base.train(training)
 
@@ -154,7 +154,7 @@ class Vmap(TrialMajor):
             return torch.func.vmap(one, randomness="different")(params, self.buffers, batch)
 
 
-def _training(params: dict[str, torch.Tensor]) -> bool:
+def trains(params: dict[str, torch.Tensor]) -> bool:
     """Whether a call of the cell trains it: its weights take a gradient."""
     return torch.is_grad_enabled() and any(p.requires_grad for p in params.values())
 
@@ -203,7 +203,7 @@ class Compiled(Vmap):
 
     def hidden(self, params: dict[str, torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
         # Compiled code is traced in training mode: evaluation, in eval mode, runs as under vmap.
-        if self.key in _FAILED or batch.requires_grad or not _training(params):
+        if self.key in _FAILED or batch.requires_grad or not trains(params):
             return super().hidden(params, batch)
         if self.places is None:
             self.started = batch.shape[0]

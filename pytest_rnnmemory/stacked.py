@@ -21,10 +21,10 @@ from torch.nn import functional as F
 from . import seeds
 from .cells import build_cell, is_user_cell, recurrence_of
 from .errors import CellError
-from .schemes import Scheme, make_scheme
+from .schemes import Scheme, make_scheme, trains
 from .spec import CaseSpec
 from .tasks import IGNORE, Task, scored_steps
-from .usercode import BACKWARD, FORWARD, INIT, UserCodeError, user_code
+from .usercode import BACKWARD, EVALUATION, FORWARD, INIT, UserCodeError, user_code
 
 #: Prefix of the readout's weights among a case's parameters.
 READOUT = "readout."
@@ -139,7 +139,8 @@ class StackedModel:
     def forward(self, params: dict[str, torch.Tensor], batch: torch.Tensor, first: int) -> torch.Tensor:
         """Outputs ``[n, b, T', C]`` at the steps from ``first`` on, for an arranged minibatch."""
         cell = {k: v for k, v in params.items() if not k.startswith(READOUT)}
-        with user_code("cell", self.spec.cell, FORWARD, active=self.user):
+        phase = FORWARD if trains(cell) else EVALUATION  # the cell runs in eval mode where it does not train
+        with user_code("cell", self.spec.cell, phase, active=self.user):
             hidden = self.scheme.hidden(cell, batch)[:, :, first:]
         n, b, steps, width = hidden.shape
         weight, bias = params[f"{READOUT}weight"], params[f"{READOUT}bias"]

@@ -19,9 +19,10 @@ from pathlib import Path
 
 from .errors import RnnMemoryError
 
-INIT, FORWARD, BACKWARD, STEP, DATA = (
+INIT, FORWARD, EVALUATION, BACKWARD, STEP, DATA = (
     "building it",
     "its forward pass",
+    "its forward pass in eval mode (validation, the metrics or the gradient diagnostic)",
     "the backward pass",
     "the optimizer's step",
     "drawing its data",

@@ -129,6 +129,22 @@ class PeepholeLSTM(nn.Module):
         return o * torch.tanh(c), c
 
 
+class EvalFails(nn.Module):
+    """A step cell that raises in eval mode alone: it passes the load-time check, which runs it as it
+    trains, and the failure must say that it was being evaluated."""
+
+    rnnmemory_state = ("h",)
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(input_size, hidden_size)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            raise ValueError("this cell cannot be evaluated, on purpose")
+        return torch.tanh(self.inp(x) + h)
+
+
 class BackwardFails(nn.Module):
     """A step cell whose backward pass raises on batches of more than two sequences (so that it passes
     the load-time check and fails in training): the plugin must show this file's frame."""

@@ -82,6 +82,16 @@ def test_cell_args_reach_a_users_constructor():
         build_cell("lstm", 1, 4, {"x": 1})
 
 
+def test_a_cell_that_fails_in_eval_mode_alone_is_said_to_have_failed_being_evaluated():
+    from pytest_rnnmemory.usercode import UserCodeError
+
+    check_cell("tests.cells_for_tests:EvalFails", 1, 2)  # the load-time check runs it as it trains
+    with pytest.raises(UserCodeError) as failed:
+        train(spec_for("tests.cells_for_tests:EvalFails", length=3))
+    first = str(failed.value).splitlines()[0]
+    assert "failed in its forward pass in eval mode (validation, the metrics or the gradient " in first
+
+
 def test_a_constructor_that_does_not_take_what_the_engine_passes_names_the_argument_and_its_parameters():
     with pytest.raises(CellError) as misspelt:
         build_cell("tests.cells_for_tests:IndRNN", 1, 4, {"recurent_max": 0.5})
