@@ -91,7 +91,9 @@ def _case_rows(a: SuiteRun, b: SuiteRun, test: str) -> list[list[str]]:
         change, p = _change(x, y, test)
         if x.config_hash != y.config_hash:
             change += " (other settings)"
-        elif x.recipe != y.recipe:
+        elif x.recipe and y.recipe and x.recipe != y.recipe:
+            # a recipe on one side alone is a grid of one against its values written in [train]:
+            # with the settings' hashes equal, the same training
             change += " (another recipe chosen)"
         rows.append([cell, length, _count(x), _count(y), change, p])
     return rows

@@ -337,7 +337,7 @@ def compare(
         else:
             status = UNCHANGED
         recipes = None
-        if dict(e.recipe) != r.recipe:
+        if e.recipe and r.recipe and dict(e.recipe) != r.recipe:  # chosen by searches (see compare.py)
             recipes = (_label(dict(e.recipe)), _label(r.recipe))
         results.append(
             Comparison(r.cell, r.length, status, r.k, r.n, e.k, e.n, p_drop, p_adj, p_rise, recipes)

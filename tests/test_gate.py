@@ -313,3 +313,17 @@ def test_a_baseline_that_is_not_what_a_run_writes_is_one_line(tmp_path, cases, m
 def test_a_folder_given_as_the_baseline_is_named_as_a_folder(tmp_path):
     with pytest.raises(BaselineError, match="is a folder; give the baseline's JSON file"):
         load_baseline(tmp_path)
+
+
+def test_a_recipe_changed_is_one_two_searches_chose_not_one_a_grid_of_one_names_alone(tmp_path):
+    """Equal settings' hashes with a recipe on one side alone are a grid of one against its values
+    written in [train]: the same training, no other recipe."""
+    import dataclasses
+
+    base = baseline_of(
+        tmp_path, [dataclasses.replace(record("rnn", 5, 20), recipe={"train.lr": 0.1}), record("rnn", 6, 20)]
+    )
+    now = [record("rnn", 5, 20), dataclasses.replace(record("rnn", 6, 20), recipe={"train.lr": 0.1})]
+    assert [c.recipes for c in compare(now, base, 0.05)] == [None, None]
+    now = [dataclasses.replace(record("rnn", 5, 20), recipe={"train.lr": 0.05})]
+    assert [c.recipes for c in compare(now, base, 0.05)] == [("train.lr=0.1", "train.lr=0.05")]

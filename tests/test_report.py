@@ -517,6 +517,24 @@ def test_compare_marks_cases_run_under_other_settings_and_cases_in_one_run_only(
     assert ("suite.lengths", [5, 100], [5]) in config_differences(before["config"], after["config"])
 
 
+def test_compare_says_another_recipe_was_chosen_only_where_both_searched():
+    before = report_data(lengths=(5,))
+    after = json.loads(json.dumps(before))  # a grid of one, its value written in [train] before
+    after["config"]["search"] = {"trials": 4, "scope": "case", "train.lr": [0.1]}
+    for case in after["cases"]:
+        case["recipe"] = {"train.lr": 0.1}
+    assert "another recipe" not in compare_reports(run_from_json(before), run_from_json(after))
+    # two searches that chose differently
+    before, after = searched_data(lengths=(5,)), searched_data(lengths=(5,))
+    for data in (before, after):
+        data["config"]["search"] = {"trials": 4, "scope": "case", "model.init": ["torch", "chrono"]}
+        for case in data["cases"]:
+            case["recipe"] = {"model.init": "torch"}
+    after["cases"][1]["recipe"] = {"model.init": "chrono"}
+    after["cases"][1]["search"]["chosen"] = 1
+    assert "(another recipe chosen)" in compare_reports(run_from_json(before), run_from_json(after))
+
+
 def test_a_baseline_given_as_a_report_is_named_as_a_baseline(tmp_path, capsys):
     path = tmp_path / "baseline.json"
     save_baseline(path, list(run_from_json(report_data(lengths=(5,))).records.values()), {})
