@@ -1404,9 +1404,10 @@ def test_a_case_that_raises_replaces_its_stored_verdict_in_the_report(project, m
     result.assert_outcomes(failed=1)
     report = read_report(project, "latch")
     assert report["cases"] == []
+    # the first call of a case's cell is the gradient diagnostic's, in eval mode
     error = (
-        "UserCodeError: cell 'breakable:Breakable' failed in its forward pass: "
-        "RuntimeError: broken by an edit"
+        "UserCodeError: cell 'breakable:Breakable' failed in its forward pass in eval mode (validation, "
+        "the metrics or the gradient diagnostic): RuntimeError: broken by an edit"
     )
     assert report["missing"] == [{"cell": "breakable:Breakable", "length": 2, "error": error}]
 
