@@ -403,19 +403,16 @@ def _shipped_hint(name: str, suites_dir: Path) -> str:
     )
 
 
-def _pasted(path: Path) -> str:
-    """``path`` relative to the current folder where it lies under it, else in full."""
-    here = Path.cwd().resolve()
-    resolved = path.resolve()
+def _pasted(path: Path, here: Path | None = None) -> str:
+    """``path`` relative to ``here`` (the current folder) where it lies under it, else in full."""
+    here, resolved = (here or Path.cwd()).resolve(), path.resolve()
     return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else str(resolved)
 
 
 def shown_path(config: pytest.Config, path: Path) -> str:
     """``path`` as the user can paste it where pytest runs (a given ``--rnn-report-dir`` is read
     there): relative to the current directory where it lies under it, else in full."""
-    here = config.invocation_params.dir.resolve()
-    resolved = path.resolve()
-    return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else str(resolved)
+    return _pasted(path, config.invocation_params.dir)
 
 
 def _option(config: pytest.Config, name: str, ini: str | None = None) -> str | None:
