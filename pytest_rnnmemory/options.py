@@ -230,17 +230,24 @@ def read_options(config: pytest.Config) -> RunOptions:
 
 
 def suites_in_args(config: pytest.Config, suites_dir: Path) -> bool:
-    """Whether the paths on the command line hold suites: the suites folder, a folder within it, a
-    folder above it where the suites folder holds suites (a bare ``pytest`` collects the rootdir),
-    or a ``.toml`` file."""
-    paths = [Path(a.split("::")[0]).resolve() for a in config.args]
-    return any(
-        suites_dir == p
-        or suites_dir in p.parents
-        or (p in suites_dir.parents and bool(suite_files(suites_dir)))
-        or (p.suffix == ".toml" and p.is_file())
-        for p in paths
-    )
+    """Whether the paths on the command line hold suites (:func:`suite_paths_in_args`)."""
+    return bool(suite_paths_in_args(config, suites_dir))
+
+
+def suite_paths_in_args(config: pytest.Config, suites_dir: Path) -> list[Path]:
+    """The suite files the paths on the command line hold (or more, never fewer): a ``.toml`` file
+    named, and the ``.toml`` files of the suites folder, of a folder within it, or of the suites
+    folder under a folder above it (a bare ``pytest`` collects the rootdir)."""
+    found: set[Path] = set()
+    for arg in config.args:
+        path = Path(arg.split("::")[0]).resolve()
+        if path.suffix == ".toml" and path.is_file():
+            found.add(path)
+        elif path.is_dir() and (path == suites_dir or suites_dir in path.parents):
+            found.update(path.rglob("*.toml"))
+        elif path.is_dir() and path in suites_dir.parents:
+            found.update(suites_dir.rglob("*.toml"))
+    return sorted(found)
 
 
 @functools.cache

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from .options import OPTIONS, RunOptions, add_options, read_options, resolve_device, suites_in_args
+from .options import (
+    OPTIONS,
+    RunOptions,
+    add_options,
+    read_options,
+    resolve_device,
+    suite_paths_in_args,
+    suites_in_args,
+)
 from .runlog import PROGRESS_ONLY, RUN_LOG, RunLog
 from .suite_files import is_suite_file, read_toml
 
@@ -29,7 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(log, "rnnmemory-runlog")
     _check_named_files(config)
     if options.profile:
-        _check_profile(options, [*(options.selected or ()), *_suites_in_paths(config, options.suites_dir)])
+        _check_profile(options, [*(options.selected or ()), *suite_paths_in_args(config, options.suites_dir)])
     _live_progress(config, options)
     if options.selected:
         # Fail early on a device that is not here, before any suite is collected.
@@ -76,21 +84,6 @@ def _live_progress(config: pytest.Config, options: RunOptions) -> None:
         if config.getoption("log_cli_format", None) is None:
             config.option.log_cli_format = "%(message)s"
         config.stash[PROGRESS_ONLY] = True
-
-
-def _suites_in_paths(config: pytest.Config, suites_dir: Path) -> list[Path]:
-    """The suite files the paths on the command line hold (or more, never fewer): ``.toml`` files
-    named, and every ``.toml`` file of the suites folder that a folder named holds or lies in."""
-    found: set[Path] = set()
-    for arg in config.args:
-        path = Path(arg.split("::")[0]).resolve()
-        if path.suffix == ".toml" and path.is_file():
-            found.add(path)
-        elif path.is_dir() and (path == suites_dir or suites_dir in path.parents):
-            found.update(path.rglob("*.toml"))
-        elif path.is_dir() and path in suites_dir.parents:
-            found.update(suites_dir.rglob("*.toml"))
-    return sorted(found)
 
 
 def _check_profile(options: RunOptions, suites: list[Path]) -> None:
