@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -358,6 +358,19 @@ def check_reference(draft: Draft) -> None:
                 f"{where}.eval_length = {figure.eval_length}",
                 "applies to best_accuracy and success_rate only: training sequences are counted at the "
                 "trained length",
+            )
+        elif figure.eval_length not in (0, figure.length) and figure.eval_length not in (
+            evaluated := _evaluated_at(draft, figure.length)
+        ):
+            problems.add(
+                f"{where}.eval_length = {figure.eval_length}",
+                f"not a length the case at length {figure.length} is evaluated at "
+                + (
+                    f"(suite.eval_lengths and its profiles' give {', '.join(map(str, sorted(evaluated)))})"
+                    if evaluated
+                    else "(neither suite.eval_lengths nor a profile's gives any)"
+                )
+                + "; 0 for the trained length",
             )
     if len(problems.lines) == before and built_head is not None:
         draft.reference = dataclasses.replace(built_head, figures=tuple(built))
@@ -767,11 +780,35 @@ STAGES: tuple[tuple[Stage, ...], ...] = (
 
 def resolve_eval_lengths(meta: SuiteSection, length: int) -> tuple[int, ...]:
     """The evaluation lengths of a case trained at ``length``: distinct, ascending, not ``length``."""
-    if meta.eval_unit == "multiple":
-        resolved = {max(1, round(v * length)) for v in meta.eval_lengths}
-    else:
-        resolved = {int(v) for v in meta.eval_lengths}
+    return eval_lengths_at(meta.eval_lengths, meta.eval_unit, length)
+
+
+def eval_lengths_at(values: Sequence[float], unit: str, length: int) -> tuple[int, ...]:
+    """``suite.eval_lengths = values`` in ``suite.eval_unit = unit`` at the trained ``length``:
+    distinct, ascending, not ``length``."""
+    multiple = unit == "multiple"
+    resolved = {max(1, round(v * length)) if multiple else int(v) for v in values}
     return tuple(sorted(resolved - {length}))
+
+
+def _evaluated_at(draft: Draft, length: int) -> set[int]:
+    """The evaluation lengths a case trained at ``length`` has under the file or one of its
+    profiles (a profile's ``suite`` keys over the file's); values the schema refuses count for none."""
+    suite = draft.data.get("suite")
+    suite = suite if isinstance(suite, dict) else {}
+    tables = [suite] + [
+        {**suite, **p["suite"]}
+        for p in draft.profiles.values()
+        if isinstance(p, dict) and isinstance(p.get("suite"), dict)
+    ]
+    fields = {f.name: f for f in dataclasses.fields(SuiteSection)}
+    evaluated: set[int] = set()
+    for table in tables:
+        values, unit = table.get("eval_lengths", []), table.get("eval_unit", "multiple")
+        if check_value(fields["eval_lengths"], values) or check_value(fields["eval_unit"], unit):
+            continue  # reported where the file or the profile gives it
+        evaluated.update(eval_lengths_at(values, unit, length))
+    return evaluated
 
 
 # -- helpers of the stages ------------------------------------------------------------------------

@@ -451,7 +451,7 @@ class ReferenceFigure:
     )
     eval_length: int = key(
         0,
-        doc="For a figure measured at another length than trained: one of the case's evaluation lengths (`suite.eval_lengths`); 0: the trained length.",
+        doc="For a figure measured at another length than trained: one of the case's evaluation lengths (`suite.eval_lengths`, the file's or a profile's; checked when the suite loads); 0: the trained length.",
         check=integer(0, MAX_LENGTH),
     )
     differs: str = key(

@@ -1303,3 +1303,46 @@ def test_a_cells_own_arguments_are_part_of_its_cases_configuration_alone(tmp_pat
     # another cell's arguments leave these cases as they were: stored results and the gate hold
     assert first["lstm"] == second["lstm"] and "cell_args" not in first["lstm"]["model"]
     assert first["tests.cells_for_tests:DroppedStep"] == second["tests.cells_for_tests:DroppedStep"]
+
+
+RECALL_REFERENCE = """
+[reference]
+source = "a paper"
+[[reference.figures]]
+cell = "rnn"
+length = 5
+eval_length = 40
+statistic = "best_accuracy"
+value = 1.0
+trials = 10
+"""
+
+
+@pytest.mark.parametrize(
+    ("eval_keys", "fragment"),
+    [
+        (
+            "eval_lengths = [2, 4]\n",
+            "reference.figures[0].eval_length = 40: not a length the case at length 5 is evaluated at "
+            "(suite.eval_lengths and its profiles' give 10, 20); 0 for the trained length",
+        ),
+        (
+            "",
+            "reference.figures[0].eval_length = 40: not a length the case at length 5 is evaluated at "
+            "(neither suite.eval_lengths nor a profile's gives any); 0 for the trained length",
+        ),
+    ],
+)
+def test_a_reference_at_a_length_the_case_is_not_evaluated_at_is_refused_when_the_suite_loads(
+    tmp_path, eval_keys, fragment
+):
+    text = RECALL.replace("[suite]\n", "[suite]\n" + eval_keys) + RECALL_REFERENCE
+    assert single_problem(tmp_path, text).endswith(fragment)
+
+
+def test_a_reference_at_an_evaluation_length_of_a_profile_or_the_trained_length_loads(tmp_path):
+    profile = '[profiles.long]\nsuite.eval_lengths = [40]\nsuite.eval_unit = "absolute"\n'
+    suite = load_suite(write(tmp_path, RECALL + RECALL_REFERENCE + profile))
+    assert suite.config.reference.figures[0].eval_length == 40
+    trained = RECALL + RECALL_REFERENCE.replace("eval_length = 40", "eval_length = 5")
+    assert load_suite(write(tmp_path, trained, "t.toml")).config.reference.figures[0].eval_length == 5
