@@ -166,6 +166,7 @@ def check_profiles(draft: Draft) -> None:
         if isinstance(override, dict) and isinstance(override.get("suite"), dict):
             _check_profile_names(f"profiles.{name}.suite", override["suite"], draft.problems)
             _check_profile_controls(f"profiles.{name}.suite", override["suite"], draft)
+            _check_profile_lengths(name, override, draft)
         if len(draft.problems.lines) > before:
             draft.rejected.add(name)
 
@@ -210,6 +211,45 @@ def _check_profile_controls(where: str, suite: dict[str, Any], draft: Draft) -> 
             draft.problems.add(
                 f"{cells_key}[{i}] = {show(cell)}", _also_a_control(cell, controls_key, cells_key)
             )
+
+
+def _check_profile_lengths(name: str, override: dict[str, Any], draft: Draft) -> None:
+    """The lengths a profile runs are lengths its task has, whether or not this run applies it: its
+    own ``suite.lengths``, or the file's where it switches the task alone."""
+    suite = override["suite"]
+    if "lengths" not in suite and "task" not in suite:
+        return  # the file's lengths and task, checked as the file's
+    file_suite = draft.data.get("suite") if isinstance(draft.data.get("suite"), dict) else {}
+    lengths = suite["lengths"] if "lengths" in suite else file_suite.get("lengths")
+    task_name = _profile_task(override, file_suite.get("task"))
+    try:
+        task_cls = task_class(task_name) if isinstance(task_name, str) else None
+    except TaskError:
+        return  # reported as the profile's or the file's suite.task
+    if task_cls is None or not isinstance(lengths, list):
+        return
+    # The task with the parameters this profile gives it; where they are refused, that is reported.
+    params = dict(override.get("task") or {}) if isinstance(override.get("task"), dict) else {}
+    if "task" not in suite or suite["task"] == file_suite.get("task"):
+        file_params = draft.data.get("task")
+        params = {**(file_params if isinstance(file_params, dict) else {}), **params}
+    try:
+        task = task_cls(**{k: v for k, v in params.items() if k in task_cls.params})
+    except TaskError:
+        return
+    key = f"profiles.{name}.suite.lengths" if "lengths" in suite else "suite.lengths"
+    for i, length in enumerate(lengths):
+        if isinstance(length, int) and not isinstance(length, bool) and length >= 1:
+            try:
+                task.check_length(length)
+            except TaskError as exc:
+                if "lengths" in suite:
+                    draft.problems.add(f"{key}[{i}] = {length}", str(exc))
+                else:
+                    draft.problems.add(
+                        f"{key}[{i}] = {length} (under profiles.{name}, which runs task {task_name!r})",
+                        f"{exc}; set profiles.{name}.suite.lengths to the lengths it runs",
+                    )
 
 
 def apply_profile(draft: Draft) -> None:

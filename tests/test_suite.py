@@ -1346,3 +1346,29 @@ def test_a_reference_at_an_evaluation_length_of_a_profile_or_the_trained_length_
     assert suite.config.reference.figures[0].eval_length == 40
     trained = RECALL + RECALL_REFERENCE.replace("eval_length = 40", "eval_length = 5")
     assert load_suite(write(tmp_path, trained, "t.toml")).config.reference.figures[0].eval_length == 5
+
+
+@pytest.mark.parametrize("selected", [None, "short"])
+def test_a_profiles_lengths_are_lengths_of_its_task_whether_or_not_it_is_applied(tmp_path, selected):
+    text = '[suite]\ntask = "adding"\ncells = ["lstm"]\nlengths = [10]\n'
+    text += "[profiles.short]\nsuite.lengths = [12, 3]\n"
+    path = write(tmp_path, text)
+    assert problems_of(path, Overrides(profile=selected)) == [
+        f"{path}: profiles.short.suite.lengths[1] = 3: task 'adding' needs an integer length >= 10 "
+        "(the length is the sequence length (the paper's minimal length T))"
+    ]
+
+
+def test_a_profile_that_switches_the_task_alone_runs_the_files_lengths_which_its_task_must_have(tmp_path):
+    text = MINIMAL.replace("lengths = [", "lengths = [12, ") + '[profiles.sum.suite]\ntask = "adding"\n'
+    path = write(tmp_path, text)
+    problems = problems_of(path)
+    assert problems and all(
+        "(under profiles.sum, which runs task 'adding'): task 'adding' needs an integer length >= 10" in p
+        and p.endswith("; set profiles.sum.suite.lengths to the lengths it runs")
+        for p in problems
+    )
+    fixed = text.replace('task = "adding"\n', 'task = "adding"\nlengths = [12]\n')
+    assert load_suite(
+        write(tmp_path, fixed, "fixed.toml"), Overrides(profile="sum")
+    ).config.suite.lengths == (12,)
