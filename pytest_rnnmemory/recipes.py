@@ -21,7 +21,7 @@ import itertools
 import math
 import statistics
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import StoredDataError
@@ -146,11 +146,14 @@ class Search:
     tunings: tuple[RecipeTuning, ...]
     chosen: int
     rungs: tuple[int, ...]
+    #: Seconds the tuning trials took to train at each length (none: not measured).
+    seconds: Mapping[int, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "chosen": self.chosen,
             "rungs": list(self.rungs),
+            "seconds": {str(n): round(s, 3) for n, s in self.seconds.items()},
             "tunings": [
                 {
                     "index": t.recipe.index,
@@ -185,7 +188,14 @@ class Search:
             )
         except (TypeError, ValueError, KeyError) as exc:
             raise StoredDataError(f"search.tunings: not a stored search ({exc!r})") from None
-        return cls(tunings, f.integer("chosen", minimum=0), tuple(f.raw("rungs")))
+        seconds: dict[int, float] = {}
+        if f.has("seconds"):  # absent from a search stored before they were measured
+            by_length = f.fields("seconds")
+            for n in by_length.data:
+                if not n.isdigit():
+                    raise StoredDataError(f"{by_length.at(n)}: expected a length")
+                seconds[int(n)] = by_length.number(n)
+        return cls(tunings, f.integer("chosen", minimum=0), tuple(f.raw("rungs")), seconds)
 
     @property
     def recipe(self) -> Recipe:
@@ -294,6 +304,9 @@ class SearchRecord:
     trials: int
     chosen: int
     recipes: tuple[RecipeRecord, ...]
+    #: Seconds the tuning trials at this case's length took to train (``None``: not measured, in a
+    #: report written before they were).
+    wall_s: float | None = None
 
     @property
     def chosen_recipe(self) -> RecipeRecord:
@@ -311,6 +324,7 @@ class SearchRecord:
             "trials": self.trials,
             "chosen": self.chosen,
             "recipes": [r.to_json() for r in self.recipes],
+            **({} if self.wall_s is None else {"wall_s": round(self.wall_s, 3)}),
         }
 
     @classmethod
@@ -321,6 +335,7 @@ class SearchRecord:
             trials=f.integer("trials", minimum=1),
             chosen=f.integer("chosen", minimum=0),
             recipes=f.objects("recipes", RecipeRecord.from_json),
+            wall_s=f.number("wall_s") if f.has("wall_s") else None,
         )
         if record.chosen not in {r.index for r in record.recipes}:
             raise StoredDataError(f"{f.at('chosen')}: no recipe {record.chosen} in the search")
@@ -348,4 +363,10 @@ class SearchRecord:
                     same_as=tuning.same_as,
                 )
             )
-        return cls(scope=scope, trials=trials, chosen=search.chosen, recipes=tuple(records))
+        return cls(
+            scope=scope,
+            trials=trials,
+            chosen=search.chosen,
+            recipes=tuple(records),
+            wall_s=search.seconds.get(length),
+        )

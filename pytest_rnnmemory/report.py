@@ -190,7 +190,12 @@ def markdown(run: SuiteRun, environment: dict[str, str], plots: dict[str, str] |
         "",
         f"- suite file: `{run.meta.path}`" + (f", profile `{run.meta.profile}`" if run.meta.profile else ""),
         f"- seed: {run.config.suite.seed}",
-        f"- wall time of the cases: {run.wall_s:.1f} s",
+        f"- wall time of the cases: {run.wall_s:.1f} s"
+        + (
+            ""
+            if run.tuning_s is None
+            else f", and {run.tuning_s:.1f} s of tuning trials choosing their recipes"
+        ),
         *[f"- {k}: {v}" for k, v in environment.items()],
         "",
         "```toml",
@@ -575,6 +580,7 @@ def to_json(run: SuiteRun, environment: dict[str, str]) -> dict[str, Any]:
         "config": meta.config.to_json(),
         "environment": environment,
         "wall_s": round(run.wall_s, 3),
+        **({} if run.tuning_s is None else {"tuning_s": round(run.tuning_s, 3)}),
         "frontier": {c: run.frontier(c) for c in run.cells if c not in run.controls and run.has_verdict(c)},
         "leaky_controls": run.leaky_controls(),
         "cases": [

@@ -98,6 +98,15 @@ class SuiteRun:
         return self.meta.name
 
     @property
+    def tuning_s(self) -> float | None:
+        """Training time of the tuning trials that chose the cases' recipes, summed (outside
+        ``wall_s``); ``None`` where none was measured (no search, or a report older than the measure)."""
+        measured = [
+            r.search.wall_s for r in self.records.values() if r.search and r.search.wall_s is not None
+        ]
+        return sum(measured) if measured else None
+
+    @property
     def config(self) -> SuiteConfig:
         return self.meta.config
 

@@ -19,6 +19,7 @@ def search_recipe(case: Case, device: str = "cpu", progress: Progress | None = N
     recipes = recipes_of(config.grid)
     lengths = [case.length] if config.search.scope == "case" else list(suite.meta.lengths)
     threshold = suite.success.threshold
+    seconds = dict.fromkeys(lengths, 0.0)
 
     def run(recipe: Recipe, start: int, stop: int) -> dict[int, list[TuningTrial]]:
         results = {}
@@ -27,6 +28,7 @@ def search_recipe(case: Case, device: str = "cpu", progress: Progress | None = N
             # no evaluation lengths: a recipe is chosen on the trained length's results alone
             spec = dataclasses.replace(at.spec(recipe, at.tuning_seeds(start, stop)), eval_lengths=())
             outcome = train_case(spec, device=device, progress=progress, curves=False)
+            seconds[length] += outcome.wall_s
             successes = outcome.successes(threshold)
             sequences = outcome.sequences or (None,) * outcome.trials
             results[length] = [
@@ -35,13 +37,14 @@ def search_recipe(case: Case, device: str = "cpu", progress: Progress | None = N
             ]
         return results
 
-    return successive_halving(
+    search = successive_halving(
         recipes,
         config.search.trials,
         run,
         stops=config.train.stop == "learned",
         same_as=repeats(recipes, ignored_keys(case.trained_cell)),
     )
+    return dataclasses.replace(search, seconds=seconds)
 
 
 def repeats(recipes: list[Recipe], ignored: frozenset[str]) -> dict[int, int]:

@@ -1255,6 +1255,11 @@ def test_a_cell_scoped_search_tunes_once_for_all_the_cells_lengths(project):
     merged = read_report(project, "ortask")
     assert [c["recipe"] for c in merged["cases"]] == [case["recipe"]] * 2
     assert "from earlier runs" not in result.stdout.str()
+    # The tuning's time is its own, per length, beside the verdict trials' wall_s.
+    tuned = [c["search"]["wall_s"] for c in merged["cases"]]
+    assert all(s > 0 for s in tuned) and merged["tuning_s"] == pytest.approx(sum(tuned), abs=0.002)
+    markdown = (project.path / "reports" / "ortask.md").read_text()
+    assert f"and {merged['tuning_s']:.1f} s of tuning trials choosing their recipes" in markdown
 
 
 @pytest.mark.slow

@@ -1,11 +1,22 @@
 """Recipes, the grid, and choosing among recipes by successive halving on tuning trials."""
 
+import dataclasses
+import json
 import math
 
 import pytest
 
 from pytest_rnnmemory.calibration import search_error_rates
-from pytest_rnnmemory.recipes import Recipe, SearchRecord, TuningTrial, recipes_of, rungs, successive_halving
+from pytest_rnnmemory.errors import StoredDataError
+from pytest_rnnmemory.recipes import (
+    Recipe,
+    Search,
+    SearchRecord,
+    TuningTrial,
+    recipes_of,
+    rungs,
+    successive_halving,
+)
 from pytest_rnnmemory.schema import ModelSection, TrainSection
 from pytest_rnnmemory.suite import load_suite
 
@@ -125,6 +136,22 @@ def test_a_grid_of_one_recipe_trains_no_tuning_trial():
     run, calls = scripted({0: 0.5})
     search = successive_halving([Recipe()], 10, run)
     assert calls == [] and search.recipe == Recipe()
+
+
+def test_a_searchs_tuning_seconds_travel_with_it_and_a_search_stored_before_them_reads_as_unmeasured():
+    run, _ = scripted({0: 0.4, 1: 0.6})
+    search = dataclasses.replace(successive_halving(recipes_of(GRID[:1]), 4, run), seconds={5: 1.25})
+    again = Search.from_json(json.loads(json.dumps(search.to_json())))
+    assert again == search and again.seconds == {5: 1.25}
+    older = search.to_json()
+    del older["seconds"]
+    assert Search.from_json(older).seconds == {}
+    record = SearchRecord.of(search, 5, "case", 4)
+    assert record.wall_s == 1.25 and SearchRecord.from_json(record.to_json(), "search") == record
+    unmeasured = SearchRecord.of(Search.from_json(older), 5, "case", 4)
+    assert unmeasured.wall_s is None and "wall_s" not in unmeasured.to_json()
+    with pytest.raises(StoredDataError, match=r"search\.seconds\.x: expected a length"):
+        Search.from_json({**search.to_json(), "seconds": {"x": 1.0}})
 
 
 # --- The statistics of a search, by simulation through the plugin's own selection and verdict ---------
