@@ -118,8 +118,9 @@ class SuiteRun:
     def add(self, record: CaseRecord) -> None:
         """A finished case's record (a second record of the same case replaces the first)."""
         self.expect(record.key)
+        replaced = self.records.get(record.key)
         self.records[record.key] = record
-        self.wall_s += record.wall_s
+        self.wall_s += record.wall_s - (replaced.wall_s if replaced else 0.0)
 
     def add_implied(self, implied: ImpliedVerdict) -> None:
         self.expect(implied.key)

@@ -918,3 +918,13 @@ def test_a_case_whose_trials_mostly_diverged_is_told_to_fix_its_training_not_to_
     most = failure_message(dataclasses.replace(inconclusive, diverged=2), 0, "reports/second-look")
     assert "2 trial(s) diverged (NaN or infinite loss): lower train.lr or set train.clip, before " in most
     assert "would settle it" not in most
+
+
+def test_a_record_that_replaces_another_of_its_case_replaces_its_wall_time_too():
+    run = run_from_json(report_data(lengths=(5, 10)))
+    first = run.records[("rnn", 5)]
+    before = run.wall_s
+    run.add(dataclasses.replace(first, wall_s=first.wall_s + 2.5))
+    assert run.wall_s == pytest.approx(before + 2.5)
+    run.add(dataclasses.replace(first, wall_s=0.5))
+    assert run.wall_s == pytest.approx(before - first.wall_s + 0.5)
