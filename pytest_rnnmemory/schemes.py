@@ -124,6 +124,10 @@ class Native(TrialMajor):
         )
 
 
+#: torch's warning for an operator vmap runs by looping over the batch (torch's own wording).
+_UNBATCHED_WARNING = "There is a performance drop because we have not yet implemented the batching rule"
+
+
 class Vmap(TrialMajor):
     """Any protocol cell under ``torch.func.vmap``."""
 
@@ -150,7 +154,9 @@ class Vmap(TrialMajor):
         def one(p, b, x):
             return torch.func.functional_call(self.base, (p, b), (x,))
 
-        with fast_scans() if self.scans else contextlib.nullcontext():
+        with fast_scans() if self.scans else contextlib.nullcontext(), warnings.catch_warnings():
+            # Said once, as the cell loads, by the plugin's own SlowBatchingWarning
+            warnings.filterwarnings("ignore", message=_UNBATCHED_WARNING, category=UserWarning)
             return torch.func.vmap(one, randomness="different")(params, self.buffers, batch)
 
 

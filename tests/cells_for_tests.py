@@ -415,3 +415,13 @@ StateTwice = _declaring("StateTwice", ("h", "h"))
 StateNotNames = _declaring("StateNotNames", ("h", 2))
 StateASet = _declaring("StateASet", {"h"})
 StateAList = _declaring("StateAList", ["h", "c"])
+
+
+class TweakedRNNCell(nn.RNNCell):
+    """torch's RNNCell with its own initialisation, as a user subclasses it: vmap has no batching rule
+    for the rnn_tanh_cell it calls, and loops over the trials."""
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        with torch.no_grad():
+            self.bias_hh.zero_()

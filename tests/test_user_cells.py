@@ -3,6 +3,7 @@
 import inspect
 import logging
 import time
+import warnings
 from collections import Counter
 from typing import ClassVar
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from pytest_rnnmemory.cells import RECURRENCES, build_cell, cell_class, ignored_keys, recurrence_of
-from pytest_rnnmemory.cells.protocol import check_cell
+from pytest_rnnmemory.cells.protocol import SlowBatchingWarning, check_cell
 from pytest_rnnmemory.engine import train
 from pytest_rnnmemory.errors import CellError
 from pytest_rnnmemory.stacked import initial_modules
@@ -829,3 +830,15 @@ def test_auto_compiles_a_users_cell_only_where_it_pays(monkeypatch):
     monkeypatch.setenv("RNNMEMORY_COMPILE", "off")
     assert choose_scheme(cell, 1, 30, calls=10 * COMPILE_MIN_CALLS) == "vmap"
     assert choose_scheme("lstm", 1, 30, calls=10 * COMPILE_MIN_CALLS) != "compiled"
+
+
+def test_a_subclass_of_torchs_rnn_cell_is_said_once_to_run_one_trial_after_another():
+    """torch batches rnn_tanh_cell under vmap by a loop, with a warning asking for an issue to be filed;
+    the load check says what it means for the user, and training does not repeat torch's."""
+    name = "tests.cells_for_tests:TweakedRNNCell"
+    with pytest.warns(SlowBatchingWarning, match=r"calls aten::rnn_tanh_cell, which torch\.func\.vmap has"):
+        check_cell(name, 1, 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(spec_for(name, length=3, hidden=3, samples=32, epochs=1))
+    assert [str(w.message) for w in caught] == []

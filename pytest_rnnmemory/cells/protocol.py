@@ -9,6 +9,8 @@ outputs at initialisation, no gradient reaching its parameters, or a cell that
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -18,6 +20,14 @@ from ..errors import CellError
 from ..usercode import where
 from . import build_cell
 from .step import STATE_ATTRIBUTE, StepSequence, state_parts, zero_state
+
+#: torch's warning that vmap runs an operator without a batching rule by looping over the batch.
+UNBATCHED = re.compile(r"not yet implemented the batching rule for (\S+?)\.")
+
+
+class SlowBatchingWarning(UserWarning):
+    """A cell that vmap batches by looping over the trials: correct, but no faster than one at a time."""
+
 
 #: The input of the tiny batch: 2 sequences of 3 steps, drawn from a fixed generator.
 BATCH, STEPS = 2, 3
@@ -228,7 +238,8 @@ def _check_batching(
     other = build_cell(name, input_size, hidden, cell_args)
     params, buffers = torch.func.stack_module_state([module, other])
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             torch.func.vmap(
                 lambda p, b, x_: torch.func.functional_call(module, (p, b), (x_,)), randomness="different"
             )(params, buffers, torch.zeros(2, BATCH, STEPS, input_size))
@@ -245,3 +256,15 @@ def _check_batching(
             f"cell {name!r}: the engine trains all trials at once with torch.func.vmap, which "
             f"failed: {str(exc).splitlines()[0]}{where(exc)}.{hint}"
         ) from exc
+    unbatched = sorted({m[1] for w in caught if (m := UNBATCHED.search(str(w.message)))})
+    if unbatched:
+        warnings.warn(
+            SlowBatchingWarning(
+                f"cell {name!r} calls {', '.join(unbatched)}, which torch.func.vmap has no batching rule "
+                "for: the engine runs it for one trial after another, at about the speed of a per-trial "
+                "loop. torch.nn:RNNCell, GRUCell and LSTMCell named as such run as the built-in cells; a "
+                "subclass of them does not. Write the step with tensor operations, as "
+                "pytest_rnnmemory/cells/builtin.py does, to train the trials at once"
+            ),
+            stacklevel=1,
+        )
