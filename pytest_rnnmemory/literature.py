@@ -2,8 +2,8 @@
 
 Each figure of a suite's ``[reference]`` names its statistic; ours is computed
 over the verdict's trials (never the tuning trials that chose their recipe),
-with a 95% interval: Clopper-Pearson for a success rate, a percentile
-bootstrap with a fixed seed for a mean, and for the best of k trials the
+with a 95% interval: Clopper-Pearson for a success rate, an expanded
+percentile bootstrap with a fixed seed for a mean, and for the best of k trials the
 bootstrap distribution of a maximum, which is known exactly. The figure
 *agrees* when it lies inside our interval.
 """
@@ -19,7 +19,7 @@ import numpy as np
 
 from .records import CaseKey, CaseRecord
 from .schema import ReferenceFigure, ReferenceSection
-from .stats import Verdict, clopper_pearson
+from .stats import Verdict, clopper_pearson, expanded_tail
 
 AGREES = "agrees"
 OURS_BETTER = "ours better"
@@ -80,9 +80,8 @@ def bootstrap_mean(values: Sequence[float]) -> np.ndarray:
     return np.concatenate(means)
 
 
-def percentile_interval(estimates: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    """The central ``confidence`` interval of bootstrap estimates."""
-    tail = (1 - confidence) / 2
+def percentile_interval(estimates: np.ndarray, tail: float = 0.025) -> tuple[float, float]:
+    """The bootstrap estimates' quantiles ``tail`` and ``1 - tail``."""
     low, high = np.quantile(estimates, [tail, 1 - tail])
     return float(low), float(high)
 
@@ -154,7 +153,7 @@ def compare(figure: ReferenceFigure, record: CaseRecord | None) -> Comparison:
             note = f"{len(learned)} of {n} trials learned within the budget; a mean needs two"
             return ours(None, None, note, lower_is_better=True)
         note = f"{len(learned)} of {n} trials learned; the mean is over them"
-        interval = percentile_interval(bootstrap_mean(learned))
+        interval = percentile_interval(bootstrap_mean(learned), expanded_tail(len(learned)))
         return ours(float(np.mean(learned)), interval, note, lower_is_better=True)
     metrics = _metrics(record, figure.eval_length)
     if metrics is None:

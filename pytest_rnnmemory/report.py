@@ -301,10 +301,10 @@ def _literature_section(run: SuiteRun) -> list[str]:
         f"**{reference.source}**" + (f": {reference.setup}" if reference.setup else ""),
         "",
         "Each published figure beside the same statistic over this run's verdict trials (never the "
-        "tuning trials that chose their recipe), with its 95% interval: Clopper-Pearson for a rate, a "
-        "percentile bootstrap for a mean, and for the best of k the bootstrap distribution of a maximum "
-        "(exact). *agrees*: the figure lies inside our interval. *what differs*: between the source's "
-        "setup and ours, as the suite states it, whatever the agreement.",
+        "tuning trials that chose their recipe), with its 95% interval: Clopper-Pearson for a rate, an "
+        "expanded percentile bootstrap for a mean, and for the best of k the bootstrap distribution of a "
+        "maximum (exact). *agrees*: the figure lies inside our interval. *what differs*: between the "
+        "source's setup and ours, as the suite states it, whatever the agreement.",
         "",
         tabulate(
             rows,

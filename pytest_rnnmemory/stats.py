@@ -8,7 +8,7 @@ from enum import Enum
 from functools import lru_cache
 
 import numpy as np
-from scipy.special import bdtr, bdtrc, betaincinv, binom
+from scipy.special import bdtr, bdtrc, betaincinv, binom, ndtr, stdtrit
 
 # The binomial tails and interval from scipy.special, the functions scipy.stats' binomtest and binom
 # evaluate: importing scipy.stats takes most of a second, which every run would pay.
@@ -29,6 +29,20 @@ def lower_tail(k: int | np.ndarray, n: int | np.ndarray, p: float) -> float | np
 def pmf(k: int, n: int, p: float) -> float:
     """P(X = k) for X ~ Binomial(n, p)."""
     return float(binom(n, k) * p**k * (1 - p) ** (n - k))
+
+
+def expanded_tail(n: int, confidence: float = 0.95) -> float:
+    """The tail at which to read a percentile bootstrap of a mean of ``n`` values for an interval
+    that covers at ``confidence``: Hesterberg's expanded percentile interval (2015).
+
+    Resampled means spread as the values' spread over n, not n - 1, and the percentile interval
+    reads them at the normal's quantile, not Student's t: at 10 values its 95% interval covers the
+    mean 88 to 90% of the time. Reading it at Phi(-sqrt(n / (n - 1)) t_(n-1)) instead corrects both
+    (tests/test_literature.py measures the coverage). One value gives the plain tail."""
+    tail = (1 - confidence) / 2
+    if n < 2:
+        return tail
+    return float(ndtr(-math.sqrt(n / (n - 1)) * stdtrit(n - 1, 1 - tail)))
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
