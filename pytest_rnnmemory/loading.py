@@ -820,10 +820,10 @@ STAGES: tuple[tuple[Stage, ...], ...] = (
 
 def resolve_eval_lengths(meta: SuiteSection, length: int) -> tuple[int, ...]:
     """The evaluation lengths of a case trained at ``length``: distinct, ascending, not ``length``."""
-    return eval_lengths_at(meta.eval_lengths, meta.eval_unit, length)
+    return _eval_lengths_at(meta.eval_lengths, meta.eval_unit, length)
 
 
-def eval_lengths_at(values: Sequence[float], unit: str, length: int) -> tuple[int, ...]:
+def _eval_lengths_at(values: Sequence[float], unit: str, length: int) -> tuple[int, ...]:
     """``suite.eval_lengths = values`` in ``suite.eval_unit = unit`` at the trained ``length``:
     distinct, ascending, not ``length``."""
     multiple = unit == "multiple"
@@ -847,7 +847,7 @@ def _evaluated_at(draft: Draft, length: int) -> set[int]:
         values, unit = table.get("eval_lengths", []), table.get("eval_unit", "multiple")
         if check_value(fields["eval_lengths"], values) or check_value(fields["eval_unit"], unit):
             continue  # reported where the file or the profile gives it
-        evaluated.update(eval_lengths_at(values, unit, length))
+        evaluated.update(_eval_lengths_at(values, unit, length))
     return evaluated
 
 
