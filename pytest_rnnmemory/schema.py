@@ -374,8 +374,9 @@ class VerdictSection:
     )
     alpha: float = key(
         0.05,
-        doc="Significance level of each one-sided binomial test, and of the baseline gate.",
-        check=number(0.0, 0.5, low_open=True),
+        doc="Significance level of each one-sided binomial test, and of the baseline gate; below 0.5.",
+        # below 0.5: the interval's level, 1 - 2 alpha, is then above 0, and a report reads it back
+        check=number(0.0, 0.5, low_open=True, high_open=True),
     )
     stage: int = key(
         0,

@@ -534,6 +534,18 @@ def test_several_problems_in_one_error(tmp_path):
     assert str(info.value) == "\n".join(problems)
 
 
+@pytest.mark.parametrize("alpha", ["0.5", "0.0"])
+def test_alpha_lies_strictly_between_0_and_half(tmp_path, alpha):
+    """At 0.5 the interval's level 1 - 2 alpha is 0, and a report of such a run could not be read
+    back: the suite is refused as it loads, not after its cases trained."""
+    line = single_problem(tmp_path, MINIMAL + f"[verdict]\nalpha = {alpha}\n")
+    assert f"verdict.alpha = {alpha}: must be a finite number in (0, 0.5)" in line
+
+
+def test_alpha_just_below_half_is_accepted(tmp_path):
+    assert load_suite(write(tmp_path, MINIMAL + "[verdict]\nalpha = 0.49\n")).verdict.alpha == 0.49
+
+
 def test_every_unknown_task_parameter_is_reported(tmp_path):
     path = write(tmp_path, MINIMAL + "[task]\nnosie = 0.1\nfoo = 2\n")
     problems = problems_of(path)
