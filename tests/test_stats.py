@@ -15,6 +15,7 @@ from pytest_rnnmemory.stats import (
     decide,
     interval_label,
     trials_to_settle,
+    verdict_of,
 )
 
 
@@ -72,6 +73,12 @@ def test_hand_computed_tails_match_known_values():
         (1, 1, INCONCLUSIVE),  # P = 0.5
         (5, 5, LEARNS),  # 1/32 = 0.031
         (4, 4, INCONCLUSIVE),  # 1/16 = 0.0625
+        (2, 2, INCONCLUSIVE),  # 1/4
+        (0, 2, INCONCLUSIVE),
+        (59, 100, LEARNS),  # P(X >= 59) = 0.0443
+        (58, 100, INCONCLUSIVE),  # P(X >= 58) = 0.0666
+        (41, 100, FAILS),  # P(X <= 41) = 0.0443 by symmetry
+        (42, 100, INCONCLUSIVE),
     ],
 )
 def test_fair_coin_verdicts(k, n, verdict):
@@ -80,7 +87,7 @@ def test_fair_coin_verdicts(k, n, verdict):
     assert d.verdict == verdict_by_hand(k, n, 0.5, 0.05)
 
 
-@pytest.mark.parametrize("n", [1, 2, 10, 30, 57])
+@pytest.mark.parametrize("n", [1, 2, 5, 10, 30, 57, 100])
 def test_p_values_against_hand_computed_tails(n):
     for p0 in (0.5, 0.2, 0.75):
         for k in range(n + 1):
@@ -114,6 +121,17 @@ def test_alpha_moves_the_boundary():
     assert decide(19, 30, alpha=0.10).verdict == INCONCLUSIVE
     # P(X >= 20) = 0.0494: not at alpha 0.049.
     assert decide(20, 30, alpha=0.049).verdict == INCONCLUSIVE
+
+
+@pytest.mark.parametrize("n", [4, 5])
+def test_a_p_value_equal_to_alpha_decides(n):
+    """The README's rule is p-value <= alpha: at alpha = 1/2^n, exactly the chance of n of n (and of
+    0 of n) at p0 = 0.5, both are exact in floating point, and the tests decide at the boundary."""
+    alpha = 0.5**n
+    assert (decide(n, n, 0.5, alpha).p_greater, decide(0, n, 0.5, alpha).p_less) == (alpha, alpha)
+    for verdict in (decide, verdict_of):
+        got = [verdict(k, n, 0.5, alpha) for k in (0, 1, n - 1, n)]
+        assert [getattr(v, "verdict", v) for v in got] == [FAILS, INCONCLUSIVE, INCONCLUSIVE, LEARNS]
 
 
 def test_decision_fields():
