@@ -19,6 +19,7 @@ from pytest_rnnmemory.gate import (
     drop_pvalue,
     holm,
     load_baseline,
+    rise_pvalue,
     save_baseline,
 )
 from pytest_rnnmemory.stats import INCONCLUSIVE, LEARNS, decide, settled, trials_to_settle, verdict_of
@@ -58,6 +59,44 @@ def test_drop_pvalue_looks_one_way(test):
     assert drop_pvalue(20, 30, 20, 30, test) == 1.0
     # Boschloo is at least as powerful as Fisher.
     assert drop_pvalue(15, 30, 27, 30, "boschloo") <= drop_pvalue(15, 30, 27, 30, "fisher")
+
+
+def boschloo_less_by_hand(k_now, n_now, k_base, n_base, grid=4000):
+    """Boschloo's one-sided p-value: Fisher's p-value as the statistic, its tail under a common
+    success rate maximised over that rate (on a grid, from below)."""
+    observed = fisher_less_by_hand(k_now, n_now, k_base, n_base)
+    extreme = [
+        (x, y)
+        for x in range(n_now + 1)
+        for y in range(n_base + 1)
+        if fisher_less_by_hand(x, n_now, y, n_base) <= observed * (1 + 1e-12)
+    ]
+
+    def tail(rate):
+        return sum(
+            comb(n_now, x)
+            * rate**x
+            * (1 - rate) ** (n_now - x)
+            * comb(n_base, y)
+            * rate**y
+            * (1 - rate) ** (n_base - y)
+            for x, y in extreme
+        )
+
+    return max(tail(i / grid) for i in range(grid + 1))
+
+
+@pytest.mark.parametrize(
+    ("k_now", "n_now", "k_base", "n_base"),
+    [(3, 10, 8, 10), (0, 4, 4, 4), (5, 12, 11, 12), (12, 30, 20, 20)],
+)
+def test_boschloo_drop_pvalue_matches_its_definition(k_now, n_now, k_base, n_base):
+    """The gate's default test, computed by hand, trial counts equal or not (a run in stages stops
+    where its verdict is settled): 3 of 10 against 8 of 10 is 0.0207."""
+    expected = boschloo_less_by_hand(k_now, n_now, k_base, n_base)
+    assert drop_pvalue(k_now, n_now, k_base, n_base) == pytest.approx(expected, rel=1e-5)
+    # A rise is the drop of the failures.
+    assert rise_pvalue(k_base, n_base, k_now, n_now) == pytest.approx(expected, rel=1e-5)
 
 
 record = record_of
@@ -108,6 +147,31 @@ def test_holm_can_be_turned_off(tmp_path):
     # Without Holm's correction nothing is adjusted, and the message says no adjusted p-value.
     text = unadjusted[0].describe(base)
     assert text.endswith(f"p(drop) = {p:.3g}") and "Holm" not in text
+
+
+def test_a_p_value_equal_to_alpha_is_significant(tmp_path):
+    """The gate flags at p <= alpha, a drop and a rise alike (at alpha equal to the p-value here)."""
+    base = baseline_of(tmp_path, [record("rnn", 5, 24), record("rnn", 6, 17)])
+    now = [record("rnn", 5, 17), record("rnn", 6, 24)]
+    p = drop_pvalue(17, 30, 24, 30)
+    assert rise_pvalue(24, 30, 17, 30) == p
+    assert [c.status for c in compare(now, base, p, use_holm=False)] == [REGRESSED, IMPROVED]
+    assert [c.status for c in compare(now, base, p * 0.999, use_holm=False)] == [UNCHANGED, UNCHANGED]
+
+
+def test_holm_counts_only_the_cases_compared(tmp_path):
+    """A case not in the baseline, or whose configuration changed, has no p-value: Holm's correction
+    runs over the comparable cases alone, so one borderline drop beside them is judged at alpha."""
+    base = baseline_of(tmp_path, [record("rnn", 5, 24), record("rnn", 20, 24, config_hash="old")])
+    now = [record("rnn", 5, 17), record("rnn", 20, 17), record("rnn", 50, 17)]
+    assert 0.025 < drop_pvalue(17, 30, 24, 30) <= 0.05
+    comparisons = {c.length: c for c in compare(now, base, 0.05)}
+    assert {n: c.status for n, c in comparisons.items()} == {
+        5: REGRESSED,
+        20: CHANGED_CONFIG,
+        50: NOT_IN_BASELINE,
+    }
+    assert comparisons[5].p_adjusted == comparisons[5].p_drop
 
 
 def test_a_missing_baseline_says_how_to_make_one(tmp_path):
