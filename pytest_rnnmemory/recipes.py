@@ -84,6 +84,19 @@ def only_recipe(grid: Grid) -> Recipe | None:
     return recipes[0] if len(recipes) == 1 else None
 
 
+def repeats(recipes: list[Recipe], ignored: frozenset[str]) -> dict[int, int]:
+    """Each recipe that is another, earlier one for a cell on which the ``ignored`` keys have no effect."""
+    first: dict[tuple, int] = {}
+    same: dict[int, int] = {}
+    for recipe in recipes:
+        effective = recipe.without(ignored)
+        if effective in first:
+            same[recipe.index] = first[effective]
+        else:
+            first[effective] = recipe.index
+    return same
+
+
 @dataclass(frozen=True)
 class TuningTrial:
     """One tuning trial's result: success, final metric, and the sequences it needed (``None``: never)."""

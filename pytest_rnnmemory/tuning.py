@@ -7,7 +7,7 @@ import dataclasses
 
 from .cells import ignored_keys
 from .engine import Progress, train_case
-from .recipes import Recipe, Search, TuningTrial, recipes_of, successive_halving
+from .recipes import Recipe, Search, TuningTrial, recipes_of, repeats, successive_halving
 from .suite import Case
 
 
@@ -45,16 +45,3 @@ def search_recipe(case: Case, device: str = "cpu", progress: Progress | None = N
         same_as=repeats(recipes, ignored_keys(case.trained_cell)),
     )
     return dataclasses.replace(search, seconds=seconds)
-
-
-def repeats(recipes: list[Recipe], ignored: frozenset[str]) -> dict[int, int]:
-    """Each recipe that is another, earlier one for a cell on which the ``ignored`` keys have no effect."""
-    first: dict[tuple, int] = {}
-    same: dict[int, int] = {}
-    for recipe in recipes:
-        effective = recipe.without(ignored)
-        if effective in first:
-            same[recipe.index] = first[effective]
-        else:
-            first[effective] = recipe.index
-    return same

@@ -1,6 +1,10 @@
 """The run's training time, estimated from the rates earlier cases trained at."""
 
+import pytest
+
+from pytest_rnnmemory.cells import ignored_keys
 from pytest_rnnmemory.estimate import rate_key, seconds, work
+from pytest_rnnmemory.recipes import TuningTrial, recipes_of, repeats, successive_halving
 from pytest_rnnmemory.suite import load_suite
 
 SUITE = '[suite]\ntask = "latching"\ncells = ["gru"]\nlengths = [20]\n'
@@ -31,3 +35,31 @@ def test_a_cell_never_measured_is_estimated_from_the_slowest_cell_of_its_kind(tm
     assert seconds([case], elsewhere, "cpu") == work(case) / 50.0
     # A rate of its own is used as it is.
     assert seconds([case], {**rates, rate_key("gru", hidden, "cpu"): 500.0}, "cpu") == work(case) / 500.0
+
+
+@pytest.mark.parametrize(
+    "grid",
+    [
+        '"model.init" = ["torch", "chrono"]\n"train.lr" = [0.01, 0.05]\n',
+        '"model.init" = ["torch", "chrono"]\n',
+        '"model.init" = ["torch", "chrono"]\n"train.lr" = [0.01, 0.03, 0.05, 0.1]\n'
+        '"train.clip" = [0.0, 1.0]\n',
+    ],
+    ids=["init-and-lr", "init-alone", "sixteen"],
+)
+def test_a_searched_case_is_estimated_with_the_tuning_trials_its_search_trains(tmp_path, grid):
+    """model.init does nothing for the RNN: its search halves over the recipes that differ for it
+    (2 of 4 here: 20 tuning trials, not 30), and a grid all one for it trains one recipe's 10."""
+    path = tmp_path / "s.toml"
+    path.write_text('[suite]\ntask = "latching"\ncells = ["rnn", "lstm"]\nlengths = [5]\n[search]\n' + grid)
+    suite = load_suite(path)
+    for case in (c for c in suite.cases() if not c.control):
+        recipes = recipes_of(suite.config.grid)
+        search = successive_halving(
+            recipes,
+            suite.config.search.trials,
+            lambda recipe, start, stop: {5: [TuningTrial(False, 0.5)] * (stop - start)},
+            same_as=repeats(recipes, ignored_keys(case.trained_cell)),
+        )
+        per_trial = suite.train.epochs * suite.train.samples * suite.task.steps(case.length)
+        assert work(case) == (suite.verdict.trials + search.trained) * per_trial, case.cell
