@@ -204,6 +204,21 @@ def test_the_printed_interval_says_what_the_mark_says(p0, alpha):
     assert (decide(20, 30).interval_text, decide(25, 30).interval_text) == ("[0.501, 0.807]", "[0.68, 0.93]")
 
 
+@pytest.mark.parametrize(
+    ("k", "n", "p0", "verdict"),
+    [(915, 1760, 0.5, LEARNS), (845, 1760, 0.5, FAILS), (1003, 1096, 0.9, LEARNS), (356, 1926, 0.2, FAILS)],
+)
+def test_an_end_within_a_millionth_of_p0_is_printed_off_p0(k, n, p0, verdict):
+    """Counts just past the boundary of a large run: 915 of 1760 learns, its interval's lower end
+    0.5 + 2.6e-8, which six decimals printed as 0.500000."""
+    d = decide(k, n, p0)
+    end = d.ci_low if verdict == LEARNS else d.ci_high
+    assert d.verdict == verdict and 0 < abs(end - p0) < 5e-7
+    low, high = (float(e) for e in d.interval_text.strip("[]").split(", "))
+    assert low > p0 if verdict == LEARNS else high < p0, d.interval_text
+    assert decide(915, 1760).interval_text == "[0.50000003, 0.53972356]"
+
+
 def test_the_interval_depends_on_alpha_not_on_p0():
     assert decide(12, 30, p0=0.5).ci_low == decide(12, 30, p0=0.2).ci_low
     assert decide(12, 30, alpha=0.01).ci_low < decide(12, 30, alpha=0.05).ci_low
