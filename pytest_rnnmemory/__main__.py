@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -177,10 +178,15 @@ def _check_device(device: str, parser: argparse.ArgumentParser) -> None:
 
     if device == "cpu":
         return
-    if not device.startswith("cuda"):
+    if not re.fullmatch(r"cuda(:\d+)?", device):
         parser.error(f"--device {device}: must be cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
         parser.error(f"--device {device}: CUDA is not available here; use --device cpu")
+    count = torch.cuda.device_count()
+    if ":" in device and int(device.partition(":")[2]) >= count:
+        parser.error(
+            f"--device {device}: only {count} CUDA device(s) visible here (cuda:0 to cuda:{count - 1})"
+        )
 
 
 def _read_report(path: str, parser: argparse.ArgumentParser) -> tuple[SuiteRun, dict[str, str]]:

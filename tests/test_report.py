@@ -619,6 +619,44 @@ def test_replay_on_cuda_without_a_gpu_says_cuda_is_not_here(tmp_path, capsys):
     assert "--device cuda: CUDA is not available here; use --device cpu" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("gpus", [0, 1])
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("cudax", "--device cudax: must be cpu, cuda or cuda:N"),
+        ("cuda:x", "--device cuda:x: must be cpu, cuda or cuda:N"),
+        ("cuda:-1", "--device cuda:-1: must be cpu, cuda or cuda:N"),
+        ("cuda:", "--device cuda:: must be cpu, cuda or cuda:N"),
+    ],
+)
+def test_replay_refuses_a_device_that_is_not_cuda_or_cuda_n_wherever_it_runs(
+    tmp_path, capsys, monkeypatch, gpus, device, message
+):
+    """'cudax' passed as CUDA: without a GPU it was told CUDA is not here, with one torch raised a
+    RuntimeError with its traceback after the report was read."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    path = tmp_path / "demo.json"
+    path.write_text(json.dumps(report_data(lengths=(5,))))
+    with pytest.raises(SystemExit) as exit_:
+        main(["replay", str(path), "--cell", "rnn", "--length", "5", "--trial", "0", "--device", device])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_replay_on_a_cuda_device_that_is_not_here_says_which_are(tmp_path, capsys, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    path = tmp_path / "demo.json"
+    path.write_text(json.dumps(report_data(lengths=(5,))))
+    with pytest.raises(SystemExit) as exit_:
+        main(["replay", str(path), "--cell", "rnn", "--length", "5", "--trial", "0", "--device", "cuda:2"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert "--device cuda:2: only 2 CUDA device(s) visible here (cuda:0 to cuda:1)" in err
+
+
 def test_figures_are_drawn_when_every_trial_of_a_case_diverged(tmp_path):
     pytest.importorskip("matplotlib")
     data = report_data(lengths=(5, 10))
