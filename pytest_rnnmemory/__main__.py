@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         text = compare_reports(first, second, (args.first, args.second), args.test)
         if args.out:
             out = Path(args.out)
+            _check_comparison_out(out, (Path(args.first), Path(args.second)), parser)
             try:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text(text, encoding="utf-8")
@@ -155,6 +156,21 @@ def _render(source: str, folder: str | None, parser: argparse.ArgumentParser) ->
     if unwritten:
         parser.error("; ".join(f"{p}: cannot write it ({why})" for p, why in unwritten))
     return 0
+
+
+def _check_comparison_out(out: Path, reports: tuple[Path, Path], parser: argparse.ArgumentParser) -> None:
+    """A usage error where ``--out`` would write the markdown comparison over a report: one of the two
+    compared, or any ``.json`` file (the name reports and baselines have)."""
+    for report in reports:
+        if out.exists() and report.exists() and out.samefile(report):
+            parser.error(
+                f"--out {out}: is {report}, a report compared; give a markdown file (e.g. compare.md)"
+            )
+    if out.suffix == ".json":
+        parser.error(
+            f"--out {out}: the comparison is markdown, and a .json file is where reports and baselines "
+            "are kept; give a file ending in .md (e.g. compare.md)"
+        )
 
 
 def _calibration_case():

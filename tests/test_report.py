@@ -577,6 +577,32 @@ def test_compare_command_prints_or_writes_the_comparison(tmp_path, capsys):
         main(["compare", str(a), str(tmp_path / "bad.json")])
 
 
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("a.json", "a.json, a report compared; give a markdown file"),
+        ("b.txt", "b.txt, a report compared; give a markdown file"),
+        (
+            "other.json",
+            "the comparison is markdown, and a .json file is where reports and baselines are kept",
+        ),
+        ("new.json", "the comparison is markdown, and a .json file is where reports and baselines are kept"),
+    ],
+)
+def test_compare_never_writes_its_markdown_over_a_report(tmp_path, capsys, out, message):
+    """'compare a.json b.json --out a.json' replaced report a with the markdown, which no command
+    could read again."""
+    a, b, other = tmp_path / "a.json", tmp_path / "b.txt", tmp_path / "other.json"
+    for path in (a, b, other):
+        path.write_text(json.dumps(report_data(lengths=(5,))))
+    before = {path: path.read_bytes() for path in (a, b, other)}
+    with pytest.raises(SystemExit) as exit_:
+        main(["compare", str(a), str(b), "--out", str(tmp_path / out)])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in (a, b, other)} == before
+    assert not (tmp_path / "new.json").exists()
+
+
 def test_the_report_command_on_a_file_that_is_no_report_says_where(tmp_path, capsys):
     path = tmp_path / "r.json"
     path.write_text(json.dumps({"schema_version": 1}))
