@@ -122,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(
                 f"--trials={given}: must be integers in [1, {MAX_CALIBRATED}], comma-separated (e.g. 10,30)"
             )
+        repeated = sorted({n for n in trials if trials.count(n) > 1})
+        if repeated:  # each would be computed and tabled again, the slowest (100) taking minutes
+            parser.error(
+                f"--trials={given}: {', '.join(map(str, repeated))} given more than once; each count once"
+            )
         print(format_table(power_table(trials, args.test)))
     return 0
 

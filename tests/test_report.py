@@ -992,3 +992,14 @@ def test_a_record_that_replaces_another_of_its_case_replaces_its_wall_time_too()
     assert run.wall_s == pytest.approx(before + 2.5)
     run.add(dataclasses.replace(first, wall_s=0.5))
     assert run.wall_s == pytest.approx(before - first.wall_s + 0.5)
+
+
+@pytest.mark.parametrize(
+    ("trials", "repeated"), [("10,10", "10"), ("10,20,10,20,30", "10, 20"), ("5, 5", "5")]
+)
+def test_calibrate_refuses_a_trial_count_given_twice(trials, repeated, capsys):
+    """'--trials=10,10' computed the row twice and tabled it twice."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["calibrate", f"--trials={trials}"])
+    assert exit_.value.code == 2
+    assert f"--trials={trials}: {repeated} given more than once; each count once" in capsys.readouterr().err
