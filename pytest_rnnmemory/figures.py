@@ -62,19 +62,31 @@ def capability_figure(run: SuiteRun) -> Any | None:
     for place, cell in enumerate(cells):
         points = _points(run, cell)
         xs = _side_by_side([n for n, _ in points], run.lengths, place, len(cells))
-        rates = [r.rate for _, r in points]
-        low = [r.rate - r.decision.ci_low for _, r in points]
-        high = [r.decision.ci_high - r.rate for _, r in points]
         style = _style(run, cell, colours)
-        top.errorbar(xs, rates, yerr=[low, high], capsize=3, **style)
         jitter = random.Random(cell)  # the same dots on every render
         for x, (_, record) in zip(xs, points, strict=True):
             values = [t.metric for t in record.trials]
             spread = [x * (1 + 0.06 * (jitter.random() - 0.5)) for _ in values]
             bottom.scatter(spread, values, s=9, alpha=0.45, color=style["color"], linewidths=0)
-        medians = [r.metric_median for _, r in points]
-        bar = {"marker": "_", "markersize": 16, "markeredgewidth": 2} if len(xs) == 1 else {}
-        bottom.plot(xs, medians, color=style["color"], linestyle=style["linestyle"], linewidth=1, **bar)
+        # A length of the cell's without counts (it raised, did not finish, was implied) breaks its
+        # lines there: a line through it would draw a rate that was never measured.
+        series = [(x, record) for x, (_, record) in zip(xs, points, strict=True)]
+        gaps = _side_by_side(_unmeasured(run, cell), run.lengths, place, len(cells))
+        series = sorted([*series, *((x, None) for x in gaps)], key=lambda item: item[0])
+        xs = [x for x, _ in series]
+        rates = [math.nan if r is None else r.rate for _, r in series]
+        low = [math.nan if r is None else r.rate - r.decision.ci_low for _, r in series]
+        high = [math.nan if r is None else r.decision.ci_high - r.rate for _, r in series]
+        top.errorbar(xs, rates, yerr=[low, high], capsize=3, **style)
+        medians = [math.nan if r is None else r.metric_median for _, r in series]
+        # a median with no neighbour to draw a line to (one length, or one between gaps) is a bar
+        alone = [i for i in range(len(series)) if series[i][1] is not None and _alone(series, i)]
+        if len(alone) < len(points):
+            bottom.plot(xs, medians, color=style["color"], linestyle=style["linestyle"], linewidth=1)
+        for i in alone:
+            bottom.plot(
+                [xs[i]], [medians[i]], color=style["color"], marker="_", markersize=16, markeredgewidth=2
+            )
     p0 = run.config.verdict.p0
     top.axhline(p0, color="grey", linestyle="--", linewidth=1, label=f"p0 = {p0}")
     top.set_ylabel("success rate (k/n)")
@@ -423,6 +435,21 @@ def _band(
 
         ax.set_yscale("log")
         ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _alone(series: list[tuple[float, CaseRecord | None]], i: int) -> bool:
+    """Whether the ``i``-th point of ``series`` has no point with counts on either side of it."""
+    return all(series[j][1] is None for j in (i - 1, i + 1) if 0 <= j < len(series))
+
+
+def _unmeasured(run: SuiteRun, cell: str) -> list[int]:
+    """The lengths of ``cell``'s cases without counts that lie between two with counts."""
+    measured = [n for n, _ in _points(run, cell)]
+    return sorted(
+        n
+        for c, n in run.expected
+        if c == cell and (c, n) not in run.records and measured[0] < n < measured[-1]
+    )
 
 
 def _points(run: SuiteRun, cell: str) -> list[tuple[int, CaseRecord]]:

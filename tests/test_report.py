@@ -208,6 +208,29 @@ def test_series_at_the_same_rate_are_drawn_side_by_side(lengths):
     figures.pyplot().close(fig)
 
 
+@pytest.mark.parametrize("error", ["RuntimeError: boom", None])
+def test_the_capability_figure_breaks_a_cells_lines_at_a_length_without_counts(error):
+    """rnn at 20 raised (or did not finish): its rate line went straight from 10 to 50, a trend
+    through a case the report lists as missing; the median at 50, alone past the gap, is a bar."""
+    pytest.importorskip("matplotlib")
+    data = report_data(lengths=(5, 10, 20, 50))
+    data["cases"] = [c for c in data["cases"] if (c["cell"], c["length"]) != ("rnn", 20)]
+    data["missing"] = [{"suite": "demo", "cell": "rnn", "length": 20, **({"error": error} if error else {})}]
+    fig = figures.capability_figure(run_from_json(data))
+    top, bottom = fig.axes
+    rnn = top.containers[0].lines[0]
+    xs, ys = rnn.get_xdata(), rnn.get_ydata()
+    assert list(xs) == pytest.approx([5, 10, 20, 50], rel=0.05) and math.isnan(ys[2])
+    assert not any(math.isnan(y) for y in top.containers[1].lines[0].get_ydata())  # lstm: every length
+    colour = rnn.get_color()
+    rnn_lines = [line for line in bottom.get_lines() if line.get_color() == colour]
+    medians = [list(line.get_ydata()) for line in rnn_lines]
+    assert len(medians) == 2 and math.isnan(medians[0][2])
+    alone = rnn_lines[1]
+    assert alone.get_xdata()[0] == pytest.approx(50, rel=0.05) and alone.get_marker() == "_"
+    figures.pyplot().close(fig)
+
+
 def searched_data(lengths=(5, 10)):
     """A report whose cases searched init: chrono is the same as torch for the rnn, which ignores it."""
     data = report_data(lengths=lengths)
