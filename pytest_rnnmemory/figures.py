@@ -206,6 +206,9 @@ def gradients_figure(run: SuiteRun) -> Any | None:
                 rows.append((n, *point))
         if not rows:
             continue
+        # broken at a length without counts, as the capability figure's lines are
+        nan = math.nan
+        rows = sorted([*rows, *((n, nan, nan, nan) for n in _unmeasured(run, cell))], key=lambda row: row[0])
         style = _style(run, cell, colours)
         xs = [n for n, *_ in rows]
         mid = [m for _, _, m, _ in rows]

@@ -125,6 +125,19 @@ def test_the_gradient_figure_plots_the_tables_median_over_every_trial():
     )
 
 
+def test_the_gradient_figure_breaks_a_cells_line_at_a_length_without_counts():
+    """rnn at 20 raised: its gradient line went straight from 10 to 50 over it."""
+    pytest.importorskip("matplotlib")
+    data = report_data(lengths=(5, 10, 20, 50))
+    data["cases"] = [c for c in data["cases"] if (c["cell"], c["length"]) != ("rnn", 20)]
+    data["missing"] = [{"suite": "demo", "cell": "rnn", "length": 20, "error": "RuntimeError: boom"}]
+    fig = figures.gradients_figure(run_from_json(data))
+    rnn, lstm = (container.lines[0] for container in fig.axes[0].containers)
+    assert list(rnn.get_xdata()) == [5, 10, 20, 50] and math.isnan(rnn.get_ydata()[2])
+    assert list(lstm.get_xdata()) == [5, 10, 20, 50] and not any(map(math.isnan, lstm.get_ydata()))
+    figures.pyplot().close(fig)
+
+
 def test_gradients_are_tabled_per_length_and_cell_in_scientific_notation():
     text = markdown(run_from_json(report_data()), {})
     assert "Gradient at the first step" in text
