@@ -47,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         "so that rendering a renamed copy never writes over another report.",
     )
     render.add_argument("json", help="a JSON report, X.json: reports/<suite>.json or a copy of one")
-    render.add_argument("--out", help="folder for the files X.md, X.json, ... (default: the JSON's folder)")
+    render.add_argument(
+        "--out",
+        help="folder for the files X.md, X.json, ... (default: the JSON's folder); one whose X.json holds "
+        "another report is refused",
+    )
     compare = commands.add_parser(
         "compare", help="two JSON reports side by side: configuration, frontiers, counts"
     )
@@ -146,6 +150,12 @@ def _render(source: str, folder: str | None, parser: argparse.ArgumentParser) ->
     out = Path(folder) if folder else path.parent
     if out.exists() and not out.is_dir():
         parser.error(f"--out {out}: is a file; give the folder to write the report in")
+    target = out / path.name
+    if target.exists() and not target.samefile(path) and not _same_report(target, path, run, environment):
+        parser.error(
+            f"--out {out}: {target} holds another report than {source}, which rendering {source} there "
+            "would write over; give another folder, or copy the report under another name first"
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # every warning of this rendering, whatever was shown before
         try:
@@ -161,6 +171,20 @@ def _render(source: str, folder: str | None, parser: argparse.ArgumentParser) ->
     if unwritten:
         parser.error("; ".join(f"{p}: cannot write it ({why})" for p, why in unwritten))
     return 0
+
+
+def _same_report(target: Path, source: Path, run: SuiteRun, environment: dict[str, str]) -> bool:
+    """Whether ``target`` holds the report that ``source`` holds: as read, or as it is written again."""
+    import json
+
+    from .report import to_json
+
+    try:
+        held = json.loads(target.read_text(encoding="utf-8"))
+        read = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return held in (read, json.loads(json.dumps(to_json(run, environment))))
 
 
 def _check_comparison_out(out: Path, reports: tuple[Path, Path], parser: argparse.ArgumentParser) -> None:

@@ -393,6 +393,32 @@ def test_a_renamed_copy_renders_under_its_own_name_never_over_the_suites_report(
     assert "must end in .json" in capsys.readouterr().err
 
 
+def test_report_out_never_writes_over_another_report_of_the_same_name(tmp_path, capsys):
+    """'report reports/adding_1997.json --out reports/long' replaced the long profile's report,
+    reports/long/adding_1997.json, with the default profile's."""
+    pytest.importorskip("matplotlib")
+    data = report_data(lengths=(5,))
+    (tmp_path / "demo.json").write_text(json.dumps(data))
+    other = json.loads(json.dumps(data))
+    other["profile"] = "long"
+    (tmp_path / "long").mkdir()
+    (tmp_path / "long" / "demo.json").write_text(json.dumps(other))
+    held = (tmp_path / "long" / "demo.json").read_bytes()
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", str(tmp_path / "demo.json"), "--out", str(tmp_path / "long")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert f"{tmp_path / 'long' / 'demo.json'} holds another report than {tmp_path / 'demo.json'}" in err
+    assert (tmp_path / "long" / "demo.json").read_bytes() == held
+    assert sorted(p.name for p in (tmp_path / "long").iterdir()) == ["demo.json"]
+    # the same report there, as copied or as rendered before, is rendered again
+    for _ in range(2):
+        assert main(["report", str(tmp_path / "demo.json"), "--out", str(tmp_path / "again")]) == 0
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "demo.json").write_text(json.dumps(data, indent=4))
+    assert main(["report", str(tmp_path / "demo.json"), "--out", str(tmp_path / "copy")]) == 0
+
+
 def test_report_warns_of_a_step_summary_it_cannot_append_to_and_names_a_file_it_cannot_write(
     tmp_path, monkeypatch, capsys
 ):
