@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         _check_device(args.device, parser)
         try:
             result = replay_trial(run, args.cell, args.length, args.trial, args.device)
-        except RnnMemoryError as exc:
-            parser.error(str(exc))
+        except RnnMemoryError as exc:  # what the report names may not load here (a task, a cell)
+            parser.error(f"{args.json}: {exc}")
         print(f"{run.name}: {args.cell} at length {args.length}, trial {args.trial}")
         print(describe(result))
         return 0 if result.matches() else 1

@@ -903,6 +903,27 @@ def test_replay_of_a_case_whose_recipe_was_edited_names_the_file_the_case_and_th
 
 
 @pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        ("nosuch", "unknown task 'nosuch'; built-in tasks: "),
+        ("nosuchmodule_rnnmemory:Task", "task 'nosuchmodule_rnnmemory:Task': cannot import module"),
+    ],
+)
+def test_replay_of_a_report_whose_task_does_not_load_here_names_the_file(tmp_path, capsys, task, message):
+    """A report names its task, which may be a user's module not importable here, or edited by hand:
+    replay's message named the task but not the report it read it from."""
+    data = report_data(lengths=(5,))
+    data["config"]["suite"]["task"] = data["task"] = task
+    path = tmp_path / "demo.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SystemExit) as exit_:
+        main(["replay", str(path), "--cell", "rnn", "--length", "5", "--trial", "0"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert f"error: {path}: {message}" in err
+
+
+@pytest.mark.parametrize(
     ("change", "message"),
     [
         (
