@@ -63,7 +63,8 @@ def _not_found_hint(name: str) -> str:
         )
     return (
         f"{close}; modules are looked for on {where} add the folder that holds {name!r} to pytest's "
-        "'pythonpath' setting (`pythonpath = .` in the pytest ini file of that folder) or to PYTHONPATH"
+        "'pythonpath' setting (`pythonpath = .` in the pytest ini file of that folder) or to PYTHONPATH "
+        "('python -m pytest_rnnmemory' reads only PYTHONPATH)"
     )
 
 

@@ -59,7 +59,7 @@ def test_a_module_beside_a_plain_pytest_run_says_python_m_pytest_puts_the_folder
         "`pytest` does not put the current folder (which holds 'cells_beside_the_run'): run "
         "`python -m pytest`, which does, or add the folder that holds 'cells_beside_the_run' to "
         "pytest's 'pythonpath' setting (`pythonpath = .` in the pytest ini file of that folder) or "
-        "to PYTHONPATH"
+        "to PYTHONPATH ('python -m pytest_rnnmemory' reads only PYTHONPATH)"
     )
 
 
@@ -86,6 +86,27 @@ def test_a_folder_imported_for_the_module_of_its_name_says_it_is_a_namespace_pac
         f"{folder} (a namespace package), not a module file; to import {folder / 'nscells.py'}, run "
         f"`python -m pytest` in {folder} or add that folder to pytest's 'pythonpath' setting"
     )
+
+
+def test_a_module_not_on_the_path_says_replay_reads_only_pythonpath(tmp_path, monkeypatch, capsys):
+    """A run found the user's cells through pytest's 'pythonpath' setting; 'replay' of its report,
+    which runs outside pytest, was told to add the folder to that setting, which it had."""
+    import json
+
+    from pytest_rnnmemory.__main__ import main
+
+    from .test_report import report_data
+
+    data = report_data(lengths=(5,))
+    data["config"]["suite"]["cells"] = ["cells_under_src_only:Cell"]
+    data["cases"] = [dict(data["cases"][0], cell="cells_under_src_only:Cell", scheme="vmap")]
+    path = tmp_path / "demo.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SystemExit):
+        main(["replay", str(path), "--cell", "cells_under_src_only:Cell", "--length", "5", "--trial", "0"])
+    err = capsys.readouterr().err
+    assert "cannot import module 'cells_under_src_only'" in err
+    assert "'python -m pytest_rnnmemory' reads only PYTHONPATH" in err
 
 
 @pytest.mark.parametrize("module", ["models", "rnns", "layers"])
