@@ -83,10 +83,13 @@ def _case_rows(a: SuiteRun, b: SuiteRun, test: str) -> list[list[str]]:
     order = _union(list(a.records), list(b.records))
     rank = {c: i for i, c in enumerate(_union([c for c, _ in a.records], [c for c, _ in b.records]))}
     rows = []
-    for cell, length in sorted(order, key=lambda case: (rank[case[0]], case[1])):
-        x, y = a.records.get((cell, length)), b.records.get((cell, length))
+    for key in sorted(order, key=lambda case: (rank[case[0]], case[1])):
+        x, y = a.records.get(key), b.records.get(key)
+        counts = [*key, _count(x, a, key), _count(y, b, key)]
         if x is None or y is None:
-            rows.append([cell, length, _count(x), _count(y), "only in one", ""])
+            # a case the other run holds without counts (implied, raised, not finished) is in both
+            held = key in (a if x is None else b).expected
+            rows.append([*counts, "no counts in one" if held else "only in one", ""])
             continue
         change, p = _change(x, y, test)
         if x.config_hash != y.config_hash:
@@ -95,7 +98,7 @@ def _case_rows(a: SuiteRun, b: SuiteRun, test: str) -> list[list[str]]:
             # a recipe on one side alone is a grid of one against its values written in [train]:
             # with the settings' hashes equal, the same training
             change += " (another recipe chosen)"
-        rows.append([cell, length, _count(x), _count(y), change, p])
+        rows.append([*counts, change, p])
     return rows
 
 
@@ -108,10 +111,17 @@ def _change(x: CaseRecord, y: CaseRecord, test: str) -> tuple[str, str]:
     return "same", ""
 
 
-def _count(record: CaseRecord | None) -> str:
-    if record is None:
-        return MISSING
-    return f"{MARKS[record.verdict]} {record.k}/{record.n}"
+def _count(record: CaseRecord | None, run: SuiteRun, key: tuple[str, int]) -> str:
+    """A case's counts in ``run``, or why it has none there: as the run's own report says."""
+    if record is not None:
+        return f"{MARKS[record.verdict]} {record.k}/{record.n}"
+    if key in run.implied:
+        return f"({MARKS[run.implied[key].verdict]}) implied"
+    if key in run.errors:
+        return f"{MISSING} raised"
+    if key in run.expected:
+        return f"{MISSING} did not finish"
+    return MISSING
 
 
 def _frontier(run: SuiteRun, cell: str) -> str:

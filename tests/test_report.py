@@ -597,6 +597,36 @@ def test_compare_says_another_recipe_was_chosen_only_where_both_searched():
     assert "(another recipe chosen)" in compare_reports(run_from_json(before), run_from_json(after))
 
 
+def test_compare_says_why_a_case_of_both_runs_has_no_counts_in_one():
+    """rnn at 100 implied by the frontier, lstm at 10 raised and lstm at 20 unfinished in the second
+    run were each '—' and 'only in one', as though that run had not held them; its own report
+    says '(✗) implied' and lists the others as missing."""
+    before = report_data(lengths=(5, 10, 20, 100))
+    after = json.loads(json.dumps(before))
+    gone = {("rnn", 100), ("lstm", 10), ("lstm", 20)}
+    after["cases"] = [c for c in after["cases"] if (c["cell"], c["length"]) not in gone]
+    reason = "it fails length 20, which is shorter"
+    after["implied"] = [{"suite": "demo", "cell": "rnn", "length": 100, "verdict": "fails", "reason": reason}]
+    after["missing"] = [
+        {"suite": "demo", "cell": "lstm", "length": 10, "error": "RuntimeError: boom"},
+        {"suite": "demo", "cell": "lstm", "length": 20},
+    ]
+    rows = [
+        [part.strip() for part in line.strip("|").split("|")]
+        for line in compare_reports(run_from_json(before), run_from_json(after)).splitlines()
+        if line.startswith("| rnn") or line.startswith("| lstm")
+    ]
+    cases = {(row[0], row[1]): row[2:5] for row in rows if len(row) == 6}
+    assert cases["rnn", "100"] == ["✗ 0/10", "(✗) implied", "no counts in one"]
+    assert cases["lstm", "10"] == ["✓ 9/10", "— raised", "no counts in one"]
+    assert cases["lstm", "20"] == ["✗ 0/10", "— did not finish", "no counts in one"]
+    # a case the other run does not hold at all is only in one
+    fewer = report_data(lengths=(5,))
+    lines = compare_reports(run_from_json(before), run_from_json(fewer)).splitlines()
+    row = next(line for line in lines if line.startswith("| rnn") and "| 100 " in line)
+    assert [part.strip() for part in row.strip("|").split("|")][2:5] == ["✗ 0/10", "—", "only in one"]
+
+
 def test_a_baseline_given_as_a_report_is_named_as_a_baseline(tmp_path, capsys):
     path = tmp_path / "baseline.json"
     save_baseline(path, list(run_from_json(report_data(lengths=(5,))).records.values()), {})
