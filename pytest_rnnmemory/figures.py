@@ -149,6 +149,9 @@ def curves_figure(run: SuiteRun) -> Any | None:
             if record is None:
                 metric_ax.set_axis_off()
                 loss_ax.set_axis_off()
+                why = _no_counts(run, (cell, length))
+                if why:  # a case of the run's, not an empty place in the grid
+                    metric_ax.set_title(f"{cell}, L={length}: {why}", fontsize="small")
                 continue
             trials = record.trials
             _band(metric_ax, [t.val_metric for t in trials], trials)
@@ -443,6 +446,15 @@ def _band(
 def _alone(series: list[tuple[float, CaseRecord | None]], i: int) -> bool:
     """Whether the ``i``-th point of ``series`` has no point with counts on either side of it."""
     return all(series[j][1] is None for j in (i - 1, i + 1) if 0 <= j < len(series))
+
+
+def _no_counts(run: SuiteRun, key: tuple[str, int]) -> str:
+    """Why a case of ``run`` has no counts, as the report's tables say; empty where it is no case of it."""
+    if key in run.implied:
+        return f"{run.implied[key].verdict.value}, implied"
+    if key in run.errors:
+        return "raised"
+    return "did not finish" if key in run.expected else ""
 
 
 def _unmeasured(run: SuiteRun, cell: str) -> list[int]:

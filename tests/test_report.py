@@ -167,6 +167,28 @@ def test_curves_show_each_cells_frontier_and_the_next_length_when_lengths_are_ma
     assert curve_lengths(run_from_json(report_data(lengths=(5, 10))), limit=6) == [5, 10]
 
 
+def test_the_curve_figure_says_why_a_case_has_no_curves():
+    """A case that raised, did not finish or was implied left a blank place in the grid, as a length
+    the cell was never selected at does: its panel now says which."""
+    pytest.importorskip("matplotlib")
+    data = report_data(lengths=(5, 10, 20, 50))
+    gone = {("rnn", 50), ("lstm", 10), ("lstm", 20), ("lstm", 50)}
+    data["cases"] = [c for c in data["cases"] if (c["cell"], c["length"]) not in gone]
+    reason = "it fails length 20, which is shorter"
+    data["implied"] = [{"suite": "demo", "cell": "lstm", "length": 50, "verdict": "fails", "reason": reason}]
+    data["missing"] = [
+        {"suite": "demo", "cell": "lstm", "length": 10, "error": "RuntimeError: boom"},
+        {"suite": "demo", "cell": "lstm", "length": 20},
+    ]
+    fig = figures.curves_figure(run_from_json(data))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "lstm, L=10: raised" in titles
+    assert "lstm, L=20: did not finish" in titles
+    assert "lstm, L=50: fails, implied" in titles
+    assert "lstm, L=5: 9/10" in titles and not any(t.startswith("rnn, L=50") for t in titles)  # no case
+    figures.pyplot().close(fig)
+
+
 @pytest.mark.parametrize("cells", [("rnn",), ("rnn", "lstm", "gru", "lstm1997", "memoryless")])
 def test_the_curve_figures_title_clears_the_panels_titles(cells):
     """Its three-line title sat over the top row's titles ("rnn, L=5: 9/10") where cells were many."""
