@@ -728,8 +728,15 @@ def read_report(path: Path) -> tuple[SuiteRun, dict[str, str]]:
     except (OSError, ValueError) as exc:
         raise StoredDataError(f"cannot read the JSON report: {exc}") from None
     run = run_from_json(data)
-    environment = data.get("environment") if isinstance(data.get("environment"), dict) else {}
-    return run, {str(k): str(v) for k, v in environment.items()}
+    f = Fields(data, "")
+    # read as it is written again: a value of another type was dropped or changed without a word
+    environment = f.mapping("environment") if f.has("environment") else {}
+    for key, value in environment.items():
+        if not isinstance(value, str):
+            raise StoredDataError(
+                f"environment.{key}: expected a string (a version, the device), got {value!r}"
+            )
+    return run, environment
 
 
 def _case_key(data: Any, where: str) -> tuple[str, int]:

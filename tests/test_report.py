@@ -717,6 +717,31 @@ def test_compare_never_writes_its_markdown_over_a_report(tmp_path, capsys, out, 
     assert not (tmp_path / "new.json").exists()
 
 
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        ("x", 'environment: expected an object, got "x"'),
+        ({"torch": 5}, "environment.torch: expected a string (a version, the device), got 5"),
+        (None, "environment: expected an object, got None"),
+    ],
+)
+def test_a_report_whose_environment_was_edited_is_refused_not_written_back_changed(
+    tmp_path, capsys, environment, message
+):
+    """'report' writes X.json again: an environment that was not an object of strings was written
+    back as {} (or its numbers as strings) without a word."""
+    data = report_data(lengths=(5,))
+    data["environment"] = environment
+    path = tmp_path / "demo.json"
+    path.write_text(json.dumps(data))
+    held = path.read_bytes()
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", str(path)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"{path}: not a JSON report" in err and message in err
+    assert path.read_bytes() == held and sorted(p.name for p in tmp_path.iterdir()) == ["demo.json"]
+
+
 def test_the_report_command_on_a_file_that_is_no_report_says_where(tmp_path, capsys):
     path = tmp_path / "r.json"
     path.write_text(json.dumps({"schema_version": 1}))
