@@ -10,6 +10,7 @@ from .outcome import CaseOutcome
 from .recipes import Recipe
 from .records import TrialRecord
 from .results import SuiteRun
+from .schemes import SCHEMES
 from .spec import CaseSpec
 
 
@@ -38,6 +39,11 @@ def replay_trial(run: SuiteRun, cell: str, length: int, trial: int, device: str 
     if (cell, length) not in run.records:
         raise RnnMemoryError(_no_trials(run, cell, length))
     case = run.records[(cell, length)]
+    if case.scheme not in SCHEMES:  # a report's scheme is how its trials ran: replay runs them so
+        raise RnnMemoryError(
+            f"{cell} at length {length}: its scheme {case.scheme!r} is none of this version's "
+            f"({', '.join(SCHEMES)}), so its trials cannot be trained again as they ran"
+        )
     if not 0 <= trial < len(case.trials):
         raise RnnMemoryError(f"--trial must be in 0..{len(case.trials) - 1} for this case, got {trial}")
     reported = case.trials[trial]

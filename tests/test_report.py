@@ -979,6 +979,20 @@ def test_replay_of_a_case_whose_recipe_was_edited_names_the_file_the_case_and_th
     assert "Traceback" not in err and "TypeError" not in err
 
 
+def test_replay_of_a_case_whose_scheme_was_edited_names_the_case_and_the_schemes(tmp_path, capsys):
+    """An unknown scheme was reported as a bad train.engine, a key the report does not have, offering
+    'auto', which no trial ran with."""
+    data = report_data(lengths=(5,))
+    data["cases"][0]["scheme"] = "nosuch"
+    path = tmp_path / "demo.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SystemExit) as exit_:
+        main(["replay", str(path), "--cell", "rnn", "--length", "5", "--trial", "0"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err and "train.engine" not in err
+    assert f"{path}: rnn at length 5: its scheme 'nosuch' is none of this version's (native, " in err
+
+
 @pytest.mark.parametrize(
     ("task", "message"),
     [
