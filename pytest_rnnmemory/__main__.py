@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -245,5 +246,16 @@ def _read_report(path: str, parser: argparse.ArgumentParser) -> tuple[SuiteRun, 
         parser.error(f"{path}: not a JSON report this version of pytest-rnnmemory can read: {exc}")
 
 
+def run(argv: list[str] | None = None) -> int:
+    """:func:`main`, ending quietly where its reader stops reading (``compare a.json b.json | head``)."""
+    try:
+        return main(argv)
+    except BrokenPipeError:
+        # Python flushes stdout again at exit, which would raise once more: point it at nothing.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

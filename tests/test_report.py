@@ -5,6 +5,8 @@ import dataclasses
 import json
 import math
 import statistics
+import subprocess
+import sys
 from itertools import pairwise
 
 import pytest
@@ -1177,3 +1179,13 @@ def test_calibrate_refuses_a_trial_count_given_twice(trials, repeated, capsys):
         main(["calibrate", f"--trials={trials}"])
     assert exit_.value.code == 2
     assert f"--trials={trials}: {repeated} given more than once; each count once" in capsys.readouterr().err
+
+
+def test_a_command_whose_reader_stops_reading_ends_quietly(tmp_path):
+    """'compare a.json b.json | head' ended on a BrokenPipeError traceback. The comparison is made
+    longer than a pipe holds, so that it is still being written when the reader stops."""
+    path = tmp_path / "demo.json"
+    path.write_text(json.dumps(report_data(lengths=tuple(range(5, 1505)))))
+    command = f"{sys.executable} -m pytest_rnnmemory compare {path} {path} | head -c 10 > /dev/null"
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
