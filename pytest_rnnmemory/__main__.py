@@ -240,6 +240,10 @@ def _read_report(path: str, parser: argparse.ArgumentParser) -> tuple[SuiteRun, 
     from .errors import StoredDataError
     from .report import read_report
 
+    if not Path(path).is_file():
+        parser.error(
+            f"{path}: {'is a folder, not' if Path(path).is_dir() else 'no such file:'} a JSON report"
+        )
     try:
         return read_report(Path(path))
     except StoredDataError as exc:

@@ -1189,3 +1189,20 @@ def test_a_command_whose_reader_stops_reading_ends_quietly(tmp_path):
     command = f"{sys.executable} -m pytest_rnnmemory compare {path} {path} | head -c 10 > /dev/null"
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("command", ["report", "replay", "compare"])
+def test_a_report_that_is_not_there_is_said_so_in_one_line(command, tmp_path, capsys):
+    missing = tmp_path / "nosuch.json"
+    args = {
+        "report": [str(missing)],
+        "replay": [str(missing), "--cell", "lstm", "--length", "5", "--trial", "0"],
+        "compare": [str(missing), str(missing)],
+    }[command]
+    with pytest.raises(SystemExit) as exit_:
+        main([command, *args])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().endswith(f"{missing}: no such file: a JSON report")
+    with pytest.raises(SystemExit):
+        main(["compare", str(tmp_path), str(tmp_path)])
+    assert capsys.readouterr().err.strip().endswith(f"{tmp_path}: is a folder, not a JSON report")
