@@ -169,19 +169,28 @@ def test_curves_show_each_cells_frontier_and_the_next_length_when_lengths_are_ma
     assert curve_lengths(run_from_json(report_data(lengths=(5, 10))), limit=6) == [5, 10]
 
 
+def without_counts(data, implied, raised, unfinished):
+    """``data`` whose (cell, length) cases ``implied`` (a fail the frontier implied), ``raised`` and
+    ``unfinished`` have no counts, as a run that left them so writes it."""
+    gone = {implied, raised, unfinished}
+    data["cases"] = [c for c in data["cases"] if (c["cell"], c["length"]) not in gone]
+    reason = "it fails length 20, which is shorter"
+    data["implied"] = [
+        {"suite": "demo", "cell": implied[0], "length": implied[1], "verdict": "fails", "reason": reason}
+    ]
+    data["missing"] = [
+        {"suite": "demo", "cell": raised[0], "length": raised[1], "error": "RuntimeError: boom"},
+        {"suite": "demo", "cell": unfinished[0], "length": unfinished[1]},
+    ]
+    return data
+
+
 def test_the_curve_figure_says_why_a_case_has_no_curves():
     """A case that raised, did not finish or was implied left a blank place in the grid, as a length
     the cell was never selected at does: its panel now says which."""
     pytest.importorskip("matplotlib")
-    data = report_data(lengths=(5, 10, 20, 50))
-    gone = {("rnn", 50), ("lstm", 10), ("lstm", 20), ("lstm", 50)}
-    data["cases"] = [c for c in data["cases"] if (c["cell"], c["length"]) not in gone]
-    reason = "it fails length 20, which is shorter"
-    data["implied"] = [{"suite": "demo", "cell": "lstm", "length": 50, "verdict": "fails", "reason": reason}]
-    data["missing"] = [
-        {"suite": "demo", "cell": "lstm", "length": 10, "error": "RuntimeError: boom"},
-        {"suite": "demo", "cell": "lstm", "length": 20},
-    ]
+    data = without_counts(report_data(lengths=(5, 10, 20, 50)), ("lstm", 50), ("lstm", 10), ("lstm", 20))
+    data["cases"] = [c for c in data["cases"] if (c["cell"], c["length"]) != ("rnn", 50)]
     fig = figures.curves_figure(run_from_json(data))
     titles = [ax.get_title() for ax in fig.axes]
     assert "lstm, L=10: raised" in titles
@@ -626,15 +635,7 @@ def test_compare_says_why_a_case_of_both_runs_has_no_counts_in_one():
     run were each '—' and 'only in one', as though that run had not held them; its own report
     says '(✗) implied' and lists the others as missing."""
     before = report_data(lengths=(5, 10, 20, 100))
-    after = json.loads(json.dumps(before))
-    gone = {("rnn", 100), ("lstm", 10), ("lstm", 20)}
-    after["cases"] = [c for c in after["cases"] if (c["cell"], c["length"]) not in gone]
-    reason = "it fails length 20, which is shorter"
-    after["implied"] = [{"suite": "demo", "cell": "rnn", "length": 100, "verdict": "fails", "reason": reason}]
-    after["missing"] = [
-        {"suite": "demo", "cell": "lstm", "length": 10, "error": "RuntimeError: boom"},
-        {"suite": "demo", "cell": "lstm", "length": 20},
-    ]
+    after = without_counts(json.loads(json.dumps(before)), ("rnn", 100), ("lstm", 10), ("lstm", 20))
     rows = [
         [part.strip() for part in line.strip("|").split("|")]
         for line in compare_reports(run_from_json(before), run_from_json(after)).splitlines()
