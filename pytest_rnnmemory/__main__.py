@@ -240,10 +240,11 @@ def _read_report(path: str, parser: argparse.ArgumentParser) -> tuple[SuiteRun, 
     from .errors import StoredDataError
     from .report import read_report
 
-    if not Path(path).is_file():
-        parser.error(
-            f"{path}: {'is a folder, not' if Path(path).is_dir() else 'no such file:'} a JSON report"
-        )
+    # a pipe is read as a file is (compare <(git show HEAD~1:reports/X.json) reports/X.json)
+    if Path(path).is_dir():
+        parser.error(f"{path}: is a folder, not a JSON report")
+    if not Path(path).exists():
+        parser.error(f"{path}: no such file: a JSON report")
     try:
         return read_report(Path(path))
     except StoredDataError as exc:

@@ -1207,3 +1207,19 @@ def test_a_report_that_is_not_there_is_said_so_in_one_line(command, tmp_path, ca
     with pytest.raises(SystemExit):
         main(["compare", str(tmp_path), str(tmp_path)])
     assert capsys.readouterr().err.strip().endswith(f"{tmp_path}: is a folder, not a JSON report")
+
+
+def test_compare_reads_a_report_given_through_a_pipe(tmp_path):
+    """'compare <(git show HEAD~1:reports/X.json) reports/X.json' was refused as 'no such file': a
+    pipe is not a regular file, but it is there and reads as one."""
+    path = tmp_path / "demo.json"
+    path.write_text(json.dumps(report_data(lengths=(5,))))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_rnnmemory", "compare", "/dev/stdin", str(path)],
+        input=path.read_text(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"# demo (/dev/stdin) against demo ({path})")
