@@ -196,7 +196,7 @@ def _check_comparison_out(out: Path, reports: tuple[Path, Path], parser: argpars
             parser.error(
                 f"--out {out}: is {report}, a report compared; give a markdown file (e.g. compare.md)"
             )
-    if out.suffix == ".json":
+    if ".json" in (out.suffix, out.resolve().suffix):  # a link named .md to a report is one
         parser.error(
             f"--out {out}: the comparison is markdown, and a .json file is where reports and baselines "
             "are kept; give a file ending in .md (e.g. compare.md)"

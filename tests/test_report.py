@@ -1223,3 +1223,19 @@ def test_compare_reads_a_report_given_through_a_pipe(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"# demo (/dev/stdin) against demo ({path})")
+
+
+def test_compare_never_writes_its_markdown_through_a_link_to_a_report(tmp_path, capsys):
+    """'--out compare.md', a link to a baseline kept as .json, wrote the markdown over the baseline."""
+    a, baseline, link = tmp_path / "a.json", tmp_path / "baseline.json", tmp_path / "compare.md"
+    for path in (a, baseline):
+        path.write_text(json.dumps(report_data(lengths=(5,))))
+    link.symlink_to(baseline.name)
+    held = baseline.read_bytes()
+    with pytest.raises(SystemExit) as exit_:
+        main(["compare", str(a), str(a), "--out", str(link)])
+    assert (
+        exit_.value.code == 2
+        and "a .json file is where reports and baselines are kept" in capsys.readouterr().err
+    )
+    assert baseline.read_bytes() == held
