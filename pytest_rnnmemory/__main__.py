@@ -224,7 +224,7 @@ def _check_device(device: str, parser: argparse.ArgumentParser) -> None:
 
     if device == "cpu":
         return
-    if not re.fullmatch(r"cuda(:\d+)?", device):
+    if not re.fullmatch(r"cuda(:(0|[1-9]\d*))?", device):  # torch refuses cuda:01
         parser.error(f"--device {device}: must be cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
         parser.error(f"--device {device}: CUDA is not available here; use --device cpu")

@@ -795,6 +795,7 @@ def test_replay_on_cuda_without_a_gpu_says_cuda_is_not_here(tmp_path, capsys):
         ("cuda:x", "--device cuda:x: must be cpu, cuda or cuda:N"),
         ("cuda:-1", "--device cuda:-1: must be cpu, cuda or cuda:N"),
         ("cuda:", "--device cuda:: must be cpu, cuda or cuda:N"),
+        ("cuda:01", "--device cuda:01: must be cpu, cuda or cuda:N"),
     ],
 )
 def test_replay_refuses_a_device_that_is_not_cuda_or_cuda_n_wherever_it_runs(
