@@ -59,3 +59,24 @@ def test_every_command_of_the_readme_that_selects_one_case_with_k_gives_its_id()
     for expression in selecting:
         if re.search(r"\bL\d+", expression):
             assert re.fullmatch(r"[\w:.]+-L\d+", expression), f'-k "{expression}" is not a case\'s id'
+
+
+def test_the_parity_reproductions_evaluation_figures_are_the_committed_reports():
+    """The README bounds every LSTM and RNN trial of reports/parity_che.json at the lengths it
+    evaluates: it said no RNN trial scored above 0.528, where one scores 0.537 at length 500."""
+    import json
+
+    text = " ".join(README.split())
+    found = re.search(
+        r"at ([\d, and]+) every LSTM trial scores at least ([\d.]+) and no RNN trial above ([\d.]+)", text
+    )
+    assert found, "the parity reproduction's sentence on its evaluation lengths"
+    lengths = [int(n) for n in re.findall(r"\d+", found[1])]
+    report = Path(__file__).parent.parent / "reports" / "parity_che.json"
+    cases = {c["cell"]: c for c in json.loads(report.read_text(encoding="utf-8"))["cases"]}
+    scores = {}
+    for cell, case in cases.items():
+        assert [g["length"] for g in case["generalisation"]] == lengths
+        scores[cell] = [m for t in case["trials"] for m in t["eval_metrics"]]
+    assert f"{min(scores['lstm']):.3f}" == found[2]
+    assert f"{max(scores['rnn']):.3f}" == found[3]
