@@ -190,12 +190,7 @@ def markdown(run: SuiteRun, environment: dict[str, str], plots: dict[str, str] |
         "",
         f"- suite file: `{run.meta.path}`" + (f", profile `{run.meta.profile}`" if run.meta.profile else ""),
         f"- seed: {run.config.suite.seed}",
-        f"- wall time of the cases: {run.wall_s:.1f} s"
-        + (
-            ""
-            if run.tuning_s is None
-            else f", and {run.tuning_s:.1f} s of tuning trials choosing their recipes"
-        ),
+        f"- wall time of the cases: {run.wall_s:.1f} s" + _tuning_time(run),
         *[f"- {k}: {v}" for k, v in environment.items()],
         "",
         "```toml",
@@ -263,6 +258,21 @@ def _figure_text(statistic: str, value: float | None) -> str:
     if value is None:
         return "—"
     return f"{value:,.0f}" if statistic == "mean_sequences" else f"{value:.3f}"
+
+
+def _tuning_time(run: SuiteRun) -> str:
+    """The tuning trials' training time beside the cases', and of how many searched cases where a
+    report written before it was measured keeps the others (a partial run merged into it)."""
+    if run.tuning_s is None:
+        return ""
+    searched = [r.search for r in run.records.values() if r.search]
+    measured = sum(s.wall_s is not None for s in searched)
+    whose = (
+        "their recipes"
+        if measured == len(searched)
+        else f"the recipes of {measured} of the {len(searched)} searched cases (the others' was not measured)"
+    )
+    return f", and {run.tuning_s:.1f} s of tuning trials choosing {whose}"
 
 
 def _literature_section(run: SuiteRun) -> list[str]:

@@ -1240,3 +1240,21 @@ def test_compare_never_writes_its_markdown_through_a_link_to_a_report(tmp_path, 
         and "a .json file is where reports and baselines are kept" in capsys.readouterr().err
     )
     assert baseline.read_bytes() == held
+
+
+def test_the_tuning_time_says_how_many_searched_cases_it_sums_where_some_were_not_measured():
+    """A partial run merged into a report written before the tuning was timed keeps the other cases
+    unmeasured: the sum of the one measured was said as the tuning of all."""
+    data = searched_data(lengths=(5, 10))
+    searched = [c for c in data["cases"] if c.get("search")]
+    for case in searched:
+        case["search"]["wall_s"] = 3.0
+    text = markdown(run_from_json(data), {})
+    assert f"and {3.0 * len(searched):.1f} s of tuning trials choosing their recipes\n" in text
+    for case in searched[1:]:
+        del case["search"]["wall_s"]
+    text = markdown(run_from_json(data), {})
+    assert (
+        f"and 3.0 s of tuning trials choosing the recipes of 1 of the {len(searched)} searched cases "
+        "(the others' was not measured)\n"
+    ) in text
