@@ -879,6 +879,11 @@ def _check_profile_task(where: str, task: Any, params: Any, problems: Problems) 
         if key not in task_cls.params:
             names = ", ".join(sorted(task_cls.params)) or "none"
             problems.add(f"{where}.{key}", f"unknown parameter of task {task_cls.name!r}; allowed: {names}")
+    try:  # the values, as the task checks them where the profile is applied
+        task_cls(**{k: v for k, v in params.items() if k in task_cls.params})
+    except TaskError as exc:
+        at = exc.where or "task"
+        problems.add(f"{where}{at.removeprefix('task')}", str(exc))
 
 
 def _check_parameter_values(where: str, params: Any, problems: Problems) -> None:

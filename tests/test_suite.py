@@ -1384,3 +1384,17 @@ def test_a_profile_that_switches_the_task_alone_runs_the_files_lengths_which_its
     assert load_suite(
         write(tmp_path, fixed, "fixed.toml"), Overrides(profile="sum")
     ).config.suite.lengths == (12,)
+
+
+@pytest.mark.parametrize("value", ['"x"', "-1.0"])
+def test_a_profiles_task_parameters_are_checked_whether_or_not_it_is_applied(tmp_path, value):
+    """A profile's task.tolerance = "x" loaded until the profile was chosen, and was then blamed on
+    the file's task.tolerance."""
+    text = (
+        MINIMAL
+        + f'[profiles.sum.suite]\ntask = "adding"\nlengths = [20]\n[profiles.sum.task]\ntolerance = {value}\n'
+    )
+    path = write(tmp_path, text)
+    for selected in (None, "sum"):
+        problems = problems_of(path, Overrides(profile=selected))
+        assert any(p.startswith(f"{path}: profiles.sum.task.tolerance = ") for p in problems), problems
