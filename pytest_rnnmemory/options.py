@@ -18,7 +18,7 @@ import pytest
 from .schema import MAX_INTEGER, MAX_LENGTH, MAX_TRIALS, Overrides
 from .suite_files import suite_files
 
-_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:(0|[1-9]\d*))$")  # torch refuses cuda:01
 
 
 @dataclass(frozen=True)

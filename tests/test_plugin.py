@@ -278,6 +278,10 @@ UNWRITABLE = pytest.mark.skipif(
         ),
         (["--rnn-profile=fast"], "*unknown profile 'fast'; the selected suites define: quick*"),
         (["--rnn-suite=first", "--rnn-device=tpu"], "*--rnn-device=tpu: must be auto, cpu, cuda or cuda:N*"),
+        (
+            ["--rnn-suite=first", "--rnn-device=cuda:01"],
+            "*--rnn-device=cuda:01: must be auto, cpu, cuda or cuda:N*",
+        ),
         (["--rnn-suite=first", "--rnn-trials=0"], "*--rnn-trials=0: must be an integer in [[]1, 100_000[]]*"),
         (["--rnn-suite=first", "--rnn-trials="], "*--rnn-trials=: must be an integer in [[]1, 100_000[]]*"),
         (
