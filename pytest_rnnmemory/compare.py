@@ -115,13 +115,10 @@ def _count(record: CaseRecord | None, run: SuiteRun, key: tuple[str, int]) -> st
     """A case's counts in ``run``, or why it has none there: as the run's own report says."""
     if record is not None:
         return f"{MARKS[record.verdict]} {record.k}/{record.n}"
-    if key in run.implied:
+    why = run.without_counts(key)
+    if why == "implied":
         return f"({MARKS[run.implied[key].verdict]}) implied"
-    if key in run.errors:
-        return f"{MISSING} raised"
-    if key in run.expected:
-        return f"{MISSING} did not finish"
-    return MISSING
+    return f"{MISSING} {why}" if why else MISSING
 
 
 def _frontier(run: SuiteRun, cell: str) -> str:

@@ -449,12 +449,10 @@ def _alone(series: list[tuple[float, CaseRecord | None]], i: int) -> bool:
 
 
 def _no_counts(run: SuiteRun, key: tuple[str, int]) -> str:
-    """Why a case of ``run`` has no counts, as the report's tables say; empty where it is no case of it."""
-    if key in run.implied:
-        return f"{run.implied[key].verdict.value}, implied"
-    if key in run.errors:
-        return "raised"
-    return "did not finish" if key in run.expected else ""
+    """Why a case of ``run`` has no counts, with the verdict an implied one has; empty where it is
+    no case of it."""
+    why = run.without_counts(key)
+    return f"{run.implied[key].verdict.value}, implied" if why == "implied" else why
 
 
 def _unmeasured(run: SuiteRun, cell: str) -> list[int]:

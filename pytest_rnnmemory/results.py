@@ -131,6 +131,16 @@ class SuiteRun:
         self.expect(key)
         self.errors[key] = error
 
+    def without_counts(self, key: CaseKey) -> str:
+        """Why a case of this run has no counts, as its report's tables say: ``implied`` (by
+        ``--rnn-frontier``), ``raised`` or ``did not finish``; empty where it has counts or is no
+        case of the run."""
+        if key in self.records or key not in self.expected:
+            return ""
+        if key in self.implied:
+            return "implied"
+        return "raised" if key in self.errors else "did not finish"
+
     @property
     def cells(self) -> list[str]:
         """The cells of this run in the suite's order (results may arrive in any order)."""
