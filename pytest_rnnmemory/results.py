@@ -40,14 +40,20 @@ def selection_keys(config: SuiteConfig) -> tuple[str, ...]:
     return ("cells",) if searched_over_lengths else ("cells", "lengths")
 
 
+#: What a suite says about itself without changing a trial: its description, and the published
+#: figures its report sets beside its own (``[reference]``), whose text one may correct.
+_DESCRIPTIVE = ("description",)
+
+
 def same_experiment(a: SuiteConfig, b: SuiteConfig) -> bool:
     """Whether two configurations differ at most in which cells and lengths they select (see
-    :func:`selection_keys`)."""
+    :func:`selection_keys`), and in what describes them (the description, the reference)."""
 
     def without_selection(config: SuiteConfig) -> dict:
         data = config.to_json()
-        selection = selection_keys(config)
+        selection = (*selection_keys(config), *_DESCRIPTIVE)
         data["suite"] = {k: v for k, v in data["suite"].items() if k not in selection}
+        data.pop("reference", None)
         return data
 
     return without_selection(a) == without_selection(b)

@@ -1398,3 +1398,15 @@ def test_a_profiles_task_parameters_are_checked_whether_or_not_it_is_applied(tmp
     for selected in (None, "sum"):
         problems = problems_of(path, Overrides(profile=selected))
         assert any(p.startswith(f"{path}: profiles.sum.task.tolerance = ") for p in problems), problems
+
+
+def test_a_suites_description_and_reference_text_are_the_same_experiment_its_seed_is_not(tmp_path):
+    """Correcting what a reference says differs from the paper, or the description, changes no trial:
+    a partial run afterwards merges into the report, instead of replacing it as another configuration."""
+    text = TWO_CELLS + REFERENCE
+    first = load_suite(write(tmp_path, text)).config
+    corrected = text.replace("[[reference.figures]]", "[[reference.figures]]\ndiffers = 'clipping at 1'")
+    described = corrected.replace("[suite]\n", '[suite]\ndescription = "the 1997 setup"\n')
+    assert same_experiment(first, load_suite(write(tmp_path, described)).config)
+    reseeded = text.replace("[suite]\n", "[suite]\nseed = 7\n")
+    assert not same_experiment(first, load_suite(write(tmp_path, reseeded)).config)
