@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -220,19 +219,16 @@ def _calibration_case():
 
 def _check_device(device: str, parser: argparse.ArgumentParser) -> None:
     """A ``--device`` that is here, or a usage error that says what is."""
-    import torch
+    from .runtime import NO_CUDA, cuda_problem
+    from .schema import is_device_name
 
     if device == "cpu":
         return
-    if not re.fullmatch(r"cuda(:(0|[1-9]\d*))?", device):  # torch refuses cuda:01
+    if not is_device_name(device):
         parser.error(f"--device {device}: must be cpu, cuda or cuda:N")
-    if not torch.cuda.is_available():
-        parser.error(f"--device {device}: CUDA is not available here; use --device cpu")
-    count = torch.cuda.device_count()
-    if ":" in device and int(device.partition(":")[2]) >= count:
-        parser.error(
-            f"--device {device}: only {count} CUDA device(s) visible here (cuda:0 to cuda:{count - 1})"
-        )
+    problem = cuda_problem(device)
+    if problem is not None:
+        parser.error(f"--device {device}: {problem}" + ("; use --device cpu" if problem == NO_CUDA else ""))
 
 
 def _read_report(path: str, parser: argparse.ArgumentParser) -> tuple[SuiteRun, dict[str, str]]:

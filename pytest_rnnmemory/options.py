@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from .schema import MAX_INTEGER, MAX_LENGTH, MAX_TRIALS, Overrides
+from .schema import MAX_INTEGER, MAX_LENGTH, MAX_TRIALS, Overrides, is_device_name
 from .suite_files import suite_files
-
-_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:(0|[1-9]\d*))$")  # torch refuses cuda:01
 
 
 @dataclass(frozen=True)
@@ -257,14 +254,13 @@ def resolve_device(value: str) -> str:
         return value
     import torch  # only once a suite runs: the plugin loads in every pytest run
 
+    from .runtime import cuda_problem
+
     if value == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if not torch.cuda.is_available():
-        raise pytest.UsageError(f"--rnn-device={value}: CUDA is not available here; use cpu or auto")
-    if ":" in value and int(value.split(":")[1]) >= torch.cuda.device_count():
-        raise pytest.UsageError(
-            f"--rnn-device={value}: only {torch.cuda.device_count()} CUDA device(s) visible"
-        )
+    problem = cuda_problem(value)
+    if problem is not None:
+        raise pytest.UsageError(f"--rnn-device={value}: {problem}; use cpu or auto")
     return value
 
 
@@ -339,7 +335,7 @@ def _check_frontier(config: pytest.Config) -> None:
 
 
 def _check_device(value: str, shown: str) -> str:
-    if not _DEVICE.match(value):
+    if value != "auto" and not is_device_name(value):
         raise pytest.UsageError(f"{shown}: must be auto, cpu, cuda or cuda:N")
     return value
 

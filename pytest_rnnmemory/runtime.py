@@ -26,3 +26,17 @@ def environment(device: str) -> dict[str, str]:
 
 def torch_version() -> str:
     return torch.__version__
+
+
+NO_CUDA = "CUDA is not available here"
+
+
+def cuda_problem(device: str) -> str | None:
+    """What keeps the CUDA device ``device`` (``cuda`` or ``cuda:N``) from being used here: no CUDA,
+    or N past the devices visible; ``None``: nothing."""
+    if not torch.cuda.is_available():
+        return NO_CUDA
+    count = torch.cuda.device_count()
+    if ":" in device and int(device.partition(":")[2]) >= count:
+        return f"only {count} CUDA device(s) visible here (cuda:0 to cuda:{count - 1})"
+    return None

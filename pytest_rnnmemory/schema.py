@@ -188,6 +188,15 @@ def eval_lengths(value: Any) -> str | None:
     return None
 
 
+#: A device by name: ``cpu``, ``cuda`` or ``cuda:N`` (N without a leading zero, which torch refuses).
+_DEVICE_NAME = re.compile(r"cpu|cuda(:(0|[1-9][0-9]*))?")
+
+
+def is_device_name(value: str) -> bool:
+    """Whether ``value`` names a device as torch reads one: ``cpu``, ``cuda`` or ``cuda:N``."""
+    return _DEVICE_NAME.fullmatch(value) is not None
+
+
 @dataclass(frozen=True)
 class SuiteSection:
     task: str = key(
