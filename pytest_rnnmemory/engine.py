@@ -25,7 +25,7 @@ import torch
 from . import seeds
 from .data import EpochOrders, Sequences, Streams, TrialData, length_range, stream_piece
 from .outcome import CaseOutcome
-from .schemes import SCHEMES, choose_scheme, compiling_seconds, scheme_ran
+from .schemes import SCHEMES, choose_scheme, compiling_seconds, scheme_ran, without_unbatched_warning
 from .seeds import EVAL_PREFIX
 from .spec import CaseSpec
 from .stacked import StackedModel
@@ -107,7 +107,11 @@ def train(
     every epoch, the gradient diagnostic): tuning trials need their final result alone.
     """
     device = torch.device(device)
-    with _seeded(spec, device), _threads(threads if device.type == "cpu" else None):
+    with (
+        _seeded(spec, device),
+        _threads(threads if device.type == "cpu" else None),
+        without_unbatched_warning(),
+    ):
         return _train(spec, device, progress, scheme, curves)
 
 

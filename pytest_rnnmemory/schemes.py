@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -128,6 +128,16 @@ class Native(TrialMajor):
 _UNBATCHED_WARNING = "There is a performance drop because we have not yet implemented the batching rule"
 
 
+@contextlib.contextmanager
+def without_unbatched_warning() -> Iterator[None]:
+    """A case's training without torch's warning that vmap loops over a cell's trials: the cell's
+    load check says it once, as the plugin's own SlowBatchingWarning. Set once a case, not once a
+    call: every change of the warning filters resets which warnings were already shown."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_UNBATCHED_WARNING, category=UserWarning)
+        yield
+
+
 class Vmap(TrialMajor):
     """Any protocol cell under ``torch.func.vmap``."""
 
@@ -154,9 +164,7 @@ class Vmap(TrialMajor):
         def one(p, b, x):
             return torch.func.functional_call(self.base, (p, b), (x,))
 
-        with fast_scans() if self.scans else contextlib.nullcontext(), warnings.catch_warnings():
-            # Said once, as the cell loads, by the plugin's own SlowBatchingWarning
-            warnings.filterwarnings("ignore", message=_UNBATCHED_WARNING, category=UserWarning)
+        with fast_scans() if self.scans else contextlib.nullcontext():
             return torch.func.vmap(one, randomness="different")(params, self.buffers, batch)
 
 
