@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from .cells import ignored_keys, is_user_cell
-from .recipes import recipes_of, repeats, rungs
+from .recipes import recipes_of, repeats, tuning_trials
 from .suite import Case
 
 #: Runs estimated to train for longer than this say so, and how long, before they start.
@@ -29,15 +29,10 @@ def work(case: Case) -> int:
     per_trial = suite.train.epochs * suite.train.samples * steps
     trials = suite.verdict.trials
     if case.searched:
-        # the halving runs over the recipes that differ for the cell (as the search does), and
-        # trains the last rung of one where they are all one for it
+        # the halving runs over the recipes that differ for the cell, as the search does
         recipes = recipes_of(suite.config.grid)
-        alive = len(recipes) - len(repeats(recipes, ignored_keys(case.trained_cell)))
-        tuning = suite.config.search.trials
-        schedule, done = (rungs(alive, tuning) if alive > 1 else [tuning]), 0
-        for m in schedule:
-            trials += alive * (m - done)
-            alive, done = max(1, -(-alive // 2)), m
+        distinct = len(recipes) - len(repeats(recipes, ignored_keys(case.trained_cell)))
+        trials += tuning_trials(distinct, len(recipes), suite.config.search.trials)
     return trials * per_trial
 
 

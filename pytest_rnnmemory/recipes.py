@@ -123,6 +123,28 @@ def rungs(recipes: int, trials: int) -> list[int]:
     return [min(trials, max(2, math.ceil(trials / 2 ** (count - 1 - k)))) for k in range(count)]
 
 
+def schedule(distinct: int, recipes: int, trials: int) -> list[int]:
+    """The rungs a search of ``recipes`` recipes, ``distinct`` of them different for the cell, trains:
+    successive halving's over the distinct ones; where they are all one for the cell, the last rung
+    of that one (so that its case reports the tuning counts of the recipe it took); none for a grid
+    of one recipe, which is the case's recipe."""
+    return rungs(distinct, trials) if distinct > 1 or recipes == 1 else [trials]
+
+
+def survivors(recipes: int) -> int:
+    """The recipes a rung of ``recipes`` passes to the next: the better half, at least one."""
+    return max(1, math.ceil(recipes / 2))
+
+
+def tuning_trials(distinct: int, recipes: int, trials: int) -> int:
+    """The tuning trials a search trains at each length (:func:`successive_halving`'s count)."""
+    trained = done = 0
+    for m in schedule(distinct, recipes, trials):
+        trained += distinct * (m - done)
+        distinct, done = survivors(distinct), m
+    return trained
+
+
 @dataclass(frozen=True)
 class RecipeTuning:
     """What one recipe did on its tuning trials, per length."""
@@ -241,7 +263,7 @@ def successive_halving(
     by_index = {r.index: r for r in recipes}
     # A grid whose recipes are all one for the cell still trains the last rung's tuning trials of
     # it, so that its case reports the tuning counts of the recipe it took, as every searched case does.
-    schedule = rungs(len(alive), trials) if len(alive) > 1 or len(recipes) == 1 else [trials]
+    planned = schedule(len(alive), len(recipes), trials)
 
     def tuning(index: int) -> RecipeTuning:
         source = same_as.get(index, index)
@@ -251,16 +273,16 @@ def successive_halving(
             same_as.get(index),
         )
 
-    for m in schedule:
+    for m in planned:
         for index in alive:
             done = min((len(v) for v in results[index].values()), default=0)
             if done < m:
                 for length, new in run(by_index[index], done, m).items():
                     results[index].setdefault(length, []).extend(new)
         ranked = sorted(alive, key=lambda i: tuning(i).rank_key(m, stops))
-        alive = ranked[: max(1, math.ceil(len(ranked) / 2))]
+        alive = ranked[: survivors(len(ranked))]
     chosen = alive[0]
-    return Search(tuple(tuning(r.index) for r in recipes), chosen, tuple(schedule))
+    return Search(tuple(tuning(r.index) for r in recipes), chosen, tuple(planned))
 
 
 def tuning_verdict(search: Search, p0: float = 0.5, alpha: float = 0.05) -> Verdict:
