@@ -6,7 +6,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from .gate import drop_pvalue, rise_pvalue
+from .gate import another_recipe, drop_pvalue, rise_pvalue
 from .records import CaseRecord
 from .report import MISSING
 from .results import SuiteRun
@@ -94,9 +94,7 @@ def _case_rows(a: SuiteRun, b: SuiteRun, test: str) -> list[list[str]]:
         change, p = _change(x, y, test)
         if x.config_hash != y.config_hash:
             change += " (other settings)"
-        elif x.recipe and y.recipe and x.recipe != y.recipe:
-            # a recipe on one side alone is a grid of one against its values written in [train]:
-            # with the settings' hashes equal, the same training
+        elif another_recipe(x.recipe, y.recipe):
             change += " (another recipe chosen)"
         rows.append([*counts, change, p])
     return rows

@@ -249,6 +249,12 @@ def rise_pvalue(k_now: int, n_now: int, k_base: int, n_base: int, test: str = "b
     return drop_pvalue(n_now - k_now, n_now, n_base - k_base, n_base, test)
 
 
+def another_recipe(then: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Whether two runs' searches chose different recipes for a case. A recipe on one side alone is
+    a grid of one against its values written in ``[train]``: with equal settings, the same training."""
+    return bool(then) and bool(now) and then != now
+
+
 def holm(pvalues: list[float]) -> list[float]:
     """Holm's step-down adjusted p-values, in the order given."""
     m = len(pvalues)
@@ -337,7 +343,7 @@ def compare(
         else:
             status = UNCHANGED
         recipes = None
-        if e.recipe and r.recipe and dict(e.recipe) != r.recipe:  # chosen by searches (see compare.py)
+        if another_recipe(dict(e.recipe), r.recipe):
             recipes = (_label(dict(e.recipe)), _label(r.recipe))
         results.append(
             Comparison(r.cell, r.length, status, r.k, r.n, e.k, e.n, p_drop, p_adj, p_rise, recipes)
