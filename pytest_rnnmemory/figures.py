@@ -201,16 +201,13 @@ def gradients_figure(run: SuiteRun) -> Any | None:
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     colours = _colours(run)
     drawn = False
+    nan = math.nan
     for cell in run.cells:
-        rows = []
-        for n, record in _points(run, cell):
-            point = gradient_quartiles(record)
-            if point is not None:
-                rows.append((n, *point))
-        if not rows:
+        # A median of 0 is a gap in the line, as a length without counts is in the capability
+        # figure's: a line over it would draw gradients between its neighbours' that were not there.
+        rows = [(n, *(gradient_quartiles(record) or (nan, nan, nan))) for n, record in _points(run, cell)]
+        if all(math.isnan(m) for _, _, m, _ in rows):
             continue
-        # broken at a length without counts, as the capability figure's lines are
-        nan = math.nan
         rows = sorted([*rows, *((n, nan, nan, nan) for n in _unmeasured(run, cell))], key=lambda row: row[0])
         style = _style(run, cell, colours)
         xs = [n for n, *_ in rows]

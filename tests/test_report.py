@@ -140,6 +140,22 @@ def test_the_gradient_figure_breaks_a_cells_line_at_a_length_without_counts():
     figures.pyplot().close(fig)
 
 
+def test_the_gradient_figure_breaks_a_cells_line_at_a_median_of_zero():
+    """A median of 0 has no place on the log axis: a line over it joined its neighbours as if
+    gradients between theirs had been measured there (latching_1994's RNN at 70 and 80)."""
+    pytest.importorskip("matplotlib")
+    data = report_data(lengths=(5, 10, 20, 50))
+    for case in data["cases"]:
+        if (case["cell"], case["length"]) == ("rnn", 20):
+            for trial in case["trials"]:
+                trial["input_gradient"] = 0.0
+    fig = figures.gradients_figure(run_from_json(data))
+    rnn, lstm = (container.lines[0] for container in fig.axes[0].containers)
+    assert list(rnn.get_xdata()) == [5, 10, 20, 50] and math.isnan(rnn.get_ydata()[2])
+    assert not any(map(math.isnan, lstm.get_ydata()))
+    figures.pyplot().close(fig)
+
+
 def test_gradients_are_tabled_per_length_and_cell_in_scientific_notation():
     text = markdown(run_from_json(report_data()), {})
     assert "Gradient at the first step" in text
