@@ -240,6 +240,25 @@ def test_native_training_masks_a_diverging_trial_as_stepwise_does(monkeypatch, t
 
 
 @needs_native
+def test_native_training_clips_a_gradient_too_large_for_a_float_norm_as_stepwise_does(monkeypatch):
+    """Trial 1's readout weights stay finite and its loss too, but its gradient's norm overflows
+    float32: the engine's clip then scales the gradient by 0 and the trial does not move."""
+    original = stacked_model.initial_modules
+
+    def huge(spec_, task_):
+        modules = original(spec_, task_)
+        with torch.no_grad():
+            modules[1][1].weight.mul_(1e27)
+        return modules
+
+    monkeypatch.setattr(stacked_model, "initial_modules", huge)
+    spec = spec_for("lstm", trials=3, hidden=3, clip=0.05)
+    native = train(spec, scheme="native")
+    assert native.outcome.diverged == (False, False, False)
+    assert_same_case(native, train(spec, scheme="stepwise"))
+
+
+@needs_native
 def test_native_training_diverges_as_stepwise_does_at_a_huge_learning_rate():
     spec = spec_for("rnn", trials=3, hidden=3, lr=1e38)
     native = train(spec, scheme="native")

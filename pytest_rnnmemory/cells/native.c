@@ -670,7 +670,9 @@ static void clip_rows(int64_t n, int64_t width_p, float *grad, float max_norm) {
         float *row = grad + j * width_p;
         double squares = 0.0;
         for (int64_t k = 0; k < width_p; k++) squares += (double)row[k] * row[k];
-        const float factor = max_norm / ((float)__builtin_sqrt(squares) + 1e-6f);
+        /* the sum of squares as a float, as torch's norm holds it: above the largest float (a norm
+         * past 1.8e19) it is infinite and the factor 0, where a norm taken in double would clip */
+        const float factor = max_norm / (__builtin_sqrtf((float)squares) + 1e-6f);
         if (factor < 1.0f)
             for (int64_t k = 0; k < width_p; k++) row[k] *= factor;
     }
