@@ -351,3 +351,14 @@ def test_the_result_cache_keys_on_the_kernels_source_too(monkeypatch):
 
     monkeypatch.setattr(Path, "read_bytes", edited)
     assert cache._package_source.__wrapped__() != before
+
+
+@pytest.mark.usefixtures("rebuilt")
+def test_a_compiler_that_fails_without_a_word_leaves_a_reason_that_reads_whole(monkeypatch, tmp_path):
+    """A compiler that fails without a word (as ``CC=false``) still leaves a reason that reads whole."""
+    silent = tmp_path / "silent-cc"
+    silent.write_text("#!/bin/sh\nexit 1\n")
+    silent.chmod(0o755)
+    monkeypatch.setenv("CC", str(silent))
+    assert not native_available()
+    assert unavailable_reason() == f"the kernel did not build: {silent} failed (1): it printed nothing"

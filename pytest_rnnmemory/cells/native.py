@@ -126,7 +126,8 @@ def _build(command: list[str], flags: tuple[str, ...], source: bytes, target: Pa
         )
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {' / '.join(tail)}")
+            said = " / ".join(tail) if tail else "it printed nothing"
+            raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {said}")
         os.replace(built, target)
 
 
