@@ -362,3 +362,35 @@ def test_a_compiler_that_fails_without_a_word_leaves_a_reason_that_reads_whole(m
     monkeypatch.setenv("CC", str(silent))
     assert not native_available()
     assert unavailable_reason() == f"the kernel did not build: {silent} failed (1): it printed nothing"
+
+
+#: A training under a kernel built to stop at its first misaligned read (undefined behaviour in C:
+#: it faults on CPUs that need alignment, and a compiler may assume it never happens).
+ALIGNMENT_CHECKED_TRAINING = """
+import sys
+from pytest_rnnmemory.cells import native
+native.FLAG_SETS = (("-O1", "-fsanitize=alignment", "-fno-sanitize-recover=alignment", "-fPIC", "-shared"),)
+if not native.native_available():
+    print("unbuilt:", native.unavailable_reason())
+    sys.exit(0)
+from pytest_rnnmemory.engine import train
+from tests.specs import spec_for
+print(train(spec_for("lstm", trials=3, hidden=3, epochs=1), scheme="native").outcome.metrics)
+"""
+
+
+@needs_native
+def test_the_training_kernel_reads_its_integer_targets_aligned(tmp_path):
+    """3 trials of 80 weights each put an odd count of floats before the copied targets."""
+    done = subprocess.run(
+        [sys.executable, "-c", ALIGNMENT_CHECKED_TRAINING],
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)},
+        cwd=Path(__file__).parents[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.stdout.startswith("unbuilt:"):
+        pytest.skip(f"the compiler here has no alignment sanitizer ({done.stdout.strip()})")
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -754,10 +754,12 @@ static int train_batches(int cell, int regression, int64_t steps, int64_t first,
     const int64_t scored = steps - first;
     const int64_t y_size = regression ? sizeof(float) : sizeof(int64_t);
     const int64_t group_x = n * group * steps * inputs, group_y = n * group * scored;
-    float *grad = malloc(sizeof(float) * (n * width_p + n + group_x) + y_size * group_y + 1);
+    /* the floats before the targets, an even count: int64 targets must start on 8 bytes */
+    const int64_t before_y = (n * width_p + n + group_x + 1) / 2 * 2;
+    float *grad = malloc(sizeof(float) * before_y + y_size * group_y + 1);
     if (!grad) return -1;
     float *loss = grad + n * width_p, *xg = loss + n;
-    char *yg = (char *)(xg + group_x);
+    char *yg = (char *)(grad + before_y);
     int status = 0;
     for (int64_t from = 0; from < count && !status; from += group) {
         const int64_t taken = count - from < group ? count - from : group;
