@@ -364,26 +364,21 @@ def test_a_compiler_that_fails_without_a_word_leaves_a_reason_that_reads_whole(m
     assert unavailable_reason() == f"the kernel did not build: {silent} failed (1): it printed nothing"
 
 
-#: A training under a kernel built to stop at its first misaligned read (undefined behaviour in C:
-#: it faults on CPUs that need alignment, and a compiler may assume it never happens).
-ALIGNMENT_CHECKED_TRAINING = """
-import sys
-from pytest_rnnmemory.cells import native
-native.FLAG_SETS = (("-O1", "-fsanitize=alignment", "-fno-sanitize-recover=alignment", "-fPIC", "-shared"),)
-if not native.native_available():
-    print("unbuilt:", native.unavailable_reason())
-    sys.exit(0)
-from pytest_rnnmemory.engine import train
-from tests.specs import spec_for
-print(train(spec_for("lstm", trials=3, hidden=3, epochs=1), scheme="native").outcome.metrics)
-"""
-
-
-@needs_native
-def test_the_training_kernel_reads_its_integer_targets_aligned(tmp_path):
-    """3 trials of 80 weights each put an odd count of floats before the copied targets."""
+def run_sanitized(tmp_path, sanitizers: str, code: str) -> None:
+    """Run ``code`` in a process whose kernel is built to stop at the first undefined behaviour of
+    the kind ``sanitizers`` names (in C: it faults on some CPUs, and a compiler may assume it never
+    happens); skip where the compiler here has no such sanitizer."""
+    flags = ("-O1", f"-fsanitize={sanitizers}", "-fno-sanitize-recover=all", "-fPIC", "-shared")
+    script = (
+        "import sys\n"
+        "from pytest_rnnmemory.cells import native\n"
+        f"native.FLAG_SETS = ({flags!r},)\n"
+        "if not native.native_available():\n"
+        "    print('unbuilt:', native.unavailable_reason())\n"
+        "    sys.exit(0)\n"
+    ) + code
     done = subprocess.run(
-        [sys.executable, "-c", ALIGNMENT_CHECKED_TRAINING],
+        [sys.executable, "-c", script],
         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)},
         cwd=Path(__file__).parents[1],
         capture_output=True,
@@ -392,5 +387,36 @@ def test_the_training_kernel_reads_its_integer_targets_aligned(tmp_path):
         check=False,
     )
     if done.stdout.startswith("unbuilt:"):
-        pytest.skip(f"the compiler here has no alignment sanitizer ({done.stdout.strip()})")
+        pytest.skip(f"the compiler here has no such sanitizer ({done.stdout.strip()})")
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@needs_native
+def test_the_training_kernel_reads_its_integer_targets_aligned(tmp_path):
+    """3 trials of 80 weights each put an odd count of floats before the copied targets."""
+    run_sanitized(
+        tmp_path,
+        "alignment",
+        "from pytest_rnnmemory.engine import train\n"
+        "from tests.specs import spec_for\n"
+        "train(spec_for('lstm', trials=3, hidden=3, epochs=1), scheme='native')\n",
+    )
+
+
+@needs_native
+def test_a_nan_passes_through_the_kernels_exponential_without_undefined_behaviour(tmp_path):
+    """A NaN input makes its own trial's states NaN, and nothing else: converting it to the
+    exponential's integer power of 2 was undefined."""
+    run_sanitized(
+        tmp_path,
+        "shift,float-cast-overflow",
+        "import torch\n"
+        "from pytest_rnnmemory.cells import CELLS, RECURRENCES\n"
+        "modules = [CELLS['lstm'](1, 2) for _ in range(2)]\n"
+        "params, _ = torch.func.stack_module_state(modules)\n"
+        "x = torch.zeros(2, 1, 3, 1)\n"
+        "x[1, 0, 1, 0] = float('nan')\n"
+        "with torch.no_grad():\n"
+        "    states = native.native_forward(params, x, RECURRENCES['lstm'])\n"
+        "assert states[0].isfinite().all() and states[1, 0, 1:].isnan().all(), states\n",
+    )

@@ -63,8 +63,11 @@ static inline float exp_(float x) {
      * below exp(-87) adds at most 2e-38 to its sum */
     x = x > 88.0f ? 88.0f : x;
     x = x < -87.0f ? -87.0f : x;
-    /* k = x / ln 2 rounded to the nearest integer: adding and removing 1.5 * 2^23 drops the fraction */
-    float k = x * 1.44269504088896341f + 12582912.0f;
+    /* k = x / ln 2 rounded to the nearest integer: adding and removing 1.5 * 2^23 drops the fraction.
+     * Taken from x with NaN as 0, since a NaN converted to an integer is undefined behaviour; r keeps
+     * the NaN, and so the result does. */
+    const float finite_x = x == x ? x : 0.0f;
+    float k = finite_x * 1.44269504088896341f + 12582912.0f;
     k = k - 12582912.0f;
     float r = x - k * 0.693359375f;
     r = r - k * -2.12194440e-4f;
