@@ -386,6 +386,17 @@ def _available() -> str | None:
     return None
 
 
+def _dtype_problem() -> str | None:
+    """Why the native kernel cannot read the trials' weights and data, which take torch's default
+    dtype (``None``: it can)."""
+    dtype = torch.get_default_dtype()
+    return None if dtype == torch.float32 else f"it runs float32, and torch's default dtype here is {dtype}"
+
+
+def _native_unavailable() -> str | None:
+    return _dtype_problem() or (None if native_available() else unavailable_reason())
+
+
 @dataclass(frozen=True)
 class SchemeEntry:
     """One scheme: what it is, what it serves, and how to build it."""
@@ -443,7 +454,7 @@ SCHEMES: dict[str, SchemeEntry] = {
             builtin_only=True,
             devices=("cpu",),
             build=lambda recurrence, module, buffers: Native(recurrence),
-            unavailable=lambda: None if native_available() else unavailable_reason(),
+            unavailable=_native_unavailable,
             trains=True,
         ),
         SchemeEntry(
@@ -505,7 +516,8 @@ def choose_scheme(
     A requested scheme that cannot run the case raises :class:`.SchemeError`
     with the reason. ``auto`` follows the measurements the README's *The
     engine* section gives: on the CPU, ``native`` for the built-in cells up to
-    :data:`NATIVE_MAX_HIDDEN` hidden units when its kernel builds; without it,
+    :data:`NATIVE_MAX_HIDDEN` hidden units when its kernel builds (and torch's default
+    dtype is float32, which it reads); without it,
     ``fused`` where torch's CPU kernel runs whole sequences (oneDNN's LSTM) and
     the case is narrow, ``stepwise`` otherwise; on CUDA,
     ``fused`` (cuDNN) while trials x hidden stays narrow. Any other cell runs under
@@ -531,7 +543,7 @@ def choose_scheme(
     fused = "fused" in recurrence.schemes
     if kind == "cuda":
         chosen = "fused" if narrow and fused else "stepwise"
-    elif kind == "cpu" and hidden <= NATIVE_MAX_HIDDEN and native_available():
+    elif kind == "cpu" and hidden <= NATIVE_MAX_HIDDEN and native_available() and _dtype_problem() is None:
         chosen = "native"
     else:
         chosen = "fused" if fused and recurrence.fused_whole_sequence_on_cpu and narrow else "stepwise"

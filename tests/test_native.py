@@ -420,3 +420,25 @@ def test_a_nan_passes_through_the_kernels_exponential_without_undefined_behaviou
         "    states = native.native_forward(params, x, RECURRENCES['lstm'])\n"
         "assert states[0].isfinite().all() and states[1, 0, 1:].isnan().all(), states\n",
     )
+
+
+@pytest.fixture
+def float64_default():
+    """torch's default dtype float64, as a user's conftest may set it; float32 again afterwards."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
+
+
+@needs_native
+@pytest.mark.usefixtures("float64_default")
+def test_under_a_float64_default_dtype_auto_trains_without_the_native_kernel_and_native_says_why():
+    """The weights and data are float64 then, which the kernel does not read: a case under ``auto``
+    raised the kernel's ValueError instead of training."""
+    assert choose_scheme("gru", hidden=2, trials=2) == "stepwise"
+    with pytest.raises(SchemeError, match=r"runs float32, and torch's default dtype here is torch\.float64"):
+        choose_scheme("gru", hidden=2, trials=2, requested="native")
+    trained = train(spec_for("gru", hidden=2, trials=2))
+    assert trained.outcome.scheme == "stepwise"
+    assert trained.weights["weight_hh"].dtype == torch.float64
