@@ -3,8 +3,10 @@
 import dataclasses
 import math
 import os
+import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -442,3 +444,17 @@ def test_under_a_float64_default_dtype_auto_trains_without_the_native_kernel_and
     trained = train(spec_for("gru", hidden=2, trials=2))
     assert trained.outcome.scheme == "stepwise"
     assert trained.weights["weight_hh"].dtype == torch.float64
+
+
+@pytest.mark.usefixtures("rebuilt")
+def test_where_the_compiler_python_was_built_with_is_not_installed_cc_builds_the_kernel(monkeypatch):
+    """python-build-standalone's Python (uv's, rye's) names clang, where many machines have gcc only."""
+    if shutil.which("cc") is None:
+        pytest.skip("no cc here")
+    real = sysconfig.get_config_var
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(
+        sysconfig, "get_config_var", lambda name: "no-such-clang -pthread" if name == "CC" else real(name)
+    )
+    assert native_module.compiler() == ["cc"]
+    assert native_available(), unavailable_reason()

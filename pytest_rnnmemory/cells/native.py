@@ -13,9 +13,10 @@ recurrence returns those of ``pre``, ``weight_hh`` and (for ``gru``)
 ``bias_hh``.
 
 The kernel is compiled on first use with the system's C compiler (``$CC``,
-else the one Python was built with) for the CPU it runs on, and kept in the
-user's cache directory (``$XDG_CACHE_HOME`` or ``~/.cache``, under
-``pytest-rnnmemory/native``) under a name derived from the source, the
+else the one Python was built with where it is installed here, else ``cc``)
+for the CPU it runs on, and kept in the user's cache directory
+(``$XDG_CACHE_HOME`` or ``~/.cache``, under ``pytest-rnnmemory/native``)
+under a name derived from the source, the
 compiler, the flags and the CPU, so that a home directory shared between
 machines never loads a library built for another CPU. A build lands under
 its final name by an atomic rename, so processes that build at once never
@@ -88,8 +89,16 @@ def cache_dir() -> Path:
 
 
 def compiler() -> list[str]:
-    """The C compiler's command: ``$CC``, else the one Python was built with, else ``cc``."""
-    return shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    """The C compiler's command: ``$CC``, else the one Python was built with where it is
+    installed here, else ``cc``."""
+    if os.environ.get("CC"):
+        return shlex.split(os.environ["CC"])
+    # A Python built elsewhere (python-build-standalone's, as uv and rye install it) names the
+    # compiler of the machine that built it, often clang where only gcc is installed.
+    built_with = shlex.split(sysconfig.get_config_var("CC") or "")
+    if built_with and shutil.which(built_with[0]) is not None:
+        return built_with
+    return ["cc"]
 
 
 def _cpu() -> str:
