@@ -236,6 +236,19 @@ class StepDoubles(nn.Module):
         return torch.tanh(self.gate(torch.cat([x, h], -1))).double()
 
 
+class StepNoGradient(nn.Module):
+    """Breaks the step protocol: a step whose next state is detached from its parameters."""
+
+    rnnmemory_state = ("h",)
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.gate = nn.Linear(input_size + hidden_size, hidden_size)
+
+    def forward(self, x, h):
+        return torch.tanh(self.gate(torch.cat([x, h], -1))).detach()
+
+
 class UndeclaredStep(nn.Module):
     """Breaks the protocol: written as a step cell, forward(x, h), but declared as none."""
 

@@ -125,6 +125,8 @@ def test_torchs_sequence_modules_are_told_to_name_torchs_cells_instead():
         ("StepForgetsC", "a step must return the next state, a tuple of 2 tensors (h, c) of [batch, hidden]"),
         ("WrongShape", "forward must return hidden states [batch, steps, hidden] = [2, 3, 4]"),
         ("StepDoubles", "a step must return float32 states, got torch.float64"),
+        # Named as in the user's class, not as the engine's wrapper that runs it over a sequence.
+        ("StepNoGradient", "no gradient reaches its parameters (gate.weight, gate.bias) at any of 3"),
         (
             "UndeclaredStep",
             "a class is run as a sequence cell, forward(x), unless it declares rnnmemory_state or "

@@ -211,7 +211,10 @@ def _check_memory(
 
 
 def _unreached(name: str, module: torch.nn.Module, out: torch.Tensor) -> list[str]:
-    """The parameters a loss on the states sends no gradient to, where it reaches none of them."""
+    """The parameters a loss on the states sends no gradient to, where it reaches none of them, by
+    their names in the user's class."""
+    # A step cell runs inside the engine's wrapper, whose names ("cell.gate.weight") are not the user's.
+    module = module.cell if isinstance(module, StepSequence) else module
     everything = [n for n, _ in module.named_parameters()]
     if not out.requires_grad:
         return everything
