@@ -1332,6 +1332,24 @@ def test_torchs_cell_from_the_command_line_and_constructor_arguments_from_the_su
     )
 
 
+def test_a_shared_constructor_argument_one_of_the_cells_does_not_take_says_where_a_cells_own_go(project):
+    """Two cells that take different arguments: the key the other cell takes is no misspelling, and
+    the error says how to give it to that cell alone."""
+    text = suite_text("or", cells=("usercells:IndRNN", "usercells:StepGRU"), trials=3).replace(
+        "hidden = 3", "hidden = 3\ncell_args = { recurrent_max = 0.5 }"
+    )
+    write_suite(project, "two", text)
+    result = project.runpytest("--rnn-suite=two")
+    result.stdout.fnmatch_lines(
+        [
+            "*cells[[]1[]] = \"usercells:StepGRU\"*got an unexpected keyword argument 'recurrent_max'; "
+            "model.cell_args.recurrent_max is none of its parameters: a key of model.cell_args is passed "
+            "to every one of your cells, a cell's own go under its name "
+            '(cell_args = { "package.module:Class" = { recurrent_max = ... } })'
+        ]
+    )
+
+
 @pytest.mark.slow
 def test_a_cell_that_fails_in_training_shows_its_own_frames_under_a_line_naming_cell_case_and_phase(project):
     write_suite(project, "latch", suite_text("latching", cells=("usercells:BackwardFails",), lengths=(3,)))

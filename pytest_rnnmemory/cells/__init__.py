@@ -181,12 +181,24 @@ def _check_constructor(
     except TypeError as exc:
         taken = [p for p in signature.parameters if p not in ("input_size", "hidden_size")]
         unknown = [k for k in cell_args if k not in signature.parameters]
-        hint = "".join(f"; model.cell_args.{k}{did_you_mean(k, taken)}" for k in unknown)
+        hint = "".join(f"; model.cell_args.{k}{_unknown_argument(k, taken)}" for k in unknown)
         raise CellError(
             f"cell {name!r}: the engine builds it as {name}(input_size, hidden_size"
             f"{', **model.cell_args' if cell_args else ''}) = {name}({shown}), which its constructor "
             f"{cls.__qualname__}{signature} does not take: {exc}{hint}"
         ) from None
+
+
+def _unknown_argument(key: str, taken: list[str]) -> str:
+    """What a ``model.cell_args`` key a constructor does not take likely is: a misspelling of one of
+    its parameters, else an argument of another of the suite's cells, given to every one."""
+    close = did_you_mean(key, taken)
+    if close:
+        return close
+    return (
+        " is none of its parameters: a key of model.cell_args is passed to every one of your cells, a "
+        f'cell\'s own go under its name (cell_args = {{ "package.module:Class" = {{ {key} = ... }} }})'
+    )
 
 
 def build_cell(
