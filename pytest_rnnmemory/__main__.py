@@ -71,11 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "replay":
         from .errors import RnnMemoryError
         from .replay import describe, replay_trial
+        from .usercode import UserCodeError
 
         run, _ = _read_report(args.json, parser)
         _check_device(args.device, parser)
         try:
             result = replay_trial(run, args.cell, args.length, args.trial, args.device)
+        except UserCodeError as exc:  # the user's code raised as the trial trained: no usage error
+            print(exc.describe(f"{run.name} {args.cell}-L{args.length}, trial {args.trial}"), file=sys.stderr)
+            return 1
         except RnnMemoryError as exc:  # what the report names may not load here (a task, a cell)
             parser.error(f"{args.json}: {exc}")
         print(f"{run.name}: {args.cell} at length {args.length}, trial {args.trial}")

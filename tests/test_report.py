@@ -2,6 +2,7 @@
 
 import copy
 import dataclasses
+import inspect
 import json
 import math
 import statistics
@@ -19,6 +20,8 @@ from pytest_rnnmemory.figures import curve_lengths
 from pytest_rnnmemory.gate import load_baseline, save_baseline
 from pytest_rnnmemory.report import markdown, run_from_json, terminal_table, to_json, write_reports
 from pytest_rnnmemory.stats import decide
+from pytest_rnnmemory.usercode import EVALUATION
+from tests import cells_for_tests
 from tests.records import record_of
 
 CONFIG = {
@@ -801,6 +804,32 @@ def test_replay_on_cuda_without_a_gpu_says_cuda_is_not_here(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["replay", str(path), "--cell", "rnn", "--length", "5", "--trial", "0", "--device", "cuda"])
     assert "--device cuda: CUDA is not available here; use --device cpu" in capsys.readouterr().err
+
+
+def test_replay_of_a_users_cell_that_raises_names_the_case_and_phase_and_shows_the_users_frames(
+    tmp_path, capsys
+):
+    """The cell raises in the user's code, not the command line: no usage line, and the user's file,
+    line and function, as a run of the case would show them."""
+    cell = "tests.cells_for_tests:EvalFails"
+    data = report_data(lengths=(5,))
+    data["config"]["suite"]["cells"] = [cell]
+    data["cases"] = [dict(data["cases"][0], cell=cell, scheme="vmap")]
+    path = tmp_path / "demo.json"
+    path.write_text(json.dumps(data))
+    assert main(["replay", str(path), "--cell", cell, "--length", "5", "--trial", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "usage:" not in err
+    lines = err.splitlines()
+    assert lines[0] == f"cell '{cell}' failed in {EVALUATION} in case demo {cell}-L5, trial 0"
+    assert lines[1] == "  the error arose in your code:"
+    source, first = inspect.getsourcelines(cells_for_tests.EvalFails.forward)
+    line = first + next(i for i, text in enumerate(source) if "raise ValueError" in text)
+    assert lines[2].startswith('    File "') and lines[2].endswith(
+        f'cells_for_tests.py", line {line}, in forward'
+    )
+    assert lines[-1] == "  ValueError: this cell cannot be evaluated, on purpose"
+    assert "pytest_rnnmemory" not in err and "torch" not in err
 
 
 @pytest.mark.parametrize("gpus", [0, 1])
