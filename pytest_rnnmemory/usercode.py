@@ -56,16 +56,48 @@ def is_users_file(filename: str, roots: tuple[Path, ...] | None = None) -> bool:
     return not any(resolved.is_relative_to(root) for root in roots or installed_roots())
 
 
-def user_frames(error: BaseException) -> list[traceback.FrameSummary]:
-    """The frames of ``error``'s traceback in the user's own files, outermost first."""
-    roots = installed_roots()
-    return [f for f in traceback.extract_tb(error.__traceback__) if is_users_file(f.filename, roots)]
+def code_root(code: str | None) -> Path | None:
+    """The folder of the loaded package (or the file of the module) that holds the user's ``code``
+    (``package.module:Name``), wherever it is installed; ``None`` where it is not loaded, or is not
+    the user's (torch's, pytest's, this package's)."""
+    if not code or ":" not in code:
+        return None
+    module = sys.modules.get(code.partition(":")[0].partition(".")[0])
+    source = getattr(module, "__file__", None)
+    if not isinstance(source, str) or not Path(source).is_file():
+        return None
+    path = Path(source).resolve()
+    root = path.parent if path.name == "__init__.py" else path
+    theirs = [Path(__file__).parent.resolve()]
+    for name in NOT_USERS:
+        loaded = sys.modules.get(name)
+        if loaded is not None and getattr(loaded, "__file__", None):
+            theirs.append(Path(loaded.__file__).parent.resolve())
+    return None if any(root.is_relative_to(other) for other in theirs) else root
 
 
-def where(error: BaseException) -> str:
+def user_frames(error: BaseException, code: str | None = None) -> list[traceback.FrameSummary]:
+    """The frames of ``error``'s traceback in the user's own files, outermost first: files outside
+    installed code, and those of the package of the user's ``code`` where it is installed (a user's
+    cells installed with pip are theirs too)."""
+    roots, own = installed_roots(), code_root(code)
+    return [
+        f
+        for f in traceback.extract_tb(error.__traceback__)
+        if is_users_file(f.filename, roots) or (own is not None and _inside(f.filename, own))
+    ]
+
+
+def _inside(filename: str, root: Path) -> bool:
+    path = Path(filename)
+    return path.is_absolute() and path.is_file() and path.resolve().is_relative_to(root)
+
+
+def where(error: BaseException, code: str | None = None) -> str:
     """Where in the user's code ``error`` arose, as ``" (at path:line, in function)"``, its innermost
-    frame of theirs; empty where none of its frames is the user's."""
-    frames = user_frames(error)
+    frame of theirs (``code``: the user's ``package.module:Name`` that raised, whose package is theirs
+    wherever it is installed); empty where none of its frames is the user's."""
+    frames = user_frames(error, code)
     if not frames:
         return ""
     last = frames[-1]
@@ -81,7 +113,7 @@ class UserCodeError(RnnMemoryError):
 
     def frames(self) -> list[traceback.FrameSummary]:
         """The frames of the user's own files, outermost first."""
-        return user_frames(self.error)
+        return user_frames(self.error, self.name)
 
     def describe(self, case: str) -> str:
         """The report of a failing case: the first line names code, case and phase; then the user's frames."""

@@ -2,9 +2,11 @@
 
 import inspect
 import logging
+import sys
 import time
 import warnings
 from collections import Counter
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -16,6 +18,7 @@ from pytest_rnnmemory.engine import train
 from pytest_rnnmemory.errors import CellError
 from pytest_rnnmemory.stacked import initial_modules
 from pytest_rnnmemory.tasks import make_task
+from tests import cells_for_tests
 from tests.specs import alone, spec_for
 
 OUTSIDE = ["StepGRU", "IndRNN", "MinGRU", "OrthogonalRNN", "PeepholeLSTM"]
@@ -91,6 +94,29 @@ def test_a_cell_that_fails_in_eval_mode_alone_is_said_to_have_failed_being_evalu
         train(spec_for("tests.cells_for_tests:EvalFails", length=3))
     first = str(failed.value).splitlines()[0]
     assert "failed in its forward pass in eval mode (validation, the metrics or the gradient " in first
+
+
+def test_a_cell_from_an_installed_package_shows_the_frames_of_its_package(tmp_path, monkeypatch):
+    """A user's cells installed as a package of theirs (pip install .) live among installed
+    packages, whose frames are cut: the case's failure showed no frame at all, not even the cell's."""
+    from pytest_rnnmemory import usercode
+    from pytest_rnnmemory.usercode import UserCodeError
+
+    package = tmp_path / "site" / "installedcells"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("from .cells import EvalFails\n")
+    (package / "cells.py").write_text(Path(cells_for_tests.__file__).read_text(encoding="utf-8"))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    installed = usercode.installed_roots
+    # The folder stands for site-packages: installed code, not the user's, but for their own package.
+    monkeypatch.setattr(usercode, "installed_roots", lambda: (*installed(), (tmp_path / "site").resolve()))
+    monkeypatch.delitem(sys.modules, "installedcells", raising=False)
+    monkeypatch.delitem(sys.modules, "installedcells.cells", raising=False)
+    with pytest.raises(UserCodeError) as failed:
+        train(spec_for("installedcells:EvalFails", length=3))
+    (frame,) = failed.value.frames()
+    assert (Path(frame.filename).name, frame.name) == ("cells.py", "forward")
+    assert "  the error arose in your code:" in failed.value.describe("demo installedcells:EvalFails-L3")
 
 
 def test_a_constructor_that_does_not_take_what_the_engine_passes_names_the_argument_and_its_parameters():

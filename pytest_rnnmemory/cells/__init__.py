@@ -218,7 +218,7 @@ def build_cell(
     try:
         module = cls(input_size, hidden_size, **cell_args)
     except Exception as exc:  # a user's constructor may raise anything
-        raise CellError(f"cell {name!r}: {name}({shown}) raised {exc!r}{where(exc)}") from exc
+        raise CellError(f"cell {name!r}: {name}({shown}) raised {exc!r}{where(exc, name)}") from exc
     if not isinstance(module, nn.Module):
         raise CellError(f"cell {name!r} must build a torch.nn.Module, got {type(module).__name__}")
     if not any(True for _ in module.parameters()):

@@ -97,7 +97,7 @@ def _forward(
         if hidden is not None and not isinstance(module, StepSequence) and _runs_as_step(module, x, hidden):
             hint = f"; {_SEQUENCE_UNLESS_DECLARED}: is it a step cell?"
         raise CellError(
-            f"cell {name!r}: forward on a {list(x.shape)} batch{built} raised {exc!r}{where(exc)}{hint}"
+            f"cell {name!r}: forward on a {list(x.shape)} batch{built} raised {exc!r}{where(exc, name)}{hint}"
         ) from exc
 
 
@@ -138,8 +138,9 @@ def _check_step(name: str, cell: torch.nn.Module, cls: type, x: torch.Tensor, hi
         new = cell(x, state)
     except Exception as exc:
         raise CellError(
-            f"cell {name!r}: forward(input [{BATCH}, {x.shape[1]}], state) raised {exc!r}{where(exc)}; a "
-            f"step cell takes one step's input and its state ({', '.join(parts)}) and returns the next state"
+            f"cell {name!r}: forward(input [{BATCH}, {x.shape[1]}], state) raised {exc!r}"
+            f"{where(exc, name)}; a step cell takes one step's input and its state ({', '.join(parts)}) and "
+            "returns the next state"
         ) from exc
     tensors = (new,) if len(parts) == 1 else new
     if (
@@ -221,7 +222,9 @@ def _unreached(name: str, module: torch.nn.Module, out: torch.Tensor) -> list[st
     try:
         out.square().sum().backward()
     except Exception as exc:
-        raise CellError(f"cell {name!r}: backward through a [2, 3] batch raised {exc!r}{where(exc)}") from exc
+        raise CellError(
+            f"cell {name!r}: backward through a [2, 3] batch raised {exc!r}{where(exc, name)}"
+        ) from exc
     stuck = [n for n, p in module.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
     return stuck if len(stuck) == len(everything) else []
 
@@ -257,7 +260,7 @@ def _check_batching(
             )
         raise CellError(
             f"cell {name!r}: the engine trains all trials at once with torch.func.vmap, which "
-            f"failed: {str(exc).splitlines()[0]}{where(exc)}.{hint}"
+            f"failed: {str(exc).splitlines()[0]}{where(exc, name)}.{hint}"
         ) from exc
     unbatched = sorted({m[1] for w in caught if (m := UNBATCHED.search(str(w.message)))})
     if unbatched:
