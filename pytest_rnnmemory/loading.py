@@ -629,7 +629,8 @@ def check_cells(draft: Draft) -> None:
             if not is_user_cell(cell) or draft.task is None or model is None:
                 cell_class(cell)
             else:
-                check_cell(cell, draft.task.input_size, model.hidden, model.args_for(cell))
+                own = tuple(model.cell_args.get(cell, {}))
+                check_cell(cell, draft.task.input_size, model.hidden, model.args_for(cell), own)
         except CellError as exc:
             draft.problems.add(where, str(exc))
     if model is not None:

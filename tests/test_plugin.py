@@ -1350,6 +1350,31 @@ def test_a_shared_constructor_argument_one_of_the_cells_does_not_take_says_where
     )
 
 
+def test_a_key_of_a_cells_own_constructor_arguments_it_does_not_take_is_named_under_the_cells_name(project):
+    """The key is where the file has it, under the cell's own table, and is no key for every cell."""
+    text = suite_text("or", cells=("usercells:IndRNN",), trials=3)
+    own = text.replace(
+        "hidden = 3", 'hidden = 3\ncell_args = { "usercells:IndRNN" = { recurent_max = 0.5 } }'
+    )
+    write_suite(project, "own", own)
+    result = project.runpytest("--rnn-suite=own")
+    result.stdout.fnmatch_lines(
+        [
+            "*got an unexpected keyword argument 'recurent_max'; "
+            "model.cell_args.\"usercells:IndRNN\".recurent_max (did you mean 'recurrent_max'?)"
+        ]
+    )
+    write_suite(project, "own", own.replace("recurent_max", "depth"))
+    result = project.runpytest("--rnn-suite=own")
+    result.stdout.fnmatch_lines(
+        [
+            "*got an unexpected keyword argument 'depth'; "
+            'model.cell_args."usercells:IndRNN".depth is none of its parameters'
+        ]
+    )
+    assert "passed to every one of your cells" not in result.stdout.str()
+
+
 @pytest.mark.slow
 def test_a_cell_that_fails_in_training_shows_its_own_frames_under_a_line_naming_cell_case_and_phase(project):
     write_suite(project, "latch", suite_text("latching", cells=("usercells:BackwardFails",), lengths=(3,)))

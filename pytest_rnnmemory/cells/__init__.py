@@ -19,7 +19,7 @@ module, its stepwise recurrence, its code in the native kernel and one entry the
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from torch import nn
@@ -167,7 +167,13 @@ def cell_class(name: str) -> type[nn.Module]:
 
 
 def _check_constructor(
-    name: str, cls: type, input_size: int, hidden_size: int, cell_args: dict[str, Any], shown: str
+    name: str,
+    cls: type,
+    input_size: int,
+    hidden_size: int,
+    cell_args: dict[str, Any],
+    shown: str,
+    own: Collection[str] = (),
 ) -> None:
     """A user's constructor takes what the engine passes, ``(input_size, hidden_size,
     **model.cell_args)``; where it does not, the error names the argument, the constructor's own
@@ -181,7 +187,12 @@ def _check_constructor(
     except TypeError as exc:
         taken = [p for p in signature.parameters if p not in ("input_size", "hidden_size")]
         unknown = [k for k in cell_args if k not in signature.parameters]
-        hint = "".join(f"; model.cell_args.{k}{_unknown_argument(k, taken)}" for k in unknown)
+        hint = "".join(
+            f'; model.cell_args."{name}".{k}{did_you_mean(k, taken) or " is none of its parameters"}'
+            if k in own
+            else f"; model.cell_args.{k}{_unknown_argument(k, taken)}"
+            for k in unknown
+        )
         raise CellError(
             f"cell {name!r}: the engine builds it as {name}(input_size, hidden_size"
             f"{', **model.cell_args' if cell_args else ''}) = {name}({shown}), which its constructor "
@@ -202,9 +213,14 @@ def _unknown_argument(key: str, taken: list[str]) -> str:
 
 
 def build_cell(
-    name: str, input_size: int, hidden_size: int, cell_args: Mapping[str, Any] | None = None
+    name: str,
+    input_size: int,
+    hidden_size: int,
+    cell_args: Mapping[str, Any] | None = None,
+    own: Collection[str] = (),
 ) -> nn.Module:
-    """One cell ``name`` built for ``input_size`` and ``hidden_size`` (and a user's ``cell_args``).
+    """One cell ``name`` built for ``input_size`` and ``hidden_size`` (and a user's ``cell_args``,
+    ``own``: the keys of them from the cell's own table, which its errors name under the cell's name).
 
     A step cell comes back wrapped in a :class:`.StepSequence`, so that every
     cell maps whole sequences to hidden states.
@@ -214,7 +230,7 @@ def build_cell(
     if cell_args and not is_user_cell(name):
         raise CellError(f"cell {name!r} is built in and takes no model.cell_args")
     shown = ", ".join([str(input_size), str(hidden_size), *(f"{k}={v!r}" for k, v in cell_args.items())])
-    _check_constructor(name, cls, input_size, hidden_size, cell_args, shown)
+    _check_constructor(name, cls, input_size, hidden_size, cell_args, shown, own)
     try:
         module = cls(input_size, hidden_size, **cell_args)
     except Exception as exc:  # a user's constructor may raise anything

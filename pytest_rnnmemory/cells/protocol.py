@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -36,9 +36,14 @@ INITIALISATIONS = 3
 
 
 def check_cell(
-    name: str, input_size: int, hidden_size: int, cell_args: Mapping[str, Any] | None = None
+    name: str,
+    input_size: int,
+    hidden_size: int,
+    cell_args: Mapping[str, Any] | None = None,
+    own: Collection[str] = (),
 ) -> None:
-    """Build cell ``name``, run it forward and backward on a tiny batch, and batch two of it with vmap.
+    """Build cell ``name``, run it forward and backward on a tiny batch, and batch two of it with vmap
+    (``own``: the keys of ``cell_args`` from the cell's own table).
 
     The cells are built under fixed seeds, apart from the caller's random state, so that a suite
     loads or is refused the same way every time."""
@@ -46,11 +51,13 @@ def check_cell(
         # The CPU generator alone: cells are built on the CPU, and torch.manual_seed would also
         # reseed every accelerator's generator, which the fork does not restore.
         torch.default_generator.manual_seed(0)
-        _check(name, input_size, hidden_size, cell_args)
+        _check(name, input_size, hidden_size, cell_args, own)
 
 
-def _check(name: str, input_size: int, hidden_size: int, cell_args: Mapping[str, Any] | None) -> None:
-    module = build_cell(name, input_size, hidden_size, cell_args)
+def _check(
+    name: str, input_size: int, hidden_size: int, cell_args: Mapping[str, Any] | None, own: Collection[str]
+) -> None:
+    module = build_cell(name, input_size, hidden_size, cell_args, own)
     step = isinstance(module, StepSequence)
     x = torch.randn(BATCH, STEPS, input_size, generator=torch.Generator().manual_seed(0))
     if step:
