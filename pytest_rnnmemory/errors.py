@@ -49,6 +49,17 @@ class ReportWriteError(RnnMemoryError):
         super().__init__("\n".join(f"{path}: not written ({why})" for path, why in self.unwritten))
 
 
+class FiguresInterrupted(KeyboardInterrupt):
+    """Ctrl-C while a report's figures were drawn, after its markdown and JSON were written; still a
+    :class:`KeyboardInterrupt` to whoever does not catch it. ``written`` and ``unwritten`` are as
+    :class:`ReportWriteError`'s."""
+
+    def __init__(self, written: list[Path], unwritten: list[tuple[Path, str]]) -> None:
+        self.written = list(written)
+        self.unwritten = list(unwritten)
+        super().__init__()
+
+
 class SchemeError(RnnMemoryError):
     """A scheme that cannot run a case: it does not serve the cell or the device, or is unavailable here."""
 

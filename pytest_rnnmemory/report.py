@@ -14,7 +14,7 @@ from tabulate import tabulate
 from . import figures
 from .atomic import write_atomic
 from .diagnosis import BAND, Shape, shape_of
-from .errors import ReportWriteError, StoredDataError
+from .errors import FiguresInterrupted, ReportWriteError, StoredDataError
 from .gate import BASELINE_KIND, Baseline
 from .literature import literature
 from .recipes import searches
@@ -774,10 +774,13 @@ def write_reports(
     *,
     figures: bool = True,
     name: str | None = None,
+    interrupted: bool = False,
 ) -> list[Path]:
     """Write ``<name>.md``, ``<name>.json`` and (unless ``figures`` is off) the figures, ``name`` the
     suite's unless given; the paths. A file that cannot be written leaves the others to be written,
-    and :class:`.ReportWriteError` names it afterwards."""
+    and :class:`.ReportWriteError` names it afterwards. Ctrl-C while the figures are drawn, or
+    ``interrupted`` (an earlier report's were), leaves them undrawn, writes the rest, and raises
+    :class:`.FiguresInterrupted`."""
     name = name or run.name
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
@@ -789,15 +792,26 @@ def write_reports(
     for figure, (suffix, draw, _) in FIGURES.items():
         png = report_dir / f"{name}{suffix}.png"
         try:
-            if figures and run.records and draw(run, png):
+            if figures and not interrupted and run.records and draw(run, png):
                 plots[figure] = png.name
                 written.append(png)
             elif png.is_file():
                 png.unlink()  # an earlier run's figure would contradict this report
+        except KeyboardInterrupt:
+            # Ctrl-C while the figures are drawn, the slowest part of a report: the markdown and
+            # the JSON hold what the run finished, so they are written first, and the figure cut
+            # short is removed with the others not drawn
+            interrupted = True
+            png.unlink(missing_ok=True)
         except OSError as exc:
             unwritten.append((png, _why(exc)))
     text = markdown(run, environment, plots)
-    if run.records and not figures:
+    if interrupted:
+        text += (
+            "\nFigures were not all drawn: the run was interrupted while drawing them "
+            f"(`python -m pytest_rnnmemory report {name}.json` draws them).\n"
+        )
+    elif run.records and not figures:
         text += "\nFigures were not drawn (`--rnn-figures=off`).\n"
     elif run.records and not plots:
         text += "\nInstall matplotlib (`pip install matplotlib`) for the figures.\n"
@@ -809,6 +823,8 @@ def write_reports(
         except OSError as exc:
             unwritten.append((path, _why(exc)))
     append_step_summary(run.name, text)
+    if interrupted:
+        raise FiguresInterrupted(written, unwritten)
     if unwritten:
         raise ReportWriteError(unwritten, written)
     return written

@@ -48,6 +48,8 @@ class RunLog:
         self.unwritten: list[tuple[Path, str]] = []
         #: Lines about reports kept as they were, or set aside because they could not be read.
         self.notes: list[str] = []
+        #: Ctrl-C came while a report's figures were drawn: later reports are written without them
+        self.figures_interrupted = False
         self.baseline_saved: tuple[Path, int] | None = None
         self._baseline: Baseline | None = None
         #: Each suite's report as written: this run's cases, and an earlier run's where it did not run them.
@@ -123,22 +125,37 @@ class RunLog:
             self._write(run, env)
         if options.save_baseline is not None:
             self._save_baseline(options.save_baseline, env, exitstatus)
-        if self.unwritten and session.exitstatus == pytest.ExitCode.OK:
+        if self.figures_interrupted:
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
+        elif self.unwritten and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _write(self, run: SuiteRun, env: dict[str, str]) -> None:
         """Write ``run``'s report, completed by the one already there; a file that cannot be
         written is noted, and the rest written all the same."""
-        from .errors import ReportWriteError
+        from .errors import FiguresInterrupted, ReportWriteError
         from .report import write_reports
 
         options = self.options
         try:
             shown = self.shown[run.name] = run.completed_by(self._previous(run))
-            self.written += write_reports(shown, options.report_dir, env, figures=options.figures)
+            self.written += write_reports(
+                shown, options.report_dir, env, figures=options.figures, interrupted=self.figures_interrupted
+            )
         except ReportWriteError as exc:
             self.written += exc.written
             self.unwritten += exc.unwritten
+        except FiguresInterrupted as exc:
+            # the cases finished: their reports and the baseline are still written, without figures
+            self.written += exc.written
+            self.unwritten += exc.unwritten
+            if not self.figures_interrupted:
+                self.notes.append(
+                    f"{run.name}: interrupted while drawing the figures; the markdown and JSON reports "
+                    "are written, without figures from there on (python -m pytest_rnnmemory report "
+                    f"{shown_path(self.config, options.report_dir / f'{run.name}.json')} draws a report's)"
+                )
+            self.figures_interrupted = True
 
     def _save_baseline(self, path: Path, env: dict[str, str], exitstatus: int) -> None:
         """Store this run's counts, unless a selected case did not finish: the run stopped first

@@ -776,6 +776,47 @@ def test_an_interrupted_run_keeps_what_finished_and_trains_only_the_rest(project
     assert [c["length"] for c in read_report(project, "ortask")["cases"]] == [2, 4]
 
 
+STOP_IN_CURVES = """
+import pytest_rnnmemory.report as report
+
+
+def stop(run, path):
+    raise KeyboardInterrupt  # Ctrl-C while the training curves are drawn
+
+
+suffix, _, caption = report.FIGURES["curves"]
+report.FIGURES["curves"] = (suffix, stop, caption)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_figures_are_drawn_still_writes_every_report_and_the_baseline(project):
+    """Ctrl-C while the first report's figures were drawn, after every case had finished, wrote no
+    markdown, JSON or baseline: with pytest's cache off, the whole run was lost."""
+    project.makeconftest(STOP_IN_CURVES)
+    write_suite(project, "first", suite_text("or", lengths=(2,), trials=4))
+    write_suite(project, "second", suite_text("or", lengths=(3,), trials=4))
+    reports = project.path / "reports"
+    (reports).mkdir()
+    (reports / "second-curves.png").write_bytes(b"an earlier run's figure")
+    result = project.runpytest_subprocess(
+        "suites/", "-p", "no:cacheprovider", "--rnn-save-baseline=base.json"
+    )
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        [
+            "first: interrupted while drawing the figures; the markdown and JSON reports are written, "
+            "without figures from there on (python -m pytest_rnnmemory report reports/first.json draws *",
+            "baseline written: base.json (2 cases from this run)",
+        ]
+    )
+    for name, length in (("first", 2), ("second", 3)):
+        assert [c["length"] for c in read_report(project, name)["cases"]] == [length]
+        assert "the run was interrupted while drawing them" in (reports / f"{name}.md").read_text()
+    # the figure cut short and an earlier run's, which would contradict the report, are gone
+    assert sorted(p.name for p in reports.glob("*.png")) == ["first.png"]
+
+
 @pytest.mark.slow
 def test_a_cell_a_stopped_run_never_reached_is_not_run_and_its_kept_frontier_says_so(project, monkeypatch):
     """The terminal said "none" for a cell that never ran, beside a report that kept its earlier
