@@ -37,7 +37,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(log, "rnnmemory-runlog")
     _check_named_files(config)
     if options.profile:
-        _check_profile(options, [*(options.selected or ()), *suite_paths_in_args(config, options.suites_dir)])
+        given = config.getoption("rnn_profile")
+        shown = "--rnn-profile" if given is not None else f"rnn_profile = {options.profile}"
+        _check_profile(
+            options, [*(options.selected or ()), *suite_paths_in_args(config, options.suites_dir)], shown
+        )
     _live_progress(config, options)
     if options.selected:
         # Fail early on a device that is not here, before any suite is collected.
@@ -86,9 +90,10 @@ def _live_progress(config: pytest.Config, options: RunOptions) -> None:
         config.stash[PROGRESS_ONLY] = True
 
 
-def _check_profile(options: RunOptions, suites: list[Path]) -> None:
-    """``--rnn-profile`` names a profile of at least one of the run's suites (a suite that lacks it
-    fails on its own, with the profiles it has); a run of no suite is not checked."""
+def _check_profile(options: RunOptions, suites: list[Path], shown: str) -> None:
+    """``--rnn-profile`` (or the ini's ``rnn_profile``, as ``shown`` names the one given) names a
+    profile of at least one of the run's suites (a suite that lacks it fails on its own, with the
+    profiles it has); a run of no suite is not checked."""
     from .errors import SuiteError
 
     if not suites:
@@ -103,7 +108,7 @@ def _check_profile(options: RunOptions, suites: list[Path]) -> None:
             defined.update(profiles)
     if options.profile not in defined:
         raise pytest.UsageError(
-            f"--rnn-profile: unknown profile {options.profile!r}; "
+            f"{shown}: unknown profile {options.profile!r}; "
             f"the selected suites define: {', '.join(sorted(defined)) or 'none'}"
         )
 

@@ -277,6 +277,10 @@ UNWRITABLE = pytest.mark.skipif(
             "*unknown profile 'fast'; the selected suites define: quick*",
         ),
         (["--rnn-profile=fast"], "*unknown profile 'fast'; the selected suites define: quick*"),
+        (
+            ["--rnn-suite=first", "-o", "rnn_profile=fast"],
+            "ERROR: rnn_profile = fast: unknown profile 'fast'; the selected suites define: quick",
+        ),
         (["--rnn-suite=first", "--rnn-device=tpu"], "*--rnn-device=tpu: must be auto, cpu, cuda or cuda:N*"),
         (
             ["--rnn-suite=first", "--rnn-device=cuda:01"],
