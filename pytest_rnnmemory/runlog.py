@@ -108,6 +108,9 @@ class RunLog:
             for key in keys:
                 self.expect(meta, key)
 
+    # first: pytest-xdist's own sessionfinish waits for its workers to shut down, and a Ctrl-C
+    # there, with every case finished, would otherwise leave the run's reports and baseline unwritten
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if hasattr(self.config, "workerinput") or not self.runs or self.config.option.collectonly:
             return  # only the controller writes reports, and only for a run that ran

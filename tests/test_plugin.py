@@ -842,6 +842,38 @@ def test_a_cell_a_stopped_run_never_reached_is_not_run_and_its_kept_frontier_say
     assert "in this run" not in frontier and "did not run again: stopcell:Elman-L2;" in frontier
 
 
+STOP_IN_WORKER_SHUTDOWN = """
+from xdist.workermanage import NodeManager
+
+
+def stop(self):
+    raise KeyboardInterrupt  # Ctrl-C while pytest-xdist waits for its workers to shut down
+
+
+NodeManager.teardown_nodes = stop
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_xdist_shuts_its_workers_down_still_writes_the_report_and_the_baseline(project):
+    """xdist's sessionfinish, which waits for the workers to exit, ran before the plugin's: a Ctrl-C
+    there, after every case had finished, wrote no report and no baseline."""
+    project.makeconftest(STOP_IN_WORKER_SHUTDOWN)
+    write_suite(project, "ortask", suite_text("or", lengths=(2, 3), trials=4))
+    result = project.runpytest_subprocess(
+        "--rnn-suite=ortask",
+        "-n",
+        "1",
+        "-p",
+        "no:cacheprovider",
+        "--rnn-figures=off",
+        "--rnn-save-baseline=b.json",
+    )
+    assert result.ret != pytest.ExitCode.OK
+    assert [c["length"] for c in read_report(project, "ortask")["cases"]] == [2, 3]
+    assert len(json.loads((project.path / "b.json").read_text())["cases"]) == 2
+
+
 @pytest.mark.slow
 def test_a_stopped_run_under_xdist_names_the_cases_it_never_ran(project, monkeypatch):
     """The xdist controller collects nothing: a worker sends the selected cases with its first
