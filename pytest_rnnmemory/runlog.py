@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .options import OPTIONS, RunOptions, resolve_device, shown_path
+from .options import OPTIONS, RunOptions, resolve_device, shown_path, suite_paths_in_args
 
 if TYPE_CHECKING:
     from .gate import Baseline
@@ -76,6 +76,7 @@ class RunLog:
         return self.runs[meta.name]
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self._import_torch_in_the_xdist_controller()
         if not self.config.stash.get(PROGRESS_ONLY, False):
             return
         from .progress import LOG
@@ -83,6 +84,16 @@ class RunLog:
         handler = getattr(self.config.pluginmanager.get_plugin("logging-plugin"), "log_cli_handler", None)
         if handler is not None:
             handler.addFilter(logging.Filter(LOG.name))  # the user's own INFO logs stay off the terminal
+
+    def _import_torch_in_the_xdist_controller(self) -> None:
+        # pytest-xdist's controller trains nothing, so under -q (no header naming the device) it
+        # would import torch, for the environment a report records, only as the run ends: seconds
+        # in which a Ctrl-C, with every case finished, would leave no report
+        config = self.config
+        if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+            return
+        if self.options.selected or suite_paths_in_args(config, self.options.suites_dir):
+            from . import runtime  # noqa: F401
 
     def expect(self, meta: SuiteMeta, key: tuple[str, int]) -> None:
         """Note a selected case, so the report shows it as missing if it never finishes."""

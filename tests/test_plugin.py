@@ -874,6 +874,44 @@ def test_ctrl_c_while_xdist_shuts_its_workers_down_still_writes_the_report_and_t
     assert len(json.loads((project.path / "b.json").read_text())["cases"]) == 2
 
 
+STOP_IMPORTING_TORCH_AT_THE_END = """
+import sys
+
+import pytest
+
+
+class StopAtTheEnd:
+    armed = False
+
+    def find_spec(self, name, path=None, target=None):
+        if self.armed and name == "pytest_rnnmemory.runtime":
+            raise KeyboardInterrupt  # Ctrl-C while the plugin's torch module is imported at the end
+        return None
+
+
+finder = StopAtTheEnd()
+sys.meta_path.insert(0, finder)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session):
+    try:
+        return (yield)
+    finally:
+        finder.armed = not hasattr(session.config, "workerinput")
+"""
+
+
+@pytest.mark.slow
+def test_the_xdist_controller_imports_torch_before_the_run_ends_not_as_it_writes_the_report(project):
+    """The controller, which trains nothing, imported torch under -q (no header) only in its
+    sessionfinish: a Ctrl-C in those seconds, with every case finished, wrote no report."""
+    project.makeconftest(STOP_IMPORTING_TORCH_AT_THE_END)
+    write_suite(project, "ortask", suite_text("or", lengths=(2,), trials=4))
+    result = project.runpytest_subprocess("suites/", "-n", "1", "-q", "--rnn-figures=off")
+    assert [c["length"] for c in read_report(project, "ortask")["cases"]] == [2], result.stderr.str()
+
+
 @pytest.mark.slow
 def test_a_stopped_run_under_xdist_names_the_cases_it_never_ran(project, monkeypatch):
     """The xdist controller collects nothing: a worker sends the selected cases with its first
