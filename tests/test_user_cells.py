@@ -864,8 +864,14 @@ def test_a_subclass_of_torchs_rnn_cell_is_said_once_to_run_one_trial_after_anoth
     """torch batches rnn_tanh_cell under vmap by a loop, with a warning asking for an issue to be filed;
     the load check says what it means for the user, and training does not repeat torch's."""
     name = "tests.cells_for_tests:TweakedRNNCell"
-    with pytest.warns(SlowBatchingWarning, match=r"calls aten::rnn_tanh_cell, which torch\.func\.vmap has"):
+    with pytest.warns(
+        SlowBatchingWarning, match=r"calls aten::rnn_tanh_cell, which torch\.func\.vmap has"
+    ) as got:
         check_cell(name, 1, 3)
+    # shown where the class is written, which is what it speaks of, not where this package found it
+    warned = next(w for w in got if w.category is SlowBatchingWarning)
+    line = inspect.getsourcelines(cells_for_tests.TweakedRNNCell)[1]
+    assert (warned.filename, warned.lineno) == (cells_for_tests.__file__, line)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         train(spec_for(name, length=3, hidden=3, samples=32, epochs=1))

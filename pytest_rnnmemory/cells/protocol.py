@@ -9,6 +9,7 @@ outputs at initialisation, no gradient reaching its parameters, or a cell that
 
 from __future__ import annotations
 
+import inspect
 import re
 import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -271,7 +272,7 @@ def _check_batching(
         ) from exc
     unbatched = sorted({m[1] for w in caught if (m := UNBATCHED.search(str(w.message)))})
     if unbatched:
-        warnings.warn(
+        _warn_at_class(
             SlowBatchingWarning(
                 f"cell {name!r} calls {', '.join(unbatched)}, which torch.func.vmap has no batching rule "
                 "for: the engine runs it for one trial after another, at about the speed of a per-trial "
@@ -279,5 +280,20 @@ def _check_batching(
                 "subclass of them does not. Write the step with tensor operations, as "
                 "pytest_rnnmemory/cells/builtin.py does, to train the trials at once"
             ),
-            stacklevel=1,
+            module.cell if isinstance(module, StepSequence) else module,
         )
+
+
+def _warn_at_class(warning: Warning, module: torch.nn.Module) -> None:
+    """``warning``, shown at the line where the user's class of ``module`` is defined: what it
+    warns of is the class's code, not the line of this package that found it."""
+    cls = type(module)
+    try:
+        filename = inspect.getsourcefile(cls)
+        line = inspect.getsourcelines(cls)[1]
+    except (OSError, TypeError):  # a class defined where its source cannot be read
+        filename = None
+    if filename is None:
+        warnings.warn(warning, stacklevel=3)
+        return
+    warnings.warn_explicit(warning, type(warning), filename, line, module=cls.__module__)
