@@ -122,7 +122,9 @@ class UserCodeError(RnnMemoryError):
         if frames:
             lines.append("  the error arose in your code:")
             lines += ["  " + line for line in "".join(traceback.format_list(frames)).rstrip().splitlines()]
-        lines.append(f"  {type(self.error).__name__}: {self.error}")
+        # every line of the message under the frames, as a traceback indents them all
+        message = f"{type(self.error).__name__}: {self.error}".splitlines()
+        lines += ["  " + line for line in message]
         return "\n".join(lines)
 
 

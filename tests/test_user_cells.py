@@ -96,6 +96,22 @@ def test_a_cell_that_fails_in_eval_mode_alone_is_said_to_have_failed_being_evalu
     assert "failed in its forward pass in eval mode (validation, the metrics or the gradient " in first
 
 
+def test_a_failing_cases_message_of_many_lines_is_indented_line_by_line_under_its_first():
+    """A shape error from torch spans lines: its later lines stood at the margin, where a reader
+    takes them for lines of pytest's own."""
+    from pytest_rnnmemory.usercode import UserCodeError
+
+    error = UserCodeError(
+        "cell", "mycells:Cell", "the backward pass", ValueError("shapes differ:\n  [2, 3]\n  [3]")
+    )
+    assert error.describe("demo mycells:Cell-L5").splitlines() == [
+        "cell 'mycells:Cell' failed in the backward pass in case demo mycells:Cell-L5",
+        "  ValueError: shapes differ:",
+        "    [2, 3]",
+        "    [3]",
+    ]
+
+
 def test_a_cell_from_an_installed_package_shows_the_frames_of_its_package(tmp_path, monkeypatch):
     """A user's cells installed as a package of theirs (pip install .) live among installed
     packages, whose frames are cut: the case's failure showed no frame at all, not even the cell's."""
