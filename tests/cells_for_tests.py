@@ -129,6 +129,21 @@ class PeepholeLSTM(nn.Module):
         return o * torch.tanh(c), c
 
 
+class SizesSwapped(nn.Module):
+    """A tanh RNN whose constructor names the hidden size first: the engine passes the input size
+    first, so built as written its sizes would be swapped."""
+
+    rnnmemory_state = ("h",)
+
+    def __init__(self, hidden_size: int, input_size: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(input_size, hidden_size)
+        self.rec = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.inp(x) + self.rec(h))
+
+
 class EvalFails(nn.Module):
     """A step cell that raises in eval mode alone: it passes the load-time check, which runs it as it
     trains, and the failure must say that it was being evaluated."""

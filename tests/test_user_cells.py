@@ -150,6 +150,19 @@ def test_a_constructor_that_does_not_take_what_the_engine_passes_names_the_argum
         build_cell("tests.cells_for_tests:IndRNN", 1, 4, {"input_size": 3})
 
 
+def test_a_constructor_that_names_the_hidden_size_first_is_told_to_put_the_input_size_first():
+    """Built as (input_size, hidden_size) by position, it would have its sizes swapped: a shape error
+    in training where they differ, and nothing at all where they are equal."""
+    for hidden in (1, 4):
+        with pytest.raises(CellError) as swapped:
+            build_cell("tests.cells_for_tests:SizesSwapped", 1, hidden)
+        assert str(swapped.value) == (
+            "cell 'tests.cells_for_tests:SizesSwapped': its constructor SizesSwapped(hidden_size: int, "
+            "input_size: int) takes hidden_size first, where the engine passes (input_size, hidden_size) "
+            "by position, as torch's cells take them: put input_size first"
+        )
+
+
 def test_torchs_sequence_modules_are_told_to_name_torchs_cells_instead():
     """torch.nn.LSTM returns (output, (h, c)) and cannot be batched: its cell can."""
     with pytest.raises(CellError) as info:

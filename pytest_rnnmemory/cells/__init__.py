@@ -183,7 +183,7 @@ def _check_constructor(
     except (TypeError, ValueError):  # no signature to read (a C extension's): the call will tell
         return
     try:
-        signature.bind(input_size, hidden_size, **cell_args)
+        bound = signature.bind(input_size, hidden_size, **cell_args)
     except TypeError as exc:
         taken = [p for p in signature.parameters if p not in ("input_size", "hidden_size")]
         unknown = [k for k in cell_args if k not in signature.parameters]
@@ -198,6 +198,13 @@ def _check_constructor(
             f"{', **model.cell_args' if cell_args else ''}) = {name}({shown}), which its constructor "
             f"{cls.__qualname__}{signature} does not take: {exc}{hint}"
         ) from None
+    # Named the other way round, the sizes would be swapped silently, and go unnoticed where equal.
+    if list(bound.arguments)[:2] == ["hidden_size", "input_size"]:
+        raise CellError(
+            f"cell {name!r}: its constructor {cls.__qualname__}{signature} takes hidden_size first, where "
+            "the engine passes (input_size, hidden_size) by position, as torch's cells take them: put "
+            "input_size first"
+        )
 
 
 def _unknown_argument(key: str, taken: list[str]) -> str:
