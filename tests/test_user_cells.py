@@ -150,6 +150,20 @@ def test_a_constructor_that_does_not_take_what_the_engine_passes_names_the_argum
         build_cell("tests.cells_for_tests:IndRNN", 1, 4, {"input_size": 3})
 
 
+def test_under_a_float64_default_dtype_a_users_cell_in_float64_loads_and_trains():
+    """The engine trains in torch's default dtype: under float64 (a user's conftest may set it) the
+    load check refused every cell of the user's, whose states were float64 as the engine's are."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        for name in ("tests.cells_for_tests:StepGRU", "tests.cells_for_tests:MinGRU"):
+            check_cell(name, 1, 2)
+            trained = train(spec_for(name, length=3, hidden=2, trials=2, samples=32, epochs=1))
+            assert {w.dtype for w in trained.weights.values()} == {torch.float64}
+    finally:
+        torch.set_default_dtype(before)
+
+
 def test_a_constructor_that_names_the_hidden_size_first_is_told_to_put_the_input_size_first():
     """Built as (input_size, hidden_size) by position, it would have its sizes swapped: a shape error
     in training where they differ, and nothing at all where they are equal."""
@@ -176,10 +190,10 @@ def test_torchs_sequence_modules_are_told_to_name_torchs_cells_instead():
     [
         ("NoGradient", "no gradient reaches its parameters (inp.weight, inp.bias)"),
         ("NanAtInit", "forward returns NaN or infinite states at initialisation"),
-        ("DoubleStates", "forward must return float32 states, got torch.float64"),
+        ("DoubleStates", "forward must return states of its input's dtype, torch.float32, got torch.float64"),
         ("StepForgetsC", "a step must return the next state, a tuple of 2 tensors (h, c) of [batch, hidden]"),
         ("WrongShape", "forward must return hidden states [batch, steps, hidden] = [2, 3, 4]"),
-        ("StepDoubles", "a step must return float32 states, got torch.float64"),
+        ("StepDoubles", "a step must return states of its input's dtype, torch.float32, got torch.float64"),
         # Named as in the user's class, not as the engine's wrapper that runs it over a sequence.
         ("StepNoGradient", "no gradient reaches its parameters (gate.weight, gate.bias) at any of 3"),
         (

@@ -77,8 +77,10 @@ def _check(
                 " GRUCell, which run as the built-in cells)"
             )
         raise CellError(f"cell {name!r}: forward must return {what} = {shown}, got {got}{hint}")
-    if out.dtype != torch.float32:
-        raise CellError(f"cell {name!r}: forward must return float32 states, got {out.dtype}")
+    if out.dtype != x.dtype:  # torch's default dtype, which the engine trains in
+        raise CellError(
+            f"cell {name!r}: forward must return states of its input's dtype, {x.dtype}, got {out.dtype}"
+        )
     if not torch.isfinite(out).all():
         raise CellError(f"cell {name!r}: forward returns NaN or infinite states at initialisation")
 
@@ -168,9 +170,11 @@ def _check_step(name: str, cell: torch.nn.Module, cls: type, x: torch.Tensor, hi
             f"cell {name!r}: a step must return the next state, {form} of [batch, hidden] = "
             f"[{BATCH}, {hidden}], got {got}"
         )
-    wrong = [t.dtype for t in tensors if t.dtype != torch.float32]
+    wrong = [t.dtype for t in tensors if t.dtype != x.dtype]
     if wrong:
-        raise CellError(f"cell {name!r}: a step must return float32 states, got {wrong[0]}")
+        raise CellError(
+            f"cell {name!r}: a step must return states of its input's dtype, {x.dtype}, got {wrong[0]}"
+        )
 
 
 _SEQUENCE_UNLESS_DECLARED = (
