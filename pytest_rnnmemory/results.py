@@ -64,13 +64,18 @@ def with_file_selection(meta: SuiteMeta) -> SuiteMeta:
     ``--rnn-length`` selected others (lengths only where they select, see :func:`selection_keys`)."""
     suite, selection = meta.config.suite, selection_keys(meta.config)
     cells = _union(meta.declared_cells, suite.cells)
-    lengths = _union(meta.declared_lengths, suite.lengths) if "lengths" in selection else suite.lengths
+    lengths = _lengths(meta.declared_lengths, suite.lengths) if "lengths" in selection else suite.lengths
     suite = dataclasses.replace(suite, cells=cells, lengths=lengths)
     return dataclasses.replace(meta, config=dataclasses.replace(meta.config, suite=suite))
 
 
 def _union(first: tuple, second: tuple) -> tuple:
     return tuple(dict.fromkeys([*first, *second]))
+
+
+def _lengths(first: tuple[int, ...], second: tuple[int, ...]) -> tuple[int, ...]:
+    """Both runs' lengths, ascending, as the report lists them (cells keep the suite's order)."""
+    return tuple(sorted({*first, *second}))
 
 
 @dataclass
@@ -198,7 +203,7 @@ class SuiteRun:
         else:
             old, new = previous.config.suite, self.config.suite
             suite = dataclasses.replace(
-                new, cells=_union(old.cells, new.cells), lengths=_union(old.lengths, new.lengths)
+                new, cells=_union(old.cells, new.cells), lengths=_lengths(old.lengths, new.lengths)
             )
             config = dataclasses.replace(self.config, suite=suite)
             shown = SuiteRun(dataclasses.replace(self.meta, config=config), baseline=self.baseline)

@@ -1134,6 +1134,13 @@ def test_a_cell_no_case_of_which_ran_is_not_run_in_the_terminal_and_kept_in_the_
     assert markdown(run_from_json(data), {}) == text
 
 
+def test_a_partial_run_at_another_length_lists_the_suites_lengths_ascending():
+    """--rnn-length=10 on a report of lengths 5 and 20: its configuration read [5, 20, 10]."""
+    now = run_from_json(report_data(lengths=(10,)))
+    shown = now.completed_by(run_from_json(report_data(lengths=(5, 20))))
+    assert shown.config.suite.lengths == (5, 10, 20)
+
+
 def test_a_frontier_that_rests_on_kept_verdicts_says_so_in_both():
     now, shown = partial_run(lambda cell, length: length == 5)
     assert terminal_table(now, shown).endswith(
