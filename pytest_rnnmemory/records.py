@@ -36,8 +36,10 @@ def counts_from_json(fields: Fields) -> tuple[int, int, Verdict, float, float]:
     if k > n:
         raise StoredDataError(f"{fields.at('k')}: {k} successes of n = {n} trials")
     p0, alpha = fields.number("p0"), fields.number("alpha")
-    if not (0 < p0 < 1 and 0 < alpha < 0.5):
-        raise StoredDataError(f"{fields.where or 'the case'}: p0 must lie in (0, 1) and alpha in (0, 0.5)")
+    if not 0 < p0 < 1:
+        raise StoredDataError(f"{fields.at('p0')}: expected a number in (0, 1), got {p0}")
+    if not 0 < alpha < 0.5:
+        raise StoredDataError(f"{fields.at('alpha')}: expected a number in (0, 0.5), got {alpha}")
     verdict = Verdict(fields.choice("verdict", tuple(v.value for v in Verdict)))
     expected = verdict_of(k, n, p0, alpha)
     if verdict != expected:

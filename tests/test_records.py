@@ -93,7 +93,8 @@ def broken(change):
         ),
         (lambda d: d["trials"][0].update(train_loss=[0.5, "nan"]), "case.trials[0].train_loss[1]"),
         (lambda d: d.update(trials=5), "case.trials: expected a list, got 5"),
-        (lambda d: d.update(p0=1.5), "case: p0 must lie in (0, 1) and alpha in (0, 0.5)"),
+        (lambda d: d.update(p0=1.5), "case.p0: expected a number in (0, 1), got 1.5"),
+        (lambda d: d.update(alpha=0.5), "case.alpha: expected a number in (0, 0.5), got 0.5"),
     ],
 )
 def test_a_malformed_record_names_the_place_that_is_wrong(change, message):
