@@ -80,3 +80,19 @@ def test_the_parity_reproductions_evaluation_figures_are_the_committed_reports()
         scores[cell] = [m for t in case["trials"] for m in t["eval_metrics"]]
     assert f"{min(scores['lstm']):.3f}" == found[2]
     assert f"{max(scores['rnn']):.3f}" == found[3]
+
+
+def _anchor(title: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+
+
+def test_the_contents_list_every_section_and_link_to_it():
+    """A section added, renamed or removed without the contents is a link to nowhere, or a section
+    the contents hide."""
+    prose = re.sub(r"```.*?```", "", README, flags=re.DOTALL)
+    headings = re.findall(r"^#{2,3} (.+)$", prose, flags=re.MULTILINE)
+    contents = README.split("**Contents**", 1)[1].split("\n## ", 1)[0]
+    links = re.findall(r"^\s*- \[(.+?)\]\(#(.+?)\)$", contents, flags=re.MULTILINE)
+    assert [title for title, _ in links] == headings
+    assert all(target == _anchor(title) for title, target in links)
