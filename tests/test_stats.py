@@ -309,6 +309,16 @@ def test_trials_to_settle_none_when_too_close_for_the_cap():
     assert not settles_by_hand(MAX_SUGGESTED_TRIALS, 501, 1000, 0.5)
 
 
+def test_trials_to_settle_suggests_up_to_the_cap_itself():
+    """'Any count up to MAX_SUGGESTED_TRIALS' includes it: a case of that many trials already settled
+    is told so, and one of more trials gets no suggestion."""
+    n, k = MAX_SUGGESTED_TRIALS, 6 * MAX_SUGGESTED_TRIALS // 10
+    p_greater = Fraction(sum(math.comb(n, x) for x in range(k, n + 1)), 2**n)
+    assert p_greater <= Fraction(1, 20)
+    assert trials_to_settle(k, n) == n
+    assert trials_to_settle(k + 1, n + 1) is None
+
+
 def test_trials_to_settle_grows_as_the_rate_nears_p0():
     far = trials_to_settle(24, 30)
     near = trials_to_settle(18, 30)
