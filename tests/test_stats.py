@@ -319,6 +319,16 @@ def test_trials_to_settle_suggests_up_to_the_cap_itself():
     assert trials_to_settle(k + 1, n + 1) is None
 
 
+@pytest.mark.parametrize(("k", "n", "settles_at"), [(3, 3, 4), (0, 3, 4)])
+def test_trials_to_settle_counts_a_p_value_equal_to_alpha_as_settled(k, n, settles_at):
+    """The suggestion is the count at which decide gives a verdict, and decide's rule is p <= alpha:
+    at alpha = 1/16, 4 of 4 (and 0 of 4) has p = 1/16 exactly, 3 of 3 only 1/8."""
+    alpha = 0.5**4
+    assert Fraction(math.comb(4, 4), 2**4) == Fraction(1, 16) == Fraction(alpha)
+    assert Fraction(math.comb(3, 3), 2**3) > Fraction(alpha)
+    assert trials_to_settle(k, n, 0.5, alpha) == settles_at
+
+
 def test_trials_to_settle_grows_as_the_rate_nears_p0():
     far = trials_to_settle(24, 30)
     near = trials_to_settle(18, 30)
