@@ -369,6 +369,26 @@ def test_settled_only_when_no_remaining_outcome_changes_the_verdict():
     assert settled(15, 30, 30) == "inconclusive"  # all trials run: whatever the verdict is
 
 
+def test_curtailment_stops_only_where_the_verdict_is_settled_and_runs_the_last_stage_otherwise():
+    """5 trials in stages of 4 at alpha 0.05: only 5 of 5 learns (1/32) and 0 of 5 fails, so after
+    4 trials 1 to 3 successes are settled inconclusive and stop, while 0 and 4 must train the fifth
+    trial; at a true rate of 1/2 that is 4 trials with chance 14/16 and 5 with 2/16."""
+    from pytest_rnnmemory.stats import expected_trials, stopped_counts
+
+    by_hand = {
+        (1, 4): Fraction(4, 16),
+        (2, 4): Fraction(6, 16),
+        (3, 4): Fraction(4, 16),
+        (0, 5): Fraction(1, 32),
+        (1, 5): Fraction(1, 32),
+        (4, 5): Fraction(1, 32),
+        (5, 5): Fraction(1, 32),
+    }
+    got = stopped_counts(5, 4, 0.5)
+    assert got == pytest.approx({key: float(p) for key, p in by_hand.items()})
+    assert expected_trials(5, 4, 0.5) == pytest.approx(float(Fraction(66, 16)))
+
+
 @pytest.mark.parametrize("rate", [0.05, 0.5, 0.95])
 def test_curtailment_keeps_every_verdict_and_saves_trials_as_computed(rate):
     """Simulated trial sequences: the curtailed verdict is the full one, and the mean use matches."""
