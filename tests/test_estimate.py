@@ -35,6 +35,8 @@ def test_a_cell_never_measured_is_estimated_from_the_slowest_cell_of_its_kind(tm
     assert seconds([case], elsewhere, "cpu") == work(case) / 50.0
     # A rate of its own is used as it is.
     assert seconds([case], {**rates, rate_key("gru", hidden, "cpu"): 500.0}, "cpu") == work(case) / 500.0
+    # Even where it is not the slowest of its kind.
+    assert seconds([case], {**rates, rate_key("gru", hidden, "cpu"): 1500.0}, "cpu") == work(case) / 1500.0
 
 
 @pytest.mark.parametrize(
