@@ -39,6 +39,17 @@ def test_a_cell_never_measured_is_estimated_from_the_slowest_cell_of_its_kind(tm
     assert seconds([case], {**rates, rate_key("gru", hidden, "cpu"): 1500.0}, "cpu") == work(case) / 1500.0
 
 
+def test_a_cell_with_no_rate_of_its_kind_anywhere_is_estimated_from_the_slowest_rate_measured(tmp_path):
+    """Only users' cells measured: a built-in cell is estimated from the slowest of them, which
+    overestimates rather than promise a run shorter than it will be."""
+    path = tmp_path / "s.toml"
+    path.write_text(SUITE)
+    (case,) = load_suite(path).cases()
+    hidden = case.suite.model.hidden
+    rates = {rate_key("mycells:Slow", hidden, "cpu"): 10.0, rate_key("mycells:Fast", hidden, "cpu"): 40.0}
+    assert seconds([case], rates, "cpu") == work(case) / 10.0
+
+
 @pytest.mark.parametrize(
     "grid",
     [
