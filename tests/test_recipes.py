@@ -98,6 +98,19 @@ def test_with_stopping_on_learning_fewer_sequences_to_learn_break_a_tie():
     assert successive_halving(recipes, 4, run, stops=False).recipe.index == 0
 
 
+def test_with_stopping_on_learning_a_trial_that_never_learned_needed_more_sequences_than_any():
+    """Three of four learned on both recipes: recipe 0 in 100, 200 and 300 sequences, recipe 1 in
+    200 each. Counting the fourth, unlearned, trial as needing more than any, the medians are 250
+    and 200 and recipe 1 is faster; counted as needing none, recipe 0 would look faster (150)."""
+    recipes = recipes_of((("train.lr", (1, 2)),))
+    needed = {0: [100, 200, 300, None], 1: [200, 200, 200, None]}
+
+    def run(recipe, start, stop):
+        return {5: [TuningTrial(s is not None, 1.0, s) for s in needed[recipe.index][start:stop]]}
+
+    assert successive_halving(recipes, 4, run, stops=True).recipe.index == 1
+
+
 def test_a_recipe_that_is_another_for_the_cell_is_not_trained_and_never_wins_over_it():
     recipes = recipes_of(GRID)
     run, calls = scripted({0: 0.9, 1: 0.9, 2: 0.3, 3: 0.3})
