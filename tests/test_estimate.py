@@ -50,6 +50,17 @@ def test_a_cell_with_no_rate_of_its_kind_anywhere_is_estimated_from_the_slowest_
     assert seconds([case], rates, "cpu") == work(case) / 10.0
 
 
+def test_a_rate_is_kept_by_device_type_not_by_device_index(tmp_path):
+    """A GRU measured on the first GPU trains as fast on the second: its own rate, not the slowest
+    other cell's on that one."""
+    path = tmp_path / "s.toml"
+    path.write_text(SUITE)
+    (case,) = load_suite(path).cases()
+    hidden = case.suite.model.hidden
+    rates = {rate_key("gru", hidden, "cuda:0"): 300.0, rate_key("lstm", hidden, "cuda:1"): 100.0}
+    assert seconds([case], rates, "cuda:1") == work(case) / 300.0
+
+
 @pytest.mark.parametrize(
     "grid",
     [
