@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+from fractions import Fraction
 
 import pytest
 
@@ -16,6 +17,7 @@ from pytest_rnnmemory.recipes import (
     recipes_of,
     rungs,
     successive_halving,
+    tuning_verdict,
 )
 from pytest_rnnmemory.schema import ModelSection, TrainSection
 from pytest_rnnmemory.suite import load_suite
@@ -79,6 +81,18 @@ def test_the_recipe_with_most_successes_is_chosen_and_each_trial_is_trained_once
     assert calls == [(0, 0, 5), (1, 0, 5), (2, 0, 5), (3, 0, 5), (1, 5, 10), (3, 5, 10)]
     assert search.trained == 30
     assert [t.ran for t in search.tunings] == [5, 10, 5, 10]
+
+
+def test_the_tuning_verdict_is_the_chosen_recipes_trials_on_the_last_rung():
+    """The chosen recipe learned its first 8 of 10 tuning trials: 5 of 5 on the first rung would
+    say learns (p = 1/32), but its own trials are the 10 of the last rung, and P(X >= 8) =
+    (45 + 10 + 1) / 1024 = 0.055 is not below 0.05."""
+    recipes = recipes_of((("train.lr", (1, 2, 3, 4)),))
+    run, _ = scripted({0: 0.2, 1: 0.8, 2: 0.5, 3: 0.7})
+    search = successive_halving(recipes, 10, run)
+    assert (search.recipe.index, search.rungs) == (1, (5, 10))
+    assert Fraction(math.comb(10, 8) + math.comb(10, 9) + 1, 2**10) > Fraction(1, 20)
+    assert tuning_verdict(search) == "inconclusive"
 
 
 def test_ties_go_to_the_higher_median_metric_then_to_the_earlier_recipe():
