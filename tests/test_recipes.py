@@ -15,6 +15,7 @@ from pytest_rnnmemory.recipes import (
     SearchRecord,
     TuningTrial,
     recipes_of,
+    repeats,
     rungs,
     successive_halving,
     tuning_verdict,
@@ -136,6 +137,14 @@ def test_a_recipe_that_is_another_for_the_cell_is_not_trained_and_never_wins_ove
     scripted_length = next(iter(search.tunings[0].trials))
     record = SearchRecord.of(search, scripted_length, "case", 10)
     assert (len(record.recipes), record.distinct) == (4, 2)
+
+
+def test_a_recipe_that_repeats_another_is_mapped_to_the_earliest_one():
+    """Two learning rates by two initialisations the cell ignores: recipes 1 and 3 are recipes 0
+    and 2 again, and a search takes their results from those."""
+    recipes = recipes_of((("train.lr", (0.01, 0.05)), ("model.init", ("torch", "chrono"))))
+    assert repeats(recipes, frozenset({"model.init"})) == {1: 0, 3: 2}
+    assert repeats(recipes, frozenset()) == {}
 
 
 def test_recipes_that_repeat_others_take_no_place_in_the_halving():
