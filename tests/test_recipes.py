@@ -17,6 +17,7 @@ from pytest_rnnmemory.recipes import (
     recipes_of,
     repeats,
     rungs,
+    searches,
     successive_halving,
     tuning_verdict,
 )
@@ -173,6 +174,9 @@ def test_a_grid_of_one_recipe_trains_no_tuning_trial():
     run, calls = scripted({0: 0.5})
     search = successive_halving([Recipe()], 10, run)
     assert calls == [] and search.recipe == Recipe()
+    # Nor does a suite search over a grid of one recipe: its cases train that recipe.
+    assert not searches((("train.lr", (0.05,)),)) and not searches(())
+    assert searches((("train.lr", (0.01, 0.05)),))
 
 
 def test_a_searchs_tuning_seconds_travel_with_it_and_a_search_stored_before_them_reads_as_unmeasured():
