@@ -179,6 +179,30 @@ def test_a_grid_of_one_recipe_trains_no_tuning_trial():
     assert searches((("train.lr", (0.01, 0.05)),))
 
 
+def test_a_recipes_record_shows_its_best_tuning_trials_metric_and_a_median_only_where_most_learned():
+    """metric_max is the best of 0.2, 0.9 and 0.5; with 2 of 4 learned the median sequences to
+    learn lies beyond the budget (None, not infinity), with 3 of 4 it is (200 + 300) / 2."""
+    trials = {
+        0: [
+            TuningTrial(True, 0.2, 100),
+            TuningTrial(True, 0.9, 200),
+            TuningTrial(False, 0.5),
+            TuningTrial(False, 0.1),
+        ],
+        1: [
+            TuningTrial(True, 0.4, 100),
+            TuningTrial(True, 0.3, 200),
+            TuningTrial(True, 0.3, 300),
+            TuningTrial(False, 0.1),
+        ],
+    }
+    recipes = recipes_of((("train.lr", (1, 2)),))
+    search = successive_halving(recipes, 4, lambda recipe, start, stop: {5: trials[recipe.index][start:stop]})
+    first, second = SearchRecord.of(search, 5, "case", 4).recipes
+    assert (first.metric_max, first.sequences_median) == (0.9, None)
+    assert (second.metric_max, second.sequences_median) == (0.4, 250)
+
+
 def test_a_searchs_tuning_seconds_travel_with_it_and_a_search_stored_before_them_reads_as_unmeasured():
     run, _ = scripted({0: 0.4, 1: 0.6})
     search = dataclasses.replace(successive_halving(recipes_of(GRID[:1]), 4, run), seconds={5: 1.25})
