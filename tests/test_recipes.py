@@ -174,6 +174,8 @@ def test_a_grid_of_one_recipe_trains_no_tuning_trial():
     run, calls = scripted({0: 0.5})
     search = successive_halving([Recipe()], 10, run)
     assert calls == [] and search.recipe == Recipe()
+    # No tuning trial, no evidence either way.
+    assert tuning_verdict(search) == "inconclusive"
     # Nor does a suite search over a grid of one recipe: its cases train that recipe.
     assert not searches((("train.lr", (0.05,)),)) and not searches(())
     assert searches((("train.lr", (0.01, 0.05)),))
