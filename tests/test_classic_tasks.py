@@ -78,6 +78,27 @@ def test_adding_target_is_half_plus_a_quarter_of_the_marked_sum_at_the_end_only(
     assert scored_steps(y).sum(1).eq(1).all()
 
 
+# Worked out by hand from docs/TASKS.md: X1 is uniform over pairs 0-9, X2 uniform over the first
+# L // 2 - 1 pairs less X1's. L = 10 (4 pairs for X2): a pair j < 4 is X1 with 0.1, X2 with
+# 0.3 / 3 (X1 among the other three of 0-3) + 0.6 / 4 (X1 at 4-9); pairs 4-9 only hold X1.
+# L = 40 (19 pairs for X2, X1 always among them): a pair j < 10 is marked with 0.1 + 0.9 / 18,
+# a pair 10-18 with 1 / 18, a later pair never.
+MARKED_RATE = {
+    10: [0.35] * 4 + [0.1] * 6,
+    40: [0.1 + 0.9 / 18] * 10 + [1 / 18] * 9 + [0.0] * 21,
+}
+
+
+@pytest.mark.parametrize("length", sorted(MARKED_RATE))
+def test_adding_marks_each_pair_at_the_rate_its_rule_gives(length):
+    n = 40000
+    x, _ = adding(length, n=n)
+    rates = (x[..., 1] == 1).float().mean(0).tolist()
+    for j, (rate, expected) in enumerate(zip(rates, MARKED_RATE[length], strict=True)):
+        se = math.sqrt(expected * (1 - expected) / n)
+        assert rate == pytest.approx(expected, abs=5 * se), j
+
+
 def test_adding_first_pair_value_is_zero_when_it_holds_x1():
     n = 40000
     x, _ = adding(20, n=n)
