@@ -99,6 +99,15 @@ def test_adding_marks_each_pair_at_the_rate_its_rule_gives(length):
         assert rate == pytest.approx(expected, abs=5 * se), j
 
 
+@pytest.mark.parametrize("name", ["parity", "adding"])
+@pytest.mark.parametrize("length", [10, 11, 40])
+def test_parity_and_adding_sequences_have_length_steps(name, length):
+    task = make_task(name)
+    x, y = task.sample(length, 4, gen())
+    assert task.steps(length) == length
+    assert x.shape[1] == y.shape[1] == length
+
+
 def test_adding_first_pair_value_is_zero_when_it_holds_x1():
     n = 40000
     x, _ = adding(20, n=n)
