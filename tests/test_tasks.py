@@ -383,6 +383,13 @@ def test_trial_seed_depends_on_every_part():
     assert len(values) == len(changes) + 1
 
 
+def test_trial_seeds_of_parts_that_read_alike_run_together_differ():
+    """Length 1 trial 10 and length 11 trial 0 would be one stream if the parts were simply joined;
+    so would suite "ab" with cell "c" and suite "a" with cell "bc"."""
+    assert seeds.trial_seed(0, "s", "rnn", 1, 10) != seeds.trial_seed(0, "s", "rnn", 11, 0)
+    assert seeds.trial_seed(0, "ab", "c", 5, 0) != seeds.trial_seed(0, "a", "bc", 5, 0)
+
+
 def test_trial_seeds_distinct_over_many_trials():
     values = [seeds.trial_seed(0, "s", "gru", 10, i) for i in range(1000)]
     assert len(set(values)) == len(values)
