@@ -390,6 +390,16 @@ def test_trial_seeds_of_parts_that_read_alike_run_together_differ():
     assert seeds.trial_seed(0, "ab", "c", 5, 0) != seeds.trial_seed(0, "a", "bc", 5, 0)
 
 
+def test_tuning_seed_depends_on_every_part_and_is_never_the_trial_seed():
+    base = dict(seed=0, suite="latching", cell="rnn", length=5, trial=0)
+    changes = [{"seed": 1}, {"suite": "relay"}, {"cell": "lstm"}, {"length": 6}, {"trial": 1}]
+    values = {seeds.tuning_seed(**base)}
+    for change in changes:
+        values.add(seeds.tuning_seed(**{**base, **change}))
+    assert len(values) == len(changes) + 1
+    assert seeds.trial_seed(**base) not in values
+
+
 def test_trial_seeds_distinct_over_many_trials():
     values = [seeds.trial_seed(0, "s", "gru", 10, i) for i in range(1000)]
     assert len(set(values)) == len(values)
