@@ -470,6 +470,24 @@ def test_success_is_decided_on_the_fresh_test_set_not_the_validation_set():
     assert any(outcome.metrics[i] != outcome.val_metric[i][-1] for i in stopped)
 
 
+def test_the_test_set_shares_no_sequence_with_the_validation_set(monkeypatch):
+    """A trial that stopped on its validation metric is judged on fresh sequences: 32 fair bits per
+    sequence make a chance repeat among 32 x 32 pairs about 2e-7."""
+    seen = {}
+    original = engine._Run.train
+
+    def train(self, *args):
+        seen["val"], seen["test"] = self.data.val.x.clone(), self.test.x.clone()
+        return original(self, *args)
+
+    monkeypatch.setattr(engine._Run, "train", train)
+    train_case(learned_spec(task="xor_delay", length=16, trials=2, epochs=1, test_samples=None))
+    for trial in range(2):
+        val_x = seen["val"][trial].flatten(1)
+        test_x = seen["test"][trial].flatten(1)
+        assert not (test_x[:, None] == val_x[None]).all(-1).any()
+
+
 def test_a_trial_that_learned_leaves_the_batch(monkeypatch):
     from pytest_rnnmemory import steppers
 
