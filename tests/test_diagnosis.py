@@ -63,3 +63,9 @@ def test_diverged_trials_count_apart():
 @pytest.mark.parametrize(("chance", "metric"), [(0.75, 0.76), (2.0**-9, 0.0)])
 def test_chance_is_the_tasks_own_level(chance, metric):
     assert shape([metric] * 5, chance=chance).at_chance == 5
+
+
+def test_a_trial_exactly_at_the_threshold_learned_as_its_verdict_counts_it():
+    # The verdict counts metric >= threshold as a success; the diagnosis must not call it failed.
+    result = shape([0.95] * 5, threshold=0.95)
+    assert (result.learned, result.shape) == (5, ALL_LEARNED)
