@@ -69,3 +69,12 @@ def test_a_trial_exactly_at_the_threshold_learned_as_its_verdict_counts_it():
     # The verdict counts metric >= threshold as a success; the diagnosis must not call it failed.
     result = shape([0.95] * 5, threshold=0.95)
     assert (result.learned, result.shape) == (5, ALL_LEARNED)
+
+
+def test_the_bands_include_their_edges_and_chance_is_a_distance_on_either_side():
+    # 0.05 is exactly 0.1 - 0.05 and 0.95 exactly 1.0 - 0.05 in floating point: on the band's edge.
+    assert shape([0.05] * 4, chance=0.1).at_chance == 4
+    assert shape([0.95] * 4, threshold=1.0).near_threshold == 4
+    # Far below chance is not "at chance": the trials learned something, the wrong way round.
+    result = shape([0.3] * 4, chance=0.5)
+    assert (result.at_chance, result.between, result.shape) == (0, 4, SPREAD)
