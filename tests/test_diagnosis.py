@@ -78,3 +78,15 @@ def test_the_bands_include_their_edges_and_chance_is_a_distance_on_either_side()
     # Far below chance is not "at chance": the trials learned something, the wrong way round.
     result = shape([0.3] * 4, chance=0.5)
     assert (result.at_chance, result.between, result.shape) == (0, 4, SPREAD)
+
+
+def test_the_pattern_rules_hold_at_their_edges():
+    # Exactly 80% of the failed trials at chance (4 of 5), none learned: stuck at chance.
+    assert shape([0.5] * 4 + [0.7]).shape == AT_CHANCE
+    # Exactly 10% learned (1 of 10), the other 9 at chance: bimodal.
+    assert shape([1.0] + [0.5] * 9).shape == BIMODAL
+    # Exactly half of the failed trials near the threshold (2 of 4): near the threshold.
+    assert shape([0.93, 0.93, 0.7, 0.7]).shape == NEAR_THRESHOLD
+    # Half of the trials diverged is not "most": the others decide (1 learned, 1 at chance).
+    result = shape([0.0, 0.0, 0.5, 0.99], diverged=[True, True, False, False])
+    assert (result.diverged, result.shape) == (2, SPREAD)
