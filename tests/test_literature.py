@@ -56,6 +56,17 @@ def test_a_success_rate_gets_the_clopper_pearson_interval():
     assert (c.k, c.n, str(c.verdict)) == (7, 10, "inconclusive")
 
 
+def test_a_success_rate_counts_the_successes_its_verdict_counts():
+    # A trial exactly at the threshold succeeded; a diverged trial did not, whatever its last metric.
+    record = record_with_metrics("lstm", 10, [0.95] * 4 + [1.0] * 2 + [0.5] * 4)
+    trials = list(record.trials)
+    trials[4] = dataclasses.replace(trials[4], success=False, diverged=True)
+    record = dataclasses.replace(record, trials=tuple(trials), diverged=1)
+    c = compare(figure("success_rate", 0.5), record)
+    assert c.ours == pytest.approx(0.5)  # 4 at the threshold and 1 above, of 10
+    assert c.note == "5 of 10 trials"
+
+
 def test_sequences_to_learn_is_the_mean_over_the_trials_that_learned_with_a_bootstrap_interval():
     record = with_sequences(record_with_metrics("lstm", 10, [1.0] * 3 + [0.5]), [1000, 2000, 6000, None])
     c = compare(figure("mean_sequences", 74_000), record)
