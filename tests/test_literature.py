@@ -148,6 +148,15 @@ def test_the_best_of_k_is_bootstrapped_from_our_trials():
     assert best_of(values, 3) == pytest.approx(tuple(np.quantile(drawn, [0.5, 0.025, 0.975])), abs=0.05)
 
 
+def test_the_best_of_k_quantiles_are_the_smallest_values_whose_probability_reaches_them():
+    # Four values, k = 1: P(best <= 1, 2, 3, 4) = 0.25, 0.5, 0.75, 1; the median is 2.
+    assert best_of([4.0, 1.0, 3.0, 2.0], 1) == (2.0, 1.0, 4.0)
+    # 1 .. 100, k = 2: P(best <= j) = (j / 100)^2 reaches 0.025 at j = 16, 0.5 at 71, 0.975 at 99.
+    assert best_of([float(j) for j in range(1, 101)], 2) == (71.0, 16.0, 99.0)
+    # k = 1: j / 100 reaches 0.5 at j = 50, 0.025 at 3 and 0.975 at 98.
+    assert best_of([float(j) for j in range(1, 101)], 1) == (50.0, 3.0, 98.0)
+
+
 def test_a_figure_at_an_evaluation_length_reads_the_trials_there():
     record = record_with_metrics("lstm", 10, [1.0] * 4)
     trials = tuple(dataclasses.replace(t, eval_metrics=(0.6,)) for t in record.trials)
