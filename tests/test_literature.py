@@ -174,6 +174,13 @@ def test_a_figure_at_an_evaluation_length_reads_the_trials_there():
     assert (rate.ours, rate.note) == (0.0, "0 of 4 trials")
 
 
+def test_a_figure_at_the_trained_length_given_as_its_eval_length_reads_the_trained_metrics():
+    # The suite loader accepts eval_length = the figure's own length: the trained length, as 0 is.
+    record = record_with_metrics("lstm", 10, [1.0] * 7 + [0.5] * 3)
+    c = compare(figure("success_rate", 0.9, eval_length=10), record)
+    assert (c.ours, c.note, c.agreement) == (pytest.approx(0.7), "7 of 10 trials", AGREES)
+
+
 def test_a_trial_without_a_finite_metric_leaves_the_figure_not_compared():
     record = record_with_metrics("lstm", 10, [1.0, 1.0, 0.5])
     record = dataclasses.replace(
