@@ -139,6 +139,21 @@ def test_adding_chance_is_what_a_constant_half_scores():
     assert measured == pytest.approx(0.15424, abs=4 * math.sqrt(0.155 * 0.845 / 200_000))
 
 
+@pytest.mark.parametrize(
+    ("tolerance", "chance"),
+    [
+        # c = 4 tol; 0.9 (c - c^2 / 4) + 0.1 min(c, 1), with c - c^2 / 4 = 1 from c = 2 on.
+        (0.125, 0.9 * (0.5 - 0.0625) + 0.1 * 0.5),
+        (0.25, 0.9 * 0.75 + 0.1),
+        (0.375, 0.9 * (1.5 - 0.5625) + 0.1),
+        (0.5, 1.0),
+        (1.0, 1.0),
+    ],
+)
+def test_adding_chance_at_wider_tolerances(tolerance, chance):
+    assert make_task("adding", {"tolerance": tolerance}).chance(40) == pytest.approx(chance, abs=1e-12)
+
+
 def test_adding_is_a_regression_task_with_one_output_and_its_tolerance():
     task = make_task("adding", {"tolerance": 0.1})
     assert task.regression
