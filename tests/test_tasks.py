@@ -423,6 +423,15 @@ def test_stream_is_a_cpu_generator_and_rejects_unknown_names():
         seeds.stream(1, "validation")
 
 
+def test_evaluation_streams_are_named_by_a_length():
+    t = seeds.trial_seed(0, "s", "rnn", 5, 0)
+    draws = [torch.rand(8, generator=seeds.stream(t, n)) for n in ("eval-12", "shuffle-eval-12", "eval-13")]
+    assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
+    for bad in ("eval-", "eval-L", "shuffle-eval-", "eval-1.5"):
+        with pytest.raises(ValueError, match="eval-<length>"):
+            seeds.stream(t, bad)
+
+
 # --- Lengths and parameters ----------------------------------------------------------------------
 
 
