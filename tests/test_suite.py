@@ -1050,6 +1050,14 @@ def test_tuning_seeds_are_the_same_for_every_recipe_and_never_a_verdict_seed(tmp
     assert recipe.trial_seeds == tuning[:3]
 
 
+def test_tuning_seeds_differ_between_cases(tmp_path):
+    text = SEARCHED.replace('["rnn"]', '["rnn", "gru"]').replace("[5]", "[5, 6]")
+    cases = load_suite(write(tmp_path, text)).cases()
+    assert len(cases) == 4
+    all_seeds = [seed for case in cases for seed in case.tuning_seeds(0, 10)]
+    assert len(set(all_seeds)) == len(all_seeds) == 40
+
+
 # --- Variable lengths and streamed data ---------------------------------------------------------------
 
 
