@@ -90,3 +90,11 @@ def test_the_pattern_rules_hold_at_their_edges():
     # Half of the trials diverged is not "most": the others decide (1 learned, 1 at chance).
     result = shape([0.0, 0.0, 0.5, 0.99], diverged=[True, True, False, False])
     assert (result.diverged, result.shape) == (2, SPREAD)
+
+
+def test_a_diverged_trial_never_counts_as_learned_whatever_its_last_metric():
+    # The verdict never counts a diverged trial as a success, so the case has not "all learned".
+    result = shape([0.99, 0.99], diverged=[True, False])
+    assert (result.learned, result.diverged) == (1, 1)
+    assert result.shape != ALL_LEARNED
+    assert result.describe() == "1 diverged"
