@@ -174,6 +174,18 @@ def test_a_figure_at_an_evaluation_length_reads_the_trials_there():
     assert (rate.ours, rate.note) == (0.0, "0 of 4 trials")
 
 
+def test_a_figure_reads_the_evaluation_length_it_names_among_several():
+    record = record_with_metrics("lstm", 10, [1.0] * 4)
+    trials = tuple(dataclasses.replace(t, eval_metrics=(0.9, 0.6)) for t in record.trials)
+    lengths = (
+        GeneralisationRecord(20, decide(0, 4), 0.9, 0.9),
+        GeneralisationRecord(100, decide(0, 4), 0.6, 0.6),
+    )
+    record = dataclasses.replace(record, trials=trials, generalisation=lengths)
+    assert compare(figure("best_accuracy", 1.0, eval_length=20), record).ours == 0.9
+    assert compare(figure("best_accuracy", 1.0, eval_length=100), record).ours == 0.6
+
+
 def test_a_figure_at_the_trained_length_given_as_its_eval_length_reads_the_trained_metrics():
     # The suite loader accepts eval_length = the figure's own length: the trained length, as 0 is.
     record = record_with_metrics("lstm", 10, [1.0] * 7 + [0.5] * 3)
