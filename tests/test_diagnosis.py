@@ -98,3 +98,9 @@ def test_a_diverged_trial_never_counts_as_learned_whatever_its_last_metric():
     assert (result.learned, result.diverged) == (1, 1)
     assert result.shape != ALL_LEARNED
     assert result.describe() == "1 diverged"
+
+
+def test_a_metric_beyond_either_band_is_between():
+    # 0.075 past chance, 0.075 below the threshold: both outside the 0.05 bands.
+    result = shape([0.575, 0.425, 0.925, 0.925], threshold=1.0, chance=0.5)
+    assert (result.at_chance, result.near_threshold, result.between) == (0, 0, 4)
