@@ -193,6 +193,15 @@ def test_a_figure_at_the_trained_length_given_as_its_eval_length_reads_the_train
     assert (c.ours, c.note, c.agreement) == (pytest.approx(0.7), "7 of 10 trials", AGREES)
 
 
+def test_trials_without_their_metrics_at_an_evaluation_length_leave_the_figure_not_compared():
+    # The case was evaluated at 100, but its trials do not carry their metric there.
+    record = record_with_metrics("lstm", 10, [1.0] * 4)
+    record = dataclasses.replace(record, generalisation=(GeneralisationRecord(100, decide(0, 4), 0.6, 0.6),))
+    c = compare(figure("best_accuracy", 1.0, eval_length=100), record)
+    assert (c.ours, c.agreement) == (None, NOT_COMPARED)
+    assert "not evaluated at length 100" in c.note
+
+
 def test_a_trial_without_a_finite_metric_leaves_the_figure_not_compared():
     record = record_with_metrics("lstm", 10, [1.0, 1.0, 0.5])
     record = dataclasses.replace(
