@@ -10,12 +10,18 @@ from pytest_rnnmemory.suite import load_suite
 SUITE = '[suite]\ntask = "latching"\ncells = ["gru"]\nlengths = [20]\n'
 
 
-def test_a_cell_never_measured_is_estimated_from_the_slowest_cell_of_its_kind(tmp_path):
-    """A user's cell under vmap trains tens of times slower than a built-in cell: an unmeasured
-    built-in cell is estimated from built-in cells, not from the slowest of everything."""
+@pytest.fixture
+def case(tmp_path):
+    """The one case of :data:`SUITE`: a GRU on latching at length 20."""
     path = tmp_path / "s.toml"
     path.write_text(SUITE)
-    (case,) = load_suite(path).cases()
+    (only,) = load_suite(path).cases()
+    return only
+
+
+def test_a_cell_never_measured_is_estimated_from_the_slowest_cell_of_its_kind(case):
+    """A user's cell under vmap trains tens of times slower than a built-in cell: an unmeasured
+    built-in cell is estimated from built-in cells, not from the slowest of everything."""
     hidden = case.suite.model.hidden
     rates = {
         rate_key("rnn", hidden, "cpu"): 2000.0,
@@ -39,23 +45,17 @@ def test_a_cell_never_measured_is_estimated_from_the_slowest_cell_of_its_kind(tm
     assert seconds([case], {**rates, rate_key("gru", hidden, "cpu"): 1500.0}, "cpu") == work(case) / 1500.0
 
 
-def test_a_cell_with_no_rate_of_its_kind_anywhere_is_estimated_from_the_slowest_rate_measured(tmp_path):
+def test_a_cell_with_no_rate_of_its_kind_anywhere_is_estimated_from_the_slowest_rate_measured(case):
     """Only users' cells measured: a built-in cell is estimated from the slowest of them, which
     overestimates rather than promise a run shorter than it will be."""
-    path = tmp_path / "s.toml"
-    path.write_text(SUITE)
-    (case,) = load_suite(path).cases()
     hidden = case.suite.model.hidden
     rates = {rate_key("mycells:Slow", hidden, "cpu"): 10.0, rate_key("mycells:Fast", hidden, "cpu"): 40.0}
     assert seconds([case], rates, "cpu") == work(case) / 10.0
 
 
-def test_a_rate_is_kept_by_device_type_not_by_device_index(tmp_path):
+def test_a_rate_is_kept_by_device_type_not_by_device_index(case):
     """A GRU measured on the first GPU trains as fast on the second: its own rate, not the slowest
     other cell's on that one."""
-    path = tmp_path / "s.toml"
-    path.write_text(SUITE)
-    (case,) = load_suite(path).cases()
     hidden = case.suite.model.hidden
     rates = {rate_key("gru", hidden, "cuda:0"): 300.0, rate_key("lstm", hidden, "cuda:1"): 100.0}
     assert seconds([case], rates, "cuda:1") == work(case) / 300.0

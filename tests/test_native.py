@@ -303,12 +303,17 @@ def test_without_a_compiler_the_scheme_is_unavailable_and_auto_falls_back(monkey
     assert not (tmp_path / "cache").exists()
 
 
+def fake_compiler(monkeypatch, path: Path, script: str) -> Path:
+    """A shell script at ``path`` that runs ``script`` in place of a compiler, set as ``$CC``."""
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+    monkeypatch.setenv("CC", str(path))
+    return path
+
+
 @pytest.mark.usefixtures("rebuilt")
 def test_a_failing_build_makes_the_scheme_unavailable_with_the_compilers_words(monkeypatch, tmp_path):
-    broken = tmp_path / "broken-cc"
-    broken.write_text("#!/bin/sh\necho 'cannot compile today' >&2\nexit 3\n")
-    broken.chmod(0o755)
-    monkeypatch.setenv("CC", str(broken))
+    fake_compiler(monkeypatch, tmp_path / "broken-cc", "echo 'cannot compile today' >&2\nexit 3")
     assert not native_available()
     assert "did not build" in unavailable_reason()
     assert "cannot compile today" in unavailable_reason()
@@ -358,10 +363,7 @@ def test_the_result_cache_keys_on_the_kernels_source_too(monkeypatch):
 @pytest.mark.usefixtures("rebuilt")
 def test_a_compiler_that_fails_without_a_word_leaves_a_reason_that_reads_whole(monkeypatch, tmp_path):
     """A compiler that fails without a word (as ``CC=false``) still leaves a reason that reads whole."""
-    silent = tmp_path / "silent-cc"
-    silent.write_text("#!/bin/sh\nexit 1\n")
-    silent.chmod(0o755)
-    monkeypatch.setenv("CC", str(silent))
+    silent = fake_compiler(monkeypatch, tmp_path / "silent-cc", "exit 1")
     assert not native_available()
     assert unavailable_reason() == f"the kernel did not build: {silent} failed (1): it printed nothing"
 
