@@ -799,8 +799,8 @@ def write_reports(
                 png.unlink()  # an earlier run's figure would contradict this report
         except KeyboardInterrupt:
             # Ctrl-C while the figures are drawn, the slowest part of a report: the markdown and
-            # the JSON hold what the run finished, so they are written first, and the figure cut
-            # short is removed with the others not drawn
+            # the JSON, which hold what the run finished, are still written below, and the figure
+            # cut short is removed as the ones not drawn are
             interrupted = True
             png.unlink(missing_ok=True)
         except OSError as exc:

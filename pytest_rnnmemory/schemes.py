@@ -394,7 +394,10 @@ def _dtype_problem() -> str | None:
 
 
 def _native_unavailable() -> str | None:
-    return _dtype_problem() or (None if native_available() else unavailable_reason())
+    """Why the native scheme cannot run here (``None``: it can)."""
+    if native_available():
+        return _dtype_problem()
+    return unavailable_reason() or "its kernel is unavailable here"
 
 
 @dataclass(frozen=True)
@@ -543,7 +546,7 @@ def choose_scheme(
     fused = "fused" in recurrence.schemes
     if kind == "cuda":
         chosen = "fused" if narrow and fused else "stepwise"
-    elif kind == "cpu" and hidden <= NATIVE_MAX_HIDDEN and native_available() and _dtype_problem() is None:
+    elif kind == "cpu" and hidden <= NATIVE_MAX_HIDDEN and _native_unavailable() is None:
         chosen = "native"
     else:
         chosen = "fused" if fused and recurrence.fused_whole_sequence_on_cpu and narrow else "stepwise"
